@@ -1,0 +1,55 @@
+# imgfs — `make help` lists the targets.
+GO       ?= go
+BIN      ?= bin/imgfs
+SHARED   ?= $(abspath ../shared)
+# The test corpus lives outside the repo. Its path must have no dot-directory (buildah derives an image
+# reference from it), so not ~/.cache.
+CORPUS   ?= /var/lib/imgfs-corpus
+CORPUS_STEPS ?= deps rootfs layered formats export extras
+DEMO     ?= demo
+export IMGFS_CORPUS = $(CORPUS)
+
+.PHONY: all build test unit integration vet deps corpus demo bench fuzz clean help
+
+all: build
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sort
+
+build: ## build bin/imgfs
+	$(GO) build -o $(BIN) ./cmd/imgfs
+
+vet: ## go vet and gofmt
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
+
+deps: ## install the Debian packages the tests need (fuse3, skopeo, umoci, ...)
+	./scripts/install-deps.sh
+
+corpus: ## build the image corpus the integration tests compare against (about 5 minutes, once)
+	CORPUS=$(CORPUS) $(SHARED)/corpus/make-corpus.sh $(CORPUS_STEPS)
+
+unit: ## unit tests only (no FUSE, no corpus)
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v /integration)
+
+integration: build ## integration tests: real mounts over the corpus
+	IMGFS_BIN=$(abspath $(BIN)) $(GO) test -count=1 -timeout 40m -v ./integration/ 2>&1 | tee integration.out | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)' ; exit $${PIPESTATUS[0]}
+
+test: deps corpus vet build ## everything: vet, unit tests, real-mount integration tests over the corpus
+	IMGFS_BIN=$(abspath $(BIN)) $(GO) test -count=1 -timeout 40m ./...
+
+demo: build ## mount a built-in sample image, show its tree and a file, unmount
+	@./scripts/demo.sh $(BIN) $(DEMO)
+
+bench: build ## benchmarks (needs the big corpus step: make corpus CORPUS_STEPS=big); writes BENCHMARKS.md
+	./bench/run.sh
+
+fuzz: ## run every fuzz test briefly
+	@for p in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list 'Fuzz.*' $$p | grep ^Fuzz); do \
+	    echo "== $$p $$f"; $(GO) test -run=^$$ -fuzz=^$$f$$ -fuzztime=$${FUZZTIME:-20s} $$p || exit 1; \
+	  done; done
+
+clean: ## remove build outputs
+	rm -rf bin $(DEMO) integration.out
