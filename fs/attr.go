@@ -1,0 +1,99 @@
+package fs
+
+import (
+	"fmt"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+
+	overlay "github.com/imgfs/imgfs/fs/internal/ovstub"
+	"github.com/imgfs/imgfs/index"
+)
+
+const (
+	// blockSize is the preferred I/O size reported in st_blksize and the block size of StatFs.
+	blockSize = 4096
+	// dirSize is the st_size of every directory, as on ext4 for a directory of one block. The number
+	// of entries would cost a directory listing per stat.
+	dirSize = 4096
+	// generation is the generation of every node: node IDs are never reused while mounted.
+	generation = 1
+)
+
+// typeMode returns the S_IF* bits of a node type, and false for a type that has none.
+func typeMode(t index.Type) (uint32, bool) {
+	switch t {
+	case index.TypeRegular, index.TypeHardlink: // a hard link is its target: a regular file
+		return syscall.S_IFREG, true
+	case index.TypeDir:
+		return syscall.S_IFDIR, true
+	case index.TypeSymlink:
+		return syscall.S_IFLNK, true
+	case index.TypeChar:
+		return syscall.S_IFCHR, true
+	case index.TypeBlock:
+		return syscall.S_IFBLK, true
+	case index.TypeFIFO:
+		return syscall.S_IFIFO, true
+	}
+	return 0, false
+}
+
+// fillAttr converts the view's attributes to the kernel's. Symbolic links whose size the view leaves 0
+// get the length of their target, as lstat(2) promises.
+func (fs *fileSystem[D]) fillAttr(out *fuse.Attr, a overlay.Attr) error {
+	typ, ok := typeMode(a.Type)
+	if !ok {
+		return fmt.Errorf("node %d has type %v", a.Node, a.Type)
+	}
+	mtime := uint64(a.MtimeSec) // the kernel reads it back as signed: times before 1970 survive
+	nsec := min(a.MtimeNsec, 999_999_999)
+	*out = fuse.Attr{
+		Ino:       uint64(a.Node),
+		Size:      uint64(max(a.Size, 0)),
+		Blocks:    uint64(max(a.Blocks, 0)),
+		Atime:     mtime,
+		Mtime:     mtime,
+		Ctime:     mtime,
+		Atimensec: nsec,
+		Mtimensec: nsec,
+		Ctimensec: nsec,
+		Mode:      typ | a.Mode&07777,
+		Nlink:     max(a.Nlink, 1),
+		Owner:     fuse.Owner{Uid: a.UID, Gid: a.GID},
+		Blksize:   blockSize,
+	}
+	switch a.Type {
+	case index.TypeDir:
+		out.Size = dirSize
+		out.Blocks = dirSize / 512
+	case index.TypeSymlink:
+		if a.Size == 0 {
+			target, err := fs.view.Readlink(a.Node)
+			if err != nil {
+				return fmt.Errorf("reading link %d: %w", a.Node, err)
+			}
+			out.Size = uint64(len(target))
+		}
+	case index.TypeChar, index.TypeBlock:
+		// The kernel decodes rdev with new_decode_dev, which is the low 32 bits of Mkdev's encoding.
+		out.Rdev = uint32(unix.Mkdev(a.Devmajor, a.Devminor))
+	}
+	return nil
+}
+
+// fillEntry fills a LOOKUP or READDIRPLUS reply for a.
+func (fs *fileSystem[D]) fillEntry(out *fuse.EntryOut, a overlay.Attr) error {
+	if a.Node == 0 {
+		return fmt.Errorf("view returned node 0 for a %v", a.Type)
+	}
+	if err := fs.fillAttr(&out.Attr, a); err != nil {
+		return err
+	}
+	out.NodeId = uint64(a.Node)
+	out.Generation = generation
+	out.SetEntryTimeout(fs.entryTimeout)
+	out.SetAttrTimeout(fs.attrTimeout)
+	return nil
+}

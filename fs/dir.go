@@ -1,0 +1,116 @@
+package fs
+
+import (
+	"strings"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+	overlay "github.com/imgfs/imgfs/fs/internal/ovstub"
+)
+
+// dirHandle is an open directory: the snapshot taken at OPENDIR. Directory offsets are positions in
+// it: 0 is ".", 1 is "..", and 2+i is the snapshot's entry i; the offset of an entry in a reply is the
+// position after it. Positions never move, so a listing resumes in constant time wherever it stopped.
+type dirHandle[D Dir] struct {
+	node overlay.Node
+	dir  D
+}
+
+// OpenDir answers OPENDIR by taking a snapshot of the directory. The reply lets the kernel keep the
+// listing in its page cache (FOPEN_CACHE_DIR with FOPEN_KEEP_CACHE).
+func (fs *fileSystem[D]) OpenDir(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
+	dir, err := fs.view.ReadDir(overlay.Node(in.NodeId))
+	if err != nil {
+		return fs.status("opendir", in.NodeId, err)
+	}
+	out.Fh = fs.dirs.add(&dirHandle[D]{node: overlay.Node(in.NodeId), dir: dir})
+	if fs.cacheDir {
+		out.OpenFlags = fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE
+	}
+	return fuse.OK
+}
+
+// ReleaseDir answers RELEASEDIR by dropping the snapshot.
+func (fs *fileSystem[D]) ReleaseDir(in *fuse.ReleaseIn) {
+	fs.dirs.remove(in.Fh)
+}
+
+// FsyncDir answers FSYNCDIR: there is nothing to write back.
+func (fs *fileSystem[D]) FsyncDir(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
+	return fuse.OK
+}
+
+// ReadDir answers READDIR from the snapshot, starting at the requested offset.
+func (fs *fileSystem[D]) ReadDir(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.DirEntryList) fuse.Status {
+	return fs.readDir(in, out, false)
+}
+
+// ReadDirPlus answers READDIRPLUS: READDIR plus, for every entry, the reply a LOOKUP of it would get,
+// so that listing a directory with attributes costs one request per buffer instead of one per entry.
+// "." and ".." carry no entry reply (node ID 0), as the kernel expects.
+func (fs *fileSystem[D]) ReadDirPlus(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.DirEntryList) fuse.Status {
+	return fs.readDir(in, out, true)
+}
+
+func (fs *fileSystem[D]) readDir(in *fuse.ReadIn, out *fuse.DirEntryList, plus bool) fuse.Status {
+	h, ok := fs.dirs.get(in.Fh)
+	if !ok {
+		return fuse.EBADF
+	}
+	end := uint64(h.dir.Len()) + 2
+	for pos := in.Offset; pos < end; pos++ {
+		de := fuse.DirEntry{Off: pos + 1, Mode: fuse.S_IFDIR}
+		var node overlay.Node
+		switch pos {
+		case 0:
+			de.Name, de.Ino = ".", uint64(h.node)
+		case 1:
+			// The parent is unknown here except for the root, which is its own parent; the
+			// kernel answers ".." lookups itself, so only d_ino is at stake and it says unknown.
+			de.Name = ".."
+			if h.node == overlay.Root {
+				de.Ino = uint64(overlay.Root)
+			}
+		default:
+			e := h.dir.Entry(int(pos - 2))
+			if !validName(e.Name) {
+				// The kernel fails the whole listing with EIO on such a name: leave it out.
+				fs.log.Debug("readdir: skipping invalid name", "dir", uint64(h.node), "name", e.Name)
+				continue
+			}
+			node = e.Node
+			de.Name, de.Ino = e.Name, uint64(e.Node)
+			de.Mode, _ = typeMode(e.Type) // an unknown type lists as DT_UNKNOWN
+		}
+		if !plus {
+			if !out.AddDirEntry(de) {
+				break
+			}
+			continue
+		}
+		eo := out.AddDirLookupEntry(de)
+		if eo == nil {
+			break
+		}
+		if node == 0 {
+			continue
+		}
+		a, err := fs.view.Attr(node)
+		if err == nil {
+			err = fs.fillEntry(eo, a)
+		}
+		if err != nil {
+			// The name is still listed; without an entry reply the kernel looks it up when it is used.
+			*eo = fuse.EntryOut{}
+			fs.status("readdirplus", uint64(node), err)
+			continue
+		}
+		out.FixMode(eo.Attr.Mode)
+	}
+	return fuse.OK
+}
+
+// validName reports whether name can be a directory entry: the kernel rejects listings with empty
+// names or names holding '/' or NUL, and "." and ".." are ours to add.
+func validName(name string) bool {
+	return name != "" && name != "." && name != ".." && !strings.ContainsAny(name, "/\x00")
+}

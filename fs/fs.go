@@ -1,0 +1,134 @@
+package fs
+
+import (
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// DefaultTimeout is how long the kernel may cache entries and attributes when Options leave the timeouts
+// zero. The data never changes while mounted, so the timeout only bounds how long the kernel keeps
+// answers it could ask for again.
+const DefaultTimeout = time.Hour
+
+// Options configure a file system and its mount.
+type Options struct {
+	// Logger receives debug lines about unexpected errors (which reach the kernel as EIO) and go-fuse's
+	// request trace when Debug is set. Nil discards.
+	Logger *slog.Logger
+	// EntryTimeout is how long the kernel caches a name's lookup, including the absence of a name.
+	// Zero means DefaultTimeout; a negative value disables caching.
+	EntryTimeout time.Duration
+	// AttrTimeout is how long the kernel caches a node's attributes. Zero means DefaultTimeout; a
+	// negative value disables caching.
+	AttrTimeout time.Duration
+	// AllowOther lets users other than the one mounting access the mount (mount option allow_other;
+	// without root, fusermount allows it only with user_allow_other in /etc/fuse.conf).
+	AllowOther bool
+	// DirectMount makes the mount call mount(2) itself, which needs root, instead of running fusermount;
+	// if that fails it falls back to fusermount.
+	DirectMount bool
+	// FsName is the source shown in the first column of /proc/mounts and df, e.g. the archive path.
+	// Empty means "imgfs".
+	FsName string
+	// Debug logs every FUSE request and reply at debug level.
+	Debug bool
+	// ExtraOptions are passed on as mount options (-o), after ours. With DirectMount they must be
+	// options that the kernel understands.
+	ExtraOptions []string
+}
+
+func (o Options) entryTimeout() time.Duration { return timeout(o.EntryTimeout) }
+func (o Options) attrTimeout() time.Duration  { return timeout(o.AttrTimeout) }
+
+func timeout(d time.Duration) time.Duration {
+	switch {
+	case d == 0:
+		return DefaultTimeout
+	case d < 0:
+		return 0
+	}
+	return d
+}
+
+// fileSystem serves a View as a fuse.RawFileSystem. FUSE node IDs are the view's nodes (the root is 1
+// in both), so it keeps no per-node state at all: the only state is the table of open handles.
+type fileSystem[D Dir] struct {
+	fuse.RawFileSystem // ENOSYS for whatever is not implemented below
+
+	view         View[D]
+	log          *slog.Logger
+	entryTimeout time.Duration
+	attrTimeout  time.Duration
+	// cacheDir lets the kernel keep directory listings in its page cache (FOPEN_CACHE_DIR). Only
+	// benchmarks of the server itself turn it off.
+	cacheDir bool
+
+	files handles[*fileHandle]
+	dirs  handles[*dirHandle[D]]
+}
+
+var _ fuse.RawFileSystem = (*fileSystem[Dir])(nil)
+
+// New returns a FUSE file system serving view read-only. It is what Mount serves; use it directly to
+// serve the view with a fuse.Server of one's own.
+func New[D Dir](view View[D], opts Options) fuse.RawFileSystem {
+	return newFileSystem(view, opts)
+}
+
+func newFileSystem[D Dir](view View[D], opts Options) *fileSystem[D] {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &fileSystem[D]{
+		RawFileSystem: fuse.NewDefaultRawFileSystem(),
+		view:          view,
+		log:           log,
+		entryTimeout:  opts.entryTimeout(),
+		attrTimeout:   opts.attrTimeout(),
+		cacheDir:      true,
+	}
+}
+
+// String names the file system; go-fuse uses it in debug output.
+func (fs *fileSystem[D]) String() string { return "imgfs" }
+
+// handles is a table of open handles keyed by the FUSE file handle (Fh). Handle 0 is never used.
+type handles[T any] struct {
+	mu   sync.RWMutex
+	next uint64
+	m    map[uint64]T
+}
+
+func (t *handles[T]) add(v T) uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.m == nil {
+		t.m = make(map[uint64]T)
+	}
+	t.next++
+	t.m[t.next] = v
+	return t.next
+}
+
+func (t *handles[T]) get(fh uint64) (T, bool) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	v, ok := t.m[fh]
+	return v, ok
+}
+
+func (t *handles[T]) remove(fh uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.m, fh)
+}
+
+func (t *handles[T]) len() int {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return len(t.m)
+}

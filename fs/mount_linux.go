@@ -1,0 +1,67 @@
+package fs
+
+import (
+	"fmt"
+	"log/slog"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+const (
+	// maxRequest is the largest READ the kernel is asked to send (capped by go-fuse at what the kernel
+	// allows, /proc/sys/fs/fuse/max_pages_limit pages).
+	maxRequest = 1 << 20
+	// maxBackground is how many asynchronous requests (readahead) the kernel keeps in flight.
+	maxBackground = 32
+)
+
+// Mount mounts view read-only at mountpoint and serves it until the returned server is unmounted
+// (Server.Unmount, or umount/fusermount -u from outside; then Server.Wait returns).
+//
+// The mount is always ro, nodev and nosuid, and uses default_permissions: the kernel checks the image's
+// modes and owners against the caller, so a file of mode 0600 owned by root in the image is readable
+// by root only.
+func Mount[D Dir](mountpoint string, view View[D], opts Options) (*fuse.Server, error) {
+	return mount(mountpoint, newFileSystem(view, opts), opts)
+}
+
+func mount[D Dir](mountpoint string, fsys *fileSystem[D], opts Options) (*fuse.Server, error) {
+	srv, err := fuse.NewServer(fsys, mountpoint, mountOptions(opts, fsys.log))
+	if err != nil {
+		return nil, fmt.Errorf("mounting %s: %w", mountpoint, err)
+	}
+	go srv.Serve()
+	if err := srv.WaitMount(); err != nil {
+		_ = srv.Unmount()
+		return nil, fmt.Errorf("mounting %s: %w", mountpoint, err)
+	}
+	return srv, nil
+}
+
+func mountOptions(opts Options, log *slog.Logger) *fuse.MountOptions {
+	fsName := opts.FsName
+	if fsName == "" {
+		fsName = "imgfs"
+	}
+	mo := &fuse.MountOptions{
+		// nodev and nosuid become mount flags with DirectMount, ro a superblock flag; fusermount
+		// takes all three. default_permissions makes the kernel check modes, so ACCESS is never sent.
+		Options:          append([]string{"ro", "nodev", "nosuid", "default_permissions"}, opts.ExtraOptions...),
+		DirectMountFlags: syscall.MS_RDONLY | syscall.MS_NODEV | syscall.MS_NOSUID,
+		AllowOther:       opts.AllowOther,
+		DirectMount:      opts.DirectMount,
+		FsName:           fsName,
+		Name:             "imgfs",
+		MaxWrite:         maxRequest,
+		// The kernel caps readahead at its own limit for the device (128 KiB by default, see
+		// /sys/class/bdi/*/read_ahead_kb); asking for more costs nothing.
+		MaxReadAhead:  maxRequest,
+		MaxBackground: maxBackground,
+		// Symbolic links never change: let the kernel cache their targets.
+		EnableSymlinkCaching: true,
+		Debug:                opts.Debug,
+		Logger:               slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	return mo
+}

@@ -1,0 +1,127 @@
+package fs
+
+import (
+	"errors"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+
+	overlay "github.com/imgfs/imgfs/fs/internal/ovstub"
+)
+
+// Lookup answers LOOKUP. A name that does not exist is answered with node ID 0 and the entry timeout,
+// which the kernel caches as a negative entry and reports as ENOENT: the tree never changes, so the
+// absence of a name is as stable as its presence.
+func (fs *fileSystem[D]) Lookup(cancel <-chan struct{}, h *fuse.InHeader, name string, out *fuse.EntryOut) fuse.Status {
+	a, err := fs.view.Lookup(overlay.Node(h.NodeId), name)
+	if errors.Is(err, overlay.ErrNotExist) {
+		*out = fuse.EntryOut{}
+		out.SetEntryTimeout(fs.entryTimeout)
+		return fuse.OK
+	}
+	if err != nil {
+		return fs.status("lookup", h.NodeId, err)
+	}
+	if err := fs.fillEntry(out, a); err != nil {
+		return fs.status("lookup", h.NodeId, err)
+	}
+	return fuse.OK
+}
+
+// Forget does nothing: nodes carry no state, so there is nothing to release when the kernel drops one.
+func (fs *fileSystem[D]) Forget(nodeID, nlookup uint64) {}
+
+// GetAttr answers GETATTR.
+func (fs *fileSystem[D]) GetAttr(cancel <-chan struct{}, in *fuse.GetAttrIn, out *fuse.AttrOut) fuse.Status {
+	a, err := fs.view.Attr(overlay.Node(in.NodeId))
+	if err == nil {
+		err = fs.fillAttr(&out.Attr, a)
+	}
+	if err != nil {
+		return fs.status("getattr", in.NodeId, err)
+	}
+	out.SetTimeout(fs.attrTimeout)
+	return fuse.OK
+}
+
+// Readlink answers READLINK.
+func (fs *fileSystem[D]) Readlink(cancel <-chan struct{}, h *fuse.InHeader) ([]byte, fuse.Status) {
+	target, err := fs.view.Readlink(overlay.Node(h.NodeId))
+	if err != nil {
+		return nil, fs.status("readlink", h.NodeId, err)
+	}
+	return []byte(target), fuse.OK
+}
+
+// Access answers ACCESS, which the kernel sends only without default_permissions (Mount always sets
+// it, so the kernel checks modes itself): writing is refused, anything else is allowed.
+func (fs *fileSystem[D]) Access(cancel <-chan struct{}, in *fuse.AccessIn) fuse.Status {
+	if in.Mask&unix.W_OK != 0 {
+		return fuse.EROFS
+	}
+	if _, err := fs.view.Attr(overlay.Node(in.NodeId)); err != nil {
+		return fs.status("access", in.NodeId, err)
+	}
+	return fuse.OK
+}
+
+// StatFs answers STATFS: the size of the regular files as used blocks when the view reports its usage
+// (UsageReporter), nothing free, and names of up to 255 bytes.
+func (fs *fileSystem[D]) StatFs(cancel <-chan struct{}, h *fuse.InHeader, out *fuse.StatfsOut) fuse.Status {
+	*out = fuse.StatfsOut{Bsize: blockSize, Frsize: blockSize, NameLen: 255}
+	if u, ok := fs.view.(UsageReporter); ok {
+		bytes, files := u.Usage()
+		out.Blocks = uint64(max(bytes, 0)+blockSize-1) / blockSize
+		out.Files = uint64(max(files, 0))
+	}
+	return fuse.OK
+}
+
+// GetXAttr answers GETXATTR. With an empty buffer it returns the size of the value; with a buffer too
+// small, ERANGE; for a name the node does not have, ENODATA.
+func (fs *fileSystem[D]) GetXAttr(cancel <-chan struct{}, h *fuse.InHeader, name string, dest []byte) (uint32, fuse.Status) {
+	xs, err := fs.view.Xattrs(overlay.Node(h.NodeId))
+	if err != nil {
+		return 0, fs.status("getxattr", h.NodeId, err)
+	}
+	for _, x := range xs {
+		if x.Name != name {
+			continue
+		}
+		n := uint32(len(x.Value))
+		if len(dest) == 0 {
+			return n, fuse.OK
+		}
+		if len(dest) < len(x.Value) {
+			return n, fuse.ERANGE
+		}
+		return uint32(copy(dest, x.Value)), fuse.OK
+	}
+	return 0, fuse.Status(syscall.ENODATA)
+}
+
+// ListXAttr answers LISTXATTR with the names, each followed by a NUL byte, under the same size
+// protocol as GetXAttr.
+func (fs *fileSystem[D]) ListXAttr(cancel <-chan struct{}, h *fuse.InHeader, dest []byte) (uint32, fuse.Status) {
+	xs, err := fs.view.Xattrs(overlay.Node(h.NodeId))
+	if err != nil {
+		return 0, fs.status("listxattr", h.NodeId, err)
+	}
+	size := 0
+	for _, x := range xs {
+		size += len(x.Name) + 1
+	}
+	if len(dest) == 0 {
+		return uint32(size), fuse.OK
+	}
+	if len(dest) < size {
+		return uint32(size), fuse.ERANGE
+	}
+	dest = dest[:0]
+	for _, x := range xs {
+		dest = append(dest, x.Name...)
+		dest = append(dest, 0)
+	}
+	return uint32(size), fuse.OK
+}
