@@ -31,8 +31,9 @@ type fakeNode struct {
 	target  string
 	xattrs  []index.Xattr
 	data    []byte   // contents, served by ReadAt
-	file    *os.File // when set, FileRange says data lies at base in file
+	file    *os.File // when set, the data lies at base in file, and FileRange says so
 	base    int64
+	noRange bool  // with file: ReadAt reads it, but FileRange says no
 	failErr error // returned by every method for this node
 }
 
@@ -206,10 +207,16 @@ type fakeFile struct {
 	r *bytes.Reader
 }
 
-func (f *fakeFile) ReadAt(p []byte, off int64) (int, error) { return f.r.ReadAt(p, off) }
-func (f *fakeFile) Size() int64                             { return f.n.attr.Size }
+func (f *fakeFile) ReadAt(p []byte, off int64) (int, error) {
+	if f.n.file != nil {
+		return io.NewSectionReader(f.n.file, f.n.base, f.n.attr.Size).ReadAt(p, off)
+	}
+	return f.r.ReadAt(p, off)
+}
+
+func (f *fakeFile) Size() int64 { return f.n.attr.Size }
 func (f *fakeFile) FileRange() (*os.File, int64, bool) {
-	return f.n.file, f.n.base, f.n.file != nil
+	return f.n.file, f.n.base, f.n.file != nil && !f.n.noRange
 }
 
 var _ io.ReaderAt = (*fakeFile)(nil)
