@@ -1,0 +1,560 @@
+package overlay
+
+import (
+	"errors"
+	"fmt"
+	iofs "io/fs"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/imgfs/imgfs/index"
+)
+
+// Node identifies a node of a View. Root is the root directory; any other node is
+// uint64(layer+1)<<32 | uint64(entry) of the layer entry that owns it: for a directory, the topmost entry
+// of its merged stack that is not implied (the topmost entry when all are); for a hard link, the entry
+// of its resolved target; otherwise the visible entry itself. Nodes carry no state: everything about a
+// node is recomputed from it. Nodes with the top bit set are reserved for a writable upper directory.
+type Node uint64
+
+// Root is the root directory's node.
+const Root Node = 1
+
+// upperBit marks nodes reserved for the writable upper directory (not implemented yet).
+const upperBit Node = 1 << 63
+
+// MaxLayers is the largest number of layers a View accepts.
+const MaxLayers = 1<<16 - 1
+
+// Errors of a View. Lookups that find nothing return ErrNotExist itself (not wrapped) so that the hot
+// path does not allocate; compare with errors.Is all the same.
+var (
+	// ErrNotExist means that no entry of that name is visible in the merged view.
+	ErrNotExist = iofs.ErrNotExist
+	// ErrNotDir means that a directory operation was asked of a node that is not a directory.
+	ErrNotDir = errors.New("overlay: not a directory")
+	// ErrIsDir means that a file operation was asked of a directory.
+	ErrIsDir = errors.New("overlay: is a directory")
+	// ErrInvalid means a node that the view never hands out, a bad name, or an operation that does not
+	// apply to the node's type.
+	ErrInvalid = errors.New("overlay: invalid argument")
+)
+
+// Options configure a View.
+type Options struct {
+	// Logger receives warnings about hard links that cannot be resolved; nil discards them.
+	Logger *slog.Logger
+}
+
+// Attr is the metadata of a node.
+type Attr struct {
+	Node Node
+	// Type is the node's type; never index.TypeHardlink (hard links show their target).
+	Type index.Type
+	// Mode holds the permission, setuid, setgid and sticky bits (07777).
+	Mode uint32
+	// Nlink is the number of names in the merged view that resolve to the node; 1 for directories.
+	Nlink     uint32
+	UID, GID  uint32
+	Size      int64 // regular files: data size; symlinks: length of the target; directories: 0
+	Blocks    int64 // 512-byte units: ceil(Size/512)
+	MtimeSec  int64
+	MtimeNsec uint32
+	// Devmajor and Devminor are the device numbers of character and block devices.
+	Devmajor, Devminor uint32
+	// Layer is the index of the layer whose entry supplied the attributes, -1 when they are synthesized
+	// (a directory implied in every layer that has it).
+	Layer int
+}
+
+// DirEntry is one entry of a merged directory listing.
+type DirEntry struct {
+	Name string
+	Node Node
+	Type index.Type
+}
+
+// File is the data of an open regular file.
+type File interface {
+	// ReadAt reads from the file's data; it returns io.EOF at the end like an io.ReaderAt.
+	ReadAt(p []byte, off int64) (int, error)
+	// Size returns the data size.
+	Size() int64
+	// FileRange returns a plain file range holding the data, when there is one, for zero-copy reads.
+	FileRange() (f *os.File, off int64, ok bool)
+}
+
+// View is the read-only union of ordered image layers. It is safe for concurrent use. Its memory does not
+// grow with the number of nodes used: besides the per-hard-link tables built by New it keeps only a
+// bounded cache of directory stacks.
+type View struct {
+	layers  []Layer
+	log     *slog.Logger
+	estargz []bool // the layer's root has stargz.index.json: hide the eStargz metadata at its root
+
+	root      stack // the root's merged stack in the full view
+	rootAttr  Attr
+	rootOwner frame // the root entry that gave the root's attributes
+	rootOwned bool
+
+	links  []linkRec  // every hard link of every layer and its resolution, sorted by key
+	nlinks []nlinkRec // nodes with more than one visible name, sorted by node
+
+	cache stackCache
+}
+
+// frame is one layer's entry for a path: a member of a directory stack, or the owner of a name.
+type frame struct {
+	layer uint32
+	id    index.ID
+}
+
+func (f frame) node() Node { return Node(uint64(f.layer+1)<<32 | uint64(f.id)) }
+
+// stack is the merged stack of a directory: the layers' directory entries for its path, topmost first,
+// down to the first opaque marker, whiteout or non-directory that ends it. Stacks are never modified
+// once built.
+type stack []frame
+
+func (s stack) has(f frame) bool {
+	for _, g := range s {
+		if g == f {
+			return true
+		}
+	}
+	return false
+}
+
+// New returns the union of layers, bottom layer first. It resolves every hard link of every layer and
+// counts the names of hard-linked nodes; nothing else is walked.
+func New(layers []Layer, opts Options) (*View, error) {
+	if len(layers) > MaxLayers {
+		return nil, fmt.Errorf("overlay: %d layers, at most %d supported: %w", len(layers), MaxLayers, ErrInvalid)
+	}
+	v := &View{
+		layers:  layers,
+		log:     opts.Logger,
+		estargz: make([]bool, len(layers)),
+	}
+	if v.log == nil {
+		v.log = slog.New(slog.DiscardHandler)
+	}
+	for i, l := range layers {
+		if l == nil || l.Len() == 0 {
+			return nil, fmt.Errorf("overlay: layer %d is empty or nil: %w", i, ErrInvalid)
+		}
+		if _, ok := l.Lookup(0, stargzIndex); ok {
+			v.estargz[i] = true
+		}
+	}
+	v.cache.init(4096)
+	v.root = v.rootStack(len(layers) - 1)
+	v.rootAttr = Attr{Node: Root, Type: index.TypeDir, Mode: 0o755, Nlink: 1, Layer: -1}
+	for _, f := range v.root {
+		e := layers[f.layer].Entry(0)
+		if e.Type == index.TypeDir && e.Flags&index.FlagImplied == 0 {
+			v.rootOwner, v.rootOwned = f, true
+			v.rootAttr = v.attr(Root, f, e)
+			break
+		}
+	}
+	v.buildLinks()
+	return v, nil
+}
+
+// rootStack returns the root's stack in the view of layers 0..top.
+func (v *View) rootStack(top int) stack {
+	var s stack
+	for l := top; l >= 0; l-- {
+		f := frame{uint32(l), 0}
+		s = append(s, f)
+		if v.opaque(f, v.layers[l].Entry(0)) {
+			break
+		}
+	}
+	return s
+}
+
+// Names with a meaning of their own.
+const (
+	whPrefix     = ".wh."
+	aufsPrefix   = ".wh..wh."
+	opaqueMarker = ".wh..wh..opq"
+	opaqueXattr  = "trusted.overlay.opaque"
+	ovlXattrs    = "trusted.overlay."
+	stargzIndex  = "stargz.index.json"
+)
+
+// isAUFS reports whether name is AUFS metadata (".wh..wh.plnk" and the like): hidden, but usable as a
+// component of a hard link's target.
+func isAUFS(name string) bool {
+	return strings.HasPrefix(name, aufsPrefix) && name != opaqueMarker
+}
+
+// isWhiteoutDev reports whether e is an overlayfs-style whiteout: a character device 0/0.
+func isWhiteoutDev(e index.Entry) bool {
+	return e.Type == index.TypeChar && e.Devmajor == 0 && e.Devminor == 0
+}
+
+// hidden reports whether name is eStargz metadata at the root of an eStargz layer, which the view treats
+// as absent from that layer.
+func (v *View) hidden(f frame, name string) bool {
+	if f.id != 0 || !v.estargz[f.layer] {
+		return false
+	}
+	return name == stargzIndex || name == ".prefetch.landmark" || name == ".no.prefetch.landmark"
+}
+
+// opaque reports whether directory entry f (with metadata e) hides the lower layers' children: it holds
+// ".wh..wh..opq" or carries trusted.overlay.opaque=y.
+func (v *View) opaque(f frame, e index.Entry) bool {
+	l := v.layers[f.layer]
+	if _, ok := l.Lookup(f.id, opaqueMarker); ok {
+		return true
+	}
+	if e.Flags&index.FlagXattrs != 0 {
+		for _, x := range l.Xattrs(f.id) {
+			if x.Name == opaqueXattr && string(x.Value) == "y" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// found is the entry that owns a name of a merged directory.
+type found struct {
+	top frame       // the topmost visible entry for the name (a hard link entry is not resolved)
+	e   index.Entry // its metadata
+	dir stack       // when e is a directory, its merged stack
+}
+
+// child finds name in the merged directory st. With aufs, names of AUFS metadata are ordinary names (for
+// resolving hard links); the caller has already refused whiteout names it does not want.
+func (v *View) child(st stack, name string, aufs bool) (found, bool) {
+	wh := whPrefix + name
+	for i, f := range st {
+		l := v.layers[f.layer]
+		if !v.hidden(f, name) {
+			if id, ok := l.Lookup(f.id, name); ok {
+				e := l.Entry(id)
+				if isWhiteoutDev(e) && !(aufs && isAUFS(name)) {
+					return found{}, false
+				}
+				r := found{top: frame{f.layer, id}, e: e}
+				if e.Type == index.TypeDir {
+					r.dir = v.subStack(st[i:], name, wh, r.top, e)
+				}
+				return r, true
+			}
+		}
+		if _, ok := l.Lookup(f.id, wh); ok {
+			return found{}, false
+		}
+	}
+	return found{}, false
+}
+
+// subStack builds the stack of directory name whose topmost entry top (metadata e) is a child of st[0].
+func (v *View) subStack(st stack, name, wh string, top frame, e index.Entry) stack {
+	out := make(stack, 1, len(st))
+	out[0] = top
+	if v.opaque(top, e) {
+		return out
+	}
+	if _, ok := v.layers[st[0].layer].Lookup(st[0].id, wh); ok {
+		return out
+	}
+	for _, f := range st[1:] {
+		l := v.layers[f.layer]
+		if !v.hidden(f, name) {
+			if id, ok := l.Lookup(f.id, name); ok {
+				e := l.Entry(id)
+				if e.Type != index.TypeDir {
+					break // a non-directory (or an overlay whiteout) replaced everything below
+				}
+				g := frame{f.layer, id}
+				out = append(out, g)
+				if v.opaque(g, e) {
+					break
+				}
+			}
+		}
+		if _, ok := l.Lookup(f.id, wh); ok {
+			break
+		}
+	}
+	return out
+}
+
+// owner returns the frame that owns directory stack s: its topmost entry that is not implied, else its
+// topmost entry; implied reports the latter case.
+func (v *View) owner(s stack) (f frame, e index.Entry, implied bool) {
+	for _, g := range s {
+		e := v.layers[g.layer].Entry(g.id)
+		if e.Flags&index.FlagImplied == 0 {
+			return g, e, false
+		}
+	}
+	return s[0], v.layers[s[0].layer].Entry(s[0].id), true
+}
+
+// frameOf decodes node n (not Root) and returns its entry.
+func (v *View) frameOf(n Node) (frame, index.Entry, error) {
+	hi := uint64(n >> 32)
+	if n&upperBit != 0 || hi == 0 || hi > uint64(len(v.layers)) {
+		return frame{}, index.Entry{}, ErrInvalid
+	}
+	f := frame{uint32(hi - 1), index.ID(uint32(n))}
+	l := v.layers[f.layer]
+	if uint64(f.id) >= uint64(l.Len()) {
+		return frame{}, index.Entry{}, ErrInvalid
+	}
+	return f, l.Entry(f.id), nil
+}
+
+// checkName refuses names that are not one path component and hides every whiteout name.
+func checkName(name string) error {
+	if name == "" || name == "." || name == ".." || strings.IndexByte(name, '/') >= 0 {
+		return ErrInvalid
+	}
+	if strings.HasPrefix(name, whPrefix) {
+		return ErrNotExist
+	}
+	return nil
+}
+
+// Attr returns the attributes of node n.
+func (v *View) Attr(n Node) (Attr, error) {
+	if n == Root {
+		return v.rootAttr, nil
+	}
+	f, e, err := v.frameOf(n)
+	if err != nil {
+		return Attr{}, err
+	}
+	if e.Type == index.TypeHardlink {
+		return Attr{}, ErrInvalid
+	}
+	return v.attr(n, f, e), nil
+}
+
+// attr builds the attributes of node n owned by entry f with metadata e.
+func (v *View) attr(n Node, f frame, e index.Entry) Attr {
+	a := Attr{Node: n, Type: e.Type, Nlink: 1, Layer: int(f.layer)}
+	if e.Type == index.TypeDir && e.Flags&index.FlagImplied != 0 {
+		a.Mode, a.Layer = 0o755, -1
+		return a
+	}
+	a.Mode = e.Mode & 0o7777
+	a.UID, a.GID = e.UID, e.GID
+	a.MtimeSec, a.MtimeNsec = e.MtimeSec, e.MtimeNsec
+	switch e.Type {
+	case index.TypeRegular:
+		a.Size = e.Size
+	case index.TypeSymlink:
+		a.Size = int64(len(v.layers[f.layer].LinkName(f.id)))
+	case index.TypeChar, index.TypeBlock:
+		a.Devmajor, a.Devminor = e.Devmajor, e.Devminor
+	}
+	if a.Size > 0 {
+		a.Blocks = (a.Size + 511) / 512
+	}
+	if e.Type != index.TypeDir {
+		a.Nlink = v.nlink(n)
+	}
+	return a
+}
+
+// Lookup returns the attributes of the entry called name in directory parent. Whiteout names (".wh.*")
+// are never found.
+func (v *View) Lookup(parent Node, name string) (Attr, error) {
+	if err := checkName(name); err != nil {
+		return Attr{}, err
+	}
+	st, err := v.dirStack(parent)
+	if err != nil {
+		return Attr{}, err
+	}
+	r, ok := v.child(st, name, false)
+	if !ok {
+		return Attr{}, ErrNotExist
+	}
+	switch r.e.Type {
+	case index.TypeDir:
+		f, e, _ := v.owner(r.dir)
+		v.cache.put(f, r.dir)
+		return v.attr(f.node(), f, e), nil
+	case index.TypeHardlink:
+		t, ok := v.linkTarget(r.top)
+		if !ok {
+			return Attr{}, ErrNotExist
+		}
+		return v.attr(t.node(), t, v.layers[t.layer].Entry(t.id)), nil
+	}
+	return v.attr(r.top.node(), r.top, r.e), nil
+}
+
+// dirStack returns the merged stack of directory node n.
+func (v *View) dirStack(n Node) (stack, error) {
+	if n == Root {
+		return v.root, nil
+	}
+	f, e, err := v.frameOf(n)
+	if err != nil {
+		return nil, err
+	}
+	if e.Type != index.TypeDir {
+		return nil, ErrNotDir
+	}
+	return v.stackOf(f)
+}
+
+// stackOf returns the merged stack that directory entry f belongs to: from the cache, or by walking up
+// f's parents to a cached or root stack and back down, caching every level. It fails with ErrNotExist
+// when f is not part of the merged view.
+func (v *View) stackOf(f frame) (stack, error) {
+	if f.id == 0 {
+		if v.root.has(f) {
+			return v.root, nil
+		}
+		return nil, ErrNotExist
+	}
+	if s, ok := v.cache.get(f); ok {
+		return s, nil
+	}
+	l := v.layers[f.layer]
+	chain := []frame{f}
+	base := v.root
+	for cur := f; ; {
+		p := l.Entry(cur.id).Parent
+		if uint64(p) >= uint64(l.Len()) || len(chain) > l.Len() {
+			return nil, ErrInvalid // a broken table: a parent out of range or a cycle
+		}
+		pf := frame{f.layer, p}
+		if p == 0 {
+			if !v.root.has(pf) {
+				return nil, ErrNotExist
+			}
+			break
+		}
+		if s, ok := v.cache.get(pf); ok {
+			base = s
+			break
+		}
+		chain = append(chain, pf)
+		cur = pf
+	}
+	for i := len(chain) - 1; i >= 0; i-- {
+		g := chain[i]
+		name := l.Name(g.id)
+		if strings.HasPrefix(name, whPrefix) {
+			return nil, ErrNotExist
+		}
+		r, ok := v.child(base, name, false)
+		if !ok || r.dir == nil || !r.dir.has(g) {
+			return nil, ErrNotExist
+		}
+		v.cache.put(g, r.dir)
+		base = r.dir
+	}
+	return base, nil
+}
+
+// Readlink returns the target of symbolic link n, verbatim.
+func (v *View) Readlink(n Node) (string, error) {
+	if n == Root {
+		return "", ErrInvalid
+	}
+	f, e, err := v.frameOf(n)
+	if err != nil {
+		return "", err
+	}
+	if e.Type != index.TypeSymlink {
+		return "", ErrInvalid
+	}
+	return v.layers[f.layer].LinkName(f.id), nil
+}
+
+// Xattrs returns the extended attributes of node n, without overlayfs's own trusted.overlay.* markers.
+// The result may be shared with the layer: callers must not modify it.
+func (v *View) Xattrs(n Node) ([]index.Xattr, error) {
+	var f frame
+	var e index.Entry
+	if n == Root {
+		if !v.rootOwned {
+			return nil, nil
+		}
+		f = v.rootOwner
+		e = v.layers[f.layer].Entry(f.id)
+	} else {
+		var err error
+		if f, e, err = v.frameOf(n); err != nil {
+			return nil, err
+		}
+	}
+	if e.Flags&index.FlagXattrs == 0 || e.Flags&index.FlagImplied != 0 {
+		return nil, nil
+	}
+	xs := v.layers[f.layer].Xattrs(f.id)
+	keep := 0
+	for _, x := range xs {
+		if !strings.HasPrefix(x.Name, ovlXattrs) {
+			keep++
+		}
+	}
+	if keep == len(xs) {
+		return xs, nil
+	}
+	out := make([]index.Xattr, 0, keep)
+	for _, x := range xs {
+		if !strings.HasPrefix(x.Name, ovlXattrs) {
+			out = append(out, x)
+		}
+	}
+	return out, nil
+}
+
+// Open returns the data of regular file n.
+func (v *View) Open(n Node) (File, error) {
+	if n == Root {
+		return nil, ErrIsDir
+	}
+	f, e, err := v.frameOf(n)
+	if err != nil {
+		return nil, err
+	}
+	switch e.Type {
+	case index.TypeRegular:
+		return &file{l: v.layers[f.layer], id: f.id, size: e.Size}, nil
+	case index.TypeDir:
+		return nil, ErrIsDir
+	}
+	return nil, ErrInvalid
+}
+
+// Path returns a path of node n for messages: the path of its owning entry ("a/b/c", "" for the root).
+// For a hard-linked file that is the target's own path, which a higher layer may have hidden. ok is false
+// for a node the view never hands out.
+func (v *View) Path(n Node) (string, bool) {
+	if n == Root {
+		return "", true
+	}
+	f, _, err := v.frameOf(n)
+	if err != nil {
+		return "", false
+	}
+	return v.layers[f.layer].Path(f.id), true
+}
+
+// file is an open regular file: a member of one layer.
+type file struct {
+	l    Layer
+	id   index.ID
+	size int64
+}
+
+func (f *file) ReadAt(p []byte, off int64) (int, error) { return f.l.ReadAt(f.id, p, off) }
+func (f *file) Size() int64                             { return f.size }
+func (f *file) FileRange() (*os.File, int64, bool)      { return f.l.FileRange(f.id) }
