@@ -1,0 +1,373 @@
+package archive
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+	ispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// maxIndexDepth bounds index nesting (index.json counts as depth 0).
+const maxIndexDepth = 4
+
+// Annotations that name images.
+const (
+	annotationContainerdName = "io.containerd.image.name" // full reference (containerd, docker 25+)
+	annotationDockerRefType  = "vnd.docker.reference.type"
+)
+
+// loadOCI lists the images of an OCI layout. withManifestJSON says a docker 25+ manifest.json is present
+// too: its RepoTags name the images, and it is read as a legacy archive when index.json lists none.
+func (a *Archive) loadOCI(ctx context.Context, withManifestJSON bool) error {
+	a.checkLayoutHeader()
+	raw, err := a.readFile("index.json", maxIndexJSON)
+	if err != nil {
+		return fmt.Errorf("index.json: %w", err)
+	}
+	idx, err := parseIndex(raw)
+	if err != nil {
+		return fmt.Errorf("index.json: %w", err)
+	}
+	top := map[digest.Digest]int{} // top-level digest -> group, to merge duplicate entries (several tags)
+	for i, d := range idx.Manifests {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		names := annotationNames(d.Annotations)
+		if g, ok := top[d.Digest]; ok {
+			a.addNames(g, names)
+			continue
+		}
+		where := fmt.Sprintf("index.json: manifests[%d] %s", i, shortDigest(d.Digest))
+		g, err := a.addOCI(ctx, d, names, where)
+		if err != nil {
+			return err
+		}
+		if g >= 0 {
+			top[d.Digest] = g
+		}
+	}
+	// Read the manifests that are present: config digests (for selection by image ID), artifacts (left
+	// out) and platforms. A manifest that cannot be read now is an error only when it is selected.
+	kept := a.entries[:0]
+	for _, e := range a.entries {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		a.peekManifest(e)
+		if e.artifact {
+			a.log.Debug("skipping artifact manifest", "digest", e.ref.ManifestDigest)
+			continue
+		}
+		kept = append(kept, e)
+	}
+	a.entries = kept
+	if withManifestJSON {
+		if len(a.entries) == 0 {
+			a.log.Info("index.json lists no images; reading manifest.json")
+			return a.loadLegacy(ctx)
+		}
+		a.addRepoTags()
+	}
+	return nil
+}
+
+// checkLayoutHeader warns about a missing or unexpected oci-layout file; it does not fail the open.
+func (a *Archive) checkLayoutHeader() {
+	raw, err := a.readFile("oci-layout", maxLayoutHeader)
+	if err != nil {
+		a.log.Warn("no readable oci-layout file", "err", err)
+		return
+	}
+	var l ispec.ImageLayout
+	if err := json.Unmarshal(raw, &l); err != nil || !strings.HasPrefix(l.Version, "1.") {
+		a.log.Warn("unexpected oci-layout file", "version", clip(l.Version))
+	}
+}
+
+// annotationNames are the image names in a descriptor's annotations.
+func annotationNames(ann map[string]string) []string {
+	return appendNew(nil, ann[annotationContainerdName], ann[ispec.AnnotationRefName])
+}
+
+// isAttestation says whether d is an attestation manifest (buildkit provenance/SBOM), not an image.
+func isAttestation(d ispec.Descriptor) bool {
+	if d.Annotations[annotationDockerRefType] == "attestation-manifest" {
+		return true
+	}
+	return d.Platform != nil && d.Platform.OS == "unknown" && d.Platform.Architecture == "unknown"
+}
+
+// descKind says whether d is a manifest ("manifest"), an index ("index"), or something else (""). An
+// empty media type is resolved by looking at the blob, when it is present.
+func (a *Archive) descKind(d ispec.Descriptor, limit int64) string {
+	mt := d.MediaType
+	if mt == "" {
+		raw, err := a.readBlob(d, limit)
+		if err != nil {
+			return ""
+		}
+		p, err := probe(raw)
+		if err != nil {
+			return ""
+		}
+		switch {
+		case p.MediaType != "":
+			mt = p.MediaType
+		case p.Manifests != nil:
+			return "index"
+		case p.Config != nil:
+			return "manifest"
+		}
+	}
+	switch {
+	case isManifestType(mt):
+		return "manifest"
+	case isIndexType(mt):
+		return "index"
+	}
+	return ""
+}
+
+// addOCI adds the images a top-level index.json descriptor leads to and returns their group, or -1 when
+// it holds none. Unknown media types, artifacts and attestations are skipped; a nested index that cannot
+// be read is skipped with a warning.
+func (a *Archive) addOCI(ctx context.Context, d ispec.Descriptor, names []string, where string) (int, error) {
+	if isAttestation(d) {
+		return -1, nil
+	}
+	switch a.descKind(d, maxIndexJSON) {
+	case "manifest":
+		g := a.newGroup()
+		a.addEntry(a.manifestEntry(d, names, g, nil))
+		return g, nil
+	case "index":
+		g := a.groups
+		n, err := a.expand(ctx, d, names, g, []digest.Digest{d.Digest})
+		if err != nil {
+			if !errors.Is(err, ErrMissingBlob) {
+				return -1, fmt.Errorf("%s: %w", where, err)
+			}
+			a.log.Warn("skipping index entry", "where", where, "err", err)
+			a.skipped = append(a.skipped, fmt.Sprintf("%s: %v", where, err))
+			return -1, nil
+		}
+		if n == 0 {
+			return -1, nil
+		}
+		a.groups++
+		return g, nil
+	}
+	switch d.MediaType {
+	case mediaTypeDockerSchema1, mediaTypeDockerSchema1JWS:
+		a.log.Warn("skipping docker schema 1 manifest", "where", where)
+		a.skipped = append(a.skipped, where+": docker schema 1 manifests are not supported")
+	default:
+		a.log.Debug("skipping entry of unknown media type", "where", where, "mediaType", d.MediaType)
+	}
+	return -1, nil
+}
+
+// expand adds the manifests of the index d (reached through parents) to group g and returns how many.
+func (a *Archive) expand(ctx context.Context, d ispec.Descriptor, names []string, g int, parents []digest.Digest) (int, error) {
+	if len(parents) > maxIndexDepth {
+		return 0, invalidf("indexes nested more than %d deep", maxIndexDepth)
+	}
+	raw, err := a.readBlob(d, maxIndexJSON)
+	if err != nil {
+		return 0, fmt.Errorf("index %s: %w", d.Digest, err)
+	}
+	idx, err := parseIndex(raw)
+	if err != nil {
+		return 0, fmt.Errorf("index %s: %w", d.Digest, err)
+	}
+	if d.MediaType != "" && idx.MediaType != "" && idx.MediaType != d.MediaType {
+		return 0, invalidf("index %s: mediaType %q does not match its descriptor's %q", d.Digest, clip(idx.MediaType), d.MediaType)
+	}
+	n := 0
+	for _, c := range idx.Manifests {
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		if isAttestation(c) {
+			continue
+		}
+		for _, p := range parents {
+			if p == c.Digest {
+				return n, invalidf("index %s: cycle: lists %s", d.Digest, c.Digest)
+			}
+		}
+		cnames := appendNew(append([]string(nil), names...), annotationNames(c.Annotations)...)
+		switch a.descKind(c, maxIndexJSON) {
+		case "manifest":
+			a.addEntry(a.manifestEntry(c, cnames, g, parents))
+			n++
+		case "index":
+			m, err := a.expand(ctx, c, cnames, g, append(append([]digest.Digest(nil), parents...), c.Digest))
+			n += m
+			if err != nil {
+				if !errors.Is(err, ErrMissingBlob) {
+					return n, err
+				}
+				a.log.Warn("skipping nested index", "digest", c.Digest, "err", err)
+			}
+		default:
+			a.log.Debug("skipping entry of unknown media type", "index", d.Digest, "digest", c.Digest, "mediaType", c.MediaType)
+		}
+	}
+	return n, nil
+}
+
+// manifestEntry makes the entry of an image manifest descriptor.
+func (a *Archive) manifestEntry(d ispec.Descriptor, names []string, g int, parents []digest.Digest) *entry {
+	e := &entry{
+		ref:     ImageRef{Names: names, ManifestDigest: d.Digest, Index: g},
+		parents: parents,
+		desc:    d,
+	}
+	if p := d.Platform; p != nil && p.OS != "" && p.Architecture != "" {
+		pc := *p
+		e.ref.Platform, e.descPlatform = &pc, true
+	}
+	return e
+}
+
+// loadManifest reads, checks and parses the manifest of an OCI entry.
+func (a *Archive) loadManifest(e *entry) (*ispec.Manifest, error) {
+	raw, err := a.readBlob(e.desc, maxIndexJSON)
+	if err != nil {
+		return nil, err
+	}
+	m, err := parseManifest(raw)
+	if err != nil {
+		return nil, err
+	}
+	if mt := e.desc.MediaType; mt != "" && !isManifestType(mt) {
+		return nil, invalidf("descriptor media type %q is not a manifest", clip(mt))
+	}
+	if mt := e.desc.MediaType; mt != "" && ociMediaType(mt) != m.MediaType && m.MediaType != "" {
+		return nil, invalidf("mediaType %q does not match its descriptor's %q", m.MediaType, mt)
+	}
+	return m, nil
+}
+
+// isArtifact says whether a manifest describes an artifact rather than a container image.
+func isArtifact(d ispec.Descriptor, m *ispec.Manifest) bool {
+	return d.ArtifactType != "" || m.ArtifactType != "" || m.Config.MediaType != ispec.MediaTypeImageConfig
+}
+
+// peekManifest reads an entry's manifest (and, when the platform is unknown, its config) if present.
+func (a *Archive) peekManifest(e *entry) {
+	m, err := a.loadManifest(e)
+	if err != nil {
+		a.log.Debug("manifest not readable now", "digest", e.desc.Digest, "err", err)
+		return
+	}
+	e.manifest, e.config = m, m.Config.Digest
+	if isArtifact(e.desc, m) {
+		e.artifact = true
+		return
+	}
+	if e.ref.Platform == nil {
+		if raw, err := a.readBlob(m.Config, maxConfigJSON); err == nil {
+			e.ref.Platform = configPlatform(raw)
+		}
+	}
+}
+
+// addRepoTags names the images of a docker 25+ archive with the RepoTags of its manifest.json, matched
+// by config digest. manifest.json problems are warnings here: index.json is authoritative.
+func (a *Archive) addRepoTags() {
+	raw, err := a.readFile("manifest.json", maxIndexJSON)
+	if err != nil {
+		a.log.Warn("manifest.json not readable", "err", err)
+		return
+	}
+	items, err := parseLegacyManifest(raw)
+	if err != nil {
+		a.log.Warn("manifest.json not usable", "err", err)
+		return
+	}
+	for _, it := range items {
+		name, ok := cleanMember(it.Config)
+		if !ok {
+			continue
+		}
+		cd := digestFromName(name)
+		if cd == "" {
+			continue
+		}
+		for _, e := range a.entries {
+			if e.config == cd {
+				a.addNames(e.ref.Index, it.RepoTags)
+			}
+		}
+	}
+}
+
+// loadOCIImage builds the Image of an OCI entry.
+func (a *Archive) loadOCIImage(ctx context.Context, e *entry) (*Image, error) {
+	where := "manifest " + string(e.desc.Digest)
+	m := e.manifest
+	if m == nil {
+		var err error
+		if m, err = a.loadManifest(e); err != nil {
+			return nil, fmt.Errorf("%s: %w", where, err)
+		}
+	}
+	if isArtifact(e.desc, m) {
+		return nil, errorf(ErrUnsupported, "%s: not a container image (config media type %q)", where, clip(m.Config.MediaType))
+	}
+	rawCfg, err := a.readBlob(m.Config, maxConfigJSON)
+	if err != nil {
+		return nil, fmt.Errorf("%s: config %s: %w", where, m.Config.Digest, err)
+	}
+	cfg, err := parseConfig(rawCfg)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
+	if len(m.Layers) != len(cfg.RootFS.DiffIDs) {
+		return nil, invalidf("%s: %d layers, but config %s has %d diff_ids", where, len(m.Layers), shortDigest(m.Config.Digest), len(cfg.RootFS.DiffIDs))
+	}
+	layers := make([]Layer, len(m.Layers))
+	for i, l := range m.Layers {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		lw := fmt.Sprintf("%s: layer %d %s", where, i+1, l.Digest)
+		if !isLayerType(l.MediaType) {
+			return nil, errorf(ErrUnsupported, "%s: unsupported layer media type %q", lw, clip(l.MediaType))
+		}
+		b, _, err := a.src.open(blobPath(l.Digest))
+		if err != nil {
+			if errors.Is(err, ErrMissingBlob) {
+				if len(l.URLs) > 0 {
+					return nil, errorf(ErrMissingBlob, "%s: blob not in archive (it lists urls, which are never fetched)", lw)
+				}
+				return nil, errorf(ErrMissingBlob, "%s: blob not in archive", lw)
+			}
+			return nil, fmt.Errorf("%s: %w", lw, err)
+		}
+		if b.Size != l.Size {
+			return nil, invalidf("%s: blob is %d bytes, descriptor says %d", lw, b.Size, l.Size)
+		}
+		layers[i] = Layer{
+			Digest: l.Digest, DiffID: cfg.RootFS.DiffIDs[i], MediaType: l.MediaType, Size: l.Size,
+			Source: blobPath(l.Digest), Annotations: l.Annotations, a: a, blob: b,
+		}
+	}
+	plat := cfg.Platform
+	if e.descPlatform {
+		plat = *e.ref.Platform
+	}
+	man := *m
+	man.Layers = append([]ispec.Descriptor(nil), m.Layers...)
+	return &Image{
+		Names: append([]string(nil), e.ref.Names...), ManifestDigest: e.desc.Digest, Manifest: man,
+		ConfigDigest: m.Config.Digest, RawConfig: rawCfg, Config: *cfg, Platform: plat, Layers: layers,
+	}, nil
+}
