@@ -10,8 +10,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	overlay "github.com/imgfs/imgfs/fs/internal/ovstub"
 	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/overlay"
 )
 
 // BenchmarkMountReadDirPlus lists a directory of 100,000 entries through the kernel. The kernel's

@@ -4,7 +4,7 @@ import (
 	"strings"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
-	overlay "github.com/imgfs/imgfs/fs/internal/ovstub"
+	"github.com/imgfs/imgfs/overlay"
 )
 
 // dirHandle is an open directory: the snapshot taken at OPENDIR. Directory offsets are positions in

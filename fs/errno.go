@@ -7,7 +7,7 @@ import (
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
-	overlay "github.com/imgfs/imgfs/fs/internal/ovstub"
+	"github.com/imgfs/imgfs/overlay"
 )
 
 // errnos maps the view's errors to errno values, tested in order with errors.Is so that wrapped errors

@@ -10,8 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 
-	overlay "github.com/imgfs/imgfs/fs/internal/ovstub"
 	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/overlay"
 )
 
 // fakeView is an in-memory View for tests, built with its add methods before it is served.

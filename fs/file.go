@@ -6,7 +6,7 @@ import (
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
-	overlay "github.com/imgfs/imgfs/fs/internal/ovstub"
+	"github.com/imgfs/imgfs/overlay"
 )
 
 // fileHandle is an open regular file. When its data is a plain range of a file, fd and base locate it

@@ -14,6 +14,12 @@ const (
 	maxRequest = 1 << 20
 	// maxBackground is how many asynchronous requests (readahead) the kernel keeps in flight.
 	maxBackground = 32
+	// maxInflight bounds the request buffers go-fuse keeps checked out. Every reader goroutine waiting
+	// for the kernel holds one of maxRequest bytes (it must fit a WRITE, which never comes here), and
+	// go-fuse runs up to GOMAXPROCS (at most 16) of them: 8 MiB keeps that within the memory budget on
+	// large machines. Small requests give their buffer back as soon as they are read, so this limits
+	// idle readers, not requests being served.
+	maxInflight = 8 << 20
 )
 
 // Mount mounts view read-only at mountpoint and serves it until the returned server is unmounted
@@ -45,8 +51,8 @@ func mountOptions(opts Options, log *slog.Logger) *fuse.MountOptions {
 		fsName = "imgfs"
 	}
 	mo := &fuse.MountOptions{
-		// nodev and nosuid become mount flags with DirectMount, ro a superblock flag; fusermount
-		// takes all three. default_permissions makes the kernel check modes, so ACCESS is never sent.
+		// fusermount takes these as they are; mount(2) (DirectMount) gets ro, nodev and nosuid as
+		// DirectMountFlags. default_permissions makes the kernel check modes, so ACCESS never comes.
 		Options:          append([]string{"ro", "nodev", "nosuid", "default_permissions"}, opts.ExtraOptions...),
 		DirectMountFlags: syscall.MS_RDONLY | syscall.MS_NODEV | syscall.MS_NOSUID,
 		AllowOther:       opts.AllowOther,
@@ -56,8 +62,9 @@ func mountOptions(opts Options, log *slog.Logger) *fuse.MountOptions {
 		MaxWrite:         maxRequest,
 		// The kernel caps readahead at its own limit for the device (128 KiB by default, see
 		// /sys/class/bdi/*/read_ahead_kb); asking for more costs nothing.
-		MaxReadAhead:  maxRequest,
-		MaxBackground: maxBackground,
+		MaxReadAhead:            maxRequest,
+		MaxBackground:           maxBackground,
+		MaxInflightRequestBytes: maxInflight,
 		// Symbolic links never change: let the kernel cache their targets.
 		EnableSymlinkCaching: true,
 		Debug:                opts.Debug,

@@ -16,8 +16,8 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 
-	overlay "github.com/imgfs/imgfs/fs/internal/ovstub"
 	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/overlay"
 )
 
 // mountFS mounts fsys on a temporary directory for the test's duration. Without FUSE it skips, except in

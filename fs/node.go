@@ -7,7 +7,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 
-	overlay "github.com/imgfs/imgfs/fs/internal/ovstub"
+	"github.com/imgfs/imgfs/overlay"
 )
 
 // Lookup answers LOOKUP. A name that does not exist is answered with node ID 0 and the entry timeout,

@@ -1,8 +1,8 @@
 package fs
 
 import (
-	overlay "github.com/imgfs/imgfs/fs/internal/ovstub"
 	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/overlay"
 )
 
 // View is the read-only tree that a file system serves: the method set of *overlay.View. D is the type
@@ -40,3 +40,6 @@ type Dir interface {
 type UsageReporter interface {
 	Usage() (bytes, files int64)
 }
+
+// The overlay package's view is what Mount serves in imgfs.
+var _ View[*overlay.Dir] = (*overlay.View)(nil)
