@@ -101,8 +101,22 @@ func TestMountStat(t *testing.T) {
 			}
 		})
 	}
-	if _, err := os.Lstat(filepath.Join(mnt, "missing")); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("stat of a missing name: %v", err)
+	// statx asking for a birth time goes through FUSE_STATX, which is not implemented: the kernel must
+	// fall back to GETATTR.
+	var stx unix.Statx_t
+	err := unix.Statx(unix.AT_FDCWD, filepath.Join(mnt, "file"), unix.AT_SYMLINK_NOFOLLOW, unix.STATX_ALL|unix.STATX_BTIME, &stx)
+	if err != nil || stx.Ino != uint64(fx.file.attr.Node) || stx.Size != 13 {
+		t.Errorf("statx: ino %d size %d, %v", stx.Ino, stx.Size, err)
+	}
+	// A missing name is remembered: the second stat does not reach the view.
+	before := fx.v.lookupCalls.Load()
+	for range 2 {
+		if _, err := os.Lstat(filepath.Join(mnt, "missing")); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("stat of a missing name: %v", err)
+		}
+	}
+	if calls := fx.v.lookupCalls.Load() - before; calls != 1 {
+		t.Errorf("%d lookups for two stats of a missing name, want 1", calls)
 	}
 	if _, err := os.Lstat(filepath.Join(mnt, "file", "x")); !errors.Is(err, syscall.ENOTDIR) {
 		t.Errorf("stat below a file: %v", err)
