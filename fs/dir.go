@@ -2,27 +2,42 @@ package fs
 
 import (
 	"strings"
+	"sync"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/imgfs/imgfs/index"
 	"github.com/imgfs/imgfs/overlay"
 )
 
-// dirHandle is an open directory: the snapshot taken at OPENDIR. Directory offsets are positions in
-// it: 0 is ".", 1 is "..", and 2+i is the snapshot's entry i; the offset of an entry in a reply is the
-// position after it. Positions never move, so a listing resumes in constant time wherever it stopped.
+// dirHandle is an open directory. Its snapshot is taken at the first READDIR, not at OPENDIR: when
+// the kernel has the listing in its cache it opens the directory but never reads it.
+//
+// Directory offsets are positions in the snapshot: 0 is ".", 1 is "..", and 2+i is the snapshot's
+// entry i; the offset of an entry in a reply is the position after it. Positions never move, so a
+// listing resumes in constant time wherever it stopped.
 type dirHandle[D Dir] struct {
 	node overlay.Node
+	once sync.Once
 	dir  D
+	err  error
 }
 
-// OpenDir answers OPENDIR by taking a snapshot of the directory. The reply lets the kernel keep the
-// listing in its page cache (FOPEN_CACHE_DIR with FOPEN_KEEP_CACHE).
+func (h *dirHandle[D]) snapshot(view View[D]) (D, error) {
+	h.once.Do(func() { h.dir, h.err = view.ReadDir(h.node) })
+	return h.dir, h.err
+}
+
+// OpenDir answers OPENDIR. The reply lets the kernel keep the listing in its page cache
+// (FOPEN_CACHE_DIR with FOPEN_KEEP_CACHE).
 func (fs *fileSystem[D]) OpenDir(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
-	dir, err := fs.view.ReadDir(overlay.Node(in.NodeId))
+	a, err := fs.view.Attr(overlay.Node(in.NodeId))
+	if err == nil && a.Type != index.TypeDir {
+		err = overlay.ErrNotDir
+	}
 	if err != nil {
 		return fs.status("opendir", in.NodeId, err)
 	}
-	out.Fh = fs.dirs.add(&dirHandle[D]{node: overlay.Node(in.NodeId), dir: dir})
+	out.Fh = fs.dirs.add(&dirHandle[D]{node: overlay.Node(in.NodeId)})
 	if fs.cacheDir {
 		out.OpenFlags = fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE
 	}
@@ -56,7 +71,11 @@ func (fs *fileSystem[D]) readDir(in *fuse.ReadIn, out *fuse.DirEntryList, plus b
 	if !ok {
 		return fuse.EBADF
 	}
-	end := uint64(h.dir.Len()) + 2
+	dir, err := h.snapshot(fs.view)
+	if err != nil {
+		return fs.status("readdir", uint64(h.node), err)
+	}
+	end := uint64(dir.Len()) + 2
 	for pos := in.Offset; pos < end; pos++ {
 		de := fuse.DirEntry{Off: pos + 1, Mode: fuse.S_IFDIR}
 		var node overlay.Node
@@ -71,7 +90,7 @@ func (fs *fileSystem[D]) readDir(in *fuse.ReadIn, out *fuse.DirEntryList, plus b
 				de.Ino = uint64(overlay.Root)
 			}
 		default:
-			e := h.dir.Entry(int(pos - 2))
+			e := dir.Entry(int(pos - 2))
 			if !validName(e.Name) {
 				// The kernel fails the whole listing with EIO on such a name: leave it out.
 				fs.log.Debug("readdir: skipping invalid name", "dir", uint64(h.node), "name", e.Name)

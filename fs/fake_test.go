@@ -20,8 +20,9 @@ type fakeView struct {
 	nodes map[overlay.Node]*fakeNode
 	next  overlay.Node
 
-	attrCalls   atomic.Int64
-	lookupCalls atomic.Int64
+	attrCalls    atomic.Int64
+	lookupCalls  atomic.Int64
+	readDirCalls atomic.Int64
 }
 
 type fakeNode struct {
@@ -150,6 +151,7 @@ func (v *fakeView) Lookup(parent overlay.Node, name string) (overlay.Attr, error
 }
 
 func (v *fakeView) ReadDir(n overlay.Node) (*fakeDir, error) {
+	v.readDirCalls.Add(1)
 	fn, err := v.node(n)
 	if err != nil {
 		return nil, err

@@ -457,6 +457,23 @@ func TestReadDir(t *testing.T) {
 	if st := fsys.OpenDir(nil, &fuse.OpenIn{InHeader: hdr(fx.file.attr.Node)}, &oo); st != fuse.ENOTDIR {
 		t.Errorf("OpenDir(file) = %v", st)
 	}
+	// A directory that cannot be listed fails at its first READDIR.
+	fx.v.nodes[fx.sub].failErr = errors.New("corrupt layer")
+	var so fuse.OpenOut
+	if st := fsys.OpenDir(nil, &fuse.OpenIn{InHeader: hdr(fx.sub)}, &so); st != fuse.EIO {
+		t.Errorf("OpenDir(broken) = %v, want EIO", st)
+	}
+	fx.v.nodes[fx.sub].failErr = nil
+	if st := fsys.OpenDir(nil, &fuse.OpenIn{InHeader: hdr(fx.sub)}, &so); st != fuse.OK {
+		t.Fatalf("OpenDir(sub) = %v", st)
+	}
+	fx.v.nodes[fx.sub].failErr = errors.New("corrupt layer")
+	in := &fuse.ReadIn{InHeader: hdr(fx.sub), Fh: so.Fh, Size: 4096}
+	if st := fsys.ReadDir(nil, in, fuse.NewDirEntryList(make([]byte, 4096), 0)); st != fuse.EIO {
+		t.Errorf("ReadDir(broken) = %v, want EIO", st)
+	}
+	fsys.ReleaseDir(&fuse.ReleaseIn{Fh: so.Fh})
+	fx.v.nodes[fx.sub].failErr = nil
 	sub, _ := listDir(t, fsys, fx.dir, false, 4096, 0)
 	if len(sub) != 4 || sub[1].name != ".." || sub[1].ino != fuse.FUSE_UNKNOWN_INO {
 		t.Errorf("listing of dir: %+v", sub)
