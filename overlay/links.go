@@ -261,29 +261,45 @@ func nameOK(name string, aufs bool) bool {
 }
 
 // dirStack returns the stack of directory path dir in the view of layers 0..top, nil when it is not a
-// visible directory.
+// visible directory. It starts from the longest remembered prefix of dir and walks down iteratively, so
+// that very deep paths cost neither recursion nor repeated work.
 func (w *walker) dirStack(top int, dir string, aufs bool) stack {
-	k := walkKey{top, dir, aufs}
-	if s, ok := w.memo[k]; ok {
-		return s
+	end := len(dir)
+	s, ok := w.memo[walkKey{top, dir, aufs}]
+	for !ok && end > 0 {
+		end = max(strings.LastIndexByte(dir[:end], '/'), 0)
+		s, ok = w.memo[walkKey{top, dir[:end], aufs}]
 	}
-	var s stack
-	if dir == "" {
+	if !ok {
 		s = w.v.rootStack(top)
-	} else {
-		pdir, name := "", dir
-		if i := strings.LastIndexByte(dir, '/'); i >= 0 {
-			pdir, name = dir[:i], dir[i+1:]
+		w.remember(walkKey{top, "", aufs}, s)
+	}
+	for end < len(dir) && s != nil {
+		start := end
+		if start > 0 {
+			start++ // past the '/'
 		}
-		if ps := w.dirStack(top, pdir, aufs); ps != nil && nameOK(name, aufs) {
-			if r, ok := w.v.child(ps, name, aufs); ok {
-				s = r.dir
+		next := strings.IndexByte(dir[start:], '/')
+		if next < 0 {
+			next = len(dir)
+		} else {
+			next += start
+		}
+		var sub stack
+		if name := dir[start:next]; nameOK(name, aufs) {
+			if r, ok := w.v.child(s, name, aufs); ok {
+				sub = r.dir
 			}
 		}
+		s, end = sub, next
+		w.remember(walkKey{top, dir[:end], aufs}, s)
 	}
+	return s
+}
+
+func (w *walker) remember(k walkKey, s stack) {
 	if len(w.memo) >= maxWalkMemo {
 		clear(w.memo)
 	}
 	w.memo[k] = s
-	return s
 }

@@ -527,7 +527,7 @@ func (v *View) Open(n Node) (File, error) {
 	}
 	switch e.Type {
 	case index.TypeRegular:
-		return &file{l: v.layers[f.layer], id: f.id, size: e.Size}, nil
+		return &memberFile{l: v.layers[f.layer], id: f.id, size: e.Size}, nil
 	case index.TypeDir:
 		return nil, ErrIsDir
 	}
@@ -548,13 +548,13 @@ func (v *View) Path(n Node) (string, bool) {
 	return v.layers[f.layer].Path(f.id), true
 }
 
-// file is an open regular file: a member of one layer.
-type file struct {
+// memberFile is an open regular file: a member of one layer.
+type memberFile struct {
 	l    Layer
 	id   index.ID
 	size int64
 }
 
-func (f *file) ReadAt(p []byte, off int64) (int, error) { return f.l.ReadAt(f.id, p, off) }
-func (f *file) Size() int64                             { return f.size }
-func (f *file) FileRange() (*os.File, int64, bool)      { return f.l.FileRange(f.id) }
+func (f *memberFile) ReadAt(p []byte, off int64) (int, error) { return f.l.ReadAt(f.id, p, off) }
+func (f *memberFile) Size() int64                             { return f.size }
+func (f *memberFile) FileRange() (*os.File, int64, bool)      { return f.l.FileRange(f.id) }
