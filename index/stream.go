@@ -2,60 +2,42 @@ package index
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"log/slog"
 	"os"
+	"sort"
+	"sync"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 )
 
-// Compression names the compression of a blob.
-type Compression uint8
+// spanSize is the distance in uncompressed bytes between restart points of a compressed stream: a
+// random read decodes at most about this much before its first byte. (A variable for tests.)
+var spanSize int64 = 4 << 20
 
-// Compressions recognised by DetectCompression.
 const (
-	CompressionNone Compression = iota
-	CompressionGzip
-	CompressionZstd
+	// maxCursors is the number of idle decoders a Stream keeps, so that sequential readers continue
+	// where they stopped instead of restarting from a restart point.
+	maxCursors = 4
 )
-
-// String returns "none", "gzip" or "zstd".
-func (c Compression) String() string {
-	switch c {
-	case CompressionNone:
-		return "none"
-	case CompressionGzip:
-		return "gzip"
-	case CompressionZstd:
-		return "zstd"
-	}
-	return fmt.Sprintf("compression(%d)", uint8(c))
-}
-
-// ErrUnsupportedCompression is returned for compressed data in a format that cannot be read (bzip2, xz).
-var ErrUnsupportedCompression = errors.New("index: unsupported compression")
-
-var errNotImplemented = errors.New("index: compressed streams not implemented yet")
-
-// DetectCompression reads the magic bytes at off in r and says how the data is compressed. Data that
-// matches no known magic is CompressionNone. bzip2 and xz data give an error wrapping
-// ErrUnsupportedCompression.
-func DetectCompression(r io.ReaderAt, off int64) (Compression, error) {
-	return CompressionNone, errNotImplemented
-}
 
 // StreamOptions configure the indexing and opening of a compressed stream.
 type StreamOptions struct {
-	// CacheDir is the root of the cache; checkpoints live under CacheDir/stream/v<N>/. Empty: nothing
-	// is persisted.
+	// CacheDir is the root of the cache; restart points live under CacheDir/stream/v<N>/. Empty:
+	// nothing is persisted.
 	CacheDir string
-	// Key is the digest of the stored blob, the cache key of its checkpoints. Empty: nothing is persisted.
+	// Key is the digest of the stored blob ("sha256:" and 64 lowercase hex digits), the cache key of its
+	// restart points. Empty: nothing is persisted. Any other form is an error.
 	Key digest.Digest
-	// Logger receives progress and fallback notes; nil discards.
+	// Logger receives notes about building and loading; nil discards.
 	Logger *slog.Logger
-	// Progress, when set, is called at most about ten times a second while a stream is indexed.
+	// Progress, when set, is called by OpenCompressed at most about ten times a second while it indexes
+	// a stream. A StreamIndexer does not call it: its user reports progress with Consumed.
 	Progress func(Progress)
 }
 
@@ -66,55 +48,366 @@ type Progress struct {
 	Total   int64 // size of the blob
 }
 
+func (o *StreamOptions) logger() *slog.Logger {
+	if o.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return o.Logger
+}
+
+// indexer is the compression-specific half of a StreamIndexer.
+type indexer interface {
+	read(p []byte) (int, error)
+	consumed() int64
+	// finish is called once read returned io.EOF; it persists the restart points and returns the
+	// stream, which takes over the indexer's files.
+	finish(size int64, diffID digest.Digest) (*Stream, error)
+	close()
+}
+
 // StreamIndexer decompresses a blob sequentially, records restart points as it goes, and turns them
-// into a random-access Stream once the end is reached.
+// into a random-access Stream once the end is reached. For gzip it verifies every member's CRC-32 and
+// size; for zstd, the frames' checksums when present.
 type StreamIndexer struct {
-	blob Blob
-	c    Compression
-	opts StreamOptions
+	ctx      context.Context
+	c        Compression
+	ix       indexer
+	hash     hash.Hash
+	out      int64
+	eof      bool
+	err      error
+	finished bool
 }
 
-// NewStreamIndexer starts an indexing pass over blob, compressed with c.
+// NewStreamIndexer starts an indexing pass over blob, compressed with c. Read it to io.EOF, then call
+// Finish; call Close in any case.
 func NewStreamIndexer(ctx context.Context, blob Blob, c Compression, opts StreamOptions) (*StreamIndexer, error) {
-	return nil, errNotImplemented
+	var (
+		ix  indexer
+		err error
+	)
+	switch c {
+	case CompressionNone:
+		ix = newPlainIndexer(blob)
+	case CompressionGzip:
+		ix, err = newGzipIndexer(ctx, blob, opts)
+	case CompressionZstd:
+		ix, err = newZstdIndexer(ctx, blob, opts)
+	default:
+		err = fmt.Errorf("%w: %s", ErrUnsupportedCompression, c)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("indexing %s stream: %w", c, err)
+	}
+	return &StreamIndexer{ctx: ctx, c: c, ix: ix, hash: sha256.New()}, nil
 }
 
-// Read reads decompressed bytes sequentially, recording checkpoints as it goes.
-func (s *StreamIndexer) Read(p []byte) (int, error) { return 0, errNotImplemented }
+// Read reads decompressed bytes sequentially, recording restart points as it goes. A damaged stream
+// gives an error; io.EOF means the whole stream was read and verified.
+func (s *StreamIndexer) Read(p []byte) (int, error) {
+	if s.err != nil {
+		return 0, s.err
+	}
+	if s.eof {
+		return 0, io.EOF
+	}
+	if err := s.ctx.Err(); err != nil {
+		return 0, err
+	}
+	n, err := s.ix.read(p)
+	s.hash.Write(p[:n])
+	s.out += int64(n)
+	switch {
+	case err == io.EOF:
+		s.eof = true
+	case err != nil:
+		s.err = fmt.Errorf("indexing %s stream: %w", s.c, err)
+		err = s.err
+	}
+	return n, err
+}
 
 // DiffID returns the sha256 digest of all decompressed output. It is valid after Read returned io.EOF.
-func (s *StreamIndexer) DiffID() digest.Digest { return "" }
+func (s *StreamIndexer) DiffID() digest.Digest {
+	if !s.eof {
+		return ""
+	}
+	return digest.NewDigest(digest.SHA256, s.hash)
+}
 
 // Consumed returns the number of compressed bytes consumed so far.
-func (s *StreamIndexer) Consumed() int64 { return 0 }
+func (s *StreamIndexer) Consumed() int64 { return s.ix.consumed() }
 
-// Finish, called after Read returned io.EOF, persists the checkpoints (when StreamOptions.Key and
-// CacheDir are set) and returns the random-access stream. The Stream stays valid after Close.
-func (s *StreamIndexer) Finish() (*Stream, error) { return nil, errNotImplemented }
+// Finish, called after Read returned io.EOF, persists the restart points (when StreamOptions.Key and
+// CacheDir are set) and returns the random-access stream, which stays valid after Close.
+func (s *StreamIndexer) Finish() (*Stream, error) {
+	if !s.eof {
+		return nil, fmt.Errorf("indexing %s stream: finish before the end of the stream", s.c)
+	}
+	if s.finished {
+		return nil, fmt.Errorf("indexing %s stream: finished twice", s.c)
+	}
+	s.finished = true
+	st, err := s.ix.finish(s.out, s.DiffID())
+	if err != nil {
+		return nil, fmt.Errorf("indexing %s stream: %w", s.c, err)
+	}
+	return st, nil
+}
 
-// Close releases the indexer's resources.
-func (s *StreamIndexer) Close() error { return nil }
+// Close releases the indexer's resources; after a successful Finish it leaves the Stream alone.
+func (s *StreamIndexer) Close() error {
+	s.ix.close()
+	return nil
+}
 
-// LoadStream opens a stream from its persisted checkpoints only. ok is false when they are absent or
-// stale (then nothing is returned and the caller indexes the stream).
+// LoadStream opens a stream from its persisted restart points only. ok is false when they are absent,
+// stale or damaged (then nothing is returned and the caller indexes the stream); a damaged file is
+// reported in the log. CompressionNone needs nothing persisted: the Stream is the blob itself.
 func LoadStream(ctx context.Context, blob Blob, c Compression, opts StreamOptions) (*Stream, bool, error) {
-	return nil, false, errNotImplemented
+	if err := ctx.Err(); err != nil {
+		return nil, false, err
+	}
+	var (
+		s   *Stream
+		err error
+	)
+	switch c {
+	case CompressionNone:
+		return newPlainStream(blob), true, nil
+	case CompressionGzip:
+		s, err = loadGzipStream(blob, opts)
+	case CompressionZstd:
+		s, err = loadZstdStream(blob, opts)
+	default:
+		return nil, false, fmt.Errorf("%w: %s", ErrUnsupportedCompression, c)
+	}
+	switch {
+	case err == nil:
+		if s == nil {
+			return nil, false, nil
+		}
+		opts.logger().Debug("loaded stream index", "key", opts.Key, "compression", c, "size", s.size, "points", len(s.points))
+		return s, true, nil
+	case errors.Is(err, os.ErrNotExist):
+		return nil, false, nil
+	case errors.Is(err, errStale):
+		opts.logger().Warn("rebuilding stream index", "key", opts.Key, "compression", c, "reason", err)
+		return nil, false, nil
+	}
+	return nil, false, fmt.Errorf("loading %s stream index: %w", c, err)
 }
 
 // OpenCompressed detects the compression of blob and returns a random-access stream of its decompressed
-// bytes: from persisted checkpoints when present, otherwise by indexing the whole stream in one pass.
+// bytes: from persisted restart points when present, otherwise by indexing the whole stream in one pass
+// (reporting progress). Uncompressed data is returned as it is.
 func OpenCompressed(ctx context.Context, blob Blob, opts StreamOptions) (*Stream, error) {
-	return nil, errNotImplemented
+	c, err := DetectCompression(io.NewSectionReader(blob.R, blob.Off, blob.Size), 0)
+	if err != nil {
+		return nil, err
+	}
+	if s, ok, err := LoadStream(ctx, blob, c, opts); err != nil || ok {
+		return s, err
+	}
+	ix, err := NewStreamIndexer(ctx, blob, c, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer ix.Close()
+	buf := make([]byte, 256<<10)
+	var last time.Time
+	for {
+		_, err := ix.Read(buf)
+		if opts.Progress != nil && (err != nil || time.Since(last) >= 100*time.Millisecond) {
+			last = time.Now()
+			opts.Progress(Progress{Bytes: ix.Consumed(), Total: blob.Size})
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return ix.Finish()
+}
+
+// cursor is a live decoder positioned in a compressed stream.
+type cursor interface {
+	io.Reader
+	// reset positions the cursor at a restart point.
+	reset(pt *point) error
+	// pos returns the uncompressed offset of the next byte Read returns.
+	pos() int64
+	close()
 }
 
 // Stream gives random access to the decompressed bytes of a blob. It is safe for concurrent use.
 type Stream struct {
-	c    Compression
-	size int64
+	c      Compression
+	size   int64
+	diffID digest.Digest
+
+	// Plain data: the blob range (CompressionNone) or a decompressed copy.
+	ra      io.ReaderAt
+	raOff   int64
+	file    *os.File
+	ownFile bool
+
+	// Compressed data: restart points and live cursors.
+	points    []point
+	ckpt      *os.File // gzip windows
+	newCursor func() cursor
+
+	mu     sync.Mutex
+	idle   []cursor // least recently used first
+	closed bool
 }
 
-// ReadAt reads decompressed bytes at off.
-func (s *Stream) ReadAt(p []byte, off int64) (int, error) { return 0, errNotImplemented }
+func newPlainStream(blob Blob) *Stream {
+	return &Stream{c: CompressionNone, size: blob.Size, ra: blob.R, raOff: blob.Off, file: blob.File}
+}
+
+// newFileStream serves a decompressed copy.
+func newFileStream(c Compression, f *os.File, size int64, diffID digest.Digest) *Stream {
+	return &Stream{c: c, size: size, diffID: diffID, ra: f, file: f, ownFile: true}
+}
+
+// ReadAt reads decompressed bytes at off. It returns io.EOF when fewer than len(p) bytes remain. A
+// stream that does not decode as it did when it was indexed gives an error.
+func (s *Stream) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, fmt.Errorf("index: negative offset %d", off)
+	}
+	if off >= s.size {
+		return 0, io.EOF
+	}
+	want := p
+	if rem := s.size - off; int64(len(want)) > rem {
+		want = want[:rem]
+	}
+	var (
+		n   int
+		err error
+	)
+	if s.ra != nil {
+		n, err = s.ra.ReadAt(want, s.raOff+off)
+		if n == len(want) {
+			err = nil
+		} else if err == nil || err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+	} else {
+		n, err = s.readCompressed(want, off)
+	}
+	if err != nil {
+		return n, fmt.Errorf("reading %s stream at %d: %w", s.c, off+int64(n), err)
+	}
+	if len(want) < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+func (s *Stream) readCompressed(p []byte, off int64) (int, error) {
+	i := sort.Search(len(s.points), func(i int) bool { return s.points[i].Out > off }) - 1
+	if i < 0 {
+		return 0, errors.New("index: no restart point")
+	}
+	cur, err := s.acquire(off, &s.points[i])
+	if err != nil {
+		return 0, err
+	}
+	if skip := off - cur.pos(); skip > 0 {
+		err = discard(cur, skip)
+	}
+	var n int
+	if err == nil {
+		n, err = io.ReadFull(cur, p)
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+	}
+	s.release(cur, err == nil)
+	return n, err
+}
+
+// acquire takes a cursor positioned at or before off: an idle one at least as close as pt, or one reset
+// to pt.
+func (s *Stream) acquire(off int64, pt *point) (cursor, error) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, os.ErrClosed
+	}
+	best := -1
+	var bestPos int64
+	for i, c := range s.idle {
+		if p := c.pos(); p <= off && p >= pt.Out && (best < 0 || p > bestPos) {
+			best, bestPos = i, p
+		}
+	}
+	if best >= 0 {
+		c := s.idle[best]
+		s.idle = append(s.idle[:best], s.idle[best+1:]...)
+		s.mu.Unlock()
+		return c, nil
+	}
+	var c cursor
+	if len(s.idle) >= maxCursors {
+		c = s.idle[0]
+		s.idle = append(s.idle[:0], s.idle[1:]...)
+	}
+	s.mu.Unlock()
+	if c == nil {
+		c = s.newCursor()
+	}
+	if err := c.reset(pt); err != nil {
+		c.close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// release returns a cursor to the idle list; one that failed is dropped.
+func (s *Stream) release(c cursor, ok bool) {
+	s.mu.Lock()
+	if !ok || s.closed {
+		s.mu.Unlock()
+		c.close()
+		return
+	}
+	s.idle = append(s.idle, c)
+	var drop cursor
+	if len(s.idle) > maxCursors {
+		drop = s.idle[0]
+		s.idle = append(s.idle[:0], s.idle[1:]...)
+	}
+	s.mu.Unlock()
+	if drop != nil {
+		drop.close()
+	}
+}
+
+var scratchPool = sync.Pool{New: func() any { b := make([]byte, windowSize); return &b }}
+
+// discard reads and drops n bytes from r.
+func discard(r io.Reader, n int64) error {
+	bp := scratchPool.Get().(*[]byte)
+	defer scratchPool.Put(bp)
+	buf := *bp
+	for n > 0 {
+		m, err := r.Read(buf[:min(n, int64(len(buf)))])
+		n -= int64(m)
+		if n > 0 && err == io.EOF {
+			return io.ErrUnexpectedEOF
+		}
+		if err != nil && err != io.EOF {
+			return err
+		}
+	}
+	return nil
+}
 
 // Size returns the uncompressed size.
 func (s *Stream) Size() int64 { return s.size }
@@ -122,13 +415,89 @@ func (s *Stream) Size() int64 { return s.size }
 // Compression returns the compression of the underlying blob.
 func (s *Stream) Compression() Compression { return s.c }
 
+// DiffID returns the sha256 digest of the decompressed bytes when it is known (the stream was indexed,
+// or loaded from an index that recorded it), else "".
+func (s *Stream) DiffID() digest.Digest { return s.diffID }
+
 // File returns the plain file holding the decompressed data when there is one (an uncompressed blob
 // backed by a file, or a decompressed copy), so that reads can be served by splice. The byte at stream
 // offset x is at file offset FileOffset()+x.
-func (s *Stream) File() (*os.File, bool) { return nil, false }
+func (s *Stream) File() (*os.File, bool) { return s.file, s.file != nil }
 
 // FileOffset returns the offset in File of the stream's first byte (0 for a decompressed copy).
-func (s *Stream) FileOffset() int64 { return 0 }
+func (s *Stream) FileOffset() int64 {
+	if s.file == nil {
+		return 0
+	}
+	return s.raOff
+}
 
-// Close releases the stream's resources.
-func (s *Stream) Close() error { return nil }
+// Close releases the stream's decoders and files. A blob's own file is left open.
+func (s *Stream) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	idle := s.idle
+	s.idle = nil
+	s.mu.Unlock()
+	for _, c := range idle {
+		c.close()
+	}
+	var err error
+	if s.ckpt != nil {
+		err = s.ckpt.Close()
+	}
+	if s.ownFile && s.file != nil {
+		if cerr := s.file.Close(); err == nil {
+			err = cerr
+		}
+	}
+	return err
+}
+
+// rangeReader reads a byte range of a ReaderAt sequentially.
+type rangeReader struct {
+	r        io.ReaderAt
+	off, end int64
+}
+
+func (r *rangeReader) Read(p []byte) (int, error) {
+	if r.off >= r.end {
+		return 0, io.EOF
+	}
+	if rem := r.end - r.off; int64(len(p)) > rem {
+		p = p[:rem]
+	}
+	n, err := r.r.ReadAt(p, r.off)
+	r.off += int64(n)
+	if n == len(p) {
+		return n, nil
+	}
+	if err == nil || err == io.EOF {
+		err = io.ErrUnexpectedEOF // the blob is shorter than it says
+	}
+	return n, err
+}
+
+// plainIndexer passes an uncompressed blob through.
+type plainIndexer struct {
+	blob Blob
+	r    rangeReader
+}
+
+func newPlainIndexer(blob Blob) *plainIndexer {
+	return &plainIndexer{blob: blob, r: rangeReader{r: blob.R, off: blob.Off, end: blob.Off + blob.Size}}
+}
+
+func (p *plainIndexer) read(b []byte) (int, error) { return p.r.Read(b) }
+func (p *plainIndexer) consumed() int64            { return p.r.off - p.blob.Off }
+func (p *plainIndexer) close()                     {}
+
+func (p *plainIndexer) finish(size int64, diffID digest.Digest) (*Stream, error) {
+	s := newPlainStream(p.blob)
+	s.diffID = diffID
+	return s, nil
+}

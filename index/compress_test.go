@@ -1,0 +1,67 @@
+package index
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestDetectCompression(t *testing.T) {
+	fixture := func(name string) []byte {
+		b, err := os.ReadFile(filepath.Join("testdata", "stream", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	tarHeader := make([]byte, 512)
+	copy(tarHeader, "etc/passwd")
+	cases := []struct {
+		name        string
+		data        []byte
+		want        Compression
+		unsupported string // format named in the error
+	}{
+		{"gzip", fixture("fname.txt.gz"), CompressionGzip, ""},
+		{"zstd", fixture("single.txt.zst"), CompressionZstd, ""},
+		{"zstd skippable first", skippable("toc"), CompressionZstd, ""},
+		{"bzip2", fixture("plain.txt.bz2"), CompressionNone, "bzip2"},
+		{"bzip2 empty", []byte("BZh9\x17\x72\x45\x38\x50\x90\x00\x00\x00\x00"), CompressionNone, "bzip2"},
+		{"xz", fixture("plain.txt.xz"), CompressionNone, "xz"},
+		{"lz4", fixture("plain.txt.lz4"), CompressionNone, "lz4"},
+		{"compress", []byte{0x1f, 0x9d, 0x90, 'a'}, CompressionNone, "compress"},
+		{"tar", tarHeader, CompressionNone, ""},
+		{"text starting BZh", []byte("BZh9 is not bzip2 at all"), CompressionNone, ""},
+		{"gzip magic, other method", []byte{0x1f, 0x8b, 0x07, 0, 0, 0, 0, 0, 0, 0}, CompressionNone, ""},
+		{"short gzip", []byte{0x1f, 0x8b, 0x08}, CompressionGzip, ""},
+		{"two bytes", []byte{0x1f, 0x8b}, CompressionNone, ""},
+		{"empty", nil, CompressionNone, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			// At an offset, with other bytes before.
+			r := bytes.NewReader(append([]byte("junk"), tc.data...))
+			got, err := DetectCompression(r, 4)
+			if got != tc.want {
+				t.Errorf("DetectCompression = %v, want %v", got, tc.want)
+			}
+			switch {
+			case tc.unsupported == "" && err != nil:
+				t.Errorf("err = %v", err)
+			case tc.unsupported != "" && (!errors.Is(err, ErrUnsupportedCompression) || !strings.Contains(err.Error(), tc.unsupported)):
+				t.Errorf("err = %v, want ErrUnsupportedCompression naming %s", err, tc.unsupported)
+			}
+		})
+	}
+}
+
+func TestCompressionString(t *testing.T) {
+	for c, want := range map[Compression]string{CompressionNone: "none", CompressionGzip: "gzip", CompressionZstd: "zstd", 9: "compression(9)"} {
+		if c.String() != want {
+			t.Errorf("%d.String() = %q, want %q", c, c.String(), want)
+		}
+	}
+}

@@ -1,0 +1,356 @@
+package index
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+
+	"github.com/imgfs/imgfs/index/internal/flate"
+	"github.com/opencontainers/go-digest"
+)
+
+// gzip header flags, RFC 1952 section 2.3.1.
+const (
+	gzipFlagHCRC    = 1 << 1
+	gzipFlagExtra   = 1 << 2
+	gzipFlagName    = 1 << 3
+	gzipFlagComment = 1 << 4
+)
+
+var (
+	errGzipHeader   = errors.New("index: invalid gzip header")
+	errGzipChecksum = errors.New("index: gzip checksum mismatch")
+	errGzipEmpty    = errors.New("index: gzip stream has no member")
+)
+
+// noEOF turns io.EOF into io.ErrUnexpectedEOF: the stream ended inside a structure.
+func noEOF(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// readGzipHeader reads one member header (RFC 1952 section 2.3), skipping FEXTRA, FNAME and FCOMMENT
+// and verifying FHCRC.
+func readGzipHeader(br *bufio.Reader) error {
+	var buf [10]byte
+	if _, err := io.ReadFull(br, buf[:]); err != nil {
+		return noEOF(err)
+	}
+	if !bytes.HasPrefix(buf[:], magicGzip) {
+		return errGzipHeader
+	}
+	flg := buf[3]
+	crc := crc32.ChecksumIEEE(buf[:])
+	var err error
+	if flg&gzipFlagExtra != 0 {
+		if _, err := io.ReadFull(br, buf[:2]); err != nil {
+			return noEOF(err)
+		}
+		crc = crc32.Update(crc, crc32.IEEETable, buf[:2])
+		if crc, err = skipCRC(br, int(binary.LittleEndian.Uint16(buf[:2])), crc); err != nil {
+			return err
+		}
+	}
+	for _, f := range []byte{gzipFlagName, gzipFlagComment} {
+		if flg&f != 0 {
+			if crc, err = skipString(br, crc); err != nil {
+				return err
+			}
+		}
+	}
+	if flg&gzipFlagHCRC != 0 {
+		if _, err := io.ReadFull(br, buf[:2]); err != nil {
+			return noEOF(err)
+		}
+		if binary.LittleEndian.Uint16(buf[:2]) != uint16(crc) {
+			return fmt.Errorf("%w: header checksum mismatch", errGzipHeader)
+		}
+	}
+	return nil
+}
+
+// skipCRC skips n bytes, adding them to crc.
+func skipCRC(br *bufio.Reader, n int, crc uint32) (uint32, error) {
+	for n > 0 {
+		b, err := br.Peek(min(n, br.Size()))
+		crc = crc32.Update(crc, crc32.IEEETable, b)
+		br.Discard(len(b))
+		n -= len(b)
+		if n > 0 && err != nil {
+			return crc, noEOF(err)
+		}
+	}
+	return crc, nil
+}
+
+// skipString skips a zero-terminated string, adding it to crc.
+func skipString(br *bufio.Reader, crc uint32) (uint32, error) {
+	for {
+		b, err := br.ReadSlice(0)
+		crc = crc32.Update(crc, crc32.IEEETable, b)
+		if err == nil {
+			return crc, nil
+		}
+		if err != bufio.ErrBufferFull {
+			return crc, noEOF(err)
+		}
+	}
+}
+
+// gzipIndexer decompresses a gzip stream (any number of members), verifying every member's trailer
+// and recording a restart point at a block boundary about every spanSize bytes of output, with the
+// window needed to resume there.
+type gzipIndexer struct {
+	blob Blob
+	opts StreamOptions
+	src  rangeReader
+	br   *bufio.Reader
+	w    *indexWriter
+
+	fr     *flate.Reader
+	win    []byte // scratch for windows
+	member bool   // inside a member's deflate data
+	done   bool
+
+	members   int64
+	dataStart int64 // blob offset of the current member's deflate data
+	memberOut int64 // uncompressed offset of the current member's first byte
+	crc       uint32
+	isize     uint32
+	out       int64
+	lastPoint int64
+	points    []point
+	err       error // from onBlock
+}
+
+func newGzipIndexer(ctx context.Context, blob Blob, opts StreamOptions) (*gzipIndexer, error) {
+	path, _, err := cachePaths(opts, ".gzi")
+	if err != nil {
+		return nil, err
+	}
+	w, err := newIndexWriter(path)
+	if err != nil {
+		return nil, err
+	}
+	g := &gzipIndexer{blob: blob, opts: opts, w: w, fr: flate.NewReader()}
+	g.fr.SetBlockHook(g.onBlock)
+	g.src = rangeReader{r: blob.R, off: blob.Off, end: blob.Off + blob.Size}
+	g.br = bufio.NewReaderSize(&g.src, 256<<10)
+	return g, nil
+}
+
+func (g *gzipIndexer) consumed() int64 {
+	return g.src.off - g.blob.Off - int64(g.br.Buffered())
+}
+
+func (g *gzipIndexer) read(p []byte) (int, error) {
+	for {
+		if g.err != nil {
+			return 0, g.err
+		}
+		if !g.member {
+			if err := g.startMember(); err != nil {
+				return 0, err
+			}
+		}
+		n, err := g.fr.Read(p)
+		g.crc = crc32.Update(g.crc, crc32.IEEETable, p[:n])
+		g.isize += uint32(n)
+		g.out += int64(n)
+		if err == io.EOF {
+			err = g.endMember()
+		} else if err != nil {
+			err = fmt.Errorf("gzip member at %d: %w", g.dataStart, err)
+		}
+		if err != nil {
+			g.err = err
+			return n, err
+		}
+		if n > 0 {
+			return n, nil
+		}
+	}
+}
+
+// startMember reads the next member's header, or reports the end of the stream.
+func (g *gzipIndexer) startMember() error {
+	if g.done {
+		return io.EOF
+	}
+	start := g.consumed()
+	if _, err := g.br.Peek(1); err == io.EOF {
+		g.done = true
+		if g.members == 0 {
+			return errGzipEmpty
+		}
+		return io.EOF
+	} else if err != nil {
+		return err
+	}
+	if err := readGzipHeader(g.br); err != nil {
+		return fmt.Errorf("gzip member at %d: %w", start, err)
+	}
+	if g.members == 0 || g.out-g.lastPoint >= spanSize {
+		g.points = append(g.points, point{Out: g.out, In: start, Flags: pointFlagMember})
+		g.lastPoint = g.out
+	}
+	g.members++
+	g.dataStart = g.consumed()
+	g.memberOut = g.out
+	g.crc, g.isize = 0, 0
+	g.fr.Reset(g.br)
+	g.member = true
+	return nil
+}
+
+// endMember verifies the trailer of the member whose deflate data just ended.
+func (g *gzipIndexer) endMember() error {
+	g.member = false
+	var buf [8]byte
+	if _, err := io.ReadFull(g.br, buf[:]); err != nil {
+		return fmt.Errorf("gzip member at %d: trailer: %w", g.dataStart, noEOF(err))
+	}
+	if binary.LittleEndian.Uint32(buf[:4]) != g.crc || binary.LittleEndian.Uint32(buf[4:]) != g.isize {
+		return fmt.Errorf("gzip member at %d: %w", g.dataStart, errGzipChecksum)
+	}
+	return nil
+}
+
+// onBlock is called by the decompressor at the end of every deflate block.
+func (g *gzipIndexer) onBlock(b flate.BlockEnd) {
+	out := g.memberOut + b.Out
+	if b.Final || g.err != nil || out-g.lastPoint < spanSize {
+		return
+	}
+	g.win = g.fr.AppendWindow(g.win[:0])
+	off, crc, err := g.w.appendWindow(g.win)
+	if err != nil {
+		g.err = err
+		return
+	}
+	g.points = append(g.points, point{
+		Out:    out,
+		In:     g.dataStart + b.In,
+		Bits:   b.Bits,
+		WinOff: off,
+		WinLen: uint32(len(g.win)),
+		WinCRC: crc,
+	})
+	g.lastPoint = out
+}
+
+func (g *gzipIndexer) finish(size int64, diffID digest.Digest) (*Stream, error) {
+	h := &streamHeader{Magic: streamMagicGzip, CompSize: g.blob.Size, Size: size, DiffID: diffIDBytes(diffID)}
+	f, err := g.w.finish(h, g.points)
+	if err != nil {
+		return nil, err
+	}
+	g.opts.logger().Debug("indexed gzip stream", "key", g.opts.Key, "size", size, "members", g.members,
+		"points", len(g.points), "persisted", g.w.path != "")
+	return newGzipStream(g.blob, f, g.points, size, diffID), nil
+}
+
+func (g *gzipIndexer) close() {
+	g.w.abort()
+}
+
+func newGzipStream(blob Blob, ckpt *os.File, points []point, size int64, diffID digest.Digest) *Stream {
+	s := &Stream{c: CompressionGzip, size: size, diffID: diffID, points: points, ckpt: ckpt}
+	s.newCursor = func() cursor { return newGzipCursor(blob, ckpt) }
+	return s
+}
+
+func loadGzipStream(blob Blob, opts StreamOptions) (*Stream, error) {
+	path, ok, err := cachePaths(opts, ".gzi")
+	if err != nil || !ok {
+		return nil, err
+	}
+	li, err := loadIndex(path, streamMagicGzip, blob.Size)
+	if err != nil {
+		return nil, err
+	}
+	if li.hdr.Flags != 0 || len(li.points) == 0 {
+		li.f.Close()
+		return nil, fmt.Errorf("%w: bad gzip index", errStale)
+	}
+	return newGzipStream(blob, li.f, li.points, li.hdr.Size, diffIDFromBytes(li.hdr.DiffID)), nil
+}
+
+// gzipCursor decodes a gzip stream from a restart point onwards, across member boundaries. It does not
+// verify trailers: it usually starts inside a member.
+type gzipCursor struct {
+	blob   Blob
+	ckpt   *os.File
+	src    rangeReader
+	br     *bufio.Reader
+	fr     *flate.Reader
+	out    int64
+	member bool
+}
+
+func newGzipCursor(blob Blob, ckpt *os.File) *gzipCursor {
+	return &gzipCursor{blob: blob, ckpt: ckpt, br: bufio.NewReaderSize(nil, 32<<10), fr: flate.NewReader()}
+}
+
+func (c *gzipCursor) pos() int64 { return c.out }
+func (c *gzipCursor) close()     {}
+
+func (c *gzipCursor) reset(pt *point) error {
+	c.src = rangeReader{r: c.blob.R, off: c.blob.Off + pt.In, end: c.blob.Off + c.blob.Size}
+	c.br.Reset(&c.src)
+	c.out = pt.Out
+	c.member = false
+	if pt.Flags&pointFlagMember != 0 {
+		return nil
+	}
+	bp := scratchPool.Get().(*[]byte)
+	defer scratchPool.Put(bp)
+	win := (*bp)[:pt.WinLen]
+	if _, err := c.ckpt.ReadAt(win, pt.WinOff); err != nil {
+		return fmt.Errorf("reading restart window: %w", noEOF(err))
+	}
+	if crc32.Checksum(win, castagnoli) != pt.WinCRC {
+		return errors.New("index: restart window checksum mismatch")
+	}
+	if err := c.fr.Resume(c.br, pt.Bits, win); err != nil {
+		return err
+	}
+	c.member = true
+	return nil
+}
+
+func (c *gzipCursor) Read(p []byte) (int, error) {
+	for {
+		if !c.member {
+			if _, err := c.br.Peek(1); err != nil {
+				return 0, err // io.EOF: the end of the stream
+			}
+			if err := readGzipHeader(c.br); err != nil {
+				return 0, err
+			}
+			c.fr.Reset(c.br)
+			c.member = true
+		}
+		n, err := c.fr.Read(p)
+		c.out += int64(n)
+		if err == io.EOF {
+			c.member = false
+			var buf [8]byte
+			_, err = io.ReadFull(c.br, buf[:])
+			err = noEOF(err)
+		}
+		if err != nil || n > 0 {
+			return n, err
+		}
+	}
+}
+
+var _ cursor = (*gzipCursor)(nil)

@@ -1,0 +1,385 @@
+package index
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// Persisted restart points of a compressed stream live in
+// CacheDir/stream/v<streamVersion>/sha256/<hex>.{gzi,zti,raw}. A .gzi or .zti file is
+//
+//	header (streamHeaderSize bytes) | gzip windows, each up to 32 KiB | point table
+//
+// The header carries the blob size it was built for, the uncompressed size, the diff_id and a CRC-32C
+// of the table; each point carries the CRC-32C of its window, checked whenever the window is read. A
+// .raw file is the decompressed copy of a zstd stream that has no useful restart points.
+const (
+	streamVersion    = 1
+	streamHeaderSize = 128
+	pointSize        = 40
+	windowSize       = 32 << 10
+
+	streamFlagRaw = 1 // zstd: served from the .raw copy; the table is empty
+
+	pointFlagMember = 1 // gzip: the point is the start of a member's header
+)
+
+var (
+	streamMagicGzip = [8]byte{'I', 'M', 'G', 'F', 'S', 'G', 'Z', 'I'}
+	streamMagicZstd = [8]byte{'I', 'M', 'G', 'F', 'S', 'Z', 'T', 'I'}
+
+	castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+	digestRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+
+	// errStale marks a persisted index that does not match the blob or is corrupt: it is rebuilt.
+	errStale = errors.New("index: stale or corrupt stream index")
+)
+
+// point is a restart point in a compressed stream: decoding may start at compressed offset In (plus Bits
+// bits, gzip) and yields the uncompressed stream from Out, given the window (gzip) stored at WinOff.
+type point struct {
+	Out, In int64
+	WinOff  int64
+	WinLen  uint32
+	WinCRC  uint32
+	Bits    uint8
+	Flags   uint8
+}
+
+func (p *point) encode(b []byte) {
+	binary.LittleEndian.PutUint64(b[0:], uint64(p.Out))
+	binary.LittleEndian.PutUint64(b[8:], uint64(p.In))
+	binary.LittleEndian.PutUint64(b[16:], uint64(p.WinOff))
+	binary.LittleEndian.PutUint32(b[24:], p.WinLen)
+	binary.LittleEndian.PutUint32(b[28:], p.WinCRC)
+	b[32] = p.Bits
+	b[33] = p.Flags
+	clear(b[34:pointSize])
+}
+
+func (p *point) decode(b []byte) {
+	p.Out = int64(binary.LittleEndian.Uint64(b[0:]))
+	p.In = int64(binary.LittleEndian.Uint64(b[8:]))
+	p.WinOff = int64(binary.LittleEndian.Uint64(b[16:]))
+	p.WinLen = binary.LittleEndian.Uint32(b[24:])
+	p.WinCRC = binary.LittleEndian.Uint32(b[28:])
+	p.Bits = b[32]
+	p.Flags = b[33]
+}
+
+// streamHeader is the fixed header of a .gzi or .zti file.
+type streamHeader struct {
+	Magic    [8]byte
+	Flags    uint32
+	CompSize int64 // size of the blob the index was built for
+	Size     int64 // uncompressed size
+	NPoints  int64
+	TableOff int64
+	TableCRC uint32
+	DiffID   [32]byte
+}
+
+func (h *streamHeader) encode() []byte {
+	b := make([]byte, streamHeaderSize)
+	copy(b[0:8], h.Magic[:])
+	binary.LittleEndian.PutUint32(b[8:], streamVersion)
+	binary.LittleEndian.PutUint32(b[12:], h.Flags)
+	binary.LittleEndian.PutUint64(b[16:], uint64(h.CompSize))
+	binary.LittleEndian.PutUint64(b[24:], uint64(h.Size))
+	binary.LittleEndian.PutUint64(b[32:], uint64(h.NPoints))
+	binary.LittleEndian.PutUint64(b[40:], uint64(h.TableOff))
+	binary.LittleEndian.PutUint32(b[48:], h.TableCRC)
+	copy(b[56:88], h.DiffID[:])
+	binary.LittleEndian.PutUint32(b[streamHeaderSize-4:], crc32.Checksum(b[:streamHeaderSize-4], castagnoli))
+	return b
+}
+
+func (h *streamHeader) decode(b []byte) error {
+	if len(b) != streamHeaderSize {
+		return fmt.Errorf("%w: short header", errStale)
+	}
+	if crc32.Checksum(b[:streamHeaderSize-4], castagnoli) != binary.LittleEndian.Uint32(b[streamHeaderSize-4:]) {
+		return fmt.Errorf("%w: header checksum mismatch", errStale)
+	}
+	copy(h.Magic[:], b[0:8])
+	if v := binary.LittleEndian.Uint32(b[8:]); v != streamVersion {
+		return fmt.Errorf("%w: version %d, want %d", errStale, v, streamVersion)
+	}
+	h.Flags = binary.LittleEndian.Uint32(b[12:])
+	h.CompSize = int64(binary.LittleEndian.Uint64(b[16:]))
+	h.Size = int64(binary.LittleEndian.Uint64(b[24:]))
+	h.NPoints = int64(binary.LittleEndian.Uint64(b[32:]))
+	h.TableOff = int64(binary.LittleEndian.Uint64(b[40:]))
+	h.TableCRC = binary.LittleEndian.Uint32(b[48:])
+	copy(h.DiffID[:], b[56:88])
+	return nil
+}
+
+// cachePaths says where the persisted index of a stream lives. ok is false when nothing is persisted
+// (no cache dir or no key); an invalid key is an error.
+func cachePaths(opts StreamOptions, ext string) (path string, ok bool, err error) {
+	if opts.Key != "" && !digestRE.MatchString(string(opts.Key)) {
+		return "", false, fmt.Errorf("index: invalid stream key %q: want sha256: and 64 lowercase hex digits", opts.Key)
+	}
+	if opts.CacheDir == "" || opts.Key == "" {
+		return "", false, nil
+	}
+	dir := filepath.Join(opts.CacheDir, "stream", fmt.Sprintf("v%d", streamVersion), "sha256")
+	return filepath.Join(dir, opts.Key.Encoded()+ext), true, nil
+}
+
+// indexWriter writes a .gzi or .zti file: windows are appended while the stream is indexed, the table
+// and header at the end. When path is empty, nothing is persisted and the file is an unlinked temporary
+// file that lives as long as the Stream.
+type indexWriter struct {
+	f    *os.File
+	path string // final path; "" when not persisted
+	off  int64  // append offset
+}
+
+// createTemp creates a temporary file next to path (or unlinked in the system temporary directory when
+// path is empty).
+func createTemp(path, pattern string) (*os.File, error) {
+	if path == "" {
+		f, err := os.CreateTemp("", "imgfs-"+pattern)
+		if err != nil {
+			return nil, err
+		}
+		if err := os.Remove(f.Name()); err != nil {
+			f.Close()
+			return nil, err
+		}
+		return f, nil
+	}
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	return os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
+}
+
+func newIndexWriter(path string) (*indexWriter, error) {
+	f, err := createTemp(path, "stream-*")
+	if err != nil {
+		return nil, fmt.Errorf("creating stream index: %w", err)
+	}
+	return &indexWriter{f: f, path: path, off: streamHeaderSize}, nil
+}
+
+// appendWindow stores a window and returns its offset and CRC.
+func (w *indexWriter) appendWindow(win []byte) (off int64, crc uint32, err error) {
+	off = w.off
+	if _, err := w.f.WriteAt(win, off); err != nil {
+		return 0, 0, fmt.Errorf("writing stream index: %w", err)
+	}
+	w.off += int64(len(win))
+	return off, crc32.Checksum(win, castagnoli), nil
+}
+
+// finish writes the table and header, and (when persisted) syncs and renames the file into place. The
+// file stays open for reading windows. The .raw copy, when there is one, must be in place already.
+func (w *indexWriter) finish(h *streamHeader, points []point) (*os.File, error) {
+	table := make([]byte, len(points)*pointSize)
+	for i := range points {
+		points[i].encode(table[i*pointSize:])
+	}
+	h.NPoints = int64(len(points))
+	h.TableOff = w.off
+	h.TableCRC = crc32.Checksum(table, castagnoli)
+	if _, err := w.f.WriteAt(table, w.off); err != nil {
+		return nil, fmt.Errorf("writing stream index: %w", err)
+	}
+	if _, err := w.f.WriteAt(h.encode(), 0); err != nil {
+		return nil, fmt.Errorf("writing stream index: %w", err)
+	}
+	if w.path != "" {
+		if err := commitFile(w.f, w.path); err != nil {
+			return nil, err
+		}
+	}
+	f := w.f
+	w.f = nil
+	return f, nil
+}
+
+// abort discards the file.
+func (w *indexWriter) abort() {
+	if w.f == nil {
+		return
+	}
+	if w.path != "" {
+		os.Remove(w.f.Name())
+	}
+	w.f.Close()
+	w.f = nil
+}
+
+// commitFile syncs a temporary file and renames it to path, atomically replacing what was there.
+func commitFile(f *os.File, path string) error {
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("syncing %s: %w", f.Name(), err)
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return fmt.Errorf("renaming stream index: %w", err)
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		d.Sync() // best effort: the rename is durable once the directory is
+		d.Close()
+	}
+	return nil
+}
+
+// loadedIndex is a validated .gzi or .zti file.
+type loadedIndex struct {
+	f      *os.File
+	hdr    streamHeader
+	points []point
+}
+
+// loadIndex opens and validates the persisted index at path for a blob of size compSize. A missing file
+// gives an error wrapping os.ErrNotExist; a file that does not match or is damaged, one wrapping
+// errStale.
+func loadIndex(path string, magic [8]byte, compSize int64) (*loadedIndex, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	li, err := readIndex(f, magic, compSize)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	li.f = f
+	return li, nil
+}
+
+func readIndex(f *os.File, magic [8]byte, compSize int64) (*loadedIndex, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	fsize := fi.Size()
+	buf := make([]byte, streamHeaderSize)
+	if _, err := f.ReadAt(buf, 0); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%w: short file", errStale)
+		}
+		return nil, err
+	}
+	li := &loadedIndex{}
+	h := &li.hdr
+	if err := h.decode(buf); err != nil {
+		return nil, err
+	}
+	switch {
+	case h.Magic != magic:
+		return nil, fmt.Errorf("%w: bad magic", errStale)
+	case h.CompSize != compSize:
+		return nil, fmt.Errorf("%w: built for a blob of %d bytes, this one has %d", errStale, h.CompSize, compSize)
+	case h.Size < 0 || h.NPoints < 0 || h.TableOff < streamHeaderSize || h.TableOff > fsize:
+		return nil, fmt.Errorf("%w: bad header fields", errStale)
+	case (fsize-h.TableOff)%pointSize != 0 || (fsize-h.TableOff)/pointSize != h.NPoints:
+		return nil, fmt.Errorf("%w: table size does not match", errStale)
+	}
+	table := make([]byte, fsize-h.TableOff)
+	if _, err := f.ReadAt(table, h.TableOff); err != nil {
+		return nil, err
+	}
+	if crc32.Checksum(table, castagnoli) != h.TableCRC {
+		return nil, fmt.Errorf("%w: table checksum mismatch", errStale)
+	}
+	li.points = make([]point, h.NPoints)
+	for i := range li.points {
+		li.points[i].decode(table[i*pointSize:])
+	}
+	if err := validatePoints(li.points, h, compSize); err != nil {
+		return nil, err
+	}
+	if err := verifyWindows(f, li.points); err != nil {
+		return nil, err
+	}
+	return li, nil
+}
+
+// verifyWindows checks every window's CRC, so that a damaged file is rebuilt rather than failing reads
+// later. It reads about 0.8% of the uncompressed size.
+func verifyWindows(f *os.File, points []point) error {
+	var buf []byte
+	for i := range points {
+		p := &points[i]
+		if p.WinLen == 0 {
+			continue
+		}
+		if buf == nil {
+			buf = make([]byte, windowSize)
+		}
+		win := buf[:p.WinLen]
+		if _, err := f.ReadAt(win, p.WinOff); err != nil {
+			return fmt.Errorf("%w: window %d: %w", errStale, i, err)
+		}
+		if crc32.Checksum(win, castagnoli) != p.WinCRC {
+			return fmt.Errorf("%w: window %d checksum mismatch", errStale, i)
+		}
+	}
+	return nil
+}
+
+// validatePoints checks that the table is self-consistent, so that no later read trusts an offset
+// outside the blob or the index file.
+func validatePoints(points []point, h *streamHeader, compSize int64) error {
+	if h.Flags&streamFlagRaw != 0 {
+		if len(points) != 0 {
+			return fmt.Errorf("%w: raw copy with points", errStale)
+		}
+		return nil
+	}
+	if len(points) == 0 {
+		if h.Size != 0 {
+			return fmt.Errorf("%w: no points", errStale)
+		}
+		return nil
+	}
+	if points[0].Out != 0 || points[0].In != 0 {
+		return fmt.Errorf("%w: first point not at the start", errStale)
+	}
+	for i := range points {
+		p := &points[i]
+		bad := p.Out < 0 || p.Out > h.Size || p.In < 0 || p.In >= compSize || p.Bits > 7 ||
+			p.Flags&^pointFlagMember != 0 || p.WinLen > windowSize ||
+			(p.WinLen > 0 && (p.WinOff < streamHeaderSize || p.WinOff > h.TableOff-int64(p.WinLen))) ||
+			(p.Flags&pointFlagMember != 0 && (p.Bits != 0 || p.WinLen != 0))
+		if i > 0 {
+			bad = bad || p.Out < points[i-1].Out || p.In <= points[i-1].In
+		}
+		if bad {
+			return fmt.Errorf("%w: bad point %d", errStale, i)
+		}
+	}
+	return nil
+}
+
+// diffIDBytes converts a sha256 digest to its 32 bytes (zero when d is not a valid sha256 digest).
+func diffIDBytes(d digest.Digest) (b [32]byte) {
+	if digestRE.MatchString(string(d)) {
+		hex.Decode(b[:], []byte(d.Encoded()))
+	}
+	return b
+}
+
+// diffIDFromBytes is the inverse of diffIDBytes; all zeros give "".
+func diffIDFromBytes(b [32]byte) digest.Digest {
+	if b == ([32]byte{}) {
+		return ""
+	}
+	return digest.NewDigestFromBytes(digest.SHA256, b[:])
+}
