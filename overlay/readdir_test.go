@@ -133,3 +133,26 @@ func BenchmarkLookup100k(b *testing.B) {
 		i++
 	}
 }
+
+// BenchmarkNewHardlinks measures New on 20,000 hard links into a lower layer and 20,000 within a layer,
+// spread over 200 directories: New walks only the hard links.
+func BenchmarkNewHardlinks(b *testing.B) {
+	var l0, l1 members
+	for i := range 20_000 {
+		p := fmt.Sprintf("usr/d%03d/f%05d", i%200, i)
+		l0 = append(l0, tartest.File(p, "x"), tartest.Hardlink(fmt.Sprintf("opt/d%03d/g%05d", i%200, i), p))
+		l1 = append(l1, tartest.Hardlink(fmt.Sprintf("srv/d%03d/h%05d", i%200, i), p))
+	}
+	layers := layersOf(l0, l1)
+	b.SetBytes(40_000)
+	b.ReportAllocs()
+	for b.Loop() {
+		v, err := New(layers, Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if a, err := lookupPath(v, "usr/d007/f00007"); err != nil || a.Nlink != 3 {
+			b.Fatalf("%+v %v", a, err)
+		}
+	}
+}
