@@ -37,6 +37,8 @@ func gzipLevel(t testing.TB, data []byte, level int, hdr gzip.Header) []byte {
 	return buf.Bytes()
 }
 
+var gzipHeaderNamed = gzip.Header{Name: "layer.tar", Comment: "c", Extra: []byte("AB\x01\x00z")}
+
 // stdGzip compresses with the standard library.
 func stdGzip(t testing.TB, data []byte, level int) []byte {
 	t.Helper()
@@ -243,10 +245,21 @@ func TestGzipDamaged(t *testing.T) {
 
 // TestGzipCursorReuse checks that sequential reads continue a live decoder instead of restarting
 // from a restart point every time.
-func TestGzipCursorReuse(t *testing.T) {
+func TestCursorReuse(t *testing.T) {
 	withSpan(t, 256<<10)
 	want := hexText(15, 2<<20)
-	s := indexStream(t, blobAt(gzipBytes(t, want)), CompressionGzip, StreamOptions{}, want)
+	t.Run("gzip", func(t *testing.T) {
+		testCursorReuse(t, indexStream(t, blobAt(gzipBytes(t, want)), CompressionGzip, StreamOptions{}, want))
+	})
+	t.Run("zstd", func(t *testing.T) {
+		testCursorReuse(t, indexStream(t, blobAt(zstdFrames(t, want, 10000)), CompressionZstd, StreamOptions{}, want))
+	})
+}
+
+func testCursorReuse(t *testing.T, s *Stream) {
+	if len(s.points) < 5 {
+		t.Fatalf("%d points", len(s.points))
+	}
 	resets := 0
 	inner := s.newCursor
 	s.newCursor = func() cursor { return &countingCursor{cursor: inner(), resets: &resets} }

@@ -157,7 +157,7 @@ func checkReadAt(t testing.TB, s *Stream, want, buf []byte, off int64) {
 	if wantN < len(buf) && err != io.EOF {
 		t.Fatalf("ReadAt(len %d, off %d) short read without io.EOF: %v", len(buf), off, err)
 	}
-	if wantN == len(buf) && err != nil {
+	if wantN == len(buf) && err != nil && !(err == io.EOF && off+int64(wantN) == int64(len(want))) {
 		t.Fatalf("ReadAt(len %d, off %d): %v", len(buf), off, err)
 	}
 	if n > 0 && !bytes.Equal(buf[:n], want[off:off+int64(n)]) {

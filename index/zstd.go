@@ -32,8 +32,9 @@ func newZstdDecoder() (*zstd.Decoder, error) {
 }
 
 // zstdLayout is the frame structure of a zstd stream, found by walking frame and block headers without
-// decoding: the compressed starts of segments (runs of whole frames of about spanSize decompressed
-// bytes, the restart points) and whether some frame is too big to restart in.
+// decoding: the compressed starts of segments (runs of whole frames of about a quarter of spanSize
+// decompressed bytes: restart points need no window, so they can be closer than gzip's) and whether
+// some frame is too big to restart in.
 type zstdLayout struct {
 	segs   []int64
 	frames int64
@@ -76,6 +77,7 @@ func walkZstd(ctx context.Context, blob Blob) (*zstdLayout, error) {
 	w := &zstdWalker{r: blob.R, base: blob.Off, size: blob.Size, buf: make([]byte, 64<<10)}
 	l := &zstdLayout{segs: []int64{0}}
 	var segBound int64
+	target := max(spanSize/4, 1)
 	data := false
 	for off, i := int64(0), 0; off < blob.Size; i++ {
 		if i%1024 == 0 {
@@ -88,7 +90,7 @@ func walkZstd(ctx context.Context, blob Blob) (*zstdLayout, error) {
 			return nil, fmt.Errorf("zstd frame at %d: %w", off, err)
 		}
 		if !skippable {
-			if data && segBound+bound > spanSize {
+			if data && segBound+bound > target {
 				l.segs = append(l.segs, off)
 				segBound = 0
 			}

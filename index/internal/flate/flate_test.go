@@ -6,6 +6,7 @@ import (
 	stdflate "compress/flate"
 	"io"
 	"math/rand/v2"
+	"sync"
 	"testing"
 
 	kflate "github.com/klauspost/compress/flate"
@@ -163,20 +164,54 @@ func FuzzReader(f *testing.F) {
 	})
 }
 
-func BenchmarkReader(b *testing.B) {
-	data := sample(5, 16<<20)
+var benchComp = sync.OnceValues(func() ([]byte, int) {
+	data := sample(5, 32<<20)
 	var buf bytes.Buffer
 	w, _ := kflate.NewWriter(&buf, 6)
 	w.Write(data)
 	w.Close()
-	comp := buf.Bytes()
+	return buf.Bytes(), len(data)
+})
+
+// BenchmarkReader measures this package; BenchmarkReaderKlauspost and BenchmarkReaderStdlib decode the
+// same stream from the same bufio.Reader with the upstream packages.
+func BenchmarkReader(b *testing.B) {
+	comp, n := benchComp()
 	f := NewReader()
-	br := bufio.NewReaderSize(nil, 64<<10)
-	b.SetBytes(int64(len(data)))
+	ends := 0
+	f.SetBlockHook(func(BlockEnd) { ends++ })
+	br := bufio.NewReaderSize(nil, 256<<10)
+	b.SetBytes(int64(n))
 	b.ReportAllocs()
 	for b.Loop() {
 		br.Reset(bytes.NewReader(comp))
 		f.Reset(br)
+		io.Copy(io.Discard, f)
+	}
+}
+
+func BenchmarkReaderKlauspost(b *testing.B) {
+	comp, n := benchComp()
+	br := bufio.NewReaderSize(nil, 256<<10)
+	f := kflate.NewReader(br)
+	b.SetBytes(int64(n))
+	b.ReportAllocs()
+	for b.Loop() {
+		br.Reset(bytes.NewReader(comp))
+		f.(kflate.Resetter).Reset(br, nil)
+		io.Copy(io.Discard, f)
+	}
+}
+
+func BenchmarkReaderStdlib(b *testing.B) {
+	comp, n := benchComp()
+	br := bufio.NewReaderSize(nil, 256<<10)
+	f := stdflate.NewReader(br)
+	b.SetBytes(int64(n))
+	b.ReportAllocs()
+	for b.Loop() {
+		br.Reset(bytes.NewReader(comp))
+		f.(stdflate.Resetter).Reset(br, nil)
 		io.Copy(io.Discard, f)
 	}
 }
