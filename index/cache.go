@@ -1,0 +1,160 @@
+package index
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// ErrInvalidDigest means a digest is not "sha256:" followed by 64 lowercase hex digits.
+var ErrInvalidDigest = errors.New("index: invalid digest")
+
+// checkDigest validates a digest string strictly; it is used as a path component only after this.
+func checkDigest(d digest.Digest) (string, error) {
+	h, ok := strings.CutPrefix(string(d), "sha256:")
+	if !ok || len(h) != 64 || !isLowerHex(h) {
+		return "", fmt.Errorf("%w: %.80q", ErrInvalidDigest, d)
+	}
+	return h, nil
+}
+
+// tableDir is where tables of this format version live under a cache root.
+func tableDir(cacheDir string) string {
+	return filepath.Join(cacheDir, "index", "v"+strconv.Itoa(tableVersion), "sha256")
+}
+
+// tablePath returns the cache path of the table keyed by key (already validated).
+func tablePath(cacheDir string, key digest.Digest) (string, error) {
+	h, err := checkDigest(key)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(tableDir(cacheDir), h+".table"), nil
+}
+
+// loadTable opens a cached table and checks it against want. It returns nil (and logs why) when the
+// table is missing, damaged or built from something else; such a table is simply rebuilt.
+func loadTable(path string, want TableInfo, log *slog.Logger) *Table {
+	t, err := OpenTable(path)
+	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			log.Warn("index: rebuilding table", "path", path, "reason", err)
+		}
+		return nil
+	}
+	got := t.Info()
+	if got.Key != want.Key || got.BlobSize != want.BlobSize || (want.StreamSize >= 0 && got.StreamSize != want.StreamSize) {
+		log.Warn("index: rebuilding stale table", "path", path, "key", got.Key, "want_key", want.Key,
+			"blob_size", got.BlobSize, "want_blob_size", want.BlobSize, "stream_size", got.StreamSize)
+		t.Close()
+		return nil
+	}
+	log.Debug("index: loaded table", "path", path, "entries", t.Len())
+	return t
+}
+
+// storeTable writes a finished build to a new file and maps it. With path set, the file is fsynced and
+// renamed there atomically (concurrent builders of the same layer both succeed; the last rename wins);
+// otherwise it is a temporary file, removed once mapped. tmpDir is where temporary files go when path
+// is empty ("" for the system default).
+func storeTable(b *builder, info TableInfo, path, tmpDir string) (*Table, error) {
+	l := b.finish()
+	dir := tmpDir
+	if path != "" {
+		dir = filepath.Dir(path)
+	}
+	if dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("creating table directory: %w", err)
+		}
+	}
+	f, err := os.CreateTemp(dir, ".table-*.tmp")
+	if err != nil {
+		return nil, fmt.Errorf("creating table file: %w", err)
+	}
+	tmp := f.Name()
+	defer func() {
+		f.Close()
+		if tmp != "" {
+			os.Remove(tmp)
+		}
+	}()
+	if err := b.write(f, l, info); err != nil {
+		return nil, fmt.Errorf("writing table %s: %w", tmp, err)
+	}
+	if path != "" {
+		if err := f.Sync(); err != nil {
+			return nil, fmt.Errorf("writing table %s: %w", tmp, err)
+		}
+	}
+	t, err := openTableFile(f)
+	if err != nil {
+		return nil, err
+	}
+	if path == "" {
+		return t, nil // tmp is removed by the deferred function; the mapping stays valid
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Close()
+		return nil, fmt.Errorf("storing table: %w", err)
+	}
+	tmp = ""
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return t, nil
+}
+
+// BuildTable scans the uncompressed tar stream r and writes its table atomically to path, recording
+// info in its header. It is meant for tools and tests; Open builds and caches tables by itself.
+func BuildTable(ctx context.Context, r io.Reader, path string, info TableInfo, logger *slog.Logger) error {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	b := newBuilder(logger)
+	if err := b.scan(ctx, newScanner(r), nil); err != nil {
+		return fmt.Errorf("building table: %w", err)
+	}
+	t, err := storeTable(b, info, path, "")
+	if err != nil {
+		return err
+	}
+	return t.Close()
+}
+
+// progress rate-limits a Progress callback to about ten calls a second.
+type progress struct {
+	fn    func(Progress)
+	total int64
+	bytes func() int64
+	last  time.Time
+}
+
+// done reports the end of the build: all of the blob consumed.
+func (p *progress) done(entries int64) {
+	if p.fn != nil {
+		p.fn(Progress{Entries: entries, Bytes: p.total, Total: p.total})
+	}
+}
+
+func (p *progress) report(entries int64, force bool) {
+	if p.fn == nil {
+		return
+	}
+	now := time.Now()
+	if !force && now.Sub(p.last) < 100*time.Millisecond {
+		return
+	}
+	p.last = now
+	p.fn(Progress{Entries: entries, Bytes: p.bytes(), Total: p.total})
+}
