@@ -320,4 +320,3 @@ func TestOpenConcurrent(t *testing.T) {
 		t.Errorf("temporary files left: %v", tmp)
 	}
 }
-
