@@ -34,7 +34,9 @@ func fixtures(t *testing.T) []fixture {
 	var fs []fixture
 
 	o := newOCI()
-	o.finish(t, named(o.image(t, linuxAMD64, gz), "latest", ""))
+	od := named(o.image(t, linuxAMD64, gz), "latest", "")
+	od.ArtifactType = ispec.MediaTypeImageConfig // as crane writes it on images
+	o.finish(t, od)
 	fs = append(fs, fixture{name: "oci dir", path: o.writeDir(t), format: FormatOCILayout, images: 1, layers: gz, names: []string{"latest"}})
 	fs = append(fs, fixture{name: "oci-archive", path: writeTemp(t, "a.tar", o.tarBytes(t, tarOpts{})), format: FormatOCIArchive, images: 1, layers: gz})
 	fs = append(fs, fixture{name: "oci-archive ./ and dirs", path: writeTemp(t, "a.tar", o.tarBytes(t, tarOpts{prefix: "./", dirs: true})), format: FormatOCIArchive, images: 1, layers: gz})
@@ -342,14 +344,15 @@ func TestPlatform(t *testing.T) {
 		withPlatform(dh, host), withPlatform(dOther, other),
 		withPlatform(att, ispec.Platform{OS: "unknown", Architecture: "unknown"}),
 		withPlatform(unknown, host))
-	o.finish(t, named(nested, "latest", ""), artifact)
+	single := o.image(t, linuxAMD64, threeLayers(t, "zstd"))
+	o.finish(t, artifact, named(nested, "latest", ""), unknown, named(single, "single", ""))
 	a, err := Open(ctx, o.writeDir(t), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Close()
 	refs := a.Images()
-	if len(refs) != 2 || refs[0].Index != 0 || refs[1].Index != 0 {
+	if len(refs) != 3 || refs[0].Index != 0 || refs[1].Index != 0 || refs[2].Index != 1 {
 		t.Fatalf("images: %+v", refs)
 	}
 	cases := []struct {
@@ -359,13 +362,15 @@ func TestPlatform(t *testing.T) {
 		plat     string
 		err      error
 	}{
-		{"", nil, 3, FormatPlatform(host), nil},
+		{"", nil, 0, "", ErrAmbiguous},
+		{"single", &ispec.Platform{OS: "linux", Architecture: "riscv64"}, 0, "", ErrPlatform}, // explicit: applies to single images too
+		{"single", nil, 3, "linux/amd64", nil},
 		{"latest", nil, 3, FormatPlatform(host), nil},
 		{"latest", &other, 1, FormatPlatform(other), nil},
-		{"", &ispec.Platform{OS: "linux", Architecture: other.Architecture}, 1, FormatPlatform(other), nil},
+		{"latest", &ispec.Platform{OS: "linux", Architecture: other.Architecture}, 1, FormatPlatform(other), nil},
 		{nested.Digest.String(), &other, 1, FormatPlatform(other), nil},
 		{dOther.Digest.String(), nil, 1, FormatPlatform(other), nil},
-		{"", &ispec.Platform{OS: "linux", Architecture: "riscv64"}, 0, "", ErrPlatform},
+		{"latest", &ispec.Platform{OS: "linux", Architecture: "riscv64"}, 0, "", ErrPlatform},
 		{dh.Digest.String(), &ispec.Platform{OS: "linux", Architecture: "riscv64"}, 0, "", ErrPlatform},
 	}
 	for _, c := range cases {
@@ -381,7 +386,7 @@ func TestPlatform(t *testing.T) {
 			t.Errorf("Image(%q, %v): %d layers, %s", c.ref, c.platform, len(img.Layers), FormatPlatform(img.Platform))
 		}
 	}
-	_, err = a.Image(ctx, "", &ispec.Platform{OS: "linux", Architecture: "riscv64"})
+	_, err = a.Image(ctx, "latest", &ispec.Platform{OS: "linux", Architecture: "riscv64"})
 	if err == nil || !strings.Contains(err.Error(), FormatPlatform(host)) || !strings.Contains(err.Error(), FormatPlatform(other)) {
 		t.Errorf("platform error %v does not list the platforms", err)
 	}

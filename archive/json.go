@@ -3,8 +3,11 @@ package archive
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"reflect"
+	"strings"
 
 	"github.com/opencontainers/go-digest"
 	ispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -73,9 +76,49 @@ func probe(raw []byte) (docProbe, error) {
 	return p, nil
 }
 
-// jsonError shortens encoding/json errors to one line without "json:" noise where possible.
+// jsonError words encoding/json errors for users: no Go type names.
 func jsonError(err error) string {
-	return "malformed JSON: " + clip(err.Error())
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		return fmt.Sprintf("malformed JSON at byte %d: %s", se.Offset, clip(se.Error()))
+	case errors.As(err, &te):
+		where := ""
+		if te.Field != "" {
+			where = fmt.Sprintf(" in field %q", clip(te.Field))
+		}
+		return fmt.Sprintf("malformed JSON: %s%s where %s is expected", te.Value, where, jsonKind(te.Type))
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "malformed JSON: unexpected end"
+	}
+	return "malformed JSON: " + clip(strings.TrimPrefix(err.Error(), "json: "))
+}
+
+// jsonKind names what a Go type expects in JSON.
+func jsonKind(t reflect.Type) string {
+	if t == nil {
+		return "another type"
+	}
+	switch t.Kind() {
+	case reflect.Slice, reflect.Array:
+		if t.Elem().Kind() == reflect.Uint8 {
+			return "a base64 string"
+		}
+		return "a list"
+	case reflect.Struct, reflect.Map:
+		return "an object"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "a boolean"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Pointer:
+		return jsonKind(t.Elem())
+	}
+	return "another type"
 }
 
 // isIndexType says whether mt is an image index or a docker manifest list.

@@ -66,6 +66,7 @@ func (a *Archive) loadOCI(ctx context.Context, withManifestJSON bool) error {
 		kept = append(kept, e)
 	}
 	a.entries = kept
+	a.renumber()
 	if withManifestJSON {
 		if len(a.entries) == 0 {
 			a.log.Info("index.json lists no images; reading manifest.json")
@@ -74,6 +75,20 @@ func (a *Archive) loadOCI(ctx context.Context, withManifestJSON bool) error {
 		a.addRepoTags()
 	}
 	return nil
+}
+
+// renumber makes the entries' Index values consecutive again after entries were left out.
+func (a *Archive) renumber() {
+	next := map[int]int{}
+	for _, e := range a.entries {
+		n, ok := next[e.ref.Index]
+		if !ok {
+			n = len(next)
+			next[e.ref.Index] = n
+		}
+		e.ref.Index = n
+	}
+	a.groups = len(next)
 }
 
 // checkLayoutHeader warns about a missing or unexpected oci-layout file; it does not fail the open.
@@ -255,9 +270,12 @@ func (a *Archive) loadManifest(e *entry) (*ispec.Manifest, error) {
 	return m, nil
 }
 
-// isArtifact says whether a manifest describes an artifact rather than a container image.
+// isArtifact says whether a manifest describes an artifact rather than a container image: its config
+// is not an image config, or an artifactType other than the image config's is declared (crane sets
+// artifactType to the config media type on plain images).
 func isArtifact(d ispec.Descriptor, m *ispec.Manifest) bool {
-	return d.ArtifactType != "" || m.ArtifactType != "" || m.Config.MediaType != ispec.MediaTypeImageConfig
+	notImage := func(t string) bool { return t != "" && ociMediaType(t) != ispec.MediaTypeImageConfig }
+	return m.Config.MediaType != ispec.MediaTypeImageConfig || notImage(d.ArtifactType) || notImage(m.ArtifactType)
 }
 
 // peekManifest reads an entry's manifest (and, when the platform is unknown, its config) if present.
