@@ -40,22 +40,25 @@ func noEOF(err error) error {
 // readGzipHeader reads one member header (RFC 1952 section 2.3), skipping FEXTRA, FNAME and FCOMMENT
 // and verifying FHCRC.
 func readGzipHeader(br *bufio.Reader) error {
-	var buf [10]byte
-	if _, err := io.ReadFull(br, buf[:]); err != nil {
-		return noEOF(err)
+	buf, err := peekN(br, 10)
+	if err != nil {
+		return err
 	}
-	if !bytes.HasPrefix(buf[:], magicGzip) {
+	if !bytes.HasPrefix(buf, magicGzip) {
 		return errGzipHeader
 	}
 	flg := buf[3]
-	crc := crc32.ChecksumIEEE(buf[:])
-	var err error
+	crc := crc32.ChecksumIEEE(buf)
+	br.Discard(10)
 	if flg&gzipFlagExtra != 0 {
-		if _, err := io.ReadFull(br, buf[:2]); err != nil {
-			return noEOF(err)
+		buf, err := peekN(br, 2)
+		if err != nil {
+			return err
 		}
-		crc = crc32.Update(crc, crc32.IEEETable, buf[:2])
-		if crc, err = skipCRC(br, int(binary.LittleEndian.Uint16(buf[:2])), crc); err != nil {
+		crc = crc32.Update(crc, crc32.IEEETable, buf)
+		n := int(binary.LittleEndian.Uint16(buf))
+		br.Discard(2)
+		if crc, err = skipCRC(br, n, crc); err != nil {
 			return err
 		}
 	}
@@ -67,14 +70,26 @@ func readGzipHeader(br *bufio.Reader) error {
 		}
 	}
 	if flg&gzipFlagHCRC != 0 {
-		if _, err := io.ReadFull(br, buf[:2]); err != nil {
-			return noEOF(err)
+		buf, err := peekN(br, 2)
+		if err != nil {
+			return err
 		}
-		if binary.LittleEndian.Uint16(buf[:2]) != uint16(crc) {
+		if binary.LittleEndian.Uint16(buf) != uint16(crc) {
 			return fmt.Errorf("%w: header checksum mismatch", errGzipHeader)
 		}
+		br.Discard(2)
 	}
 	return nil
+}
+
+// peekN returns the next n bytes of br without consuming them (n is at most the buffer size). It does
+// not allocate, unlike io.ReadFull into a local array, which escapes.
+func peekN(br *bufio.Reader, n int) ([]byte, error) {
+	b, err := br.Peek(n)
+	if len(b) < n {
+		return nil, noEOF(err)
+	}
+	return b, nil
 }
 
 // skipCRC skips n bytes, adding them to crc.
@@ -136,7 +151,7 @@ func newGzipIndexer(ctx context.Context, blob Blob, opts StreamOptions) (*gzipIn
 	if err != nil {
 		return nil, err
 	}
-	w, err := newIndexWriter(path)
+	w, err := newIndexWriter(path, opts.CacheDir)
 	if err != nil {
 		return nil, err
 	}
@@ -214,13 +229,14 @@ func (g *gzipIndexer) startMember() error {
 // endMember verifies the trailer of the member whose deflate data just ended.
 func (g *gzipIndexer) endMember() error {
 	g.member = false
-	var buf [8]byte
-	if _, err := io.ReadFull(g.br, buf[:]); err != nil {
-		return fmt.Errorf("gzip member at %d: trailer: %w", g.dataStart, noEOF(err))
+	buf, err := peekN(g.br, 8)
+	if err != nil {
+		return fmt.Errorf("gzip member at %d: trailer: %w", g.dataStart, err)
 	}
 	if binary.LittleEndian.Uint32(buf[:4]) != g.crc || binary.LittleEndian.Uint32(buf[4:]) != g.isize {
 		return fmt.Errorf("gzip member at %d: %w", g.dataStart, errGzipChecksum)
 	}
+	g.br.Discard(8)
 	return nil
 }
 
@@ -343,9 +359,9 @@ func (c *gzipCursor) Read(p []byte) (int, error) {
 		c.out += int64(n)
 		if err == io.EOF {
 			c.member = false
-			var buf [8]byte
-			_, err = io.ReadFull(c.br, buf[:])
-			err = noEOF(err)
+			if _, err = peekN(c.br, 8); err == nil {
+				c.br.Discard(8)
+			}
 		}
 		if err != nil || n > 0 {
 			return n, err

@@ -157,3 +157,34 @@ func benchRandom(b *testing.B, c Compression) {
 		}
 	}
 }
+
+// benchMembers is 16 MiB of hex text in 50,000 gzip members, as eStargz writes one or more per file.
+var benchMembers = sync.OnceValue(func() benchSet {
+	plain := hexText(98, 16<<20)
+	var gz []byte
+	var buf bytes.Buffer
+	w, _ := kgzip.NewWriterLevel(&buf, kgzip.BestSpeed)
+	for i := 0; i < len(plain); i += 336 {
+		buf.Reset()
+		w.Reset(&buf)
+		w.Write(plain[i:min(i+336, len(plain))])
+		w.Close()
+		gz = append(gz, buf.Bytes()...)
+	}
+	return benchSet{plain: plain, gz: gz}
+})
+
+func BenchmarkGzipMembersDecodeStdlib(b *testing.B) {
+	d := benchMembers()
+	b.SetBytes(int64(len(d.plain)))
+	b.ReportAllocs()
+	for b.Loop() {
+		r, _ := stdgzip.NewReader(bytes.NewReader(d.gz))
+		io.Copy(io.Discard, r)
+	}
+}
+
+func BenchmarkGzipMembersIndex(b *testing.B) {
+	d := benchMembers()
+	benchIndex(b, d.gz, CompressionGzip, len(d.plain))
+}

@@ -147,11 +147,11 @@ type indexWriter struct {
 	off  int64  // append offset
 }
 
-// createTemp creates a temporary file next to path (or unlinked in the system temporary directory when
-// path is empty).
-func createTemp(path, pattern string) (*os.File, error) {
+// createTemp creates a temporary file next to path or, when path is empty (nothing is persisted), an
+// unlinked one in dir (the cache directory, or the system's temporary directory when that is empty too).
+func createTemp(path, dir, pattern string) (*os.File, error) {
 	if path == "" {
-		f, err := os.CreateTemp("", "imgfs-"+pattern)
+		f, err := os.CreateTemp(dir, "imgfs-"+pattern)
 		if err != nil {
 			return nil, err
 		}
@@ -161,15 +161,14 @@ func createTemp(path, pattern string) (*os.File, error) {
 		}
 		return f, nil
 	}
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, err
 	}
-	return os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
+	return os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
 }
 
-func newIndexWriter(path string) (*indexWriter, error) {
-	f, err := createTemp(path, "stream-*")
+func newIndexWriter(path, tmpDir string) (*indexWriter, error) {
+	f, err := createTemp(path, tmpDir, "stream-*")
 	if err != nil {
 		return nil, fmt.Errorf("creating stream index: %w", err)
 	}

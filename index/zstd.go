@@ -2,6 +2,7 @@ package index
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -41,7 +42,9 @@ type zstdLayout struct {
 	huge   bool
 }
 
-// zstdWalker reads small pieces of a blob through a buffer, skipping what it does not need.
+// zstdWalker reads small pieces of a blob through a buffer, skipping what it does not need: headers of
+// small frames share one big read; after a jump past the buffer (a big block) it reads little, so that
+// a stream of 128 KiB blocks is not read in full.
 type zstdWalker struct {
 	r      io.ReaderAt
 	base   int64
@@ -59,7 +62,11 @@ func (w *zstdWalker) at(off int64, n int) ([]byte, error) {
 	if off >= w.bufOff && off+int64(n) <= w.bufOff+int64(w.bufLen) {
 		return w.buf[off-w.bufOff:][:n], nil
 	}
-	m := int(min(int64(len(w.buf)), w.size-off))
+	want := int64(len(w.buf))
+	if off-(w.bufOff+int64(w.bufLen)) > 16<<10 {
+		want = 512
+	}
+	m := int(min(want, w.size-off))
 	k, err := w.r.ReadAt(w.buf[:m], w.base+off)
 	if k < n {
 		if err == nil || err == io.EOF {
@@ -237,14 +244,14 @@ func newZstdIndexer(ctx context.Context, blob Blob, opts StreamOptions) (*zstdIn
 	}
 	end := blob.Size
 	if layout.huge {
-		if z.raw, err = createTemp(z.rawPath, "raw-*"); err != nil {
+		if z.raw, err = createTemp(z.rawPath, opts.CacheDir, "raw-*"); err != nil {
 			dec.Close()
 			return nil, fmt.Errorf("creating decompressed copy: %w", err)
 		}
 		z.rawW = bufio.NewWriterSize(z.raw, 256<<10)
 		where := z.rawPath
 		if where == "" {
-			where = "a temporary file"
+			where = "an unlinked file in " + cmp.Or(opts.CacheDir, os.TempDir())
 		}
 		key := string(opts.Key)
 		if key == "" {
@@ -336,7 +343,7 @@ func (z *zstdIndexer) finish(size int64, diffID digest.Digest) (*Stream, error) 
 		s = newZstdStream(z.blob, z.points, size, diffID)
 	}
 	if z.idxPath != "" {
-		w, err := newIndexWriter(z.idxPath)
+		w, err := newIndexWriter(z.idxPath, "")
 		if err != nil {
 			s.Close()
 			return nil, err
