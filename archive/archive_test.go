@@ -557,3 +557,70 @@ func TestLegacyHashesUnnamedCompressedLayer(t *testing.T) {
 	}
 	checkImage(t, img, l)
 }
+
+func TestDocker25FallsBackToManifestJSON(t *testing.T) {
+	// A docker 25+ archive whose index.json lists no image is read through manifest.json.
+	ctx := context.Background()
+	l := threeLayers(t, "")
+	o, _ := docker25(t, map[string][]testLayer{"1": l}, []string{"1"})
+	o.replace(t, "index.json", []byte(`{"schemaVersion":2,"manifests":[]}`))
+	a, err := Open(ctx, writeTemp(t, "d.tar", o.tarBytes(t, tarOpts{})), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if a.Format() != FormatDockerOCIArchive {
+		t.Errorf("Format = %s", a.Format())
+	}
+	img, err := a.Image(ctx, "foo:1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkImage(t, img, l)
+}
+
+func TestConcurrentImages(t *testing.T) {
+	// Image and Blob may be called from several goroutines (legacy hashing and directory opens included).
+	ctx := context.Background()
+	gz := []testLayer{mkLayer(t, "a", "1", "gzip"), mkLayer(t, "b", "2", "gzip")}
+	ds := &dockerSave{}
+	cfg := mkConfig(t, linuxAMD64, gz)
+	ds.file("config.json", cfg)
+	ds.file("a.tar.gz", gz[0].blob)
+	ds.file("b.tar.gz", gz[1].blob)
+	ds.manifest = []map[string]any{{"Config": "config.json", "RepoTags": []string{"x:1"}, "Layers": []string{"a.tar.gz", "b.tar.gz"}}}
+	ds.finish(t)
+	o := newOCI()
+	o.finish(t, o.image(t, linuxAMD64, gz))
+	for _, p := range []string{ds.writeDir(t), o.writeDir(t)} {
+		a, err := Open(ctx, p, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		errs := make(chan error, 8)
+		for range 8 {
+			go func() {
+				img, err := a.Image(ctx, "", nil)
+				if err == nil {
+					for _, l := range img.Layers {
+						if _, err = l.Blob(); err != nil {
+							break
+						}
+					}
+				}
+				errs <- err
+			}()
+		}
+		for range 8 {
+			if err := <-errs; err != nil {
+				t.Error(err)
+			}
+		}
+		img, err := a.Image(ctx, "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkImage(t, img, gz)
+		a.Close()
+	}
+}

@@ -89,6 +89,18 @@ func (tr *tree) file(name string, body []byte) {
 	tr.add(tartest.Member{Name: name, Body: body})
 }
 
+// replace changes the body of the member name.
+func (tr *tree) replace(t testing.TB, name string, body []byte) {
+	t.Helper()
+	for i := range tr.members {
+		if tr.members[i].Name == name {
+			tr.members[i].Body = body
+			return
+		}
+	}
+	t.Fatalf("no member %q", name)
+}
+
 func (tr *tree) symlink(name, target string) {
 	tr.add(tartest.Symlink(name, target))
 }
