@@ -305,3 +305,28 @@ func TestHostileOversizedConfig(t *testing.T) {
 	}
 	runHostile(t, []hostileCase{{"config oversized", dir, ErrInvalid, "more than", true}})
 }
+
+func TestLegacyLongNames(t *testing.T) {
+	// Outer member names longer than ustar's 100 bytes, as PAX path records and as GNU long names.
+	ctx := context.Background()
+	l := threeLayers(t, "")
+	long := strings.Repeat("d", 120) + "/" + strings.Repeat("e", 90)
+	for _, format := range []tar.Format{tar.FormatPAX, tar.FormatGNU} {
+		p := legacyArchive(t, func(ds *dockerSave, m map[string]any) {
+			paths := m["Layers"].([]string)
+			ds.add(tartest.Member{Name: long + "/layer.tar", Body: l[1].blob, Format: format})
+			ds.add(tartest.Member{Name: long + "/link.tar", Type: tar.TypeSymlink, Linkname: "../../" + paths[2], Format: format})
+			m["Layers"] = []string{paths[0], long + "/layer.tar", long + "/link.tar"}
+		})
+		a, err := Open(ctx, p, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := a.Image(ctx, "foo:1", nil)
+		if err != nil {
+			t.Fatalf("%v: %v", format, err)
+		}
+		checkImage(t, img, l)
+		a.Close()
+	}
+}
