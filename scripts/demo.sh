@@ -14,7 +14,8 @@ echo "== imgfs mount $dir/sample.tar $dir/mnt"
 "$bin" mount --cache-dir "$dir/cache" "$dir/sample.tar" "$dir/mnt"
 trap '"$bin" unmount "$dir/mnt" 2>/dev/null || true' EXIT
 echo "== the merged tree (whiteouts and the opaque directory applied; hardlinks share an inode)"
-(cd "$dir/mnt" && find . -mindepth 1 -printf '%M %2n %4U:%-4G %6s  %P%l\n' | sed 's/\([^ ]\)$/\1/' | LC_ALL=C sort -k6)
+(cd "$dir/mnt" && find . -mindepth 1 \( -type l -printf '%P\t%M %n %U:%G %s -> %l\n' \) -o -printf '%P\t%M %n %U:%G %s\n' |
+  LC_ALL=C sort | awk -F'\t' '{printf "  %-32s %s\n", $1, $2}')
 echo
 echo "== cat $dir/mnt/etc/os-release (layer 2 replaced layer 1's)"
 cat "$dir/mnt/etc/os-release"

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"github.com/urfave/cli/v2"
+)
+
+// version is set by the linker (-X main.version=...).
+var version = "dev"
+
+func newApp() *cli.App {
+	return &cli.App{
+		Name:    "imgfs",
+		Usage:   "mount container image archives as their merged root filesystem, nothing extracted",
+		Version: version,
+		Description: "imgfs reads docker-save tarballs (legacy and Docker 25+), OCI image layouts and OCI archives,\n" +
+			"plain or wrapped in gzip or zstd, indexes each layer once (the index is cached by digest) and serves the\n" +
+			"image's merged root filesystem through FUSE straight from the archive's bytes.",
+		HideHelpCommand:      true,
+		EnableBashCompletion: false,
+		Commands: []*cli.Command{
+			mountCommand(),
+			unmountCommand(),
+			inspectCommand(),
+		},
+		ExitErrHandler: func(*cli.Context, error) {}, // main prints errors once
+	}
+}
+
+// Flags shared by every command that reads an archive.
+func archiveFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "image", Aliases: []string{"i"}, Usage: "image to use: tag, full name or digest (default: the only one)"},
+		&cli.StringFlag{Name: "platform", Usage: "platform `os/arch[/variant]` in multi-platform indexes (default: the host's)"},
+		&cli.StringFlag{Name: "cache-dir", Usage: "where layer indexes are kept (default: $XDG_CACHE_HOME/imgfs)", EnvVars: []string{"IMGFS_CACHE_DIR"}},
+		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress output"},
+		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "log what is done (info level)"},
+		&cli.BoolFlag{Name: "debug", Usage: "log everything (debug level)"},
+	}
+}
+
+func defaultCacheDir() string {
+	if d := os.Getenv("XDG_CACHE_HOME"); d != "" {
+		return filepath.Join(d, "imgfs")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".cache", "imgfs")
+	}
+	return filepath.Join(os.TempDir(), "imgfs-cache")
+}
+
+func cacheDir(c *cli.Context) string {
+	if d := c.String("cache-dir"); d != "" {
+		return d
+	}
+	return defaultCacheDir()
+}
+
+// newLogger logs to stderr: warnings by default, more with --verbose or --debug.
+func newLogger(c *cli.Context) *slog.Logger {
+	level := slog.LevelWarn
+	if c.Bool("verbose") {
+		level = slog.LevelInfo
+	}
+	if c.Bool("debug") {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+}
+
+// usageError reports a command used with the wrong arguments.
+func usageError(c *cli.Context, format string, args ...any) error {
+	return fmt.Errorf("%s: %s (see 'imgfs %s --help')", c.Command.Name, fmt.Sprintf(format, args...), c.Command.Name)
+}
+
+func sortStrings(s []string) { slices.Sort(s) }

@@ -1,0 +1,243 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/imgfs/imgfs/fs"
+	"github.com/imgfs/imgfs/overlay"
+)
+
+// Environment of the background child that serves a mount: the fd it reports readiness on.
+const daemonEnv = "IMGFS_DAEMON_READY_FD"
+
+func mountCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "mount",
+		Usage:     "mount an image archive's merged root filesystem (read-only)",
+		ArgsUsage: "ARCHIVE MOUNTPOINT",
+		Description: "Indexes the image's layers (once; indexes are cached by digest) and mounts the merged view.\n" +
+			"Returns when the mount is ready and keeps serving in the background; -f stays attached.\n" +
+			"Unmount with 'imgfs unmount MOUNTPOINT' or umount.",
+		Flags: append(archiveFlags(),
+			&cli.BoolFlag{Name: "foreground", Aliases: []string{"f"}, Usage: "stay attached until unmounted (Ctrl-C unmounts)"},
+			&cli.StringSliceFlag{Name: "options", Aliases: []string{"o"}, Usage: "extra FUSE mount options (e.g. -o allow_other)"},
+			&cli.BoolFlag{Name: "allow-other", Usage: "let other users see the mount (default: on when run as root)"},
+			&cli.StringFlag{Name: "log-file", Usage: "in the background, append logs to this file (default: discard)"},
+			&cli.BoolFlag{Name: "fuse-debug", Usage: "log every FUSE request (implies -f)"},
+		),
+		Action: runMount,
+	}
+}
+
+func runMount(c *cli.Context) error {
+	if c.NArg() != 2 {
+		return usageError(c, "want ARCHIVE MOUNTPOINT, got %d argument(s)", c.NArg())
+	}
+	archivePath, mnt := c.Args().Get(0), c.Args().Get(1)
+	if err := checkMountpoint(mnt); err != nil {
+		return err
+	}
+	if _, err := os.Stat(archivePath); err != nil {
+		return fmt.Errorf("%s: %w", archivePath, errors.Unwrap(err))
+	}
+	foreground := c.Bool("foreground") || c.Bool("fuse-debug")
+	readyFD := os.Getenv(daemonEnv)
+	if !foreground && readyFD == "" {
+		return spawnDaemon(c)
+	}
+	log := newLogger(c)
+	ctx := c.Context
+
+	o, err := openImage(ctx, c, archivePath, log)
+	if err != nil {
+		return err
+	}
+	defer o.Close()
+
+	layers := make([]overlay.Layer, len(o.layers))
+	for i, l := range o.layers {
+		layers[i] = l
+	}
+	view, err := overlay.New(layers, overlay.Options{Logger: log})
+	if err != nil {
+		return fmt.Errorf("%s: %w", archivePath, err)
+	}
+	abs, _ := filepath.Abs(archivePath)
+	opts := fs.Options{
+		Logger:       log,
+		AllowOther:   c.Bool("allow-other") || os.Geteuid() == 0,
+		DirectMount:  os.Geteuid() == 0,
+		FsName:       "imgfs:" + sanitizeFsName(abs),
+		Debug:        c.Bool("fuse-debug"),
+		ExtraOptions: c.StringSlice("options"),
+	}
+	server, err := fs.Mount(mnt, view, opts)
+	if err != nil {
+		return fmt.Errorf("mount %s: %w", mnt, err)
+	}
+	if err := server.WaitMount(); err != nil {
+		server.Unmount()
+		return fmt.Errorf("mount %s: %w", mnt, err)
+	}
+	log.Info("mounted", "archive", archivePath, "image", o.img.ManifestDigest, "mountpoint", mnt, "layers", len(o.layers))
+	if readyFD != "" {
+		if err := detach(readyFD, c.String("log-file"), log); err != nil {
+			server.Unmount()
+			return err
+		}
+	}
+	return serve(ctx, server, mnt)
+}
+
+// mountServer is what serve needs of a go-fuse server.
+type mountServer interface {
+	Wait()
+	Unmount() error
+}
+
+// serve waits until the file system is unmounted; a signal unmounts it.
+func serve(ctx context.Context, server mountServer, mnt string) error {
+	done := make(chan struct{})
+	go func() {
+		server.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	for i := 0; ; i++ {
+		err := server.Unmount()
+		if err == nil {
+			break
+		}
+		if i == 20 {
+			return fmt.Errorf("unmount %s: %w (still busy; try 'umount -l %s')", mnt, err, mnt)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	<-done
+	return nil
+}
+
+func checkMountpoint(mnt string) error {
+	st, err := os.Stat(mnt)
+	if err != nil {
+		return fmt.Errorf("mountpoint %s: %w", mnt, errors.Unwrap(err))
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("mountpoint %s: not a directory", mnt)
+	}
+	return nil
+}
+
+func sanitizeFsName(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == ',' || r == ' ' || r == '\t' || r == '\n' || r == '\\' {
+			return '_'
+		}
+		return r
+	}, s)
+}
+
+// spawnDaemon runs this command again in a new session and waits until it reports the mount ready (or
+// fails, having printed its error on our stderr, which it shares until it is ready).
+func spawnDaemon(c *cli.Context) error {
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("finding own executable: %w", err)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	cmd := exec.Command(self, os.Args[1:]...)
+	cmd.Env = append(os.Environ(), daemonEnv+"=3")
+	cmd.Stdin = nil
+	cmd.Stdout = os.Stdout
+	cmd.Stderr = os.Stderr
+	cmd.ExtraFiles = []*os.File{w}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		w.Close()
+		return fmt.Errorf("starting the mount daemon: %w", err)
+	}
+	w.Close()
+	line, _ := bufio.NewReader(r).ReadString('\n')
+	if strings.TrimSpace(line) == "ready" {
+		cmd.Process.Release()
+		return nil
+	}
+	// The child failed and printed why.
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) && ee.ExitCode() > 0 {
+		return exitError{code: ee.ExitCode()}
+	}
+	return exitError{code: 1}
+}
+
+// detach tells the waiting parent that the mount is ready and stops using its terminal.
+func detach(fdStr, logFile string, log *slog.Logger) error {
+	var fd int
+	if _, err := fmt.Sscan(fdStr, &fd); err != nil {
+		return fmt.Errorf("%s=%q: %w", daemonEnv, fdStr, err)
+	}
+	ready := os.NewFile(uintptr(fd), "ready")
+	target := os.DevNull
+	if logFile != "" {
+		target = logFile
+	}
+	f, err := os.OpenFile(target, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("log file: %w", err)
+	}
+	if _, err := fmt.Fprintln(ready, "ready"); err != nil {
+		return err
+	}
+	ready.Close()
+	// Our stderr and stdout were the parent's terminal: point them at the log (or /dev/null).
+	if err := syscall.Dup2(int(f.Fd()), 1); err != nil {
+		return err
+	}
+	if err := syscall.Dup2(int(f.Fd()), 2); err != nil {
+		return err
+	}
+	if null, err := os.Open(os.DevNull); err == nil {
+		syscall.Dup2(int(null.Fd()), 0)
+	}
+	log.Debug("detached")
+	return nil
+}
+
+func unmountCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "unmount",
+		Aliases:   []string{"umount"},
+		Usage:     "unmount an imgfs mount (plain umount works too)",
+		ArgsUsage: "MOUNTPOINT",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "lazy", Aliases: []string{"l"}, Usage: "detach now, clean up when no longer busy"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return usageError(c, "want MOUNTPOINT")
+			}
+			return unmount(c.Args().First(), c.Bool("lazy"))
+		},
+	}
+}

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"strings"
+	"sync"
+
+	ispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/urfave/cli/v2"
+
+	"github.com/imgfs/imgfs/archive"
+	"github.com/imgfs/imgfs/index"
+)
+
+// opened is an archive with one image selected and its layers indexed.
+type opened struct {
+	arc    *archive.Archive
+	img    *archive.Image
+	layers []*index.Layer
+}
+
+func (o *opened) Close() error {
+	var first error
+	for _, l := range o.layers {
+		if l == nil {
+			continue
+		}
+		if err := l.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	if err := o.arc.Close(); err != nil && first == nil {
+		first = err
+	}
+	return first
+}
+
+// openImage opens the archive, selects the image the flags name and indexes its layers (from the cache
+// when it can), several layers at a time.
+func openImage(ctx context.Context, c *cli.Context, path string, log *slog.Logger) (*opened, error) {
+	dir := cacheDir(c)
+	quiet := c.Bool("quiet")
+	platform, err := parsePlatform(c.String("platform"))
+	if err != nil {
+		return nil, err
+	}
+	ap := newProgress(quiet, "reading archive", 1)
+	arc, err := archive.Open(ctx, path, archive.Options{CacheDir: dir, Logger: log, Progress: ap.slot(0)})
+	ap.done()
+	if err != nil {
+		return nil, err
+	}
+	img, err := arc.Image(ctx, c.String("image"), platform)
+	if err != nil {
+		arc.Close()
+		return nil, err
+	}
+	o := &opened{arc: arc, img: img, layers: make([]*index.Layer, len(img.Layers))}
+	if err := o.indexLayers(ctx, path, dir, quiet, log); err != nil {
+		o.Close()
+		return nil, err
+	}
+	return o, nil
+}
+
+func (o *opened) indexLayers(ctx context.Context, path, dir string, quiet bool, log *slog.Logger) error {
+	n := len(o.img.Layers)
+	pr := newProgress(quiet, fmt.Sprintf("indexing %d layer(s)", n), n)
+	defer pr.done()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	workers := min(runtime.NumCPU(), n)
+	jobs := make(chan int)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				l := o.img.Layers[i]
+				blob, err := l.Blob()
+				if err == nil {
+					o.layers[i], err = index.Open(ctx, blob, index.Options{
+						CacheDir: dir, DiffID: l.DiffID, Digest: l.Digest, Logger: log, Progress: pr.slot(i),
+					})
+				}
+				if err != nil {
+					errs[i] = fmt.Errorf("%s: layer %d (%s): %w", path, i+1, l.Digest, err)
+					cancel()
+				}
+			}
+		}()
+	}
+	for i := range n {
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil && !isCanceledAfter(err, errs) {
+			return err
+		}
+	}
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return ctx.Err()
+}
+
+// isCanceledAfter reports whether err is only the echo of another layer's failure.
+func isCanceledAfter(err error, all []error) bool {
+	if !strings.Contains(err.Error(), "context canceled") {
+		return false
+	}
+	for _, e := range all {
+		if e != nil && !strings.Contains(e.Error(), "context canceled") {
+			return true
+		}
+	}
+	return false
+}
+
+// parsePlatform parses "os/arch[/variant]"; "" means the archive package's default (the host).
+func parsePlatform(s string) (*ispec.Platform, error) {
+	if s == "" {
+		return nil, nil
+	}
+	parts := strings.Split(s, "/")
+	if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" {
+		return nil, fmt.Errorf("--platform %q: want os/arch[/variant], e.g. linux/arm64/v8", s)
+	}
+	p := &ispec.Platform{OS: parts[0], Architecture: parts[1]}
+	if len(parts) == 3 {
+		p.Variant = parts[2]
+	}
+	return p, nil
+}
