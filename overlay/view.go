@@ -354,11 +354,13 @@ func (v *View) attr(n Node, f frame, e index.Entry) Attr {
 	case index.TypeRegular:
 		a.Size = e.Size
 	case index.TypeSymlink:
+		// Linux keeps no mode for symlinks: they always show 0777, whatever the tar header says.
+		a.Mode = 0o777
 		a.Size = int64(len(v.layers[f.layer].LinkName(f.id)))
 	case index.TypeChar, index.TypeBlock:
 		a.Devmajor, a.Devminor = e.Devmajor, e.Devminor
 	}
-	if a.Size > 0 {
+	if e.Type == index.TypeRegular && a.Size > 0 {
 		a.Blocks = (a.Size + 511) / 512
 	}
 	if e.Type != index.TypeDir {
