@@ -77,6 +77,7 @@ func storeTable(b *builder, info TableInfo, path, tmpDir string) (*Table, error)
 			return nil, fmt.Errorf("creating table directory: %w", err)
 		}
 	}
+	removeStaleTemps(dir)
 	f, err := os.CreateTemp(dir, ".table-*.tmp")
 	if err != nil {
 		return nil, fmt.Errorf("creating table file: %w", err)
@@ -113,6 +114,19 @@ func storeTable(b *builder, info TableInfo, path, tmpDir string) (*Table, error)
 		d.Close()
 	}
 	return t, nil
+}
+
+// removeStaleTemps removes the temporary table files that crashed builders left in dir over an hour ago.
+func removeStaleTemps(dir string) {
+	if dir == "" {
+		return
+	}
+	old, _ := filepath.Glob(filepath.Join(dir, ".table-*.tmp"))
+	for _, p := range old {
+		if fi, err := os.Stat(p); err == nil && time.Since(fi.ModTime()) > time.Hour {
+			os.Remove(p)
+		}
+	}
 }
 
 // BuildTable scans the uncompressed tar stream r and writes its table atomically to path, recording

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -389,4 +390,49 @@ func FuzzScan(f *testing.F) {
 		}
 		diffArchiveTar(t, data)
 	})
+}
+
+// countingReaderAt counts the bytes read through it.
+type countingReaderAt struct {
+	r     *bytes.Reader
+	bytes int64
+	calls int
+}
+
+func (c *countingReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	n, err := c.r.ReadAt(p, off)
+	c.bytes += int64(n)
+	c.calls++
+	return n, err
+}
+
+// TestScanSkipsData checks that a seekable input is repositioned over large member data instead of
+// being read.
+func TestScanSkipsData(t *testing.T) {
+	big := bytes.Repeat([]byte{'b'}, 1<<20)
+	var ms []tartest.Member
+	for i := 0; i < 50; i++ {
+		ms = append(ms, tartest.Member{Name: fmt.Sprintf("big%d", i), Body: big}, tartest.File(fmt.Sprintf("small%d", i), "s"))
+	}
+	data := tartest.Tar(t, ms...)
+	cr := &countingReaderAt{r: bytes.NewReader(data)}
+	s := newScannerAt(cr, 0, int64(len(data)))
+	n := 0
+	for {
+		_, err := s.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	if n != 100 {
+		t.Fatalf("%d members", n)
+	}
+	if cr.bytes > int64(len(data))/20 {
+		t.Errorf("read %d of %d bytes in %d calls", cr.bytes, len(data), cr.calls)
+	}
+	t.Logf("read %d of %d bytes in %d calls", cr.bytes, len(data), cr.calls)
 }
