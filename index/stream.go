@@ -112,7 +112,11 @@ func (s *StreamIndexer) Read(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	if err := s.ctx.Err(); err != nil {
+		s.err = err
 		return 0, err
+	}
+	if len(p) == 0 {
+		return 0, nil
 	}
 	n, err := s.ix.read(p)
 	s.hash.Write(p[:n])
@@ -281,6 +285,9 @@ func (s *Stream) ReadAt(p []byte, off int64) (int, error) {
 	}
 	if off >= s.size {
 		return 0, io.EOF
+	}
+	if len(p) == 0 {
+		return 0, nil
 	}
 	want := p
 	if rem := s.size - off; int64(len(want)) > rem {

@@ -151,6 +151,11 @@ type indexWriter struct {
 // unlinked one in dir (the cache directory, or the system's temporary directory when that is empty too).
 func createTemp(path, dir, pattern string) (*os.File, error) {
 	if path == "" {
+		if dir != "" {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return nil, err
+			}
+		}
 		f, err := os.CreateTemp(dir, "imgfs-"+pattern)
 		if err != nil {
 			return nil, err
@@ -358,7 +363,8 @@ func validatePoints(points []point, h *streamHeader, compSize int64) error {
 			(p.WinLen > 0 && (p.WinOff < streamHeaderSize || p.WinOff > h.TableOff-int64(p.WinLen))) ||
 			(p.Flags&pointFlagMember != 0 && (p.Bits != 0 || p.WinLen != 0))
 		if i > 0 {
-			bad = bad || p.Out < points[i-1].Out || p.In <= points[i-1].In
+			q := &points[i-1]
+			bad = bad || p.Out < q.Out || p.In < q.In || (p.Out == q.Out && p.In == q.In)
 		}
 		if bad {
 			return fmt.Errorf("%w: bad point %d", errStale, i)

@@ -68,6 +68,9 @@ func indexStream(t testing.TB, blob Blob, c Compression, opts StreamOptions, wan
 		t.Fatalf("NewStreamIndexer: %v", err)
 	}
 	defer ix.Close()
+	if n, err := ix.Read(nil); n != 0 || (err != nil && err != io.EOF) {
+		t.Fatalf("Read(nil) = %d, %v", n, err)
+	}
 	got, err := io.ReadAll(ix)
 	if err != nil {
 		t.Fatalf("indexing pass: %v", err)
@@ -120,6 +123,7 @@ func checkStream(t testing.TB, s *Stream, want []byte) {
 	}
 	checkReadAt(t, s, want, buf[:10], int64(len(want)))
 	checkReadAt(t, s, want, buf[:10], int64(len(want))-3)
+	checkReadAt(t, s, want, buf[:0], int64(len(want))/2)
 	if _, err := s.ReadAt(buf[:1], -1); err == nil {
 		t.Errorf("ReadAt at -1: no error")
 	}
