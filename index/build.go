@@ -216,11 +216,15 @@ func cleanPath(dst, name []byte) ([]byte, bool) {
 // resolveDir returns the node of directory path dir (normalised, "" for the root), creating implied
 // directories, and turning a non-directory in the way into an implied directory.
 func (b *builder) resolveDir(dir []byte) (uint32, error) {
-	// Reuse the longest cached prefix ending at a component boundary.
+	// Reuse the longest cached prefix ending at a component boundary (linear in the path, however deep).
+	common := 0
+	for common < len(dir) && common < len(b.dirPath) && dir[common] == b.dirPath[common] {
+		common++
+	}
 	k := 0
 	for k < len(b.dirEnds) {
 		end := b.dirEnds[k]
-		if end > len(dir) || !bytes.Equal(b.dirPath[:end], dir[:end]) || (end < len(dir) && dir[end] != '/') {
+		if end > common || (end < len(dir) && dir[end] != '/') {
 			break
 		}
 		k++
@@ -554,26 +558,26 @@ type layout struct {
 func (b *builder) finish() *layout {
 	b.hash = nil // not needed any more; let the collector have it while the layout is built
 	n := b.n
-	l := &layout{start: make([]uint32, n+1)}
+	// Counting sort of the live nodes by parent, in place: start[p+1] counts p's children, then
+	// accumulates to the end of p's group, then walks back to its beginning while the group is filled,
+	// so that group p ends up as kids[start[p+1]:start[p+2]].
+	l := &layout{start: make([]uint32, n+2)}
 	for i := uint32(1); i < n; i++ {
-		nd := b.node(i)
-		if !nd.dead {
+		if nd := b.node(i); !nd.dead {
 			l.start[nd.parent+1]++
 		}
 	}
-	for i := uint32(1); i <= n; i++ {
+	for i := uint32(1); i <= n+1; i++ {
 		l.start[i] += l.start[i-1]
 	}
-	l.kids = make([]uint32, l.start[n])
-	fill := slices.Clone(l.start[:n]) // next free index per parent; freed below
-	for i := uint32(1); i < n; i++ {
-		nd := b.node(i)
-		if !nd.dead {
-			l.kids[fill[nd.parent]] = i
-			fill[nd.parent]++
+	l.kids = make([]uint32, l.start[n+1])
+	for i := n - 1; i >= 1; i-- {
+		if nd := b.node(i); !nd.dead {
+			l.start[nd.parent+1]--
+			l.kids[l.start[nd.parent+1]] = i
 		}
 	}
-	fill = nil
+	l.start = l.start[1:] // group p is now kids[start[p]:start[p+1]]
 	cmp := func(x, y uint32) int { return bytes.Compare(b.name(b.node(x)), b.name(b.node(y))) }
 	for p := uint32(0); p < n; p++ {
 		g := l.kids[l.start[p]:l.start[p+1]]

@@ -419,3 +419,30 @@ func TestBuildManyEntries(t *testing.T) {
 		t.Errorf("Len = %d", l.Len())
 	}
 }
+
+// TestBuildDeepPaths builds members 30,000 directories deep: the builder stays linear in the path.
+func TestBuildDeepPaths(t *testing.T) {
+	deep := strings.Repeat("a/", 30000)
+	var data []byte
+	for i := 0; i < 20; i++ {
+		name := deep + fmt.Sprint(i)
+		hdr := tartest.RawHeader("././@LongLink", 'L', int64(len(name)+1), "")
+		data = append(data, hdr...)
+		data = append(data, tartest.Pad(append([]byte(name), 0))...)
+		data = append(data, tartest.RawHeader("x", '0', 0, "")...)
+	}
+	data = append(data, tartest.End()...)
+	start := time.Now()
+	l, err := Open(context.Background(), Blob{R: bytes.NewReader(data), Size: int64(len(data))}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	t.Logf("built in %v", time.Since(start))
+	if l.Len() != 1+30000+20 {
+		t.Errorf("Len = %d", l.Len())
+	}
+	if p := l.Path(ID(l.Len() - 1)); p != deep+"9" {
+		t.Errorf("deepest path has %d bytes", len(p))
+	}
+}
