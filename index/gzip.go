@@ -279,7 +279,7 @@ func (g *gzipIndexer) close() {
 }
 
 func newGzipStream(blob Blob, ckpt *os.File, points []point, size int64, diffID digest.Digest) *Stream {
-	s := &Stream{c: CompressionGzip, size: size, diffID: diffID, points: points, ckpt: ckpt}
+	s := &Stream{c: CompressionGzip, size: size, diffID: diffID, points: points, ckpt: ckpt, lru: idleGzip}
 	s.newCursor = func() cursor { return newGzipCursor(blob, ckpt) }
 	return s
 }

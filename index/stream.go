@@ -20,12 +20,6 @@ import (
 // random read decodes at most about this much before its first byte. (A variable for tests.)
 var spanSize int64 = 4 << 20
 
-const (
-	// maxCursors is the number of idle decoders a Stream keeps, so that sequential readers continue
-	// where they stopped instead of restarting from a restart point.
-	maxCursors = 4
-)
-
 // StreamOptions configure the indexing and opening of a compressed stream.
 type StreamOptions struct {
 	// CacheDir is the root of the cache; restart points live under CacheDir/stream/v<N>/. Empty:
@@ -262,6 +256,7 @@ type Stream struct {
 	points    []point
 	ckpt      *os.File // gzip windows
 	newCursor func() cursor
+	lru       *cursorLRU // idle cursors of this kind across all streams
 
 	mu     sync.Mutex
 	idle   []cursor // least recently used first
@@ -339,63 +334,6 @@ func (s *Stream) readCompressed(p []byte, off int64) (int, error) {
 	return n, err
 }
 
-// acquire takes a cursor positioned at or before off: an idle one at least as close as pt, or one reset
-// to pt.
-func (s *Stream) acquire(off int64, pt *point) (cursor, error) {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil, os.ErrClosed
-	}
-	best := -1
-	var bestPos int64
-	for i, c := range s.idle {
-		if p := c.pos(); p <= off && p >= pt.Out && (best < 0 || p > bestPos) {
-			best, bestPos = i, p
-		}
-	}
-	if best >= 0 {
-		c := s.idle[best]
-		s.idle = append(s.idle[:best], s.idle[best+1:]...)
-		s.mu.Unlock()
-		return c, nil
-	}
-	var c cursor
-	if len(s.idle) >= maxCursors {
-		c = s.idle[0]
-		s.idle = append(s.idle[:0], s.idle[1:]...)
-	}
-	s.mu.Unlock()
-	if c == nil {
-		c = s.newCursor()
-	}
-	if err := c.reset(pt); err != nil {
-		c.close()
-		return nil, err
-	}
-	return c, nil
-}
-
-// release returns a cursor to the idle list; one that failed is dropped.
-func (s *Stream) release(c cursor, ok bool) {
-	s.mu.Lock()
-	if !ok || s.closed {
-		s.mu.Unlock()
-		c.close()
-		return
-	}
-	s.idle = append(s.idle, c)
-	var drop cursor
-	if len(s.idle) > maxCursors {
-		drop = s.idle[0]
-		s.idle = append(s.idle[:0], s.idle[1:]...)
-	}
-	s.mu.Unlock()
-	if drop != nil {
-		drop.close()
-	}
-}
-
 var scratchPool = sync.Pool{New: func() any { b := make([]byte, windowSize); return &b }}
 
 // discard reads and drops n bytes from r.
@@ -449,6 +387,9 @@ func (s *Stream) Close() error {
 	s.closed = true
 	idle := s.idle
 	s.idle = nil
+	for _, c := range idle {
+		s.lru.remove(c)
+	}
 	s.mu.Unlock()
 	for _, c := range idle {
 		c.close()

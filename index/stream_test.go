@@ -428,3 +428,58 @@ func TestStreamClosed(t *testing.T) {
 		t.Errorf("second Close: %v", err)
 	}
 }
+
+// TestIdleCursorBudget checks that idle decoders are bounded across streams, and that streams keep
+// reading correctly while their cursors are evicted by others.
+func TestIdleCursorBudget(t *testing.T) {
+	withSpan(t, 64<<10)
+	want := hexText(41, 1<<20)
+	before := idleZstd.len() + idleGzip.len() // of streams other tests left open
+	var streams []*Stream
+	for i := range 4 {
+		streams = append(streams, indexStream(t, blobAt(zstdFrames(t, want, 5000+i)), CompressionZstd, StreamOptions{}, want),
+			indexStream(t, blobAt(gzipMembers(t, split(want, 300000+i)...)), CompressionGzip, StreamOptions{}, want))
+	}
+	var wg sync.WaitGroup
+	for g, s := range streams {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(uint64(g), 5))
+			buf := make([]byte, 8000)
+			for range 40 {
+				off := r.Int64N(s.Size())
+				n, err := s.ReadAt(buf, off)
+				if (err != nil && err != io.EOF) || !bytes.Equal(buf[:n], want[off:off+int64(n)]) {
+					t.Errorf("ReadAt(%d): %v", off, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if n := idleZstd.len(); n > idleZstd.max {
+		t.Errorf("%d idle zstd cursors, max %d", n, idleZstd.max)
+	}
+	if n := idleGzip.len(); n > idleGzip.max {
+		t.Errorf("%d idle gzip cursors, max %d", n, idleGzip.max)
+	}
+	total := 0
+	for _, s := range streams {
+		s.mu.Lock()
+		if len(s.idle) > maxStreamCursors {
+			t.Errorf("stream with %d idle cursors", len(s.idle))
+		}
+		total += len(s.idle)
+		s.mu.Unlock()
+	}
+	if total > idleZstd.len()+idleGzip.len() {
+		t.Errorf("%d idle cursors in streams, only %d in the LRUs", total, idleZstd.len()+idleGzip.len())
+	}
+	for _, s := range streams {
+		s.Close()
+	}
+	if n := idleZstd.len() + idleGzip.len(); n > before {
+		t.Errorf("closed streams left %d idle cursors in the LRUs", n-before)
+	}
+}

@@ -376,7 +376,7 @@ func (z *zstdIndexer) close() {
 }
 
 func newZstdStream(blob Blob, points []point, size int64, diffID digest.Digest) *Stream {
-	s := &Stream{c: CompressionZstd, size: size, diffID: diffID, points: points}
+	s := &Stream{c: CompressionZstd, size: size, diffID: diffID, points: points, lru: idleZstd}
 	s.newCursor = func() cursor { return &zstdCursor{blob: blob} }
 	return s
 }
