@@ -154,7 +154,7 @@ func printInspection(w io.Writer, in *Inspection) {
 	fmt.Fprintf(w, "Image:       %s\n", strings.Join(orNone(im.Names), ", "))
 	fmt.Fprintf(w, "Manifest:    %s\n", im.ManifestDigest)
 	fmt.Fprintf(w, "Image ID:    %s\n", im.ConfigDigest)
-	fmt.Fprintf(w, "Platform:    %s\n", platformString(im.Platform))
+	fmt.Fprintf(w, "Platform:    %s\n", archive.FormatPlatform(im.Platform))
 	if im.Created != nil {
 		fmt.Fprintf(w, "Created:     %s\n", im.Created.UTC().Format(time.RFC3339))
 	}
@@ -209,24 +209,16 @@ func printInspection(w io.Writer, in *Inspection) {
 	if len(in.Images) > 1 {
 		fmt.Fprintf(w, "Other images in this archive (select with --image or --platform):\n")
 		for _, r := range in.Images {
-			if r.ManifestDigest == im.ManifestDigest && (r.Platform == nil || platformString(*r.Platform) == platformString(im.Platform)) {
+			if r.ManifestDigest == im.ManifestDigest && (r.Platform == nil || archive.FormatPlatform(*r.Platform) == archive.FormatPlatform(im.Platform)) {
 				continue
 			}
 			p := ""
 			if r.Platform != nil {
-				p = " [" + platformString(*r.Platform) + "]"
+				p = " [" + archive.FormatPlatform(*r.Platform) + "]"
 			}
 			fmt.Fprintf(w, "  %s %s%s\n", short(r.ManifestDigest), strings.Join(orNone(r.Names), ", "), p)
 		}
 	}
-}
-
-func platformString(p ispec.Platform) string {
-	s := p.OS + "/" + p.Architecture
-	if p.Variant != "" {
-		s += "/" + p.Variant
-	}
-	return s
 }
 
 func short(d digest.Digest) string {

@@ -126,18 +126,14 @@ func isCanceledAfter(err error, all []error) bool {
 	return false
 }
 
-// parsePlatform parses "os/arch[/variant]"; "" means the archive package's default (the host).
+// parsePlatform parses --platform; "" means the archive package's default (the host).
 func parsePlatform(s string) (*ispec.Platform, error) {
 	if s == "" {
 		return nil, nil
 	}
-	parts := strings.Split(s, "/")
-	if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" {
-		return nil, fmt.Errorf("--platform %q: want os/arch[/variant], e.g. linux/arm64/v8", s)
+	p, err := archive.ParsePlatform(s)
+	if err != nil {
+		return nil, fmt.Errorf("--platform: %w", err)
 	}
-	p := &ispec.Platform{OS: parts[0], Architecture: parts[1]}
-	if len(parts) == 3 {
-		p.Variant = parts[2]
-	}
-	return p, nil
+	return &p, nil
 }
