@@ -113,6 +113,9 @@ func (b *builder) putStrings(name, link []byte) (uint32, error) {
 }
 
 func (b *builder) strAt(off uint32, n int) []byte {
+	if n == 0 {
+		return nil // the root has no name, and the arena may be empty
+	}
 	c := b.names[off>>nameChunkBits]
 	o := int(off & (1<<nameChunkBits - 1))
 	return c[o : o+n]

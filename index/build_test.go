@@ -140,6 +140,12 @@ func TestBuildTree(t *testing.T) {
 		want  []string
 		warns []string // substrings expected in the log
 	}{
+		{"empty layer", func(t *testing.T) []byte { return tartest.End() }, []string{
+			"/ dir 755 0:0 0 implied",
+		}, nil},
+		{"empty stream", func(t *testing.T) []byte { return nil }, []string{
+			"/ dir 755 0:0 0 implied",
+		}, nil},
 		{"implied parents", func(t *testing.T) []byte {
 			return tartest.Tar(t, tartest.File("a/b/c", "xyz"))
 		}, []string{

@@ -131,7 +131,7 @@ func (b *builder) write(f *os.File, l *layout, info TableInfo) error {
 			case l.carrier[t] == ni:
 				// This hardlink carries the data of a target replaced later in the layer.
 				data = b.node(t)
-				typ, x, linkLen = data.typ, data.x, 0
+				typ, x, linkLen = data.typ, data.x, data.linkLen
 			default:
 				x = uint64(l.newID[l.carrier[t]])
 			}
@@ -179,13 +179,13 @@ func (b *builder) write(f *os.File, l *layout, info TableInfo) error {
 	start := pos
 	for _, ni := range l.order {
 		nd := b.node(ni)
-		w.Write(b.name(nd))
+		link := b.linkOf(nd)
 		if l.isCarrier(b, ni) {
-			pos += int64(nd.nameLen)
-			continue
+			link = b.linkOf(b.node(uint32(nd.x))) // a symlink's target, when the carried entry is one
 		}
-		w.Write(b.linkOf(nd))
-		pos += int64(nd.nameLen) + int64(nd.linkLen)
+		w.Write(b.name(nd))
+		w.Write(link)
+		pos += int64(nd.nameLen) + int64(len(link))
 	}
 	section(secStrings, start)
 	pad()
