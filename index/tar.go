@@ -41,9 +41,8 @@ const (
 // Scanner buffer sizes. Headers are read through the buffer; after a reposition over member data the
 // next read is small and reads double while the scan stays sequential (see BenchmarkScanBuffer).
 const (
-	scanBufSize   = 256 << 10
-	scanMinChunk  = 16 << 10
-	scanDiscardSz = 256 << 10
+	scanBufSize  = 256 << 10
+	scanMinChunk = 16 << 10
 )
 
 // tarXattr is one extended attribute of a member; its slices are valid until the next call to Next.
