@@ -217,7 +217,7 @@ func cleanPath(dst, name []byte) ([]byte, bool) {
 }
 
 // resolveDir returns the node of directory path dir (normalised, "" for the root), creating implied
-// directories, and turning a non-directory in the way into an implied directory.
+// directories. A non-directory of this layer in the way gives an *underNonDirError.
 func (b *builder) resolveDir(dir []byte) (uint32, error) {
 	// Reuse the longest cached prefix ending at a component boundary (linear in the path, however deep).
 	common := 0
@@ -258,19 +258,12 @@ func (b *builder) resolveDir(dir []byte) (uint32, error) {
 			nd := b.node(idx)
 			nd.typ, nd.flags, nd.mode = TypeDir, FlagImplied, 0o755
 		case b.node(idx).typ != TypeDir:
-			// A member below a non-directory of this layer: the directory wins, as when extracting.
-			nd := b.node(idx)
-			b.warn("index: replacing a non-directory by an implied directory", "path", string(dir[:end]),
-				"type", nd.typ.String())
-			if nd.flags&flagLinkTarget != 0 {
-				var err error
-				if idx, err = b.replaceNode(idx, slot, cur, comp); err != nil {
-					return 0, err
-				}
-				nd = b.node(idx)
-			}
-			*nd = bnode{parent: nd.parent, nameOff: nd.nameOff, nameLen: nd.nameLen, typ: TypeDir,
-				flags: FlagImplied, mode: 0o755}
+			// A member below a non-directory of this layer: extraction could not create it (the
+			// parent is not a directory), so the non-directory stays and the member is dropped. This
+			// is also what makes a whiteout under a path that became a file in the same layer (umoci
+			// writes those) a no-op.
+			b.dirEnds, b.dirNodes, b.dirPath = b.dirEnds[:0], b.dirNodes[:0], b.dirPath[:0]
+			return 0, &underNonDirError{path: string(dir[:end]), typ: b.node(idx).typ}
 		}
 		b.dirEnds = append(b.dirEnds, end)
 		b.dirNodes = append(b.dirNodes, idx)
@@ -278,6 +271,16 @@ func (b *builder) resolveDir(dir []byte) (uint32, error) {
 		start = end + 1
 	}
 	return cur, nil
+}
+
+// underNonDirError reports a member whose parent path is a non-directory of the same layer.
+type underNonDirError struct {
+	path string
+	typ  Type
+}
+
+func (e *underNonDirError) Error() string {
+	return fmt.Sprintf("%s is a %s, not a directory", e.path, e.typ)
 }
 
 // newNode allocates a node for name in dir at the hash slot lookup returned.
@@ -341,6 +344,13 @@ func (b *builder) add(m *tarMember) error {
 	}
 	parent, err := b.resolveDir(dir)
 	if err != nil {
+		var und *underNonDirError
+		if errors.As(err, &und) {
+			b.dropped++
+			b.warn("index: dropping a member below a non-directory", "name", string(p), "parent", und.path,
+				"parent type", und.typ.String())
+			return nil
+		}
 		return err
 	}
 

@@ -54,14 +54,21 @@ func (m *model) apply(typ byte, name, target string, mode uint32, body string) {
 		}
 		return
 	}
-	// Parents: implied directories, replacing non-directories.
+	// Parents: implied directories; a non-directory in the way makes the member impossible to
+	// extract, so it is dropped.
 	for i := 0; i < len(p); i++ {
 		if p[i] != '/' {
 			continue
 		}
-		a := p[:i]
-		if in, ok := m.paths[a]; !ok || in.typ != TypeDir {
-			m.paths[a] = &modelInode{typ: TypeDir, mode: 0o755}
+		if in, ok := m.paths[p[:i]]; ok && in.typ != TypeDir {
+			return
+		}
+	}
+	for i := 0; i < len(p); i++ {
+		if p[i] == '/' {
+			if _, ok := m.paths[p[:i]]; !ok {
+				m.paths[p[:i]] = &modelInode{typ: TypeDir, mode: 0o755}
+			}
 		}
 	}
 	var in *modelInode
