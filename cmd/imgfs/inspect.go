@@ -111,6 +111,7 @@ func runInspect(c *cli.Context) error {
 		for i, l := range o.layers {
 			in.Image.Layers[i].Compression = l.Compression().String()
 			in.Image.Layers[i].Entries = int64(l.Len())
+			in.Image.Layers[i].UncompressedSize = l.Info().StreamSize
 		}
 	}
 	in.Archive = InspectArchive{Path: path, Format: string(arc.Format()), Compression: arc.Compression().String()}
@@ -181,13 +182,14 @@ func printInspection(w io.Writer, in *Inspection) {
 
 	fmt.Fprintf(w, "Layers (%d):\n", len(im.Layers))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "  #\tDIGEST\tDIFF ID\tMEDIA TYPE\tSIZE\tENTRIES")
+	fmt.Fprintln(tw, "  #\tDIGEST\tDIFF ID\tMEDIA TYPE\tSIZE\tUNCOMPRESSED\tENTRIES")
 	for i, l := range im.Layers {
-		entries := "-"
+		entries, usize := "-", "-"
 		if l.Entries > 0 {
-			entries = commas(l.Entries)
+			entries, usize = commas(l.Entries), humanBytes(l.UncompressedSize)
 		}
-		fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\n", i+1, short(l.Digest), short(l.DiffID), l.MediaType, humanBytes(l.Size), entries)
+		fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\t%s\n", i+1, short(l.Digest), short(l.DiffID), l.MediaType,
+			humanBytes(l.Size), usize, entries)
 	}
 	tw.Flush()
 
