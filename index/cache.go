@@ -52,9 +52,11 @@ func loadTable(path string, want TableInfo, log *slog.Logger) *Table {
 		return nil
 	}
 	got := t.Info()
-	if got.Key != want.Key || got.BlobSize != want.BlobSize || (want.StreamSize >= 0 && got.StreamSize != want.StreamSize) {
+	// A table describes the uncompressed stream, so the stream's size identifies it along with the key;
+	// the blob's size does not (the same layer may be stored plain in one archive and gzip in another).
+	if got.Key != want.Key || (want.StreamSize >= 0 && got.StreamSize != want.StreamSize) {
 		log.Warn("index: rebuilding stale table", "path", path, "key", got.Key, "want_key", want.Key,
-			"blob_size", got.BlobSize, "want_blob_size", want.BlobSize, "stream_size", got.StreamSize)
+			"stream_size", got.StreamSize, "want_stream_size", want.StreamSize)
 		t.Close()
 		return nil
 	}

@@ -131,7 +131,7 @@ func openPlain(ctx context.Context, blob Blob, key digest.Digest, path, tmpDir s
 func openCompressed(ctx context.Context, blob Blob, c Compression, key digest.Digest, path, tmpDir string, opts Options, log *slog.Logger) (*Layer, error) {
 	sopts := StreamOptions{CacheDir: opts.CacheDir, Key: opts.Digest, Logger: log}
 	if path != "" {
-		if t := loadTable(path, TableInfo{Key: key, StreamSize: -1, BlobSize: blob.Size}, log); t != nil {
+		if t := loadTable(path, TableInfo{Key: key, StreamSize: -1}, log); t != nil {
 			s, ok, err := LoadStream(ctx, blob, c, sopts)
 			switch {
 			case err != nil:

@@ -333,3 +333,41 @@ func TestOpenConcurrent(t *testing.T) {
 		t.Errorf("temporary files left: %v", tmp)
 	}
 }
+
+// TestOpenSharedAcrossCompressions opens one layer stored plain, then gzip, then plain again with one
+// cache: the table, keyed by the diff ID, serves all three; only the gzip restart points are added.
+func TestOpenSharedAcrossCompressions(t *testing.T) {
+	data := sampleTar(t)
+	gz := tartest.Gzip(t, data)
+	cache := t.TempDir()
+	plain := Options{CacheDir: cache, DiffID: sha(data), Digest: sha(data)}
+	comp := Options{CacheDir: cache, DiffID: sha(data), Digest: sha(gz)}
+
+	l, err := Open(context.Background(), fileBlob(t, data, 0), plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := dump(l.Table)
+	l.Close()
+
+	for i, o := range []Options{comp, plain, comp} {
+		blob := fileBlob(t, data, 0)
+		if o.Digest == sha(gz) {
+			blob = fileBlob(t, gz, 0)
+		}
+		log, logs := logBuffer()
+		o.Logger = log
+		l, err := Open(context.Background(), blob, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(logs.String(), "stale") || !slices.Equal(dump(l.Table), want) {
+			t.Errorf("open %d: table rebuilt or different:\n%s", i, logs)
+		}
+		if i > 0 && !strings.Contains(logs.String(), "loaded table") {
+			t.Errorf("open %d: table not loaded from the cache:\n%s", i, logs)
+		}
+		checkContent(t, l)
+		l.Close()
+	}
+}
