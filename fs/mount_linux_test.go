@@ -144,6 +144,17 @@ func TestMountOptions(t *testing.T) {
 	if st.Namelen != 255 || st.Bsize != blockSize || st.Flags&unix.ST_RDONLY == 0 {
 		t.Errorf("statfs %+v", st)
 	}
+	// As root, the connection's readahead is raised from the kernel's 128 KiB to maxRequest.
+	if os.Geteuid() == 0 {
+		var s unix.Stat_t
+		if err := unix.Stat(mnt, &s); err != nil {
+			t.Fatal(err)
+		}
+		ra, err := os.ReadFile(fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(s.Dev), unix.Minor(s.Dev)))
+		if err != nil || strings.TrimSpace(string(ra)) != fmt.Sprint(maxRequest>>10) {
+			t.Errorf("read_ahead_kb = %q, %v; want %d", ra, err, maxRequest>>10)
+		}
+	}
 }
 
 // mountInfo returns the line of /proc/self/mountinfo for mountpoint mnt, or "".
