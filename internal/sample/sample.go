@@ -68,14 +68,18 @@ func Layers() [][]tartest.Member {
 }
 
 // Write writes the sample archive to path (atomically).
-func Write(path string) error {
+func Write(path string) error { return WriteArchive(path, Name, Layers(), true) }
+
+// WriteArchive writes a legacy docker-save archive of one image called name with the given layers,
+// bottom first; with gzipTop the top layer is stored gzip-compressed.
+func WriteArchive(path, name string, layerMembers [][]tartest.Member, gzipTop bool) error {
 	type layer struct {
 		file   string
 		diffID string
 		data   []byte
 	}
 	var layers []layer
-	for i, members := range Layers() {
+	for i, members := range layerMembers {
 		raw, err := tartest.Build(members...)
 		if err != nil {
 			return fmt.Errorf("sample layer %d: %w", i+1, err)
@@ -83,7 +87,7 @@ func Write(path string) error {
 		diff := sha256.Sum256(raw)
 		data := raw
 		name := hex.EncodeToString(diff[:]) + ".tar"
-		if i == len(Layers())-1 {
+		if gzipTop && i == len(layerMembers)-1 {
 			var buf bytes.Buffer
 			zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
 			zw.Write(raw)
@@ -110,12 +114,8 @@ func Write(path string) error {
 			"WorkingDir": "/app",
 			"Labels":     map[string]string{"org.opencontainers.image.title": "imgfs sample"},
 		},
-		"rootfs": map[string]any{"type": "layers", "diff_ids": diffIDs},
-		"history": []map[string]any{
-			{"created": epoch.Format(time.RFC3339), "created_by": "base system", "comment": "layer 1"},
-			{"created": epoch.Format(time.RFC3339), "created_by": "application", "comment": "layer 2: whiteout, opaque dir, hardlink into layer 1"},
-			{"created": epoch.Format(time.RFC3339), "created_by": "update", "comment": "layer 3 (gzip)"},
-		},
+		"rootfs":  map[string]any{"type": "layers", "diff_ids": diffIDs},
+		"history": history(len(layers)),
 	}
 	cfgJSON, err := json.Marshal(cfg)
 	if err != nil {
@@ -123,7 +123,7 @@ func Write(path string) error {
 	}
 	cfgSum := sha256.Sum256(cfgJSON)
 	cfgName := hex.EncodeToString(cfgSum[:]) + ".json"
-	manifest, err := json.Marshal([]map[string]any{{"Config": cfgName, "RepoTags": []string{Name}, "Layers": files}})
+	manifest, err := json.Marshal([]map[string]any{{"Config": cfgName, "RepoTags": []string{name}, "Layers": files}})
 	if err != nil {
 		return err
 	}
@@ -152,6 +152,20 @@ func Write(path string) error {
 		return err
 	}
 	return writeAtomic(path, buf.Bytes())
+}
+
+func history(n int) []map[string]any {
+	comments := []string{"layer 1", "layer 2: whiteout, opaque dir, hardlink into layer 1", "layer 3 (gzip)"}
+	by := []string{"base system", "application", "update"}
+	var h []map[string]any
+	for i := range n {
+		e := map[string]any{"created": epoch.Format(time.RFC3339), "created_by": fmt.Sprintf("layer %d", i+1)}
+		if n == len(comments) {
+			e["created_by"], e["comment"] = by[i], comments[i]
+		}
+		h = append(h, e)
+	}
+	return h
 }
 
 func writeAtomic(path string, data []byte) error {
