@@ -60,9 +60,13 @@ func (fs *fileSystem[D]) fillAttr(out *fuse.Attr, a overlay.Attr) error {
 		Mtimensec: nsec,
 		Ctimensec: nsec,
 		Mode:      typ | a.Mode&07777,
-		Nlink:     max(a.Nlink, 1),
+		Nlink:     a.Nlink,
 		Owner:     fuse.Owner{Uid: a.UID, Gid: a.GID},
 		Blksize:   blockSize,
+	}
+	if out.Nlink == 0 && (!fs.writable() || a.Type == index.TypeDir) {
+		// Only a file of a writable view, open but with no name left, has no link.
+		out.Nlink = 1
 	}
 	switch a.Type {
 	case index.TypeDir:

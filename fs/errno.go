@@ -20,15 +20,24 @@ var errnos = []struct {
 	{overlay.ErrNotDir, syscall.ENOTDIR},
 	{overlay.ErrIsDir, syscall.EISDIR},
 	{overlay.ErrInvalid, syscall.EINVAL},
+	{errExist, syscall.EEXIST},
+	{errNotEmpty, syscall.ENOTEMPTY},
+	{errReadOnly, syscall.EROFS},
+	{errReservedName, syscall.EPERM},
+	{errCrossDevice, syscall.EXDEV},
 	{context.Canceled, syscall.EINTR},
 }
 
-// Errno returns the errno value that the kernel should see for err: ENOENT, ENOTDIR, EISDIR and EINVAL
-// for the view's errors of those kinds, EINTR for a cancelled request, 0 for nil and EIO for anything
-// else.
+// Errno returns the errno value that the kernel should see for err: 0 for nil; the syscall.Errno that
+// err wraps, if any (an error of the upper directory such as ENOSPC or EACCES); ENOENT, ENOTDIR,
+// EISDIR, EINVAL, EEXIST, ENOTEMPTY, EROFS, EPERM (a reserved ".wh." name) and EXDEV for the view's
+// errors of those kinds; EINTR for a cancelled request; EIO for anything else.
 func Errno(err error) syscall.Errno {
 	if err == nil {
 		return 0
+	}
+	if errno, ok := errors.AsType[syscall.Errno](err); ok && errno != 0 {
+		return errno
 	}
 	for _, e := range errnos {
 		if errors.Is(err, e.err) {

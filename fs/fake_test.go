@@ -129,6 +129,8 @@ func (v *fakeView) Attr(n overlay.Node) (overlay.Attr, error) {
 	if err != nil {
 		return overlay.Attr{}, err
 	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
 	return fn.attr, nil
 }
 
@@ -138,10 +140,11 @@ func (v *fakeView) Lookup(parent overlay.Node, name string) (overlay.Attr, error
 	if err != nil {
 		return overlay.Attr{}, err
 	}
+	v.mu.Lock()
 	if p.kids == nil {
+		v.mu.Unlock()
 		return overlay.Attr{}, fmt.Errorf("lookup %q: %w", name, overlay.ErrNotDir)
 	}
-	v.mu.Lock()
 	n, ok := p.kids[name]
 	v.mu.Unlock()
 	if !ok {
@@ -156,11 +159,11 @@ func (v *fakeView) ReadDir(n overlay.Node) (*fakeDir, error) {
 	if err != nil {
 		return nil, err
 	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
 	if fn.kids == nil {
 		return nil, fmt.Errorf("readdir: %w", overlay.ErrNotDir)
 	}
-	v.mu.Lock()
-	defer v.mu.Unlock()
 	if fn.sorted == nil {
 		fn.sorted = make([]overlay.DirEntry, 0, len(fn.kids))
 		for name, k := range fn.kids {
@@ -176,6 +179,8 @@ func (v *fakeView) Readlink(n overlay.Node) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
 	if fn.attr.Type != index.TypeSymlink {
 		return "", fmt.Errorf("readlink: %w", overlay.ErrInvalid)
 	}
@@ -187,6 +192,8 @@ func (v *fakeView) Xattrs(n overlay.Node) ([]index.Xattr, error) {
 	if err != nil {
 		return nil, err
 	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
 	return fn.xattrs, nil
 }
 

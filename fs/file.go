@@ -3,38 +3,73 @@ package fs
 import (
 	"errors"
 	"io"
+	"math"
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"github.com/imgfs/imgfs/overlay"
 )
 
-// fileHandle is an open regular file. When its data is a plain range of a file, fd and base locate it
-// there so that reads are spliced to the kernel without passing through user space.
+// fileHandle is an open regular file.
+//
+// In a read-only view the file never changes: its size is taken once, and when its data is a plain
+// range of a file, fd and base locate it there so that reads are spliced to the kernel without passing
+// through user space. In a writable view (live) the size and the range are asked of the file at every
+// read, since another handle may write, truncate or copy up the file meanwhile.
 type fileHandle struct {
-	f      overlay.File
+	f    overlay.File
+	w    WFile // f when opened for writing, else nil
+	node overlay.Node
+	live bool
+
 	size   int64
 	splice bool
 	fd     uintptr
 	base   int64
 }
 
-// Open answers OPEN: any access mode but read-only, and O_TRUNC, fail with EROFS. The reply asks the
-// kernel to keep its page cache across opens (FOPEN_KEEP_CACHE), since the data never changes.
+// Open answers OPEN. In a read-only view any access mode but read-only, and O_TRUNC, fail with EROFS,
+// and the reply asks the kernel to keep its page cache across opens (FOPEN_KEEP_CACHE), since the data
+// never changes. In a writable view, opening for writing copies the file up first; the page cache is
+// dropped at each open, because only files that cannot change keep it.
 func (fs *fileSystem[D]) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
-	if in.Flags&syscall.O_ACCMODE != syscall.O_RDONLY || in.Flags&syscall.O_TRUNC != 0 {
-		return fuse.EROFS
+	n := overlay.Node(in.NodeId)
+	write := in.Flags&syscall.O_ACCMODE != syscall.O_RDONLY
+	trunc := in.Flags&syscall.O_TRUNC != 0
+	if !fs.writable() {
+		if write || trunc {
+			return fuse.EROFS
+		}
+		f, err := fs.view.Open(n)
+		if err != nil {
+			return fs.status("open", in.NodeId, err)
+		}
+		h := &fileHandle{f: f, node: n, size: max(f.Size(), 0)}
+		if file, base, ok := f.FileRange(); ok && file != nil {
+			h.splice, h.fd, h.base = true, file.Fd(), base
+		}
+		out.Fh = fs.files.add(h)
+		out.OpenFlags = fuse.FOPEN_KEEP_CACHE
+		return fuse.OK
 	}
-	f, err := fs.view.Open(overlay.Node(in.NodeId))
-	if err != nil {
-		return fs.status("open", in.NodeId, err)
-	}
-	h := &fileHandle{f: f, size: max(f.Size(), 0)}
-	if file, base, ok := f.FileRange(); ok && file != nil {
-		h.splice, h.fd, h.base = true, file.Fd(), base
+	h := &fileHandle{node: n, live: true}
+	if write || trunc {
+		w, err := fs.wview.OpenFile(n, write, trunc)
+		if err != nil {
+			return fs.status("open", in.NodeId, err)
+		}
+		h.f = w
+		if write {
+			h.w = w
+		}
+	} else {
+		f, err := fs.view.Open(n)
+		if err != nil {
+			return fs.status("open", in.NodeId, err)
+		}
+		h.f = f
 	}
 	out.Fh = fs.files.add(h)
-	out.OpenFlags = fuse.FOPEN_KEEP_CACHE
 	return fuse.OK
 }
 
@@ -46,13 +81,22 @@ func (fs *fileSystem[D]) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byt
 	if !ok {
 		return nil, fuse.EBADF
 	}
-	if in.Offset >= uint64(h.size) {
+	size, splice, fd, base := h.size, h.splice, h.fd, h.base
+	if h.live {
+		size = max(h.f.Size(), 0)
+		file, b, ok := h.f.FileRange()
+		splice = ok && file != nil
+		if splice {
+			fd, base = file.Fd(), b
+		}
+	}
+	if in.Offset >= uint64(size) {
 		return fuse.ReadResultData(nil), fuse.OK
 	}
 	off := int64(in.Offset)
-	n := min(int64(in.Size), int64(len(buf)), h.size-off)
-	if h.splice {
-		return fuse.ReadResultFd(h.fd, h.base+off, int(n)), fuse.OK
+	n := min(int64(in.Size), int64(len(buf)), size-off)
+	if splice {
+		return fuse.ReadResultFd(fd, base+off, int(n)), fuse.OK
 	}
 	got, err := h.f.ReadAt(buf[:n], off)
 	if err != nil && !errors.Is(err, io.EOF) {
@@ -61,17 +105,90 @@ func (fs *fileSystem[D]) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byt
 	return fuse.ReadResultData(buf[:got]), fuse.OK
 }
 
-// Release answers RELEASE by forgetting the handle. The file itself belongs to the view.
-func (fs *fileSystem[D]) Release(cancel <-chan struct{}, in *fuse.ReleaseIn) {
-	fs.files.remove(in.Fh)
+// Write answers WRITE; see Writev.
+func (fs *fileSystem[D]) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (uint32, fuse.Status) {
+	return fs.Writev(cancel, in, [][]byte{data})
 }
 
-// Flush answers FLUSH (on every close): there is nothing to write back.
+// Writev answers WRITE, whose data may arrive in pieces: EROFS in a read-only view, EBADF on a handle
+// not open for writing. With O_APPEND the data goes at the end of the file, whatever the offset says;
+// with O_SYNC or O_DSYNC it is synced before the reply.
+func (fs *fileSystem[D]) Writev(cancel <-chan struct{}, in *fuse.WriteIn, data [][]byte) (uint32, fuse.Status) {
+	if !fs.writable() {
+		return 0, fuse.EROFS
+	}
+	h, ok := fs.files.get(in.Fh)
+	if !ok || h.w == nil {
+		return 0, fuse.EBADF
+	}
+	if in.Offset > math.MaxInt64 {
+		return 0, fuse.Status(syscall.EFBIG)
+	}
+	off := int64(in.Offset)
+	if in.Flags&syscall.O_APPEND != 0 {
+		fs.appendMu.Lock()
+		defer fs.appendMu.Unlock()
+		off = h.w.Size()
+	}
+	written := 0
+	for _, p := range data {
+		n, err := h.w.WriteAt(p, off)
+		written += n
+		off += int64(n)
+		if err != nil {
+			if written > 0 {
+				break // a short write: the caller retries the rest and then sees the error
+			}
+			return 0, fs.status("write", in.NodeId, err)
+		}
+	}
+	if in.Flags&(syscall.O_SYNC|syscall.O_DSYNC) != 0 {
+		if err := h.w.Sync(); err != nil {
+			return 0, fs.status("write", in.NodeId, err)
+		}
+	}
+	return uint32(written), fuse.OK
+}
+
+// Release answers RELEASE by forgetting the handle and closing its file when the file can be closed.
+func (fs *fileSystem[D]) Release(cancel <-chan struct{}, in *fuse.ReleaseIn) {
+	h, ok := fs.files.get(in.Fh)
+	fs.files.remove(in.Fh)
+	if !ok {
+		return
+	}
+	if c, ok := h.f.(io.Closer); ok {
+		if err := c.Close(); err != nil {
+			fs.log.Debug("release: closing the file", "node", uint64(h.node), "err", err)
+		}
+	}
+}
+
+// Flush answers FLUSH (on every close): writes go straight to the view's file, so there is nothing to
+// write back.
 func (fs *fileSystem[D]) Flush(cancel <-chan struct{}, in *fuse.FlushIn) fuse.Status {
 	return fuse.OK
 }
 
-// Fsync answers FSYNC: there is nothing to write back.
+// Fsync answers FSYNC. In a writable view it syncs the handle's file when it is open for writing (or
+// can sync itself); a handle open for reading only syncs the whole upper directory, since the file may
+// have been written through a handle since closed. A read-only view has nothing to sync.
 func (fs *fileSystem[D]) Fsync(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
+	if !fs.writable() {
+		return fuse.OK
+	}
+	h, ok := fs.files.get(in.Fh)
+	if !ok {
+		return fuse.EBADF
+	}
+	var err error
+	if s, ok := h.f.(interface{ Sync() error }); ok {
+		err = s.Sync()
+	} else {
+		err = fs.wview.Sync()
+	}
+	if err != nil {
+		return fs.status("fsync", in.NodeId, err)
+	}
 	return fuse.OK
 }

@@ -9,8 +9,9 @@ import (
 )
 
 // DefaultTimeout is how long the kernel may cache entries and attributes when Options leave the timeouts
-// zero. The data never changes while mounted, so the timeout only bounds how long the kernel keeps
-// answers it could ask for again.
+// zero. A read-only view never changes while mounted, and a writable one changes only through the mount,
+// where each reply tells the kernel what changed: either way the timeout only bounds how long the kernel
+// keeps answers it could ask for again.
 const DefaultTimeout = time.Hour
 
 // Options configure a file system and its mount.
@@ -38,6 +39,9 @@ type Options struct {
 	// ExtraOptions are passed on as mount options (-o), after ours. With DirectMount they must be
 	// options that the kernel understands.
 	ExtraOptions []string
+	// UpperDir is the upper directory of a writable view: StatFs reports the space of the file system
+	// holding it. Empty, or a read-only view: StatFs reports the view's usage (UsageReporter).
+	UpperDir string
 }
 
 func (o Options) entryTimeout() time.Duration { return timeout(o.EntryTimeout) }
@@ -58,7 +62,10 @@ func timeout(d time.Duration) time.Duration {
 type fileSystem[D Dir] struct {
 	fuse.RawFileSystem // ENOSYS for whatever is not implemented below
 
-	view         View[D]
+	view View[D]
+	// wview is the view's writable side, nil when the view is served read-only.
+	wview        WritableView
+	upperDir     string
 	log          *slog.Logger
 	entryTimeout time.Duration
 	attrTimeout  time.Duration
@@ -68,12 +75,16 @@ type fileSystem[D Dir] struct {
 
 	files handles[*fileHandle]
 	dirs  handles[*dirHandle[D]]
+
+	// appendMu serializes writes to files opened with O_APPEND, so that each lands at the end.
+	appendMu sync.Mutex
 }
 
 var _ fuse.RawFileSystem = (*fileSystem[Dir])(nil)
 
-// New returns a FUSE file system serving view read-only. It is what Mount serves; use it directly to
-// serve the view with a fuse.Server of one's own.
+// New returns a FUSE file system serving view: read-write when view is a WritableView whose Writable
+// reports true, read-only otherwise. It is what Mount serves; use it directly to serve the view with a
+// fuse.Server of one's own (mounted read-write when the view is writable).
 func New[D Dir](view View[D], opts Options) fuse.RawFileSystem {
 	return newFileSystem(view, opts)
 }
@@ -83,7 +94,7 @@ func newFileSystem[D Dir](view View[D], opts Options) *fileSystem[D] {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &fileSystem[D]{
+	fsys := &fileSystem[D]{
 		RawFileSystem: fuse.NewDefaultRawFileSystem(),
 		view:          view,
 		log:           log,
@@ -91,7 +102,14 @@ func newFileSystem[D Dir](view View[D], opts Options) *fileSystem[D] {
 		attrTimeout:   opts.attrTimeout(),
 		cacheDir:      true,
 	}
+	if w, ok := view.(WritableView); ok && w.Writable() {
+		fsys.wview, fsys.upperDir = w, opts.UpperDir
+	}
+	return fsys
 }
+
+// writable reports whether the file system accepts changes.
+func (fs *fileSystem[D]) writable() bool { return fs.wview != nil }
 
 // String names the file system; go-fuse uses it in debug output.
 func (fs *fileSystem[D]) String() string { return "imgfs" }

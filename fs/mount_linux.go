@@ -19,25 +19,26 @@ const (
 	// maxBackground is how many asynchronous requests (readahead) the kernel keeps in flight.
 	maxBackground = 32
 	// maxInflight bounds the request buffers go-fuse keeps checked out. Every reader goroutine waiting
-	// for the kernel holds one of maxRequest bytes (it must fit a WRITE, which never comes here), and
+	// for the kernel holds one of maxRequest bytes (it must fit a WRITE of a writable view), and
 	// go-fuse runs up to GOMAXPROCS (at most 16) of them: 8 MiB keeps that within the memory budget on
 	// large machines. Small requests give their buffer back as soon as they are read, so this limits
 	// idle readers, not requests being served.
 	maxInflight = 8 << 20
 )
 
-// Mount mounts view read-only at mountpoint and serves it until the returned server is unmounted
-// (Server.Unmount, or umount/fusermount -u from outside; then Server.Wait returns).
+// Mount mounts view at mountpoint and serves it until the returned server is unmounted (Server.Unmount,
+// or umount/fusermount -u from outside; then Server.Wait returns).
 //
-// The mount is always ro, nodev and nosuid, and uses default_permissions: the kernel checks the image's
-// modes and owners against the caller, so a file of mode 0600 owned by root in the image is readable
-// by root only.
+// The mount is read-only unless view is a WritableView whose Writable reports true. It is always nodev
+// and nosuid, and uses default_permissions: the kernel checks the image's modes and owners against the
+// caller, so a file of mode 0600 owned by root in the image is readable by root only. Writes go to the
+// view as they come, without the kernel's writeback cache.
 func Mount[D Dir](mountpoint string, view View[D], opts Options) (*fuse.Server, error) {
 	return mount(mountpoint, newFileSystem(view, opts), opts)
 }
 
 func mount[D Dir](mountpoint string, fsys *fileSystem[D], opts Options) (*fuse.Server, error) {
-	srv, err := fuse.NewServer(fsys, mountpoint, mountOptions(opts, fsys.log))
+	srv, err := fuse.NewServer(fsys, mountpoint, mountOptions(opts, fsys.writable(), fsys.log))
 	if err != nil {
 		return nil, fmt.Errorf("mounting %s: %w", mountpoint, err)
 	}
@@ -65,16 +66,22 @@ func raiseReadahead(mountpoint string, n int) error {
 	return os.WriteFile(path, []byte(strconv.Itoa(n>>10)), 0)
 }
 
-func mountOptions(opts Options, log *slog.Logger) *fuse.MountOptions {
+func mountOptions(opts Options, writable bool, log *slog.Logger) *fuse.MountOptions {
 	fsName := opts.FsName
 	if fsName == "" {
 		fsName = "imgfs"
 	}
+	// fusermount takes these as they are; mount(2) (DirectMount) gets ro, nodev and nosuid as
+	// DirectMountFlags. default_permissions makes the kernel check modes, so ACCESS never comes.
+	options := []string{"nodev", "nosuid", "default_permissions"}
+	flags := uintptr(syscall.MS_NODEV | syscall.MS_NOSUID)
+	if !writable {
+		options = append([]string{"ro"}, options...)
+		flags |= syscall.MS_RDONLY
+	}
 	mo := &fuse.MountOptions{
-		// fusermount takes these as they are; mount(2) (DirectMount) gets ro, nodev and nosuid as
-		// DirectMountFlags. default_permissions makes the kernel check modes, so ACCESS never comes.
-		Options:          append([]string{"ro", "nodev", "nosuid", "default_permissions"}, opts.ExtraOptions...),
-		DirectMountFlags: syscall.MS_RDONLY | syscall.MS_NODEV | syscall.MS_NOSUID,
+		Options:          append(options, opts.ExtraOptions...),
+		DirectMountFlags: flags,
 		AllowOther:       opts.AllowOther,
 		DirectMount:      opts.DirectMount,
 		FsName:           fsName,

@@ -55,9 +55,10 @@ func (fs *fileSystem[D]) Readlink(cancel <-chan struct{}, h *fuse.InHeader) ([]b
 }
 
 // Access answers ACCESS, which the kernel sends only without default_permissions (Mount always sets
-// it, so the kernel checks modes itself): writing is refused, anything else is allowed.
+// it, so the kernel checks modes itself): writing to a read-only view is refused, anything else is
+// allowed.
 func (fs *fileSystem[D]) Access(cancel <-chan struct{}, in *fuse.AccessIn) fuse.Status {
-	if in.Mask&unix.W_OK != 0 {
+	if in.Mask&unix.W_OK != 0 && !fs.writable() {
 		return fuse.EROFS
 	}
 	if _, err := fs.view.Attr(overlay.Node(in.NodeId)); err != nil {
@@ -66,10 +67,23 @@ func (fs *fileSystem[D]) Access(cancel <-chan struct{}, in *fuse.AccessIn) fuse.
 	return fuse.OK
 }
 
-// StatFs answers STATFS: the size of the regular files as used blocks when the view reports its usage
-// (UsageReporter), nothing free, and names of up to 255 bytes.
+// StatFs answers STATFS. A writable view with Options.UpperDir reports the blocks and inodes of the file
+// system holding the upper directory, which is where new data goes. Otherwise it reports the size of
+// the regular files as used blocks when the view reports its usage (UsageReporter), nothing free. Names
+// are up to 255 bytes.
 func (fs *fileSystem[D]) StatFs(cancel <-chan struct{}, h *fuse.InHeader, out *fuse.StatfsOut) fuse.Status {
 	*out = fuse.StatfsOut{Bsize: blockSize, Frsize: blockSize, NameLen: 255}
+	if fs.writable() && fs.upperDir != "" {
+		var st unix.Statfs_t
+		if err := unix.Statfs(fs.upperDir, &st); err != nil {
+			return fs.status("statfs", h.NodeId, err)
+		}
+		out.Blocks, out.Bfree, out.Bavail = st.Blocks, st.Bfree, st.Bavail
+		out.Files, out.Ffree = st.Files, st.Ffree
+		out.Bsize, out.Frsize = uint32(st.Bsize), uint32(st.Frsize)
+		out.NameLen = uint32(min(st.Namelen, 255))
+		return fuse.OK
+	}
 	if u, ok := fs.view.(UsageReporter); ok {
 		bytes, files := u.Usage()
 		out.Blocks = uint64(max(bytes, 0)+blockSize-1) / blockSize

@@ -46,6 +46,17 @@ func TestErrno(t *testing.T) {
 		{fmt.Errorf("open: %w", overlay.ErrIsDir), syscall.EISDIR},
 		{fmt.Errorf("x: %w", overlay.ErrInvalid), syscall.EINVAL},
 		{fmt.Errorf("reading: %w", context.Canceled), syscall.EINTR},
+		{fmt.Errorf("create: %w", errExist), syscall.EEXIST},
+		{iofs.ErrExist, syscall.EEXIST},
+		{fmt.Errorf("rmdir: %w", errNotEmpty), syscall.ENOTEMPTY},
+		{fmt.Errorf("x: %w", errReadOnly), syscall.EROFS},
+		{fmt.Errorf("create .wh.x: %w", errReservedName), syscall.EPERM},
+		{fmt.Errorf("rename: %w", errCrossDevice), syscall.EXDEV},
+		// An error of the upper directory passes through as it is, also when it matches a sentinel.
+		{fmt.Errorf("copy-up: %w", &iofs.PathError{Op: "write", Path: "/up/x", Err: syscall.ENOSPC}), syscall.ENOSPC},
+		{&iofs.PathError{Op: "open", Path: "/up/x", Err: syscall.EACCES}, syscall.EACCES},
+		{&iofs.PathError{Op: "mkdir", Path: "/up/x", Err: syscall.EEXIST}, syscall.EEXIST},
+		{fmt.Errorf("x: %w", syscall.Errno(0)), syscall.EIO},
 		{errors.New("disk on fire"), syscall.EIO},
 		{io.ErrUnexpectedEOF, syscall.EIO},
 	} {
@@ -544,8 +555,18 @@ func (usageView) Usage() (int64, int64) { return 2*blockSize + 1, 7 }
 
 func TestReadOnly(t *testing.T) {
 	fsys, fx := newTestFS(t)
+	checkReadOnly(t, fsys, fx.file.attr.Node)
+	// A view that could change but says it cannot is served read-only too.
+	v := newFakeWView()
+	v.readOnly = true
+	f := v.file(overlay.Root, "file", []byte("data"))
+	checkReadOnly(t, newFileSystem(v, Options{}), f.attr.Node)
+}
+
+// checkReadOnly checks that every change to fsys fails with EROFS, and that reads work.
+func checkReadOnly(t *testing.T, fsys *fileSystem[*fakeDir], node overlay.Node) {
+	t.Helper()
 	h := hdr(overlay.Root)
-	node := fx.file.attr.Node
 	for name, st := range map[string]fuse.Status{
 		"setattr":     fsys.SetAttr(nil, &fuse.SetAttrIn{}, &fuse.AttrOut{}),
 		"mknod":       fsys.Mknod(nil, &fuse.MknodIn{}, "x", &fuse.EntryOut{}),
@@ -561,6 +582,8 @@ func TestReadOnly(t *testing.T) {
 		"tmpfile":     fsys.Tmpfile(nil, &fuse.CreateIn{}, &fuse.CreateOut{}),
 		"fallocate":   fsys.Fallocate(nil, &fuse.FallocateIn{}),
 		"access-w":    fsys.Access(nil, &fuse.AccessIn{InHeader: hdr(node), Mask: unix.W_OK}),
+		"open-w":      fsys.Open(nil, &fuse.OpenIn{InHeader: hdr(node), Flags: syscall.O_WRONLY}, &fuse.OpenOut{}),
+		"open-trunc":  fsys.Open(nil, &fuse.OpenIn{InHeader: hdr(node), Flags: syscall.O_TRUNC}, &fuse.OpenOut{}),
 	} {
 		if st != fuse.EROFS {
 			t.Errorf("%s = %v, want EROFS", name, st)
@@ -578,6 +601,11 @@ func TestReadOnly(t *testing.T) {
 	if st := fsys.Access(nil, &fuse.AccessIn{InHeader: hdr(node), Mask: unix.R_OK | unix.X_OK}); st != fuse.OK {
 		t.Errorf("access r = %v", st)
 	}
+	var oo fuse.OpenOut
+	if st := fsys.Open(nil, &fuse.OpenIn{InHeader: hdr(node), Flags: syscall.O_RDONLY}, &oo); st != fuse.OK || oo.OpenFlags&fuse.FOPEN_KEEP_CACHE == 0 {
+		t.Errorf("open for reading = %v, flags %#x: want FOPEN_KEEP_CACHE", st, oo.OpenFlags)
+	}
+	fsys.Release(nil, &fuse.ReleaseIn{Fh: oo.Fh})
 	fsys.Forget(uint64(node), 1) // a no-op: the node still answers
 	var ao fuse.AttrOut
 	if st := fsys.GetAttr(nil, &fuse.GetAttrIn{InHeader: hdr(node)}, &ao); st != fuse.OK {

@@ -41,5 +41,52 @@ type UsageReporter interface {
 	Usage() (bytes, files int64)
 }
 
+// WritableView is the optional ability of a View to change: the methods of *overlay.View over an upper
+// directory. A view that has it and whose Writable reports true is served read-write; any other view is
+// served read-only and every change fails with EROFS.
+//
+// Every method must be safe for concurrent use. Errors are matched with errors.Is and errors.As (see
+// Errno): a syscall.Errno wrapped in the error reaches the caller as it is.
+//
+// The kernel caches entries and attributes for Options.EntryTimeout and AttrTimeout and learns of every
+// change from the replies to the requests that make it, so the view must change only through these
+// methods, and a node must keep naming the same file across copy-up and renames, as long as the mount
+// lives; a node ID must never be reused for another file.
+type WritableView interface {
+	// Writable reports whether the view accepts changes.
+	Writable() bool
+	// Create makes a new regular file called name in directory parent, owned by c, and opens it for
+	// reading and writing. It fails with an error matching fs.ErrExist when the name exists.
+	Create(parent overlay.Node, name string, mode uint32, c Caller) (overlay.Attr, WFile, error)
+	// Mkdir makes a new directory.
+	Mkdir(parent overlay.Node, name string, mode uint32, c Caller) (overlay.Attr, error)
+	// Mknod makes a FIFO or a device of type typ (index.TypeFIFO, TypeChar or TypeBlock).
+	Mknod(parent overlay.Node, name string, typ index.Type, mode uint32, major, minor uint32, c Caller) (overlay.Attr, error)
+	// Symlink makes a symbolic link to target.
+	Symlink(parent overlay.Node, name, target string, c Caller) (overlay.Attr, error)
+	// Link gives node target the new name newName in directory newParent.
+	Link(target, newParent overlay.Node, newName string) (overlay.Attr, error)
+	// Unlink removes the name of a non-directory.
+	Unlink(parent overlay.Node, name string) error
+	// Rmdir removes an empty directory.
+	Rmdir(parent overlay.Node, name string) error
+	// Rename moves oldName of oldParent to newName of newParent, replacing what newName named unless
+	// flags say otherwise.
+	Rename(oldParent overlay.Node, oldName string, newParent overlay.Node, newName string, flags RenameFlags) error
+	// SetAttr changes the attributes that in sets and returns the node's new attributes.
+	SetAttr(n overlay.Node, in SetAttrIn) (overlay.Attr, error)
+	// SetXattr sets extended attribute name. flags are setxattr(2)'s: with XATTR_CREATE it fails with
+	// an error matching fs.ErrExist when the attribute exists, with XATTR_REPLACE with one matching
+	// overlay.ErrNotExist when it does not. value is valid only during the call.
+	SetXattr(n overlay.Node, name string, value []byte, flags int) error
+	// RemoveXattr removes extended attribute name; overlay.ErrNotExist when there is none.
+	RemoveXattr(n overlay.Node, name string) error
+	// OpenFile opens regular file n, for writing when write is set (the view copies it to its upper
+	// directory first), truncating it to 0 bytes when trunc is set.
+	OpenFile(n overlay.Node, write, trunc bool) (WFile, error)
+	// Sync flushes every change to stable storage.
+	Sync() error
+}
+
 // The overlay package's view is what Mount serves in imgfs.
 var _ View[*overlay.Dir] = (*overlay.View)(nil)
