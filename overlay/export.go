@@ -38,6 +38,10 @@ type ExportStats struct {
 // written out in writes of this size.
 const exportBufSize = 1 << 20
 
+// sendfileMin is the smallest file whose data is copied by sendfile(2) from a layer file straight to
+// w when w is a file or a pipe; smaller ones are gathered in the buffer with the headers.
+const sendfileMin = 256 << 10
+
 // progressEvery is the minimum interval between two Progress calls.
 const progressEvery = 100 * time.Millisecond
 
@@ -51,9 +55,12 @@ const progressEvery = 100 * time.Millisecond
 // Symlink targets are written verbatim; devices carry their numbers; whiteouts and opaque markers are
 // never written (the view hides them). What a tar cannot hold (sockets) is skipped with a warning.
 //
-// File data is read through Open, straight from the layers, into one 1 MiB buffer in which the headers
-// are formatted too; w only sees sequential writes of that buffer, so it may be a pipe. ctx is checked
-// between members and between buffers. On error the stream written so far is incomplete.
+// Nothing is staged and nothing is held whole in memory. Headers are formatted, and file data read
+// through Open straight from the layers, into one 1 MiB buffer that is written out when full. A file
+// of 256 KiB or more that is a plain range of a layer file (File.FileRange) goes from that file to w by
+// sendfile(2) on Linux when w is an *os.File (a pipe, a file, a socket), without passing through user
+// space. w only gets sequential writes, so it may be a pipe. ctx is checked between members and between
+// buffers. On error the stream written so far is incomplete.
 func (v *View) Export(ctx context.Context, w io.Writer, opts ExportOptions) (ExportStats, error) {
 	e := &exporter{
 		v:        v,
@@ -99,6 +106,8 @@ type exporter struct {
 	buf   []byte // pending output; its capacity is the write size
 	stats ExportStats
 	err   error // the first write error: nothing more is written after it
+
+	noSendfile bool // sendFile could not copy to w: copy through the buffer
 
 	path  []byte               // the current member's name
 	pax   []byte               // the current member's PAX records
@@ -250,11 +259,22 @@ func (e *exporter) file(n Node, a *Attr, xs []index.Xattr) error {
 		return err
 	}
 	var r io.ReaderAt = f
-	var base int64
-	if rf, off, ok := f.FileRange(); ok {
-		r, base = rf, off // read the layer's file directly: no per-read bookkeeping of the layer
+	var base, off int64
+	if rf, roff, ok := f.FileRange(); ok {
+		r, base = rf, roff // read the layer's file directly: no per-read bookkeeping of the layer
+		if size >= sendfileMin && !e.noSendfile {
+			if err := e.flush(); err != nil {
+				return err
+			}
+			k, handled, err := sendFile(e.w, rf, roff, size, e.sent)
+			if err != nil {
+				return fmt.Errorf("copying data: %w", err)
+			}
+			e.noSendfile = !handled
+			off = k
+		}
 	}
-	for off := int64(0); off < size; {
+	for off < size {
 		if len(e.buf) == cap(e.buf) {
 			if err := e.flush(); err != nil {
 				return err
@@ -284,6 +304,13 @@ func (e *exporter) file(n Node, a *Attr, xs []index.Xattr) error {
 	}
 	e.zeros(padding(size))
 	return nil
+}
+
+// sent accounts for n bytes copied by sendFile, and is where it stops on ctx.
+func (e *exporter) sent(n int64) error {
+	e.stats.Bytes += n
+	e.report()
+	return e.ctx.Err()
 }
 
 // padding returns the zeros that complete a member of size bytes to whole blocks.

@@ -427,7 +427,8 @@ func (l *fileLayer) ReadAt(id index.ID, p []byte, off int64) (int, error) {
 	return 0, errors.New("read through ReadAt")
 }
 
-// TestExportFileRanges exports layers whose data are plain file ranges.
+// TestExportFileRanges exports layers whose data are plain file ranges into a buffer, a pipe, a file
+// and a file in append mode (which sendfile refuses: the copy falls back to the buffer).
 func TestExportFileRanges(t *testing.T) {
 	tree := exportTree()
 	layers := make([]Layer, len(tree))
@@ -435,12 +436,64 @@ func TestExportFileRanges(t *testing.T) {
 		layers[i] = newFileLayer(t, newFakeLayer(ms...))
 	}
 	v := exportView(t, layers)
-	var out bytes.Buffer
-	if _, err := v.Export(context.Background(), &out, ExportOptions{}); err != nil {
+	// The reference listing reads through the in-memory layers.
+	want := viewRecs(t, exportView(t, layersOf(tree...)))
+
+	var buf bytes.Buffer
+	if _, err := v.Export(context.Background(), &buf, ExportOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	// The reference listing reads through the in-memory layers.
-	diffRecs(t, "export", viewRecs(t, exportView(t, layersOf(tree...))), tarRecs(t, out.Bytes()))
+	diffRecs(t, "buffer", want, tarRecs(t, buf.Bytes()))
+
+	got := exportToPipe(t, v)
+	diffRecs(t, "pipe", want, tarRecs(t, got))
+	if !bytes.Equal(got, buf.Bytes()) {
+		t.Errorf("pipe: the stream differs from the buffer's")
+	}
+
+	for _, flag := range []int{0, os.O_APPEND} {
+		f, err := os.OpenFile(t.TempDir()+"/out.tar", os.O_CREATE|os.O_WRONLY|flag, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := v.Export(context.Background(), f, ExportOptions{})
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(f.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, buf.Bytes()) || st.Bytes != int64(len(got)) {
+			t.Errorf("file (flags %#x): the stream differs from the buffer's (%d bytes, stats %+v)", flag, len(got), st)
+		}
+	}
+}
+
+// exportToPipe exports v into a pipe and returns what came out of it.
+func exportToPipe(t *testing.T, v *View) []byte {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	done := make(chan []byte)
+	go func() {
+		b, _ := io.ReadAll(r)
+		done <- b
+	}()
+	st, err := v.Export(context.Background(), w, ExportOptions{})
+	w.Close()
+	b := <-done
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int64(len(b)) != st.Bytes {
+		t.Errorf("read %d bytes from the pipe, Export says %d", len(b), st.Bytes)
+	}
+	return b
 }
 
 // TestExportIndexLayer exports a real layer opened by package index from a tar file.
@@ -598,26 +651,7 @@ func TestExportRandomStacks(t *testing.T) {
 // TestExportPipe exports into a pipe, which only takes sequential writes.
 func TestExportPipe(t *testing.T) {
 	v := exportView(t, layersOf(exportTree()...))
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	done := make(chan []byte)
-	go func() {
-		b, _ := io.ReadAll(r)
-		done <- b
-	}()
-	st, err := v.Export(context.Background(), w, ExportOptions{})
-	w.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := <-done
-	if int64(len(b)) != st.Bytes {
-		t.Errorf("read %d bytes, Export says %d", len(b), st.Bytes)
-	}
-	diffRecs(t, "export", viewRecs(t, v), tarRecs(t, b))
+	diffRecs(t, "export", viewRecs(t, v), tarRecs(t, exportToPipe(t, v)))
 }
 
 // errWriter fails after n bytes.
