@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -770,6 +771,37 @@ func TestAppendRecordHead(t *testing.T) {
 			if n != len(head)+klen+1+vlen+1 {
 				t.Fatalf("key %d, value %d: %q", klen, vlen, head)
 			}
+		}
+	}
+}
+
+// TestExportSkips checks what a tar cannot hold: a node of a type tar has no member for (as a socket
+// of a writable upper directory would be) and an xattr name with "=" are left out with a warning.
+func TestExportSkips(t *testing.T) {
+	l := newFakeLayer(
+		tartest.File("a", "a"),
+		tartest.File("sock", ""),
+		tartest.Member{Name: "x", Body: []byte("x"), Xattrs: map[string]string{"user.a=b": "1", "user.ok": "2"}},
+	)
+	id, _ := l.Lookup(0, "sock")
+	l.entries[id].Type = index.Type(99)
+	v := exportView(t, []Layer{l})
+	var logs bytes.Buffer
+	var out bytes.Buffer
+	st, err := v.Export(context.Background(), &out, ExportOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := tarRecs(t, out.Bytes())
+	if st.Entries != 2 || len(got) != 2 || got[0].name != "a" || got[1].name != "x" {
+		t.Fatalf("stats %+v, members %v", st, got)
+	}
+	if !strings.HasSuffix(got[1].desc, ` user.ok="2"`) || strings.Contains(got[1].desc, "user.a") {
+		t.Errorf("x: %s", got[1].desc)
+	}
+	for _, want := range []string{"path=sock", `xattr="user.a=b"`} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("no warning with %s in:\n%s", want, logs.String())
 		}
 	}
 }
