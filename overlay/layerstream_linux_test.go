@@ -1,0 +1,622 @@
+package overlay
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/internal/tartest"
+	"golang.org/x/sys/unix"
+)
+
+// clWrite returns the layer of upper directory up over lower.
+func clWrite(t *testing.T, lower *View, up string, opts LayerOptions) ([]byte, LayerStats) {
+	t.Helper()
+	var buf bytes.Buffer
+	st, err := WriteLayer(context.Background(), &buf, lower, up, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes(), st
+}
+
+// clMembers returns the headers of a tar stream and the data of its regular files.
+func clMembers(t *testing.T, b []byte) ([]*tar.Header, [][]byte) {
+	t.Helper()
+	tr := tar.NewReader(bytes.NewReader(b))
+	var hs []*tar.Header
+	var data [][]byte
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return hs, data
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs = append(hs, h)
+		data = append(data, d)
+	}
+}
+
+// clListing renders the members of a layer: "d dir/", "f file", "l name -> target", "h name => target",
+// "c name 1,3", "b name 8,0", "p name". It checks that whiteouts have the expected header.
+func clListing(t *testing.T, b []byte, whMtime time.Time) []string {
+	t.Helper()
+	hs, _ := clMembers(t, b)
+	var out []string
+	for _, h := range hs {
+		switch h.Typeflag {
+		case tar.TypeDir:
+			out = append(out, "d "+h.Name)
+		case tar.TypeReg:
+			if strings.HasPrefix(filepath.Base(h.Name), whPrefix) {
+				if h.Size != 0 || h.Mode != 0 || h.Uid != 0 || h.Gid != 0 || !h.ModTime.Equal(whMtime) {
+					t.Errorf("whiteout %s: size %d mode %o owner %d:%d mtime %v", h.Name, h.Size, h.Mode, h.Uid,
+						h.Gid, h.ModTime)
+				}
+			}
+			out = append(out, "f "+h.Name)
+		case tar.TypeSymlink:
+			out = append(out, "l "+h.Name+" -> "+h.Linkname)
+		case tar.TypeLink:
+			out = append(out, "h "+h.Name+" => "+h.Linkname)
+		case tar.TypeChar, tar.TypeBlock:
+			out = append(out, fmt.Sprintf("%c %s %d,%d", map[byte]rune{tar.TypeChar: 'c', tar.TypeBlock: 'b'}[h.Typeflag],
+				h.Name, h.Devmajor, h.Devminor))
+		case tar.TypeFifo:
+			out = append(out, "p "+h.Name)
+		default:
+			out = append(out, fmt.Sprintf("? %s %c", h.Name, h.Typeflag))
+		}
+	}
+	return out
+}
+
+func TestWriteLayer(t *testing.T) {
+	clRequireRoot(t)
+	for _, tc := range clCases {
+		t.Run(tc.name, func(t *testing.T) {
+			lower, layers := clLower(t, tc.lower...)
+			up := clUpper(t, tc.upper...)
+			b, st := clWrite(t, lower, up, LayerOptions{})
+			got := clListing(t, b, time.Unix(0, 0))
+			if !slices.Equal(got, tc.layer) {
+				t.Errorf("layer:\n got %q\nwant %q", got, tc.layer)
+			}
+			if st.Entries != len(got) || st.Empty != (len(got) == 0) {
+				t.Errorf("stats %+v for %d members", st, len(got))
+			}
+			if !tc.noKernel {
+				clCheckKernel(t, lower, layers, up, b, tc.userxattr)
+			}
+		})
+	}
+}
+
+// clCheckKernel compares the view of the lower layers plus layer (read through package index) with
+// what the kernel's overlayfs shows for the lower view extracted to a directory with the upper
+// directory on top.
+func clCheckKernel(t *testing.T, lower *View, layers []Layer, up string, layer []byte, userxattr bool) {
+	t.Helper()
+	f, err := os.Create(filepath.Join(t.TempDir(), "layer.tar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write(layer); err != nil {
+		t.Fatal(err)
+	}
+	l, err := index.Open(context.Background(), index.Blob{R: f, Size: int64(len(layer)), File: f}, index.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	v, err := New(append(slices.Clone(layers), l), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := clViewTree(t, v)
+
+	low := t.TempDir()
+	clExtract(t, lower, low)
+	mnt := t.TempDir()
+	opts := "lowerdir=" + up + ":" + low
+	if userxattr {
+		opts += ",userxattr"
+	}
+	if err := unix.Mount("overlay", mnt, "overlay", unix.MS_RDONLY, opts); err != nil {
+		if err == unix.ENODEV || err == unix.EPERM {
+			t.Skipf("no kernel overlayfs here: %v", err)
+		}
+		t.Fatalf("mount -t overlay -o %s: %v", opts, err)
+	}
+	defer func() {
+		if err := unix.Unmount(mnt, 0); err != nil {
+			t.Error(err)
+		}
+	}()
+	want := clDiskTree(t, mnt)
+	if d := clDiffTrees(want, got); d != "" {
+		t.Errorf("the layer over the lower view differs from the kernel's overlay (-kernel +view):\n%s", d)
+	}
+}
+
+// clDiffTrees describes the differences between two trees.
+func clDiffTrees(want, got map[string]string) string {
+	var keys []string
+	for k := range want {
+		keys = append(keys, k)
+	}
+	for k := range got {
+		if _, ok := want[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		w, wok := want[k]
+		g, gok := got[k]
+		switch {
+		case !gok:
+			fmt.Fprintf(&b, "- %q: %s\n", k, w)
+		case !wok:
+			fmt.Fprintf(&b, "+ %q: %s\n", k, g)
+		case w != g:
+			fmt.Fprintf(&b, "- %q: %s\n+ %q: %s\n", k, w, k, g)
+		}
+	}
+	return b.String()
+}
+
+// clDescribe renders one node of a tree for comparison.
+func clDescribe(typ string, mode, uid, gid uint32, sec, nsec int64, data, link string, dev [2]uint32, xs []index.Xattr) string {
+	s := fmt.Sprintf("%s %04o %d:%d %d.%09d", typ, mode, uid, gid, sec, nsec)
+	switch typ {
+	case "f":
+		s += fmt.Sprintf(" %q", data)
+	case "l":
+		s += " -> " + link
+	case "c", "b":
+		s += fmt.Sprintf(" %d,%d", dev[0], dev[1])
+	}
+	for _, x := range xs {
+		if !changeXattrIgnored(x.Name) {
+			s += fmt.Sprintf(" %s=%q", x.Name, x.Value)
+		}
+	}
+	return s
+}
+
+// clLinkGroups appends to each name of a group of names of one file the group's other names.
+func clLinkGroups(tree map[string]string, groups map[any][]string) {
+	for _, names := range groups {
+		if len(names) < 2 {
+			continue
+		}
+		slices.Sort(names)
+		for _, n := range names {
+			tree[n] += " links=" + strings.Join(names, ",")
+		}
+	}
+}
+
+// clDiskTree describes every path below root on disk.
+func clDiskTree(t *testing.T, root string) map[string]string {
+	t.Helper()
+	tree := map[string]string{}
+	groups := map[any][]string{}
+	err := filepath.WalkDir(root, func(p string, _ fs.DirEntry, err error) error {
+		if err != nil || p == root {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
+			if err == unix.ENOENT {
+				return nil // overlayfs lists whiteouts of directories it does not merge, and hides them
+			}
+			return err
+		}
+		typ := map[uint32]string{unix.S_IFREG: "f", unix.S_IFDIR: "d", unix.S_IFLNK: "l", unix.S_IFCHR: "c",
+			unix.S_IFBLK: "b", unix.S_IFIFO: "p", unix.S_IFSOCK: "s"}[st.Mode&unix.S_IFMT]
+		var data, link string
+		switch typ {
+		case "f":
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			data = string(b)
+		case "l":
+			if link, err = os.Readlink(p); err != nil {
+				return err
+			}
+		}
+		if typ != "d" && st.Nlink > 1 {
+			k := [2]uint64{uint64(st.Dev), st.Ino}
+			groups[k] = append(groups[k], rel)
+		}
+		var xs []index.Xattr
+		buf := make([]byte, 64<<10)
+		n, err := unix.Llistxattr(p, buf)
+		if err != nil {
+			return err
+		}
+		for name := range strings.SplitSeq(strings.TrimSuffix(string(buf[:n]), "\x00"), "\x00") {
+			if name == "" {
+				continue
+			}
+			v := make([]byte, 64<<10)
+			m, err := unix.Lgetxattr(p, name, v)
+			if err != nil {
+				return fmt.Errorf("%s: %s: %w", p, name, err)
+			}
+			xs = append(xs, index.Xattr{Name: name, Value: v[:m]})
+		}
+		slices.SortFunc(xs, func(a, b index.Xattr) int { return strings.Compare(a.Name, b.Name) })
+		sec, nsec := st.Mtim.Unix()
+		tree[rel] = clDescribe(typ, st.Mode&0o7777, st.Uid, st.Gid, sec, nsec, data, link,
+			[2]uint32{unix.Major(st.Rdev), unix.Minor(st.Rdev)}, xs)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clLinkGroups(tree, groups)
+	return tree
+}
+
+// clTypes names the index types as clDescribe does.
+var clTypes = map[index.Type]string{index.TypeRegular: "f", index.TypeDir: "d", index.TypeSymlink: "l",
+	index.TypeChar: "c", index.TypeBlock: "b", index.TypeFIFO: "p"}
+
+// clViewTree describes every path below the root of v.
+func clViewTree(t *testing.T, v *View) map[string]string {
+	t.Helper()
+	tree := map[string]string{}
+	groups := map[any][]string{}
+	clWalkView(t, v, func(p string, a Attr) {
+		var data, link string
+		switch a.Type {
+		case index.TypeRegular:
+			data = clReadAll(t, v, a)
+		case index.TypeSymlink:
+			var err error
+			if link, err = v.Readlink(a.Node); err != nil {
+				t.Fatal(err)
+			}
+		}
+		xs, err := v.Xattrs(a.Node)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.Nlink > 1 {
+			groups[a.Node] = append(groups[a.Node], p)
+		}
+		tree[p] = clDescribe(clTypes[a.Type], a.Mode, a.UID, a.GID, a.MtimeSec, int64(a.MtimeNsec), data, link,
+			[2]uint32{a.Devmajor, a.Devminor}, xs)
+	})
+	clLinkGroups(tree, groups)
+	return tree
+}
+
+// clWalkView calls fn for every node below the root of v, parents before children.
+func clWalkView(t *testing.T, v *View, fn func(p string, a Attr)) {
+	t.Helper()
+	var walk func(n Node, dir string)
+	walk = func(n Node, dir string) {
+		d, err := v.ReadDir(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range d.Len() {
+			de := d.Entry(i)
+			a, err := v.Attr(de.Node)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := filepath.Join(dir, de.Name)
+			fn(p, a)
+			if a.Type == index.TypeDir {
+				walk(de.Node, p)
+			}
+		}
+	}
+	walk(Root, "")
+}
+
+func clReadAll(t *testing.T, v *View, a Attr) string {
+	t.Helper()
+	f, err := v.Open(a.Node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, f.Size())
+	if _, err := f.ReadAt(b, 0); err != nil && err != io.EOF {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// clExtract writes the tree of v below dst, with its attributes, hard links and xattrs.
+func clExtract(t *testing.T, v *View, dst string) {
+	t.Helper()
+	check := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	setAttr := func(p string, a Attr) {
+		t.Helper()
+		if p != dst {
+			check(os.Lchown(p, int(a.UID), int(a.GID)))
+		}
+		if a.Type != index.TypeSymlink {
+			check(unix.Fchmodat(unix.AT_FDCWD, p, a.Mode, 0))
+		}
+		xs, err := v.Xattrs(a.Node)
+		check(err)
+		for _, x := range xs {
+			check(unix.Lsetxattr(p, x.Name, x.Value, 0))
+		}
+		ts := unix.Timespec{Sec: a.MtimeSec, Nsec: int64(a.MtimeNsec)}
+		check(unix.UtimesNanoAt(unix.AT_FDCWD, p, []unix.Timespec{ts, ts}, unix.AT_SYMLINK_NOFOLLOW))
+	}
+	first := map[Node]string{}
+	var dirs []string
+	var dirAttrs []Attr
+	clWalkView(t, v, func(rel string, a Attr) {
+		p := filepath.Join(dst, rel)
+		if a.Nlink > 1 {
+			if f, ok := first[a.Node]; ok {
+				check(os.Link(f, p))
+				return
+			}
+			first[a.Node] = p
+		}
+		switch a.Type {
+		case index.TypeDir:
+			check(os.Mkdir(p, 0o700))
+			dirs, dirAttrs = append(dirs, p), append(dirAttrs, a)
+			return
+		case index.TypeRegular:
+			check(os.WriteFile(p, []byte(clReadAll(t, v, a)), 0o600))
+		case index.TypeSymlink:
+			target, err := v.Readlink(a.Node)
+			check(err)
+			check(os.Symlink(target, p))
+		case index.TypeChar, index.TypeBlock:
+			mode := uint32(unix.S_IFCHR)
+			if a.Type == index.TypeBlock {
+				mode = unix.S_IFBLK
+			}
+			check(unix.Mknod(p, mode|0o600, int(unix.Mkdev(a.Devmajor, a.Devminor))))
+		case index.TypeFIFO:
+			check(unix.Mkfifo(p, 0o600))
+		}
+		setAttr(p, a)
+	})
+	for i := len(dirs) - 1; i >= 0; i-- {
+		setAttr(dirs[i], dirAttrs[i])
+	}
+	a, err := v.Attr(Root)
+	check(err)
+	setAttr(dst, a)
+}
+
+func TestWriteLayerHeaders(t *testing.T) {
+	clRequireRoot(t)
+	lower, _ := clLower(t, []tartest.Member{tartest.File("etc/motd", "hello"), tartest.File("etc/gone", "g")})
+	up := clUpper(t,
+		clEnt{path: "", xattrs: map[string]string{"user.imgfs.base": "sha256:abc"}},
+		clEnt{path: "etc", kind: 'd', mode: 0o1775, uid: 3, gid: 4, xattrs: map[string]string{"user.dir": "d"}},
+		clEnt{path: "etc/motd", kind: 'f', body: "hello", mode: 0o4711, uid: 70000, gid: 8, mtime: clTS,
+			xattrs: map[string]string{"user.bin": "\x00\xff", "trusted.overlay.origin": "o", "user.overlay.x": "x",
+				"trusted.imgfs.y": "y"}},
+		clW("etc/gone"),
+		clEnt{path: "etc/plain", kind: 'f', body: "p", mtime: time.Unix(1700000000, 0)},
+	)
+	b, _ := clWrite(t, lower, up, LayerOptions{})
+	hs, data := clMembers(t, b)
+	if len(hs) != 4 {
+		t.Fatalf("%d members, want 4", len(hs))
+	}
+	type want struct {
+		name     string
+		typ      byte
+		mode     int64
+		uid, gid int
+		mtime    time.Time
+		pax      map[string]string
+		data     string
+	}
+	for i, w := range []want{
+		{"etc/", tar.TypeDir, 0o1775, 3, 4, clT0, map[string]string{"SCHILY.xattr.user.dir": "d"}, ""},
+		{"etc/.wh.gone", tar.TypeReg, 0, 0, 0, time.Unix(0, 0), nil, ""},
+		{"etc/motd", tar.TypeReg, 0o4711, 70000, 8, clTS, map[string]string{"SCHILY.xattr.user.bin": "\x00\xff"}, "hello"},
+		{"etc/plain", tar.TypeReg, 0o644, 0, 0, time.Unix(1700000000, 0), nil, "p"},
+	} {
+		h := hs[i]
+		if h.Name != w.name || h.Typeflag != w.typ || h.Mode != w.mode || h.Uid != w.uid || h.Gid != w.gid ||
+			!h.ModTime.Equal(w.mtime) || string(data[i]) != w.data {
+			t.Errorf("member %d: %q %c %o %d:%d %v %q, want %+v", i, h.Name, h.Typeflag, h.Mode, h.Uid, h.Gid,
+				h.ModTime, data[i], w)
+		}
+		if h.Uname != "" || h.Gname != "" || !h.AccessTime.IsZero() || !h.ChangeTime.IsZero() {
+			t.Errorf("%s: uname %q gname %q atime %v ctime %v", h.Name, h.Uname, h.Gname, h.AccessTime, h.ChangeTime)
+		}
+		if h.Format&(tar.FormatPAX|tar.FormatUSTAR) == 0 {
+			t.Errorf("%s: format %v", h.Name, h.Format)
+		}
+		for k, v := range h.PAXRecords {
+			if !strings.HasPrefix(k, "SCHILY.xattr.") {
+				if k != "mtime" && k != "uid" {
+					t.Errorf("%s: unexpected PAX record %s=%q", h.Name, k, v)
+				}
+				continue
+			}
+			if w.pax[k] != v {
+				t.Errorf("%s: PAX record %s=%q, want %q", h.Name, k, v, w.pax[k])
+			}
+		}
+		for k, v := range w.pax {
+			if h.PAXRecords[k] != v {
+				t.Errorf("%s: PAX record %s=%q missing", h.Name, k, v)
+			}
+		}
+	}
+	// Nanoseconds are kept (PAX mtime).
+	if hs[2].PAXRecords["mtime"] != "1683356889.987654321" {
+		t.Errorf("PAX records of etc/motd: %v", hs[2].PAXRecords)
+	}
+	// Every header block has the ustar magic of a POSIX archive.
+	if !bytes.Equal(b[257:263], []byte("ustar\x00")) {
+		t.Errorf("magic %q", b[257:265])
+	}
+}
+
+func TestWriteLayerDeterministic(t *testing.T) {
+	clRequireRoot(t)
+	lower, _ := clLower(t, []tartest.Member{tartest.File("etc/motd", "hello"), tartest.File("etc/gone", "g")})
+	future := time.Date(2030, 1, 1, 0, 0, 0, 5, time.UTC)
+	up := clUpper(t,
+		clEnt{path: "etc", kind: 'd', mtime: future},
+		clEnt{path: "etc/motd", kind: 'f', body: "new", mtime: future},
+		clW("etc/gone"),
+		clEnt{path: "etc/old", kind: 'f', body: "old", mtime: clTS},
+		clEnt{path: "etc/link", kind: 'h', body: "etc/old"},
+		clEnt{path: "var/x", kind: 'l', body: "/x", mtime: future},
+	)
+	sde := time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
+	a, _ := clWrite(t, lower, up, LayerOptions{SourceDateEpoch: &sde})
+	for range 2 {
+		if b, _ := clWrite(t, lower, up, LayerOptions{SourceDateEpoch: &sde}); !bytes.Equal(a, b) {
+			t.Fatal("two runs with the same SOURCE_DATE_EPOCH differ")
+		}
+	}
+	hs, _ := clMembers(t, a)
+	want := map[string]time.Time{"etc/": sde, "etc/.wh.gone": sde, "etc/motd": sde, "etc/old": clTS, "etc/link": clTS,
+		"var/": clT0, "var/x": sde}
+	if len(hs) != len(want) {
+		t.Errorf("%d members, want %d", len(hs), len(want))
+	}
+	for _, h := range hs {
+		if !h.ModTime.Equal(want[h.Name]) {
+			t.Errorf("%s: mtime %v, want %v", h.Name, h.ModTime, want[h.Name])
+		}
+	}
+	// Without it, times are kept as they are, and the output is just as stable.
+	c, _ := clWrite(t, lower, up, LayerOptions{})
+	if d, _ := clWrite(t, lower, up, LayerOptions{}); !bytes.Equal(c, d) {
+		t.Fatal("two runs differ")
+	}
+	hs, _ = clMembers(t, c)
+	if !hs[0].ModTime.Equal(future) || !hs[1].ModTime.Equal(time.Unix(0, 0)) {
+		t.Errorf("mtimes without SOURCE_DATE_EPOCH: %v, %v", hs[0].ModTime, hs[1].ModTime)
+	}
+}
+
+func TestWriteLayerRefuses(t *testing.T) {
+	clRequireRoot(t)
+	lower, _ := clLower(t, []tartest.Member{tartest.File("a", "a")})
+	for _, tc := range []struct {
+		name  string
+		upper []clEnt
+		want  error
+	}{
+		{"whiteout-prefixed name", []clEnt{clF("d/.wh.x", "")}, ErrInvalid},
+		{"opaque marker name", []clEnt{clF(".wh..wh..opq", "")}, ErrInvalid},
+		{"metacopy", []clEnt{{path: "a", kind: 'f', xattrs: map[string]string{"trusted.overlay.metacopy": ""}}},
+			errors.ErrUnsupported},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			up := clUpper(t, tc.upper...)
+			if _, err := WriteLayer(context.Background(), io.Discard, lower, up, LayerOptions{}); !errors.Is(err, tc.want) {
+				t.Errorf("got %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestWriteLayerCanceled(t *testing.T) {
+	clRequireRoot(t)
+	up := clUpper(t, clF("a/b", "b"), clF("c", strings.Repeat("x", 1<<20)))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := WriteLayer(ctx, io.Discard, nil, up, LayerOptions{}); !errors.Is(err, context.Canceled) {
+		t.Errorf("got %v", err)
+	}
+	// Canceled while copying data.
+	ctx, cancel = context.WithCancel(context.Background())
+	w := &clCancelWriter{cancel: cancel, after: 64 << 10}
+	if _, err := WriteLayer(ctx, w, nil, up, LayerOptions{}); !errors.Is(err, context.Canceled) {
+		t.Errorf("got %v", err)
+	}
+}
+
+// clCancelWriter cancels a context once it has been given more than after bytes.
+type clCancelWriter struct {
+	cancel func()
+	after  int
+}
+
+func (w *clCancelWriter) Write(p []byte) (int, error) {
+	if w.after -= len(p); w.after < 0 {
+		w.cancel()
+	}
+	return len(p), nil
+}
+
+func TestWriteLayerWithoutLower(t *testing.T) {
+	clRequireRoot(t)
+	up := clUpper(t, clF("etc/motd", "m"), clW("gone"), clOpaque("o"))
+	b, st := clWrite(t, nil, up, LayerOptions{})
+	got := clListing(t, b, time.Unix(0, 0))
+	if want := []string{"d etc/", "f etc/motd", "d o/"}; !slices.Equal(got, want) || st.Entries != 3 {
+		t.Errorf("got %q (%+v), want %q", got, st, want)
+	}
+	// An empty upper directory: no member, only the end-of-archive marker.
+	b, st = clWrite(t, nil, t.TempDir(), LayerOptions{})
+	if !st.Empty || st.Entries != 0 || !bytes.Equal(b, make([]byte, 1024)) {
+		t.Errorf("empty: %+v, %d bytes", st, len(b))
+	}
+}
+
+func BenchmarkWriteLayer(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root")
+	}
+	var ents []clEnt
+	for i := range 1000 {
+		ents = append(ents, clF(fmt.Sprintf("d%d/f%d", i%20, i), strings.Repeat("x", 4096)))
+	}
+	lower, _ := clLower(b, []tartest.Member{tartest.File("d1/f1", "x")})
+	up := clUpper(b, ents...)
+	var w clDiscard
+	b.ReportAllocs()
+	for b.Loop() {
+		w.n = 0
+		if _, err := WriteLayer(context.Background(), &w, lower, up, LayerOptions{}); err != nil {
+			b.Fatal(err)
+		}
+		b.SetBytes(w.n)
+	}
+}
