@@ -25,6 +25,8 @@ type fakeWView struct {
 	fileSyncs atomic.Int64 // calls of a file's Sync
 	closes    atomic.Int64 // calls of a file's Close
 	opens     atomic.Int64 // calls of OpenFile with write set
+	truncs    atomic.Int64 // calls of OpenFile with trunc set
+	writes    atomic.Int64 // calls of a file's WriteAt
 	failNext  error        // returned once by the next change, then cleared
 }
 
@@ -357,6 +359,7 @@ func (v *fakeWView) OpenFile(n overlay.Node, write, trunc bool) (WFile, error) {
 		v.opens.Add(1)
 	}
 	if trunc {
+		v.truncs.Add(1)
 		fn.truncate(0)
 	}
 	return &fakeWFile{v: v, n: fn}, nil
@@ -408,6 +411,7 @@ func (f *fakeWFile) WriteAt(p []byte, off int64) (int, error) {
 	if f.closed.Load() {
 		return 0, os.ErrClosed
 	}
+	f.v.writes.Add(1)
 	f.v.mu.Lock()
 	defer f.v.mu.Unlock()
 	if end := off + int64(len(p)); end > int64(len(f.n.data)) {

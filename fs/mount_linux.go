@@ -95,7 +95,18 @@ func mountOptions(opts Options, writable bool, log *slog.Logger) *fuse.MountOpti
 		// Symbolic links never change: let the kernel cache their targets.
 		EnableSymlinkCaching: true,
 		Debug:                opts.Debug,
-		Logger:               slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		// A writable view truncates in OPEN for open(2) with O_TRUNC (otherwise the kernel sends a
+		// SETATTR first): one request instead of two, and the view can copy a lower file up without
+		// its data.
+		ExtraCapabilities: extraCapabilities(writable),
+		Logger:            slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	return mo
+}
+
+func extraCapabilities(writable bool) uint64 {
+	if writable {
+		return fuse.CAP_ATOMIC_O_TRUNC
+	}
+	return 0
 }

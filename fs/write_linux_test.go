@@ -85,6 +85,9 @@ func TestMountWriteFake(t *testing.T) {
 	v := fakeFromMembers(writeImage)
 	mnt, _ := mountFS(t, newFileSystem(v, Options{UpperDir: t.TempDir()}))
 	writeSuite(t, mnt)
+	if v.truncs.Load() == 0 {
+		t.Errorf("open(2) with O_TRUNC never reached OpenFile: the kernel truncated with SETATTR")
+	}
 	// A second mount of the view, whose kernel caches are cold, shows what the first one shows from
 	// its caches.
 	fresh, _ := mountFS(t, newFileSystem(v, Options{UpperDir: t.TempDir()}))
