@@ -10,10 +10,28 @@
 // open file or directory.
 //
 // Choices visible to users:
-//   - The mount is ro, nodev and nosuid, with default_permissions: the kernel checks modes and owners.
+//   - A read-only view is mounted ro; a view with the WritableView ability whose Writable reports true
+//     is mounted rw. Both are nodev and nosuid, with default_permissions: the kernel checks modes and
+//     owners, and clears setuid/setgid bits on chown and writes itself.
 //   - Entries, attributes and negative lookups are cached by the kernel for Options.EntryTimeout and
-//     AttrTimeout (an hour by default); file data stays in the page cache across opens
-//     (FOPEN_KEEP_CACHE), directory listings too (FOPEN_CACHE_DIR), symlink targets too.
+//     AttrTimeout (an hour by default), for writable views too: every change goes through the mount,
+//     each reply carries the changed node's attributes, and the kernel itself invalidates what a change
+//     touches besides (the parents' attributes and listings, link counts, ctime). The view keeps a node
+//     naming the same file across copy-up and renames, so nothing the kernel holds goes stale; a second
+//     mount of the same view with cold caches shows the same tree (tested).
+//   - File data: a read-only view's files stay in the page cache across opens (FOPEN_KEEP_CACHE) and
+//     are spliced from the archive; a writable view's files are not kept across opens, and each read
+//     asks the file for its current size and whether it is still a plain range of the archive (not after
+//     copy-up). Writes go through to the view at once (no writeback cache), so the page cache never
+//     holds data the view lacks. Directory listings stay cached in both cases (FOPEN_CACHE_DIR); the
+//     kernel drops a listing when its directory changes. Symlink targets are cached.
+//   - New entries belong to the caller of the request (its uid and gid), with the umask applied; in a
+//     setgid directory they take its group, and new directories its setgid bit. Names starting with
+//     ".wh." are refused with EPERM (the layers use them as whiteouts).
+//   - Unsupported on writable views: fallocate (EOPNOTSUPP; posix_fallocate(3) then writes zeros),
+//     O_TMPFILE (EOPNOTSUPP), sockets made with mknod or bind (EPERM), RENAME_WHITEOUT (EINVAL).
+//     copy_file_range and SEEK_DATA/SEEK_HOLE are left to the kernel's generic versions. File locks are
+//     the kernel's, local to the machine.
 //   - Directories report st_size 4096 and 8 blocks, not their number of entries, so that stat never
 //     lists a directory. A symbolic link reports the length of its target.
 //   - atime and ctime equal mtime; st_blksize is 4096; st_ino is the node.
