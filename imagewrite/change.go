@@ -92,7 +92,7 @@ func parseChange(line string) (Change, error) {
 	if c.Args == "" {
 		return c, fmt.Errorf("%s needs an argument", c.Instruction)
 	}
-	noEnv := lexer{}
+	noEnv := lexer{syntax: true}
 	switch c.Instruction {
 	case "CMD", "ENTRYPOINT":
 		c.exec, c.isExec = parseExec(rest)
@@ -293,6 +293,9 @@ var portRe = regexp.MustCompile(`^([0-9]{1,5})(?:-([0-9]{1,5}))?(?:/([A-Za-z]+))
 
 // ports parses EXPOSE words into "port/proto" keys.
 func ports(words []string) ([]string, error) {
+	if len(words) == 0 {
+		return nil, fmt.Errorf("EXPOSE needs a port")
+	}
 	var out []string
 	for _, w := range words {
 		m := portRe.FindStringSubmatch(w)

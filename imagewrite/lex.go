@@ -9,6 +9,8 @@ import (
 // entries; the last one of a name wins).
 type lexer struct {
 	env []string
+	// syntax checks syntax only (ParseChange): ${VAR?message} does not fail.
+	syntax bool
 }
 
 // maxExpansion bounds the length of an expanded word.
@@ -58,7 +60,7 @@ func (l lexer) process(s string, split bool, depth int) ([]string, error) {
 			return fmt.Errorf("word longer than %d bytes", maxExpansion)
 		}
 		cur.WriteString(s)
-		inWord = true
+		inWord = inWord || s != ""
 		return nil
 	}
 	for i := 0; i < len(s); {
@@ -91,6 +93,7 @@ func (l lexer) process(s string, split bool, depth int) ([]string, error) {
 			if err := grow(s[i+1 : i+1+j]); err != nil {
 				return nil, err
 			}
+			inWord = true
 			i += j + 2
 		case c == '"':
 			i++
@@ -234,7 +237,7 @@ func (l lexer) expand(s string, depth int) (string, int, error) {
 		w, err := word()
 		return w, end + 1, err
 	case '?':
-		if present {
+		if present || l.syntax {
 			return val, end + 1, nil
 		}
 		w, err := word()
