@@ -1,0 +1,119 @@
+package imagewrite
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/imgfs/imgfs/index"
+)
+
+// compressBlocks runs input through a blockWriter, writing it in random-sized pieces.
+func compressBlocks(t testing.TB, c index.Compression, workers int, input []byte, seed uint64) []byte {
+	t.Helper()
+	enc, size := newEncoder(c, workers)
+	var out bytes.Buffer
+	w := newBlockWriter(context.Background(), &out, enc, size, workers)
+	r := rand.New(rand.NewPCG(seed, 1))
+	for p := input; len(p) > 0; {
+		n := min(len(p), 1+r.IntN(300<<10))
+		if _, err := w.Write(p[:n]); err != nil {
+			t.Fatal(err)
+		}
+		p = p[n:]
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return out.Bytes()
+}
+
+func decompress(t testing.TB, c index.Compression, b []byte) []byte {
+	t.Helper()
+	var r io.Reader
+	switch c {
+	case index.CompressionGzip:
+		zr, err := gzip.NewReader(bytes.NewReader(b)) // the standard library's: multistream by default
+		if err != nil {
+			t.Fatal(err)
+		}
+		r = zr
+	case index.CompressionZstd:
+		zr, err := zstd.NewReader(bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer zr.Close()
+		r = zr
+	}
+	out, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestBlockWriter(t *testing.T) {
+	text := bigLayer(t, 11<<20)
+	for _, c := range []index.Compression{index.CompressionGzip, index.CompressionZstd} {
+		_, block := newEncoder(c, 1)
+		for _, n := range []int{0, 1, block - 1, block, block + 1, 2*block + block/2} {
+			t.Run(fmt.Sprintf("%s/%d", c, n), func(t *testing.T) {
+				in := text[:n]
+				one := compressBlocks(t, c, 1, in, 1)
+				four := compressBlocks(t, c, 4, in, 2)
+				if !bytes.Equal(one, four) {
+					t.Fatalf("1 and 4 workers give different streams (%d and %d bytes)", len(one), len(four))
+				}
+				if got := decompress(t, c, one); !bytes.Equal(got, in) {
+					t.Fatalf("round trip gives %d bytes, want %d", len(got), len(in))
+				}
+				if det, err := index.DetectCompression(bytes.NewReader(one), 0); err != nil || det != c {
+					t.Errorf("detected as %v, %v", det, err)
+				}
+				if c == index.CompressionGzip && (one[3] != 0 || !bytes.Equal(one[4:8], []byte{0, 0, 0, 0})) {
+					t.Errorf("gzip header flags %#x mtime % x, want none and zero", one[3], one[4:8])
+				}
+			})
+		}
+	}
+}
+
+type failWriter struct{ n int }
+
+func (w *failWriter) Write(p []byte) (int, error) {
+	if w.n--; w.n < 0 {
+		return 0, errors.New("disk full")
+	}
+	return len(p), nil
+}
+
+func TestBlockWriterErrors(t *testing.T) {
+	in := bigLayer(t, 6<<20)
+	enc, size := newEncoder(index.CompressionGzip, 2)
+	w := newBlockWriter(context.Background(), &failWriter{n: 1}, enc, size, 2)
+	_, werr := w.Write(in)
+	cerr := w.Close()
+	if werr == nil && cerr == nil || cerr == nil || cerr.Error() != "disk full" {
+		t.Fatalf("write error %v, close error %v; want disk full", werr, cerr)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	w = newBlockWriter(ctx, io.Discard, enc, size, 1)
+	var err error
+	for i := 0; i < 20 && err == nil; i++ {
+		_, err = w.Write(in)
+	}
+	w.abort()
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("write after cancel: %v", err)
+	}
+}
