@@ -588,3 +588,40 @@ func TestNormalizeTag(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteChain commits on top of an image this package wrote, across formats: the earlier image's
+// blobs, media types and annotations carry over unchanged.
+func TestWriteChain(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	first := filepath.Join(dir, "first")
+	res1, err := Write(ctx, first, sampleBase(t), []Layer{bytesLayer(newLayerTar(t))}, Config{Created: testEpoch, Comment: "one"}, Options{Format: FormatOCI, Compression: index.CompressionZstd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := openImage(t, first)
+	for _, f := range allFormats {
+		out := filepath.Join(dir, "second-"+string(f))
+		second := tartest.Tar(t, tartest.File("two.txt", "2\n"))
+		res2, err := Write(ctx, out, base, []Layer{bytesLayer(second)}, Config{Created: testEpoch, Comment: "two"}, Options{Format: f, Compression: index.CompressionGzip})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res2.Layers) != len(res1.Layers)+1 {
+			t.Fatalf("%s: %d layers", f, len(res2.Layers))
+		}
+		for i, l := range res1.Layers {
+			if res2.Layers[i].Digest != l.Digest || res2.Layers[i].DiffID != l.DiffID || res2.Layers[i].MediaType != l.MediaType {
+				t.Errorf("%s: layer %d became %+v, was %+v", f, i, res2.Layers[i], l)
+			}
+		}
+		img := openImage(t, out)
+		if got := readLayer(t, img.Layers[len(img.Layers)-2]); !bytes.Equal(got, newLayerTar(t)) {
+			t.Errorf("%s: the first commit's zstd layer reads back wrong", f)
+		}
+		c := parseConfig(t, img.RawConfig)
+		if n := len(c.History); n < 2 || c.History[n-2].Comment != "one" || c.History[n-1].Comment != "two" {
+			t.Errorf("%s: history %+v", f, c.History)
+		}
+	}
+}
