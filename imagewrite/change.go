@@ -16,7 +16,7 @@ import (
 // The instructions and what they do to the container config:
 //
 //   - CMD, ENTRYPOINT: a JSON array of strings (exec form), or else a command line run by the config's
-//     Shell (default ["/bin/sh", "-c"]). ENTRYPOINT drops the inherited Cmd unless a CMD is among the
+//     Shell (default ["/bin/sh", "-c"], ["cmd", "/S", "/C"] for windows images). ENTRYPOINT drops the inherited Cmd unless a CMD is among the
 //     same changes. An empty JSON array clears the field.
 //   - ENV k=v ... (or the legacy ENV k v...): sets variables, replacing an existing one of the same name
 //     in place, else appending.
@@ -352,21 +352,21 @@ func volumes(lx lexer, c Change) ([]string, error) {
 	return vs, nil
 }
 
-// applyChanges applies changes to a container config object.
-func applyChanges(cc map[string]json.RawMessage, changes []Change) error {
+// applyChanges applies changes to the container config object of an image for os.
+func applyChanges(cc map[string]json.RawMessage, os string, changes []Change) error {
 	hasCmd := false
 	for _, c := range changes {
 		hasCmd = hasCmd || c.Instruction == "CMD"
 	}
 	for _, c := range changes {
-		if err := applyChange(cc, c, hasCmd); err != nil {
+		if err := applyChange(cc, os, c, hasCmd); err != nil {
 			return errorf(ErrChange, "change %s %q: %w", c.Instruction, clip(c.Args), err)
 		}
 	}
 	return nil
 }
 
-func applyChange(cc map[string]json.RawMessage, c Change, hasCmd bool) error {
+func applyChange(cc map[string]json.RawMessage, os string, c Change, hasCmd bool) error {
 	var env []string
 	if err := decodeField(cc, "Env", &env); err != nil {
 		return err
@@ -393,6 +393,9 @@ func applyChange(cc map[string]json.RawMessage, c Change, hasCmd bool) error {
 			}
 			if len(shell) == 0 {
 				shell = []string{"/bin/sh", "-c"}
+				if os == "windows" {
+					shell = []string{"cmd", "/S", "/C"}
+				}
 			}
 			setField(cc, field, append(shell[:len(shell):len(shell)], c.Args))
 		}

@@ -109,6 +109,20 @@ func TestApplyChanges(t *testing.T) {
 	}
 }
 
+func TestApplyChangesWindows(t *testing.T) {
+	c, err := ParseChange("CMD dir")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := ApplyChanges([]byte(`{"os":"windows","config":null}`), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"config":{"Cmd":["cmd","/S","/C","dir"]},"os":"windows"}`; string(raw) != want {
+		t.Errorf("got %s, want %s", raw, want)
+	}
+}
+
 func TestParseChangeErrors(t *testing.T) {
 	cases := []struct{ line, want string }{
 		{"", "empty"},

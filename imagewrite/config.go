@@ -57,7 +57,9 @@ func buildConfig(raw []byte, plat *ispec.Platform, diffIDs []digest.Digest, hist
 		if err := decodeField(doc, "config", &cc); err != nil {
 			return nil, errorf(ErrBase, "base config: %w", err)
 		}
-		if err := applyChanges(cc, changes); err != nil {
+		var os string
+		_ = decodeField(doc, "os", &os)
+		if err := applyChanges(cc, os, changes); err != nil {
 			return nil, err
 		}
 		setField(doc, "config", cc)
@@ -94,7 +96,9 @@ func ApplyChanges(raw []byte, changes ...Change) ([]byte, error) {
 	if err := decodeField(doc, "config", &cc); err != nil {
 		return nil, errorf(ErrBase, "config: %w", err)
 	}
-	if err := applyChanges(cc, changes); err != nil {
+	var os string
+	_ = decodeField(doc, "os", &os)
+	if err := applyChanges(cc, os, changes); err != nil {
 		return nil, err
 	}
 	setField(doc, "config", cc)

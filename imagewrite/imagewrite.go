@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -191,6 +192,10 @@ type baseLayer struct {
 }
 
 func write(ctx context.Context, out string, base *archive.Image, layers []Layer, cfg Config, opts Options) (Result, error) {
+	if out == "" {
+		return Result{}, errorf(ErrInvalid, "no output path")
+	}
+	out = filepath.Clean(out)
 	p, err := prepare(base, layers, cfg, opts)
 	if err != nil {
 		return Result{}, err
@@ -319,12 +324,15 @@ func (p *plan) run(ctx context.Context, st store) (Result, error) {
 		if !st.has(name) {
 			start := time.Now()
 			if err := st.copyBlob(ctx, name, l.blob, l.Digest); err != nil {
-				return res, errorf(ErrBase, "base layer %d: %w", i+1, err)
+				return res, fmt.Errorf("base layer %d: %w", i+1, err)
 			}
 			p.log.Debug("copied base layer", "digest", l.Digest, "bytes", l.Size, "took", time.Since(start))
 		}
 		mt := l.MediaType
-		if p.format == FormatDockerArchive || mt == "" {
+		if p.format == FormatDockerArchive || mt == "" || isPlainLayerType(mt) && mt != layerMediaType(l.comp) {
+			if p.format != FormatDockerArchive && mt != "" {
+				p.log.Warn("base layer media type does not match its content; corrected", "digest", l.Digest, "was", mt, "compression", l.comp)
+			}
 			mt = layerMediaType(l.comp)
 		}
 		res.Layers = append(res.Layers, LayerInfo{Digest: l.Digest, DiffID: l.DiffID, MediaType: mt, Size: l.blob.Size})
@@ -406,6 +414,12 @@ func layerMediaType(c index.Compression) string {
 		return ispec.MediaTypeImageLayerZstd
 	}
 	return ispec.MediaTypeImageLayer
+}
+
+// isPlainLayerType says whether mt is one of the three usual OCI layer media types (which differ only by
+// compression).
+func isPlainLayerType(mt string) bool {
+	return mt == ispec.MediaTypeImageLayer || mt == ispec.MediaTypeImageLayerGzip || mt == ispec.MediaTypeImageLayerZstd
 }
 
 // checkDigest accepts "sha256:" + 64 lowercase hex digits (or sha512 with 128): digests become file

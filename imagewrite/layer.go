@@ -3,7 +3,6 @@ package imagewrite
 import (
 	"context"
 	"crypto/sha256"
-	"errors"
 	"hash"
 	"io"
 	"sync"
@@ -131,6 +130,3 @@ func (p *progress) flush() {
 	p.mu.Unlock()
 	p.fn(done, total)
 }
-
-// errShort is returned when a blob ends before its stated size.
-var errShort = errors.New("blob shorter than its size")

@@ -59,10 +59,11 @@ func (w *hashWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// copyVerify copies b to w and checks that it hashes to want.
+// copyVerify copies b to w and checks that it hashes to want. A blob that is short or does not match
+// gives an ErrBase error.
 func copyVerify(ctx context.Context, w io.Writer, b index.Blob, want digest.Digest) error {
 	if !want.Algorithm().Available() {
-		return fmt.Errorf("blob %s: unsupported digest algorithm", clip(string(want)))
+		return errorf(ErrBase, "blob %s: unsupported digest algorithm", clip(string(want)))
 	}
 	h := want.Algorithm().Hash()
 	buf := make([]byte, min(copyBuf, max(b.Size, 1)))
@@ -74,7 +75,7 @@ func copyVerify(ctx context.Context, w io.Writer, b index.Blob, want digest.Dige
 		k, err := b.R.ReadAt(buf[:n], b.Off+off)
 		if k < n {
 			if err == nil || errors.Is(err, io.EOF) {
-				err = errShort
+				return errorf(ErrBase, "blob %s: ends at %d, before its size %d", want, off+int64(k), b.Size)
 			}
 			return fmt.Errorf("blob %s: reading at %d: %w", want, off, err)
 		}
@@ -85,7 +86,7 @@ func copyVerify(ctx context.Context, w io.Writer, b index.Blob, want digest.Dige
 		off += int64(k)
 	}
 	if got := digest.NewDigest(want.Algorithm(), h); got != want {
-		return fmt.Errorf("blob %s: content hashes to %s", want, got)
+		return errorf(ErrBase, "blob %s: content hashes to %s", want, got)
 	}
 	return nil
 }

@@ -625,3 +625,42 @@ func TestWriteChain(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteFixesLayerMediaType reads a base whose manifest says an uncompressed layer is gzip: the
+// output states what the blob is.
+func TestWriteFixesLayerMediaType(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	if _, err := Write(ctx, src, nil, []Layer{bytesLayer(newLayerTar(t))}, Config{Created: testEpoch}, Options{Format: FormatOCI}); err != nil {
+		t.Fatal(err)
+	}
+	// Mislabel the layer: rewrite the manifest and point index.json at it.
+	var idx ispec.Index
+	rawIdx, _ := os.ReadFile(filepath.Join(src, "index.json"))
+	json.Unmarshal(rawIdx, &idx)
+	rawMan, _ := os.ReadFile(filepath.Join(src, blobName(idx.Manifests[0].Digest)))
+	var man ispec.Manifest
+	json.Unmarshal(rawMan, &man)
+	man.Layers[0].MediaType = ispec.MediaTypeImageLayerGzip
+	rawMan, _ = json.Marshal(man)
+	os.WriteFile(filepath.Join(src, blobName(digest.FromBytes(rawMan))), rawMan, 0o644)
+	idx.Manifests[0].Digest, idx.Manifests[0].Size = digest.FromBytes(rawMan), int64(len(rawMan))
+	rawIdx, _ = json.Marshal(idx)
+	os.WriteFile(filepath.Join(src, "index.json"), rawIdx, 0o644)
+
+	base := openImage(t, src)
+	if base.Layers[0].MediaType != ispec.MediaTypeImageLayerGzip {
+		t.Fatalf("the base reads as %s", base.Layers[0].MediaType)
+	}
+	res, err := Write(ctx, filepath.Join(dir, "out")+"/", base, nil, Config{Created: testEpoch}, Options{Format: FormatOCI})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Layers[0].MediaType != ispec.MediaTypeImageLayer {
+		t.Errorf("media type %s, want %s", res.Layers[0].MediaType, ispec.MediaTypeImageLayer)
+	}
+	if openImage(t, filepath.Join(dir, "out")).Layers[0].MediaType != ispec.MediaTypeImageLayer {
+		t.Error("the output reads back mislabelled")
+	}
+}
