@@ -3,7 +3,9 @@
 // image and one new layer; `imgfs import` writes one layer and no base.
 //
 // It owns: copying the base image's layer blobs byte for byte (never recompressed; each is hashed while
-// it is copied and checked against its digest); compressing and hashing new layers in one streaming
+// it is copied and checked against its digest, so that a corrupt or mislabelled source gives an ErrBase
+// error instead of an image whose digests lie; a base layer whose OCI media type contradicts its bytes is
+// relabelled); compressing and hashing new layers in one streaming
 // pass (gzip and zstd on all cores); editing the image config as raw JSON so that fields it does not
 // know survive; docker `commit --change` instructions; the manifests, indexes and tar framing of each
 // output format; and making the output appear atomically. It must not know FUSE, union rules or tar
@@ -18,6 +20,19 @@
 // frames. Block boundaries depend only on the input, never on the number of cores, so the output is the
 // same on every machine. Independent blocks also give readers restart points (package index serves zstd
 // layers through their frame table). Headers carry no name and mtime 0.
+//
+// The written tar files put each new layer straight into the output file: a 512-byte header is reserved,
+// the compressed stream written after it, and the header filled in once the digest (the member's name)
+// and size are known, so a layer is written once and never copied. An OCI layout gets each new layer in
+// a temporary file of its own, renamed to its digest.
+//
+// # docker-archive
+//
+// Layer files are named "<digest hex>.tar" (".tar.gz", ".tar.zst" for compressed blobs), the config
+// "<config hex>.json"; manifest.json holds one entry {Config, RepoTags, Layers}. There are no legacy
+// "<id>/layer.tar" directories: repositories maps each tag to the top layer file's hex name, for tools
+// that look for the file; docker load and podman load read manifest.json. A docker-archive stores no
+// manifest; Result.ManifestDigest is that of the OCI manifest package archive synthesizes for it.
 //
 // # Determinism
 //

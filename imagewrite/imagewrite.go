@@ -104,8 +104,9 @@ type Options struct {
 
 // Layer is a new layer to add on top of the base.
 type Layer struct {
-	// Write writes the layer's uncompressed tar stream to w. It must stop and return ctx's error when ctx
-	// is done; an error from w (for one, the write being cancelled) must be returned as is.
+	// Write writes the layer's uncompressed tar stream to w (not safe for concurrent use). It must stop
+	// and return ctx's error when ctx is done; an error from w (for one, the write being cancelled) must
+	// be returned as is.
 	Write func(ctx context.Context, w io.Writer) error
 	// Size is the expected size of the uncompressed stream, for Progress only; 0 if unknown.
 	Size int64
