@@ -281,7 +281,7 @@ func prepare(base *archive.Image, layers []Layer, cfg Config, opts Options) (*pl
 		if len(layers) == 0 {
 			return nil, errorf(ErrInvalid, "no base image and no layer")
 		}
-		return p, nil
+		return p, p.tryConfig()
 	}
 	if cfg.Platform != nil {
 		return nil, errorf(ErrInvalid, "a platform is only for an image without a base (the base's is kept)")
@@ -290,6 +290,9 @@ func prepare(base *archive.Image, layers []Layer, cfg Config, opts Options) (*pl
 		return nil, errorf(ErrBase, "base image has no config")
 	}
 	p.raw = base.RawConfig
+	if err := p.tryConfig(); err != nil {
+		return nil, err
+	}
 	for i, l := range base.Layers {
 		b, err := l.Blob()
 		if err != nil {
@@ -308,6 +311,22 @@ func prepare(base *archive.Image, layers []Layer, cfg Config, opts Options) (*pl
 		p.base = append(p.base, baseLayer{Layer: l, blob: b, comp: c})
 	}
 	return p, nil
+}
+
+// platform is the platform of a fresh config (no base): Config.Platform, or the host's.
+func (p *plan) platform() *ispec.Platform {
+	if p.cfg.Platform != nil || p.raw != nil {
+		return p.cfg.Platform
+	}
+	h := archive.HostPlatform()
+	return &h
+}
+
+// tryConfig edits the config once without the new layers, so that a change that cannot apply (or a
+// malformed base config) fails before anything is written.
+func (p *plan) tryConfig() error {
+	_, err := buildConfig(p.raw, p.platform(), nil, nil, p.created, p.cfg.Author, p.changes)
+	return err
 }
 
 // run writes the blobs and documents of the image into st.
@@ -359,12 +378,7 @@ func (p *plan) run(ctx context.Context, st store) (Result, error) {
 	for _, l := range res.Layers[len(p.base):] {
 		diffIDs = append(diffIDs, l.DiffID)
 	}
-	plat := p.cfg.Platform
-	if plat == nil && p.raw == nil {
-		h := archive.HostPlatform()
-		plat = &h
-	}
-	rawCfg, err := buildConfig(p.raw, plat, diffIDs, hist, p.created, p.cfg.Author, p.changes)
+	rawCfg, err := buildConfig(p.raw, p.platform(), diffIDs, hist, p.created, p.cfg.Author, p.changes)
 	if err != nil {
 		return res, err
 	}

@@ -467,6 +467,8 @@ func TestWriteArguments(t *testing.T) {
 		{"bad compression", true, l, Config{}, Options{Format: FormatOCI, Compression: 9}, ErrInvalid},
 		{"bad tag", true, l, Config{}, Options{Format: FormatOCI, Tags: []string{"Upper/Case"}}, ErrInvalid},
 		{"bad change", true, l, Config{Changes: []string{"RUN rm -rf /"}}, Options{Format: FormatOCI}, ErrChange},
+		{"change fails to apply", true, []Layer{{Write: func(context.Context, io.Writer) error { panic("written") }}},
+			Config{Changes: []string{"ENV A=${UNSET:?needed}"}}, Options{Format: FormatOCI}, ErrChange},
 		{"nothing", false, nil, Config{}, Options{Format: FormatOCI}, ErrInvalid},
 		{"platform with base", true, l, Config{Platform: &ispec.Platform{OS: "linux", Architecture: "arm"}}, Options{Format: FormatOCI}, ErrInvalid},
 		{"nil Write", true, []Layer{{}}, Config{}, Options{Format: FormatOCI}, ErrInvalid},
