@@ -3,6 +3,8 @@ package imagewrite
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"io"
 	"runtime"
 	"sync"
 
@@ -236,3 +238,26 @@ func (w *blockWriter) end() {
 		<-w.done
 	}
 }
+
+// Compressor compresses a stream with all cores, in the same deterministic block format as new layers
+// (independent gzip members of 1 MiB, or zstd frames of 4 MiB). Close flushes it; Abort drops what is
+// queued after an error elsewhere. It does not close the underlying writer.
+type Compressor struct{ bw *blockWriter }
+
+// NewCompressor returns a Compressor writing to w; CompressionNone is an error (write to w directly).
+func NewCompressor(ctx context.Context, w io.Writer, c index.Compression) (*Compressor, error) {
+	enc, size := newEncoder(c, defaultWorkers())
+	if enc == nil {
+		return nil, fmt.Errorf("%w: no compressor for %v", ErrInvalid, c)
+	}
+	return &Compressor{bw: newBlockWriter(ctx, w, enc, size, defaultWorkers())}, nil
+}
+
+// Write compresses p (asynchronously: errors of the underlying writer show in later calls or Close).
+func (c *Compressor) Write(p []byte) (int, error) { return c.bw.Write(p) }
+
+// Close compresses what is buffered and waits until everything is written.
+func (c *Compressor) Close() error { return c.bw.Close() }
+
+// Abort stops compressing after a failure elsewhere.
+func (c *Compressor) Abort() { c.bw.abort() }

@@ -117,3 +117,43 @@ func TestBlockWriterErrors(t *testing.T) {
 		t.Fatalf("write after cancel: %v", err)
 	}
 }
+
+func TestCompressorRoundTrip(t *testing.T) {
+	data := bytes.Repeat([]byte("imgfs export stream 0123456789abcdef\n"), 100_000)
+	for _, c := range []index.Compression{index.CompressionGzip, index.CompressionZstd} {
+		var out bytes.Buffer
+		cw, err := NewCompressor(context.Background(), &out, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cw.Write(data); err != nil {
+			t.Fatal(err)
+		}
+		if err := cw.Close(); err != nil {
+			t.Fatal(err)
+		}
+		var r io.Reader
+		switch c {
+		case index.CompressionGzip:
+			zr, err := gzip.NewReader(&out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r = zr
+		case index.CompressionZstd:
+			zr, err := zstd.NewReader(&out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer zr.Close()
+			r = zr
+		}
+		got, err := io.ReadAll(r)
+		if err != nil || !bytes.Equal(got, data) {
+			t.Errorf("%v: round trip: %d bytes, %v", c, len(got), err)
+		}
+	}
+	if _, err := NewCompressor(context.Background(), io.Discard, index.CompressionNone); err == nil {
+		t.Error("NewCompressor(none) succeeded")
+	}
+}
