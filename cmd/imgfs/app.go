@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 )
@@ -27,6 +28,8 @@ func newApp() *cli.App {
 			mountCommand(),
 			unmountCommand(),
 			inspectCommand(),
+			exportCommand(),
+			importCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // main prints errors once
 	}
@@ -75,6 +78,11 @@ func newLogger(c *cli.Context) *slog.Logger {
 
 // usageError reports a command used with the wrong arguments.
 func usageError(c *cli.Context, format string, args ...any) error {
+	for _, a := range c.Args().Slice() {
+		if strings.HasPrefix(a, "-") && a != "-" {
+			return fmt.Errorf("%s: %s: flags such as %q must come before the arguments", c.Command.Name, fmt.Sprintf(format, args...), a)
+		}
+	}
 	return fmt.Errorf("%s: %s (see 'imgfs %s --help')", c.Command.Name, fmt.Sprintf(format, args...), c.Command.Name)
 }
 

@@ -2,17 +2,21 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
 
+	"github.com/opencontainers/go-digest"
 	ispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/urfave/cli/v2"
 
 	"github.com/imgfs/imgfs/archive"
 	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/overlay"
 )
 
 // opened is an archive with one image selected and its layers indexed.
@@ -136,4 +140,61 @@ func parsePlatform(s string) (*ispec.Platform, error) {
 		return nil, fmt.Errorf("--platform: %w", err)
 	}
 	return &p, nil
+}
+
+// baseID identifies the image an upper directory was made over: the OCI chain ID of its layers'
+// diff IDs (the same ID whatever archive format the image comes in).
+func (o *opened) baseID() string {
+	var chain digest.Digest
+	for i, l := range o.img.Layers {
+		if i == 0 {
+			chain = l.DiffID
+			continue
+		}
+		chain = digest.FromString(string(chain) + " " + string(l.DiffID))
+	}
+	return string(chain)
+}
+
+// layers returns the indexed layers as overlay sees them.
+func (o *opened) overlayLayers() []overlay.Layer {
+	out := make([]overlay.Layer, len(o.layers))
+	for i, l := range o.layers {
+		out[i] = l
+	}
+	return out
+}
+
+// view builds the union of the image's layers, with the upper directory on top when dir is set. The
+// returned function closes what the view holds besides the layers.
+func (o *opened) view(dir string, log *slog.Logger) (*overlay.View, func(), error) {
+	opts := overlay.Options{Logger: log}
+	closeUpper := func() {}
+	if dir != "" {
+		up, err := overlay.OpenUpper(overlay.UpperOptions{Dir: dir, Base: o.baseID(), Logger: log})
+		if err != nil {
+			return nil, nil, fmt.Errorf("upper directory %s: %w", dir, err)
+		}
+		opts.Upper = up
+		closeUpper = func() { up.Close() }
+	}
+	v, err := overlay.New(o.overlayLayers(), opts)
+	if err != nil {
+		closeUpper()
+		return nil, nil, fmt.Errorf("%s: %w", o.arc.Path(), err)
+	}
+	return v, closeUpper, nil
+}
+
+// checkUpperDir refuses an upper directory that does not exist (commands that only read it must not
+// create it).
+func checkUpperDir(dir string) error {
+	st, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("upper directory %s: %w", dir, errors.Unwrap(err))
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("upper directory %s: not a directory", dir)
+	}
+	return nil
 }

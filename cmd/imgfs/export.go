@@ -1,0 +1,108 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
+
+	"github.com/imgfs/imgfs/imagewrite"
+	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/overlay"
+)
+
+func exportCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "export",
+		Usage:     "stream an image's merged filesystem as one flat tar (offline docker export)",
+		ArgsUsage: "ARCHIVE",
+		Description: "Writes the merged view (whiteouts applied, hardlinks kept, xattrs as PAX records, ns mtimes,\n" +
+			"numeric owners, sorted) straight from the layers' bytes. -o - or a pipe streams it; a file is written\n" +
+			"atomically. With --upper the changes in an upper directory are included.",
+		Flags: append(archiveFlags(),
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "output `FILE`, or - for stdout (default: stdout when it is not a terminal)"},
+			&cli.StringFlag{Name: "compression", Value: "none", Usage: "none, gzip or zstd"},
+			&cli.StringFlag{Name: "upper", Usage: "include the changes of this upper `DIR` (from mount --upper)"},
+		),
+		Action: runExport,
+	}
+}
+
+func runExport(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return usageError(c, "want ARCHIVE")
+	}
+	comp, err := imagewrite.ParseCompression(c.String("compression"))
+	if err != nil {
+		return fmt.Errorf("--compression: %w", err)
+	}
+	out := c.String("output")
+	if out == "" {
+		if term.IsTerminal(int(os.Stdout.Fd())) {
+			return usageError(c, "refusing to write a tar to a terminal: give -o FILE or pipe the output")
+		}
+		out = "-"
+	}
+	upperDir := c.String("upper")
+	if upperDir != "" {
+		if err := checkUpperDir(upperDir); err != nil {
+			return err
+		}
+	}
+	log := newLogger(c)
+	ctx := c.Context
+	o, err := openImage(ctx, c, c.Args().First(), log)
+	if err != nil {
+		return err
+	}
+	defer o.Close()
+	view, closeView, err := o.view(upperDir, log)
+	if err != nil {
+		return err
+	}
+	defer closeView()
+
+	var w io.Writer = os.Stdout
+	var file *atomicFile
+	if out != "-" {
+		if file, err = createAtomic(out); err != nil {
+			return err
+		}
+		defer file.Abort()
+		w = file
+	}
+	pr := newProgress(c.Bool("quiet") || out == "-" && !term.IsTerminal(int(os.Stderr.Fd())), "exporting", 1)
+	slot := pr.slot(0)
+	opts := overlay.ExportOptions{Logger: log}
+	if slot != nil {
+		opts.Progress = func(entries, bytes int64) { slot(index.Progress{Entries: entries, Bytes: bytes}) }
+	}
+	err = exportTo(ctx, view, w, comp, opts)
+	pr.done()
+	if err != nil {
+		return fmt.Errorf("export %s: %w", c.Args().First(), err)
+	}
+	if file != nil {
+		return file.Commit()
+	}
+	return nil
+}
+
+func exportTo(ctx context.Context, view *overlay.View, w io.Writer, comp index.Compression, opts overlay.ExportOptions) error {
+	if comp == index.CompressionNone {
+		_, err := view.Export(ctx, w, opts)
+		return err
+	}
+	cw, err := imagewrite.NewCompressor(ctx, w, comp)
+	if err != nil {
+		return err
+	}
+	if _, err := view.Export(ctx, cw, opts); err != nil {
+		cw.Abort()
+		return err
+	}
+	return cw.Close()
+}
