@@ -28,6 +28,8 @@ func newApp() *cli.App {
 			mountCommand(),
 			unmountCommand(),
 			inspectCommand(),
+			diffCommand(),
+			commitCommand(),
 			exportCommand(),
 			importCommand(),
 		},

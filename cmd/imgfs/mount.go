@@ -17,7 +17,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/imgfs/imgfs/fs"
-	"github.com/imgfs/imgfs/overlay"
 )
 
 // Environment of the background child that serves a mount: the fd it reports readiness on.
@@ -37,6 +36,7 @@ func mountCommand() *cli.Command {
 			&cli.BoolFlag{Name: "allow-other", Usage: "let other users see the mount (default: on when run as root)"},
 			&cli.StringFlag{Name: "log-file", Usage: "in the background, append logs to this file (default: discard)"},
 			&cli.BoolFlag{Name: "fuse-debug", Usage: "log every FUSE request (implies -f)"},
+			&cli.StringFlag{Name: "upper", Usage: "make the mount writable: changes go to `DIR` (created when missing; kernel overlayfs format)"},
 		),
 		Action: runMount,
 	}
@@ -67,14 +67,12 @@ func runMount(c *cli.Context) error {
 	}
 	defer o.Close()
 
-	layers := make([]overlay.Layer, len(o.layers))
-	for i, l := range o.layers {
-		layers[i] = l
-	}
-	view, err := overlay.New(layers, overlay.Options{Logger: log})
+	upperDir := c.String("upper")
+	view, closeView, err := o.view(upperDir, log)
 	if err != nil {
-		return fmt.Errorf("%s: %w", archivePath, err)
+		return err
 	}
+	defer closeView()
 	// Building indexes leaves ~100 bytes of garbage per entry; a long-lived mount should not keep
 	// that memory until the scavenger gets to it.
 	debug.FreeOSMemory()
@@ -86,6 +84,13 @@ func runMount(c *cli.Context) error {
 		FsName:       "imgfs:" + sanitizeFsName(abs),
 		Debug:        c.Bool("fuse-debug"),
 		ExtraOptions: c.StringSlice("options"),
+		UpperDir:     upperDir,
+	}
+	if upperDir != "" {
+		// imgfs commit of the same directory pauses this mount's writes through this socket.
+		if err := serveControl(ctx, upperDir, view, log); err != nil {
+			return err
+		}
 	}
 	server, err := fs.Mount(mnt, view, opts)
 	if err != nil {

@@ -1,0 +1,245 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/imgfs/imgfs/archive"
+	"github.com/imgfs/imgfs/imagewrite"
+	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/overlay"
+)
+
+func upperFlag() cli.Flag {
+	return &cli.StringFlag{Name: "upper", Usage: "the upper `DIR` a writable mount wrote its changes to (required)"}
+}
+
+func diffCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "diff",
+		Usage:     "list what an upper directory changes in an image (offline docker diff)",
+		ArgsUsage: "ARCHIVE",
+		Description: "One line per path: A (added), C (changed) or D (deleted), like docker diff; the parent of an\n" +
+			"added or deleted path shows as C.",
+		Flags:  append(archiveFlags(), upperFlag(), &cli.BoolFlag{Name: "json", Usage: "print JSON"}),
+		Action: runDiff,
+	}
+}
+
+func runDiff(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return usageError(c, "want ARCHIVE")
+	}
+	dir := c.String("upper")
+	if dir == "" {
+		return usageError(c, "--upper DIR is required")
+	}
+	if err := checkUpperDir(dir); err != nil {
+		return err
+	}
+	log := newLogger(c)
+	o, err := openImage(c.Context, c, c.Args().First(), log)
+	if err != nil {
+		return err
+	}
+	defer o.Close()
+	lower, err := o.lowerForUpper(dir, log)
+	if err != nil {
+		return err
+	}
+	changes, err := overlay.Changes(c.Context, lower, dir)
+	if err != nil {
+		return fmt.Errorf("diff %s: %w", dir, err)
+	}
+	if c.Bool("json") {
+		type line struct {
+			Path string `json:"path"`
+			Kind string `json:"kind"`
+		}
+		out := make([]line, len(changes))
+		for i, ch := range changes {
+			out[i] = line{Path: ch.Path, Kind: ch.Kind.String()}
+		}
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(out)
+	}
+	for _, ch := range changes {
+		fmt.Println(ch.String())
+	}
+	return nil
+}
+
+// lowerForUpper checks that dir was made over this image (recording it when dir has no record yet)
+// and returns the read-only view of the image's layers that dir's changes apply to.
+func (o *opened) lowerForUpper(dir string, log *slog.Logger) (*overlay.View, error) {
+	up, err := overlay.OpenUpper(overlay.UpperOptions{Dir: dir, Base: o.baseID(), Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("upper directory %s: %w", dir, err)
+	}
+	up.Close()
+	v, err := overlay.New(o.overlayLayers(), overlay.Options{Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", o.arc.Path(), err)
+	}
+	return v, nil
+}
+
+func commitCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "commit",
+		Usage:     "write an upper directory's changes as a new layer of a new image archive (offline docker commit)",
+		ArgsUsage: "ARCHIVE",
+		Description: "Copies every layer of the image byte for byte, adds one layer made from the upper directory (OCI\n" +
+			"whiteouts, deterministic order; none when the directory holds no change), and updates the config\n" +
+			"and history like docker commit. A live mount of the directory is paused while it is read.\n" +
+			"SOURCE_DATE_EPOCH makes the result reproducible. The output is written atomically.",
+		Flags: append(archiveFlags(), upperFlag(),
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "output `OUT` (default: ARCHIVE's name with -commit added)"},
+			&cli.StringFlag{Name: "format", Usage: "docker-archive, oci (a layout directory) or oci-archive (default: the input's)"},
+			&cli.StringFlag{Name: "compression", Value: "gzip", Usage: "compression of the new layer: gzip, zstd or none"},
+			&cli.StringSliceFlag{Name: "tag", Aliases: []string{"t"}, Usage: "`NAME:TAG` of the new image (repeatable)"},
+			&cli.StringFlag{Name: "author", Aliases: []string{"a"}, Usage: "author of the change"},
+			&cli.StringFlag{Name: "message", Aliases: []string{"m"}, Usage: "commit message (history comment)"},
+			&cli.StringSliceFlag{Name: "change", Aliases: []string{"c"}, Usage: "Dockerfile instruction to apply (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, USER, VOLUME, WORKDIR, STOPSIGNAL, ONBUILD, HEALTHCHECK)"},
+			&cli.BoolFlag{Name: "pause", Aliases: []string{"p"}, Value: true, Usage: "pause a live mount's writes while committing"},
+		),
+		Action: runCommit,
+	}
+}
+
+func runCommit(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return usageError(c, "want ARCHIVE")
+	}
+	in, dir := c.Args().First(), c.String("upper")
+	if dir == "" {
+		return usageError(c, "--upper DIR is required")
+	}
+	if err := checkUpperDir(dir); err != nil {
+		return err
+	}
+	changeLines, err := parseChanges(c.StringSlice("change"))
+	if err != nil {
+		return err
+	}
+	comp, err := imagewrite.ParseCompression(c.String("compression"))
+	if err != nil {
+		return fmt.Errorf("--compression: %w", err)
+	}
+	created, err := creationTime()
+	if err != nil {
+		return err
+	}
+	log := newLogger(c)
+	ctx := c.Context
+	o, err := openImage(ctx, c, in, log)
+	if err != nil {
+		return err
+	}
+	defer o.Close()
+	format := imagewrite.Format(c.String("format"))
+	if format == "" {
+		format = defaultFormat(o.arc.Format())
+	} else if format, err = imagewrite.ParseFormat(string(format)); err != nil {
+		return fmt.Errorf("--format: %w", err)
+	}
+	out := c.String("output")
+	if out == "" {
+		out = defaultCommitOutput(in, format)
+	}
+	lower, err := o.lowerForUpper(dir, log)
+	if err != nil {
+		return err
+	}
+	if c.Bool("pause") {
+		thaw, live, err := freezeLive(dir)
+		if err != nil {
+			return err
+		}
+		defer thaw()
+		if live {
+			log.Info("paused the live mount of the upper directory", "dir", dir)
+		}
+	}
+	changes, err := overlay.Changes(ctx, lower, dir)
+	if err != nil {
+		return fmt.Errorf("commit %s: %w", dir, err)
+	}
+	var layers []imagewrite.Layer
+	if len(changes) > 0 {
+		lopts := overlay.LayerOptions{Logger: log}
+		if os.Getenv("SOURCE_DATE_EPOCH") != "" {
+			lopts.SourceDateEpoch = &created
+		}
+		layers = append(layers, imagewrite.Layer{Write: func(ctx context.Context, w io.Writer) error {
+			_, err := overlay.WriteLayer(ctx, w, lower, dir, lopts)
+			return err
+		}})
+	}
+	pr := newProgress(c.Bool("quiet"), "committing", 1)
+	slot := pr.slot(0)
+	opts := imagewrite.Options{Format: format, Compression: comp, Tags: c.StringSlice("tag"), Logger: log}
+	if slot != nil {
+		opts.Progress = func(done, total int64) { slot(index.Progress{Bytes: done, Total: max(total, 0)}) }
+	}
+	cfg := imagewrite.Config{
+		Author:    c.String("author"),
+		Comment:   c.String("message"),
+		CreatedBy: commitCreatedBy(c),
+		Created:   created,
+		Changes:   changeLines,
+	}
+	res, err := imagewrite.Write(ctx, out, o.img, layers, cfg, opts)
+	pr.done()
+	if err != nil {
+		return fmt.Errorf("commit %s: %w", dir, err)
+	}
+	if !c.Bool("quiet") {
+		fmt.Fprintf(os.Stderr, "wrote %s (%d change(s), %d layer(s))\n", out, len(changes), len(res.Layers))
+	}
+	fmt.Fprintln(os.Stdout, res.ConfigDigest)
+	return nil
+}
+
+// defaultFormat is the output format that matches the input's.
+func defaultFormat(f archive.Format) imagewrite.Format {
+	switch f {
+	case archive.FormatOCILayout:
+		return imagewrite.FormatOCI
+	case archive.FormatOCIArchive:
+		return imagewrite.FormatOCIArchive
+	}
+	return imagewrite.FormatDockerArchive
+}
+
+// defaultCommitOutput names the output after the input: app.tar → app-commit.tar, dir → dir-commit.
+func defaultCommitOutput(in string, f imagewrite.Format) string {
+	base := strings.TrimSuffix(filepath.Clean(in), string(filepath.Separator))
+	for _, ext := range []string{".tar.gz", ".tgz", ".tar.zst", ".tar"} {
+		if strings.HasSuffix(base, ext) {
+			base = strings.TrimSuffix(base, ext)
+			break
+		}
+	}
+	if f == imagewrite.FormatOCI {
+		return base + "-commit"
+	}
+	return base + "-commit.tar"
+}
+
+func commitCreatedBy(c *cli.Context) string {
+	s := "imgfs commit"
+	for _, ch := range c.StringSlice("change") {
+		s += " -c " + fmt.Sprintf("%q", ch)
+	}
+	return s
+}
