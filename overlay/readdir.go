@@ -8,13 +8,19 @@ import (
 )
 
 // Dir is a snapshot of a merged directory listing, sorted bytewise by name, without "." and "..". It
-// holds 16 bytes per entry (no strings) and is safe for concurrent use.
+// holds 16 bytes per entry of the layers (no strings), plus the names of the upper directory's entries,
+// and is safe for concurrent use.
 type Dir struct {
 	v     *View
 	items []dirItem
+	names []string // names of the entries that come from the upper directory
 }
 
-// dirItem is one entry of a Dir: the layer entry that gave the name, and the node it shows.
+// upperItem is the dirItem.layer of an entry of the upper directory; its id indexes Dir.names.
+const upperItem = 0xFFFF
+
+// dirItem is one entry of a Dir: the layer entry that gave the name (or the upper directory's name), and
+// the node it shows.
 type dirItem struct {
 	node  Node
 	id    index.ID
@@ -31,7 +37,15 @@ func (d *Dir) Entry(i int) DirEntry {
 		return DirEntry{}
 	}
 	it := d.items[i]
-	return DirEntry{Name: d.v.layers[it.layer].Name(it.id), Node: it.node, Type: it.typ}
+	return DirEntry{Name: d.name(it), Node: it.node, Type: it.typ}
+}
+
+// name returns the name of item it.
+func (d *Dir) name(it dirItem) string {
+	if it.layer == upperItem {
+		return d.names[it.id]
+	}
+	return d.v.layers[it.layer].Name(it.id)
 }
 
 // cursor walks one layer's sorted children of a directory during the merge.
@@ -51,10 +65,18 @@ type occurrence struct {
 // ReadDir returns a snapshot of the merged listing of directory n: a k-way merge of the sorted child
 // ranges of the k layers of its stack, O(n log k), with whiteouts, opaque markers and hard links applied.
 func (v *View) ReadDir(n Node) (*Dir, error) {
+	if v.up != nil {
+		return v.up.readDir(n)
+	}
 	st, err := v.dirStack(n)
 	if err != nil {
 		return nil, err
 	}
+	return &Dir{v: v, items: v.mergeStack(st)}, nil
+}
+
+// mergeStack returns the merged listing of directory stack st, sorted by name.
+func (v *View) mergeStack(st stack) []dirItem {
 	// Whiteouts (".wh.X") of every layer but the lowest, which has nothing below it in the stack: a
 	// whiteout in frame i hides X in frames below i. They are contiguous in each sorted child range.
 	var wh map[string]int
@@ -91,7 +113,7 @@ func (v *View) ReadDir(n Node) (*Dir, error) {
 			name: v.layers[f.layer].Name(first), pos: first, end: first + index.ID(cnt), fi: i,
 		})
 	}
-	d := &Dir{v: v, items: make([]dirItem, 0, total)}
+	items := make([]dirItem, 0, total)
 	h := mergeHeap(cs)
 	h.init()
 	occ := make([]occurrence, 0, len(st))
@@ -110,10 +132,10 @@ func (v *View) ReadDir(n Node) (*Dir, error) {
 			}
 		}
 		if it, ok := v.merged(st, name, occ, wh); ok {
-			d.items = append(d.items, it)
+			items = append(items, it)
 		}
 	}
-	return d, nil
+	return items
 }
 
 // merged decides what name shows in the merged directory st, given its occurrences (topmost first) and

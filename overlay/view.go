@@ -15,13 +15,14 @@ import (
 // uint64(layer+1)<<32 | uint64(entry) of the layer entry that owns it: for a directory, the topmost entry
 // of its merged stack that is not implied (the topmost entry when all are); for a hard link, the entry
 // of its resolved target; otherwise the visible entry itself. Nodes carry no state: everything about a
-// node is recomputed from it. Nodes with the top bit set are reserved for a writable upper directory.
+// node is recomputed from it. Nodes with the top bit set name entries made in a writable upper directory
+// (see OpenUpper); a lower node keeps its number when it is copied up, renamed or moved.
 type Node uint64
 
 // Root is the root directory's node.
 const Root Node = 1
 
-// upperBit marks nodes reserved for the writable upper directory (not implemented yet).
+// upperBit marks the nodes of entries made in the upper directory.
 const upperBit Node = 1 << 63
 
 // MaxLayers is the largest number of layers a View accepts.
@@ -45,6 +46,9 @@ var (
 type Options struct {
 	// Logger receives warnings about hard links that cannot be resolved; nil discards them.
 	Logger *slog.Logger
+	// Upper makes the view writable over an upper directory (see OpenUpper); nil gives a read-only view.
+	// An Upper serves one view only.
+	Upper *Upper
 }
 
 // Attr is the metadata of a node.
@@ -64,7 +68,8 @@ type Attr struct {
 	// Devmajor and Devminor are the device numbers of character and block devices.
 	Devmajor, Devminor uint32
 	// Layer is the index of the layer whose entry supplied the attributes, -1 when they are synthesized
-	// (a directory implied in every layer that has it).
+	// (a directory implied in every layer that has it), and the number of layers when they come from the
+	// upper directory.
 	Layer int
 }
 
@@ -102,6 +107,8 @@ type View struct {
 	nlinks []nlinkRec // nodes with more than one visible name, sorted by node
 
 	cache stackCache
+
+	up *upperState // nil: a read-only view
 }
 
 // frame is one layer's entry for a path: a member of a directory stack, or the owner of a name.
@@ -160,6 +167,13 @@ func New(layers []Layer, opts Options) (*View, error) {
 		}
 	}
 	v.buildLinks()
+	if opts.Upper != nil {
+		up, err := newUpperState(v, opts.Upper)
+		if err != nil {
+			return nil, err
+		}
+		v.up = up
+	}
 	return v, nil
 }
 
@@ -183,6 +197,9 @@ const (
 	opaqueMarker = ".wh..wh..opq"
 	opaqueXattr  = "trusted.overlay.opaque"
 	ovlXattrs    = "trusted.overlay."
+	userOvl      = "user.overlay."
+	imgfsTrusted = "trusted.imgfs."
+	imgfsUser    = "user.imgfs."
 	stargzIndex  = "stargz.index.json"
 )
 
@@ -327,6 +344,14 @@ func checkName(name string) error {
 
 // Attr returns the attributes of node n.
 func (v *View) Attr(n Node) (Attr, error) {
+	if v.up != nil {
+		return v.up.attr(n)
+	}
+	return v.lowerAttr(n)
+}
+
+// lowerAttr returns the attributes of node n in the layers alone.
+func (v *View) lowerAttr(n Node) (Attr, error) {
 	if n == Root {
 		return v.rootAttr, nil
 	}
@@ -375,10 +400,18 @@ func (v *View) Lookup(parent Node, name string) (Attr, error) {
 	if err := checkName(name); err != nil {
 		return Attr{}, err
 	}
+	if v.up != nil {
+		return v.up.lookup(parent, name)
+	}
 	st, err := v.dirStack(parent)
 	if err != nil {
 		return Attr{}, err
 	}
+	return v.lowerLookup(st, name)
+}
+
+// lowerLookup returns the attributes of the entry called name in the merged directory stack st.
+func (v *View) lowerLookup(st stack, name string) (Attr, error) {
 	r, ok := v.child(st, name, false)
 	if !ok {
 		return Attr{}, ErrNotExist
@@ -464,8 +497,33 @@ func (v *View) stackOf(f frame) (stack, error) {
 	return base, nil
 }
 
+// foundNode returns the node that a name found in a merged directory shows and its type; ok is false
+// for a hard link that does not resolve.
+func (v *View) foundNode(r found) (Node, index.Type, bool) {
+	switch r.e.Type {
+	case index.TypeDir:
+		f, _, _ := v.owner(r.dir)
+		return f.node(), index.TypeDir, true
+	case index.TypeHardlink:
+		t, ok := v.linkTarget(r.top)
+		if !ok {
+			return 0, 0, false
+		}
+		return t.node(), v.layers[t.layer].Entry(t.id).Type, true
+	}
+	return r.top.node(), r.e.Type, true
+}
+
 // Readlink returns the target of symbolic link n, verbatim.
 func (v *View) Readlink(n Node) (string, error) {
+	if v.up != nil {
+		return v.up.readlink(n)
+	}
+	return v.lowerReadlink(n)
+}
+
+// lowerReadlink returns the target of symbolic link n of the layers.
+func (v *View) lowerReadlink(n Node) (string, error) {
 	if n == Root {
 		return "", ErrInvalid
 	}
@@ -479,9 +537,24 @@ func (v *View) Readlink(n Node) (string, error) {
 	return v.layers[f.layer].LinkName(f.id), nil
 }
 
-// Xattrs returns the extended attributes of node n, without overlayfs's own trusted.overlay.* markers.
-// The result may be shared with the layer: callers must not modify it.
+// Xattrs returns the extended attributes of node n, without the markers of overlayfs and imgfs
+// (trusted.overlay.*, user.overlay.*, trusted.imgfs.*, user.imgfs.*). The result may be shared with the
+// layer: callers must not modify it.
 func (v *View) Xattrs(n Node) ([]index.Xattr, error) {
+	if v.up != nil {
+		return v.up.xattrs(n)
+	}
+	return v.lowerXattrs(n)
+}
+
+// hiddenXattr reports whether extended attribute name is a marker that the view never shows.
+func hiddenXattr(name string) bool {
+	return strings.HasPrefix(name, ovlXattrs) || strings.HasPrefix(name, userOvl) ||
+		strings.HasPrefix(name, imgfsTrusted) || strings.HasPrefix(name, imgfsUser)
+}
+
+// lowerXattrs returns the extended attributes of node n of the layers.
+func (v *View) lowerXattrs(n Node) ([]index.Xattr, error) {
 	var f frame
 	var e index.Entry
 	if n == Root {
@@ -502,7 +575,7 @@ func (v *View) Xattrs(n Node) ([]index.Xattr, error) {
 	xs := v.layers[f.layer].Xattrs(f.id)
 	keep := 0
 	for _, x := range xs {
-		if !strings.HasPrefix(x.Name, ovlXattrs) {
+		if !hiddenXattr(x.Name) {
 			keep++
 		}
 	}
@@ -511,15 +584,25 @@ func (v *View) Xattrs(n Node) ([]index.Xattr, error) {
 	}
 	out := make([]index.Xattr, 0, keep)
 	for _, x := range xs {
-		if !strings.HasPrefix(x.Name, ovlXattrs) {
+		if !hiddenXattr(x.Name) {
 			out = append(out, x)
 		}
 	}
 	return out, nil
 }
 
-// Open returns the data of regular file n.
+// Open returns the data of regular file n. On a writable view the File also has a Close method (an
+// io.Closer) that callers should call when done; a File opened on a lower file reads the upper copy once
+// the file has been copied up.
 func (v *View) Open(n Node) (File, error) {
+	if v.up != nil {
+		return v.up.open(n)
+	}
+	return v.lowerOpen(n)
+}
+
+// lowerOpen returns the data of regular file n of the layers.
+func (v *View) lowerOpen(n Node) (File, error) {
 	if n == Root {
 		return nil, ErrIsDir
 	}
@@ -540,6 +623,14 @@ func (v *View) Open(n Node) (File, error) {
 // For a hard-linked file that is the target's own path, which a higher layer may have hidden. ok is false
 // for a node the view never hands out.
 func (v *View) Path(n Node) (string, bool) {
+	if v.up != nil {
+		return v.up.path(n)
+	}
+	return v.lowerPath(n)
+}
+
+// lowerPath returns the path of node n's owning entry in its layer.
+func (v *View) lowerPath(n Node) (string, bool) {
 	if n == Root {
 		return "", true
 	}

@@ -1,0 +1,826 @@
+package overlay
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/imgfs/imgfs/index"
+	"golang.org/x/sys/unix"
+)
+
+// OpenUpper opens the upper directory of a writable view, creating it when missing, and checks (or, on
+// first use, records) the base it was made over.
+func OpenUpper(opts UpperOptions) (*Upper, error) {
+	sys, fresh, err := openUpperFS(opts.Dir, opts.Base)
+	if err != nil {
+		return nil, err
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Upper{sys: sys, base: opts.Base, log: log, fresh: fresh}, nil
+}
+
+// upperState is the writable part of a View: the upper directory and what the view remembers of the
+// nodes that have an entry in it.
+//
+// Locking: wmu serializes every change, so that a change sees a stable upper directory from its start
+// to its end (it may read without mu). mu orders the directory and the records against readers: readers
+// (Lookup, Attr, ReadDir, ...) hold it shared while they read the directory and consult the records; a
+// change holds it exclusively while it changes the directory and the records together, but not while
+// it copies file data. rmu guards the maps (readers add the records of entries they discover). opmu
+// lets Freeze stop writes through open files.
+type upperState struct {
+	v   *View
+	fs  *upperFS
+	log *slog.Logger
+
+	wmu  sync.Mutex
+	mu   sync.RWMutex
+	opmu sync.RWMutex
+
+	rmu    sync.Mutex
+	recs   map[Node]*urec
+	byName map[uname]Node
+	byIno  map[uint64]Node
+
+	next atomic.Uint64 // the last upper-only node number handed out
+	gen  atomic.Uint64 // copy-ups so far: lower handles compare it to switch to the upper copy
+
+	linksOnce sync.Once
+	byTarget  []int32 // indexes of v.links sorted by target, for finding the names of a node
+}
+
+// uname is a name in a directory of the view.
+type uname struct {
+	parent Node
+	name   string
+}
+
+// urec is what the view remembers about a node with an entry in the upper directory. Its locs slice
+// is never modified in place, so a copy of the record taken under rmu stays valid.
+type urec struct {
+	locs   []uname // its names (directories have one; the root none)
+	typ    index.Type
+	ino    uint64
+	opaque bool      // directories: the upper directory hides the lower one
+	xwh    bool      // directories: may hold xattr whiteouts
+	files  []fileRef // open upper descriptors, so that an unlinked open file keeps its attributes
+}
+
+// fileRef is an open descriptor of an upper file.
+type fileRef struct {
+	h  *upHandle
+	fd int
+}
+
+// newUpperState binds upper directory u to view v.
+func newUpperState(v *View, u *Upper) (*upperState, error) {
+	if u == nil || u.sys == nil {
+		return nil, fmt.Errorf("overlay: upper directory not opened: %w", ErrInvalid)
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.bound {
+		return nil, fmt.Errorf("overlay: upper directory %s already serves a view: %w", u.sys.dir, ErrInvalid)
+	}
+	s := &upperState{
+		v: v, fs: u.sys, log: u.log,
+		recs: map[Node]*urec{}, byName: map[uname]Node{}, byIno: map[uint64]Node{},
+	}
+	root := s.rootDir()
+	if u.fresh {
+		xs, _ := v.lowerXattrs(Root)
+		if err := s.applyMeta(root, "", v.rootAttr, xs); err != nil {
+			return nil, fmt.Errorf("overlay: setting up upper directory %s: %w", u.sys.dir, err)
+		}
+	}
+	_, xwh, err := root.markerFlags("")
+	if err != nil {
+		return nil, err
+	}
+	s.recs[Root] = &urec{typ: index.TypeDir, xwh: xwh}
+	u.bound = true
+	u.fresh = false
+	return s, nil
+}
+
+// rootDir returns the upper directory's root (not to be closed).
+func (s *upperState) rootDir() udir { return udir{u: s.fs, fd: s.fs.root, rel: ".", borrowed: true} }
+
+// get returns a copy of node n's record.
+func (s *upperState) get(n Node) (urec, bool) {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	r, ok := s.recs[n]
+	if !ok {
+		return urec{}, false
+	}
+	return *r, true
+}
+
+// has reports whether node n has an entry in the upper directory.
+func (s *upperState) has(n Node) bool {
+	s.rmu.Lock()
+	_, ok := s.recs[n]
+	s.rmu.Unlock()
+	return ok
+}
+
+// newNode returns a new upper-only node.
+func (s *upperState) newNode() Node { return upperBit | Node(s.next.Add(1)) }
+
+// relPathLocked returns node n's path relative to the upper directory ("." for the root); ok is false
+// when n has no name there. rmu is held.
+func (s *upperState) relPathLocked(n Node) (string, bool) {
+	if n == Root {
+		return ".", true
+	}
+	var parts []string
+	for n != Root {
+		r := s.recs[n]
+		if r == nil || len(r.locs) == 0 || len(parts) > len(s.recs) {
+			return "", false
+		}
+		parts = append(parts, r.locs[0].name)
+		n = r.locs[0].parent
+	}
+	slices.Reverse(parts)
+	return strings.Join(parts, "/"), true
+}
+
+// dirOf opens upper directory n (for listing when list is set).
+func (s *upperState) dirOf(n Node, list bool) (udir, error) {
+	if n == Root && !list {
+		return s.rootDir(), nil
+	}
+	s.rmu.Lock()
+	rel, ok := s.relPathLocked(n)
+	s.rmu.Unlock()
+	if !ok {
+		return udir{}, ErrNotExist
+	}
+	return s.fs.openDir(rel, list)
+}
+
+// target returns the directory and name through which node n is reached in the upper directory: its
+// parent and its (first) name, the root itself with "", or for an unlinked open file its descriptor
+// with "".
+func (s *upperState) target(n Node) (udir, string, error) {
+	if n == Root {
+		return s.rootDir(), "", nil
+	}
+	r, ok := s.get(n)
+	if !ok {
+		return udir{}, "", ErrNotExist
+	}
+	if len(r.locs) == 0 {
+		if len(r.files) > 0 {
+			return udir{u: s.fs, fd: r.files[0].fd, rel: ".", borrowed: true}, "", nil
+		}
+		return udir{}, "", ErrNotExist
+	}
+	d, err := s.dirOf(r.locs[0].parent, false)
+	if err != nil {
+		return udir{}, "", err
+	}
+	return d, r.locs[0].name, nil
+}
+
+// Kinds of entries of an upper directory.
+const (
+	uAbsent = iota
+	uWhiteout
+	uEntry
+)
+
+// classify lstat()s name in upper directory d (whose record says xwh) into st and says what it is.
+func (s *upperState) classify(d udir, name string, st *unix.Stat_t, xwh bool) (int, error) {
+	if err := d.stat(name, st); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return uAbsent, nil
+		}
+		return uAbsent, err
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFCHR:
+		if st.Rdev == 0 {
+			return uWhiteout, nil
+		}
+	case unix.S_IFREG:
+		if xwh && st.Size == 0 {
+			wh, err := d.isXattrWhiteout(name, st)
+			if err != nil {
+				return uAbsent, err
+			}
+			if wh {
+				return uWhiteout, nil
+			}
+		}
+	case unix.S_IFSOCK:
+		return uWhiteout, nil // a layer cannot hold sockets: hidden, as a whiteout
+	}
+	return uEntry, nil
+}
+
+// typeOfMode returns the type of a file of mode m; 0 for sockets.
+func typeOfMode(m uint32) index.Type {
+	switch m & unix.S_IFMT {
+	case unix.S_IFREG:
+		return index.TypeRegular
+	case unix.S_IFDIR:
+		return index.TypeDir
+	case unix.S_IFLNK:
+		return index.TypeSymlink
+	case unix.S_IFCHR:
+		return index.TypeChar
+	case unix.S_IFBLK:
+		return index.TypeBlock
+	case unix.S_IFIFO:
+		return index.TypeFIFO
+	}
+	return 0
+}
+
+// typeOfDT returns the type of a directory entry of d_type dt; 0 when it must be lstat()ed.
+func typeOfDT(dt uint8) index.Type {
+	switch dt {
+	case unix.DT_REG:
+		return index.TypeRegular
+	case unix.DT_DIR:
+		return index.TypeDir
+	case unix.DT_LNK:
+		return index.TypeSymlink
+	case unix.DT_BLK:
+		return index.TypeBlock
+	case unix.DT_FIFO:
+		return index.TypeFIFO
+	}
+	return 0
+}
+
+// attrOf returns the attributes of node n whose upper file has stat st.
+func (s *upperState) attrOf(n Node, st *unix.Stat_t) Attr {
+	a := Attr{
+		Node: n, Type: typeOfMode(st.Mode), Mode: st.Mode & 0o7777, Nlink: uint32(st.Nlink),
+		UID: st.Uid, GID: st.Gid, MtimeSec: st.Mtim.Sec, MtimeNsec: uint32(st.Mtim.Nsec),
+		Layer: len(s.v.layers),
+	}
+	switch a.Type {
+	case index.TypeRegular:
+		a.Size, a.Blocks = st.Size, st.Blocks
+	case index.TypeSymlink:
+		a.Mode, a.Size = 0o777, st.Size
+	case index.TypeDir:
+		a.Nlink = 1
+	case index.TypeChar, index.TypeBlock:
+		a.Devmajor, a.Devminor = unix.Major(st.Rdev), unix.Minor(st.Rdev)
+	}
+	return a
+}
+
+// lowerOf returns the stack of the layers' directory that directory n shows through, nil when none
+// does (n is opaque, below an opaque directory, or has no directory of the layers at its path). For a
+// node with an upper entry it is found by n's current path, so that a moved directory never shows what
+// lies below its old path.
+func (s *upperState) lowerOf(n Node) stack {
+	if n == Root {
+		return s.v.root
+	}
+	var names []string
+	s.rmu.Lock()
+	if s.recs[n] == nil {
+		s.rmu.Unlock()
+		if n&upperBit != 0 {
+			return nil
+		}
+		st, err := s.v.dirStack(n)
+		if err != nil {
+			return nil
+		}
+		return st
+	}
+	for cur := n; cur != Root; {
+		r := s.recs[cur]
+		if r == nil || r.typ != index.TypeDir || r.opaque || len(r.locs) == 0 || len(names) > len(s.recs) {
+			s.rmu.Unlock()
+			return nil
+		}
+		names = append(names, r.locs[0].name)
+		cur = r.locs[0].parent
+	}
+	s.rmu.Unlock()
+	st := s.v.root
+	for i := len(names) - 1; i >= 0; i-- {
+		r, ok := s.v.child(st, names[i], false)
+		if !ok || r.dir == nil {
+			return nil
+		}
+		st = r.dir
+	}
+	return st
+}
+
+// lowerHas reports whether the layers show something called name in directory p's lower directory.
+func (s *upperState) lowerHas(p Node, name string) bool {
+	low := s.lowerOf(p)
+	if low == nil {
+		return false
+	}
+	_, ok := s.v.child(low, name, false)
+	return ok
+}
+
+// lowerDirAt reports whether the layers show a directory called name in directory p's lower directory.
+func (s *upperState) lowerDirAt(p Node, name string) bool {
+	low := s.lowerOf(p)
+	if low == nil {
+		return false
+	}
+	r, ok := s.v.child(low, name, false)
+	return ok && r.e.Type == index.TypeDir
+}
+
+// lowerHint is what the layers show under a name: a node and its type.
+type lowerHint struct {
+	node Node
+	typ  index.Type
+	ok   bool
+}
+
+// nodeAt returns the node of the upper entry called name (type typ, inode ino) in directory p, whose
+// upper directory d is open; an entry not yet known gets a record. A known name keeps its node; another
+// name of a known inode shares its node; otherwise the entry takes the node the layers show at that
+// path when it is the same kind of thing with one name (a directory must not be opaque), else a new
+// upper-only node.
+func (s *upperState) nodeAt(p Node, name string, typ index.Type, ino uint64, d udir, hint *lowerHint) (Node, error) {
+	key := uname{p, name}
+	s.rmu.Lock()
+	n, ok := s.knownLocked(key, typ, ino)
+	s.rmu.Unlock()
+	if ok {
+		return n, nil
+	}
+	var opaque, xwh bool
+	if typ == index.TypeDir {
+		var err error
+		if opaque, xwh, err = d.markerFlags(name); err != nil {
+			return 0, err
+		}
+	}
+	var h lowerHint
+	if hint != nil {
+		h = *hint
+	} else if low := s.lowerOf(p); low != nil {
+		if r, ok := s.v.child(low, name, false); ok {
+			h.node, h.typ, h.ok = s.v.foundNode(r)
+		}
+	}
+	adopt := h.ok && h.typ == typ && h.node&upperBit == 0 &&
+		(typ == index.TypeDir && !opaque || typ != index.TypeDir && s.v.nlink(h.node) == 1)
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	if n, ok := s.knownLocked(key, typ, ino); ok {
+		return n, nil
+	}
+	if adopt && s.recs[h.node] == nil {
+		n = h.node
+	} else {
+		n = s.newNode()
+	}
+	s.recs[n] = &urec{locs: []uname{key}, typ: typ, ino: ino, opaque: opaque, xwh: xwh}
+	s.byName[key] = n
+	if typ != index.TypeDir {
+		s.byIno[ino] = n
+	}
+	return n, nil
+}
+
+// knownLocked returns the node of a known name, or of a known inode (adding the name to it). rmu is
+// held.
+func (s *upperState) knownLocked(key uname, typ index.Type, ino uint64) (Node, bool) {
+	if n, ok := s.byName[key]; ok {
+		return n, true
+	}
+	if typ == index.TypeDir {
+		return 0, false
+	}
+	n, ok := s.byIno[ino]
+	if !ok {
+		return 0, false
+	}
+	r := s.recs[n]
+	if r == nil || r.typ != typ {
+		return 0, false
+	}
+	r.locs = append(slices.Clip(r.locs), key)
+	s.byName[key] = n
+	return n, true
+}
+
+// addRec records node n with names locs.
+func (s *upperState) addRec(n Node, locs []uname, typ index.Type, ino uint64, opaque bool) {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	r := s.recs[n]
+	if r == nil {
+		r = &urec{}
+		s.recs[n] = r
+	}
+	r.locs, r.typ, r.ino, r.opaque = locs, typ, ino, opaque
+	for _, l := range locs {
+		s.byName[l] = n
+	}
+	if typ != index.TypeDir {
+		s.byIno[ino] = n
+	}
+}
+
+// addLoc gives node n one more name.
+func (s *upperState) addLoc(n Node, l uname) {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	if r := s.recs[n]; r != nil {
+		r.locs = append(slices.Clip(r.locs), l)
+		s.byName[l] = n
+	}
+}
+
+// dropLoc removes name l of node n; last says that it was the inode's last link.
+func (s *upperState) dropLoc(n Node, l uname, last bool) {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	if s.byName[l] == n {
+		delete(s.byName, l)
+	}
+	r := s.recs[n]
+	if r == nil {
+		return
+	}
+	r.locs = slices.DeleteFunc(slices.Clone(r.locs), func(x uname) bool { return x == l })
+	if last && s.byIno[r.ino] == n {
+		delete(s.byIno, r.ino)
+	}
+	if len(r.locs) == 0 && len(r.files) == 0 && n != Root {
+		delete(s.recs, n)
+	}
+}
+
+// moveLoc renames name from of node n to to.
+func (s *upperState) moveLoc(n Node, from, to uname) {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	if s.byName[from] == n {
+		delete(s.byName, from)
+	}
+	s.byName[to] = n
+	if r := s.recs[n]; r != nil {
+		locs := slices.Clone(r.locs)
+		for i := range locs {
+			if locs[i] == from {
+				locs[i] = to
+			}
+		}
+		r.locs = locs
+	}
+}
+
+// swapLocs exchanges name a of node an and name b of node bn.
+func (s *upperState) swapLocs(an Node, a uname, bn Node, b uname) {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	s.byName[a], s.byName[b] = bn, an
+	for _, x := range []struct {
+		n        Node
+		from, to uname
+	}{{an, a, b}, {bn, b, a}} {
+		if r := s.recs[x.n]; r != nil {
+			locs := slices.Clone(r.locs)
+			for i := range locs {
+				if locs[i] == x.from {
+					locs[i] = x.to
+				}
+			}
+			r.locs = locs
+		}
+	}
+}
+
+// setFlags updates the marker flags of directory n's record.
+func (s *upperState) setFlags(n Node, opaque, xwh *bool) {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	if r := s.recs[n]; r != nil {
+		if opaque != nil {
+			r.opaque = *opaque
+		}
+		if xwh != nil {
+			r.xwh = *xwh
+		}
+	}
+}
+
+// attr returns the attributes of node n.
+func (s *upperState) attr(n Node) (Attr, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.attrNL(n)
+}
+
+// attrNL is attr for callers that hold mu or wmu.
+func (s *upperState) attrNL(n Node) (Attr, error) {
+	if !s.has(n) {
+		if n&upperBit != 0 {
+			return Attr{}, ErrNotExist
+		}
+		return s.v.lowerAttr(n)
+	}
+	d, name, err := s.target(n)
+	if err != nil {
+		return Attr{}, err
+	}
+	defer d.close()
+	var st unix.Stat_t
+	if err := d.stat(name, &st); err != nil {
+		return Attr{}, err
+	}
+	return s.attrOf(n, &st), nil
+}
+
+// lookup returns the attributes of the entry called name in directory p.
+func (s *upperState) lookup(p Node, name string) (Attr, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.lookupNL(p, name)
+}
+
+// lookupNL is lookup for callers that hold mu or wmu.
+func (s *upperState) lookupNL(p Node, name string) (Attr, error) {
+	if err := checkName(name); err != nil {
+		return Attr{}, err
+	}
+	pr, ok := s.get(p)
+	if !ok {
+		if p&upperBit != 0 {
+			return Attr{}, ErrNotExist
+		}
+		st, err := s.v.dirStack(p)
+		if err != nil {
+			return Attr{}, err
+		}
+		return s.lowerChild(st, name)
+	}
+	if pr.typ != index.TypeDir {
+		return Attr{}, ErrNotDir
+	}
+	if p != Root && len(pr.locs) == 0 {
+		return Attr{}, ErrNotExist
+	}
+	d, err := s.dirOf(p, false)
+	if err != nil {
+		return Attr{}, err
+	}
+	defer d.close()
+	var st unix.Stat_t
+	kind, err := s.classify(d, name, &st, pr.xwh)
+	if err != nil {
+		return Attr{}, err
+	}
+	switch kind {
+	case uEntry:
+		n, err := s.nodeAt(p, name, typeOfMode(st.Mode), st.Ino, d, nil)
+		if err != nil {
+			return Attr{}, err
+		}
+		return s.attrOf(n, &st), nil
+	case uWhiteout:
+		return Attr{}, ErrNotExist
+	}
+	low := s.lowerOf(p)
+	if low == nil {
+		return Attr{}, ErrNotExist
+	}
+	return s.lowerChild(low, name)
+}
+
+// lowerChild returns the attributes of what the layers show as name in directory stack st.
+func (s *upperState) lowerChild(st stack, name string) (Attr, error) {
+	r, ok := s.v.child(st, name, false)
+	if !ok {
+		return Attr{}, ErrNotExist
+	}
+	n, _, ok := s.v.foundNode(r)
+	if !ok {
+		return Attr{}, ErrNotExist
+	}
+	if r.dir != nil {
+		f, _, _ := s.v.owner(r.dir)
+		s.v.cache.put(f, r.dir)
+	}
+	if s.has(n) {
+		return s.attrNL(n)
+	}
+	return s.v.lowerAttr(n)
+}
+
+// upperEnt is one entry of an upper directory listing.
+type upperEnt struct {
+	name string
+	ino  uint64
+	typ  index.Type
+	wh   bool
+}
+
+// listUpper lists upper directory n (whose record is r): every entry but temporary ones, whiteouts
+// marked, sorted by name.
+func (s *upperState) listUpper(n Node, r urec) ([]upperEnt, error) {
+	d, err := s.dirOf(n, true)
+	if err != nil {
+		return nil, err
+	}
+	defer d.close()
+	var ents []upperEnt
+	err = getdents(d.fd, func(ino uint64, dt uint8, name string) bool {
+		if !strings.HasPrefix(name, whPrefix) {
+			ents = append(ents, upperEnt{name: name, ino: ino, typ: typeOfDT(dt)})
+		}
+		return true
+	})
+	if err != nil {
+		return nil, d.err("readdir", "", err)
+	}
+	for i := range ents {
+		e := &ents[i]
+		if e.typ != 0 && !(e.typ == index.TypeRegular && r.xwh) {
+			continue
+		}
+		var st unix.Stat_t
+		kind, err := s.classify(d, e.name, &st, r.xwh)
+		if err != nil {
+			return nil, err
+		}
+		e.wh = kind == uWhiteout
+		e.typ = typeOfMode(st.Mode)
+		if kind == uAbsent {
+			e.wh, e.typ = true, 0 // gone meanwhile: shows nothing
+		}
+	}
+	slices.SortFunc(ents, func(a, b upperEnt) int { return strings.Compare(a.name, b.name) })
+	return ents, nil
+}
+
+// readDir returns the merged listing of directory n.
+func (s *upperState) readDir(n Node) (*Dir, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.readDirNL(n)
+}
+
+// readDirNL is readDir for callers that hold mu or wmu.
+func (s *upperState) readDirNL(n Node) (*Dir, error) {
+	r, ok := s.get(n)
+	if !ok {
+		if n&upperBit != 0 {
+			return nil, ErrNotExist
+		}
+		st, err := s.v.dirStack(n)
+		if err != nil {
+			return nil, err
+		}
+		return &Dir{v: s.v, items: s.v.mergeStack(st)}, nil
+	}
+	if r.typ != index.TypeDir {
+		return nil, ErrNotDir
+	}
+	if n != Root && len(r.locs) == 0 {
+		return nil, ErrNotExist
+	}
+	ents, err := s.listUpper(n, r)
+	if err != nil {
+		return nil, err
+	}
+	var low []dirItem
+	if st := s.lowerOf(n); st != nil {
+		low = s.v.mergeStack(st)
+	}
+	d := &Dir{v: s.v, items: make([]dirItem, 0, len(ents)+len(low))}
+	var pd udir
+	defer func() { pd.close() }()
+	j := 0
+	for _, e := range ents {
+		for j < len(low) && d.name(low[j]) < e.name {
+			d.items = append(d.items, low[j])
+			j++
+		}
+		var hint lowerHint
+		if j < len(low) && d.name(low[j]) == e.name {
+			hint = lowerHint{node: low[j].node, typ: low[j].typ, ok: true}
+			j++
+		}
+		if e.wh || e.typ == 0 {
+			continue
+		}
+		if pd.u == nil {
+			if pd, err = s.dirOf(n, false); err != nil {
+				return nil, err
+			}
+		}
+		node, err := s.nodeAt(n, e.name, e.typ, e.ino, pd, &hint)
+		if err != nil {
+			return nil, err
+		}
+		d.items = append(d.items, dirItem{node: node, id: index.ID(len(d.names)), layer: upperItem, typ: e.typ})
+		d.names = append(d.names, e.name)
+	}
+	d.items = append(d.items, low[j:]...)
+	return d, nil
+}
+
+// readlink returns the target of symlink n.
+func (s *upperState) readlink(n Node) (string, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	r, ok := s.get(n)
+	if !ok {
+		if n&upperBit != 0 {
+			return "", ErrNotExist
+		}
+		return s.v.lowerReadlink(n)
+	}
+	if r.typ != index.TypeSymlink {
+		return "", ErrInvalid
+	}
+	d, name, err := s.target(n)
+	if err != nil {
+		return "", err
+	}
+	defer d.close()
+	return d.readlink(name)
+}
+
+// xattrs returns the extended attributes of node n, without the markers.
+func (s *upperState) xattrs(n Node) ([]index.Xattr, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.xattrsNL(n)
+}
+
+// xattrsNL is xattrs for callers that hold mu or wmu.
+func (s *upperState) xattrsNL(n Node) ([]index.Xattr, error) {
+	if !s.has(n) {
+		if n&upperBit != 0 {
+			return nil, ErrNotExist
+		}
+		return s.v.lowerXattrs(n)
+	}
+	d, name, err := s.target(n)
+	if err != nil {
+		return nil, err
+	}
+	defer d.close()
+	names, vals, err := d.xattrs(name)
+	if err != nil {
+		return nil, err
+	}
+	var out []index.Xattr
+	for i, x := range names {
+		if !hiddenXattr(x) {
+			out = append(out, index.Xattr{Name: x, Value: vals[i]})
+		}
+	}
+	slices.SortFunc(out, func(a, b index.Xattr) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+// path returns a path of node n for messages.
+func (s *upperState) path(n Node) (string, bool) {
+	if n == Root {
+		return "", true
+	}
+	s.rmu.Lock()
+	if _, ok := s.recs[n]; ok {
+		p, ok := s.relPathLocked(n)
+		s.rmu.Unlock()
+		if !ok {
+			return "", true // an unlinked file that is still open
+		}
+		return p, true
+	}
+	s.rmu.Unlock()
+	if n&upperBit != 0 {
+		return "", false
+	}
+	return s.v.lowerPath(n)
+}
+
+// curPath returns node n's current path in the view ("" for the root).
+func (s *upperState) curPath(n Node) string {
+	p, _ := s.path(n)
+	return p
+}
