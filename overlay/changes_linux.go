@@ -235,6 +235,11 @@ func (d *changeDir) openat(e *changeEntry, flags int, typ uint32) (int, error) {
 		unix.Close(fd)
 		return -1, fmt.Errorf("%s: replaced while being read", d.join(e.name))
 	}
+	// O_NONBLOCK only kept the open from hanging on a FIFO swapped in after the listing.
+	if err := unix.SetNonblock(fd, false); err != nil {
+		unix.Close(fd)
+		return -1, &os.PathError{Op: "fcntl", Path: d.join(e.name), Err: err}
+	}
 	return fd, nil
 }
 

@@ -1,6 +1,7 @@
 package overlay
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io/fs"
@@ -207,10 +208,11 @@ var clCases = []clCase{
 		layer:   []string{"d opt/", "d opt/app/", "f opt/app/.wh..wh..opq", "f opt/app/b", "f opt/app/n"},
 	},
 	{
+		// a/b needs no opaque marker of its own: a's already hides the lower a/b.
 		name: "opaque dir with a lower dir inside",
 		lower: [][]tartest.Member{{tartest.File("a/b/c", "c"), tartest.File("a/b/d", "d"),
 			tartest.File("a/e", "e")}},
-		upper: []clEnt{clOpaque("a"), clD("a/b"), clF("a/b/c", "new c"),
+		upper: []clEnt{clOpaque("a"), clOpaque("a/b"), clF("a/b/c", "new c"),
 			clW("a/e")}, // redundant below an opaque directory
 		changes: []string{"C /a", "C /a/b", "C /a/b/c", "D /a/b/d", "D /a/e"},
 		layer:   []string{"d a/", "f a/.wh..wh..opq", "d a/b/", "f a/b/c"},
@@ -427,3 +429,67 @@ func TestChangesErrors(t *testing.T) {
 type clDiscard struct{ n int64 }
 
 func (d *clDiscard) Write(p []byte) (int, error) { d.n += int64(len(p)); return len(p), nil }
+
+// TestChangeDirSwappedEntry replaces entries between the listing and their opening, the way a symlink
+// swap attack would (CVE-2018-15664): nothing outside the upper directory may be read.
+func TestChangeDirSwappedEntry(t *testing.T) {
+	clRequireRoot(t)
+	outside := t.TempDir()
+	if err := os.WriteFile(filepath.Join(outside, "secret"), []byte("secret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	up := clUpper(t, clF("f", "f"), clF("g", "g"), clD("d"), clF("d/x", "x"))
+	root, err := openChangeRoot(up)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.close()
+	ents, err := root.list(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]*changeEntry{}
+	for i := range ents {
+		byName[ents[i].name] = &ents[i]
+	}
+	swap := func(name, target string) {
+		t.Helper()
+		p := filepath.Join(up, name)
+		if err := os.RemoveAll(p); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(target, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	swap("f", filepath.Join(outside, "secret"))
+	swap("d", outside)
+	if f, err := root.open(byName["f"]); err == nil {
+		f.Close()
+		t.Error("opened a file swapped for a symlink")
+	}
+	if d, err := root.sub(byName["d"]); err == nil {
+		d.close()
+		t.Error("opened a directory swapped for a symlink")
+	}
+	// The same file under another inode (replaced by rename) is refused too.
+	if err := os.WriteFile(filepath.Join(up, "g.new"), []byte("G"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(up, "g.new"), filepath.Join(up, "g")); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := root.open(byName["g"]); err == nil {
+		f.Close()
+		t.Error("opened a file replaced after the listing")
+	}
+	// A symlink met by the walk is written as a symlink, never followed.
+	var buf bytes.Buffer
+	if _, err := WriteLayer(context.Background(), &buf, nil, up, LayerOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"l d -> " + outside, "l f -> " + filepath.Join(outside, "secret"), "f g"}
+	if got := clListing(t, buf.Bytes(), time.Unix(0, 0)); !slices.Equal(got, want) {
+		t.Errorf("layer %q, want %q", got, want)
+	}
+}

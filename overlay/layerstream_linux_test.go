@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -146,11 +148,12 @@ func clCheckKernel(t *testing.T, lower *View, layers []Layer, up string, layer [
 		}
 		t.Fatalf("mount -t overlay -o %s: %v", opts, err)
 	}
-	defer func() {
+	t.Cleanup(func() {
 		if err := unix.Unmount(mnt, 0); err != nil {
 			t.Error(err)
+			unix.Unmount(mnt, unix.MNT_DETACH)
 		}
-	}()
+	})
 	want := clDiskTree(t, mnt)
 	if d := clDiffTrees(want, got); d != "" {
 		t.Errorf("the layer over the lower view differs from the kernel's overlay (-kernel +view):\n%s", d)
@@ -618,5 +621,253 @@ func BenchmarkWriteLayer(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.SetBytes(w.n)
+	}
+}
+
+// TestKernelMadeUpperDirs lets the kernel's overlayfs write the upper directory: random operations
+// through a writable mount over a random lower view, with redirect_dir, metacopy and index off (the
+// format Changes and WriteLayer read). The layer applied over the lower layers must show what that mount
+// showed, and the change set must agree with the lower and merged trees.
+func TestKernelMadeUpperDirs(t *testing.T) {
+	clRequireRoot(t)
+	seeds := 100
+	if testing.Short() {
+		seeds = 10
+	}
+	for seed := range seeds {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			r := rand.New(rand.NewPCG(uint64(seed), 11))
+			var stacks [][]tartest.Member
+			var layers []Layer
+			var lower *View
+			for lower == nil || clHasWhiteoutDevice(t, lower) {
+				stacks = genStack(randChooser{r})
+				layers = layersOf(stacks...)
+				var err error
+				if lower, err = New(layers, Options{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			low, up, work, mnt := t.TempDir(), t.TempDir(), t.TempDir(), t.TempDir()
+			clExtract(t, lower, low)
+			opts := "lowerdir=" + low + ",upperdir=" + up + ",workdir=" + work +
+				",redirect_dir=off,metacopy=off,index=off,xino=off"
+			if err := unix.Mount("overlay", mnt, "overlay", 0, opts); err != nil {
+				if err == unix.ENODEV || err == unix.EPERM {
+					t.Skipf("no kernel overlayfs here: %v", err)
+				}
+				t.Fatalf("mount -t overlay -o %s: %v", opts, err)
+			}
+			mounted := true
+			t.Cleanup(func() {
+				if mounted {
+					unix.Unmount(mnt, unix.MNT_DETACH)
+				}
+			})
+			ops := clRandomOps(r, mnt, 20+r.IntN(100))
+			merged := clDiskTree(t, mnt)
+			if err := unix.Unmount(mnt, 0); err != nil {
+				t.Fatal(err)
+			}
+			mounted = false
+			b, _ := clWrite(t, lower, up, LayerOptions{})
+			f, err := os.Create(filepath.Join(t.TempDir(), "layer.tar"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if _, err := f.Write(b); err != nil {
+				t.Fatal(err)
+			}
+			l, err := index.Open(context.Background(), index.Blob{R: f, Size: int64(len(b)), File: f}, index.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			v, err := New(append(slices.Clone(layers), l), Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			noSockets := maps.Clone(merged) // a layer cannot hold them: they are skipped
+			maps.DeleteFunc(noSockets, func(_, d string) bool { return strings.HasPrefix(d, "s ") })
+			if d := clDiffTrees(noSockets, clViewTree(t, v)); d != "" {
+				t.Errorf("the layer over the lower view differs from the kernel's mount (-kernel +view):\n%s", d)
+			}
+			changes, err := Changes(context.Background(), lower, up)
+			if err != nil {
+				t.Fatal(err)
+			}
+			clCheckChanges(t, changes, clDiskTree(t, low), merged)
+			if t.Failed() {
+				t.Logf("lower: %+v\noperations:\n%s\nlayer: %q", stacks, strings.Join(ops, "\n"),
+					clListing(t, b, time.Unix(0, 0)))
+			}
+		})
+	}
+}
+
+// clHasWhiteoutDevice reports whether v shows a character device 0/0 (a hard link to AUFS metadata
+// can): extracted to disk, the kernel would take it for a whiteout.
+func clHasWhiteoutDevice(t *testing.T, v *View) bool {
+	found := false
+	clWalkView(t, v, func(_ string, a Attr) {
+		found = found || a.Type == index.TypeChar && a.Devmajor == 0 && a.Devminor == 0
+	})
+	return found
+}
+
+// clRandomOps applies n random operations below dir, ignoring the ones that fail, and returns them.
+func clRandomOps(r *rand.Rand, dir string, n int) []string {
+	names := []string{"a", "b", "c", "d"}
+	path := func() string {
+		parts := make([]string, 1+r.IntN(3))
+		for i := range parts {
+			parts[i] = names[r.IntN(len(names))]
+		}
+		return filepath.Join(parts...)
+	}
+	var log []string
+	for range n {
+		p, q := path(), path()
+		fp, fq := filepath.Join(dir, p), filepath.Join(dir, q)
+		var op string
+		var err error
+		switch r.IntN(17) {
+		case 0:
+			op = "write " + p
+			_ = os.MkdirAll(filepath.Dir(fp), 0o755)
+			err = clWriteFile(fp, os.O_CREATE|os.O_TRUNC, fmt.Sprint("data ", r.IntN(1000)))
+		case 1:
+			op = "append " + p
+			err = clWriteFile(fp, os.O_APPEND, "+")
+		case 2:
+			mode := []uint32{0o600, 0o755, 0o4711, 0o1777}[r.IntN(4)]
+			op = fmt.Sprintf("chmod %o %s", mode, p)
+			err = unix.Fchmodat(unix.AT_FDCWD, fp, mode, 0)
+		case 3:
+			op = "chown " + p
+			err = os.Lchown(fp, r.IntN(3), r.IntN(3))
+		case 4:
+			op = "rm " + p
+			err = os.Remove(fp)
+		case 5:
+			op = "rm -rf " + p
+			// os.RemoveAll opens the parent without O_DIRECTORY: it would hang on a FIFO there.
+			if _, err = os.Lstat(fp); err == nil {
+				err = os.RemoveAll(fp)
+			}
+		case 6:
+			op = "mkdir -p " + p
+			err = os.MkdirAll(fp, 0o755)
+		case 7:
+			op = "mv " + p + " " + q
+			err = os.Rename(fp, fq)
+		case 8:
+			op = "ln " + p + " " + q
+			err = os.Link(fp, fq)
+		case 9:
+			op = "ln -s ../x " + p
+			err = os.Symlink("../x", fp)
+		case 10:
+			op = "mkfifo " + p
+			err = unix.Mkfifo(fp, 0o640)
+		case 11:
+			op = "mknod " + p + " c 1 3"
+			err = unix.Mknod(fp, unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3)))
+		case 12:
+			op = "setfattr user.k " + p
+			err = unix.Lsetxattr(fp, "user.k", []byte(q), 0)
+		case 13:
+			op = "touch -h " + p
+			ts := unix.NsecToTimespec(int64(r.IntN(1<<30)) * 1e9)
+			err = unix.UtimesNanoAt(unix.AT_FDCWD, fp, []unix.Timespec{ts, ts}, unix.AT_SYMLINK_NOFOLLOW)
+		case 14:
+			op = "truncate " + p
+			err = os.Truncate(fp, int64(r.IntN(3)))
+		case 15:
+			op = "setfattr -x user.k " + p
+			err = unix.Lremovexattr(fp, "user.k")
+		case 16:
+			op = "mknod " + p + " s"
+			err = unix.Mknod(fp, unix.S_IFSOCK|0o755, 0)
+		}
+		if err == nil {
+			log = append(log, op)
+		}
+	}
+	return log
+}
+
+// clWriteFile writes data to file p opened with flags, non-blocking so that a FIFO cannot hang the test.
+func clWriteFile(p string, flags int, data string) error {
+	f, err := os.OpenFile(p, os.O_WRONLY|flags|unix.O_NONBLOCK, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// clCheckChanges checks a change set against the lower and merged trees (as clDiskTree describes them):
+// paths only in the merged tree are added; paths in both are changed when they differ, and may be when
+// the upper directory holds them; paths only in the lower tree are deleted when their parent is a
+// directory of the merged tree (the root included), and not listed otherwise.
+func clCheckChanges(t *testing.T, changes []Change, lower, merged map[string]string) {
+	t.Helper()
+	if !slices.IsSortedFunc(changes, func(a, b Change) int { return strings.Compare(a.Path, b.Path) }) {
+		t.Errorf("changes not sorted: %v", changes)
+	}
+	strip := func(s string) string { // hard link groups change with other names
+		if i := strings.Index(s, " links="); i >= 0 {
+			return s[:i]
+		}
+		return s
+	}
+	got := map[string]ChangeKind{}
+	for _, c := range changes {
+		p := strings.TrimPrefix(c.Path, "/")
+		if _, dup := got[p]; dup || !strings.HasPrefix(c.Path, "/") {
+			t.Errorf("bad or duplicate line %v", c)
+		}
+		got[p] = c.Kind
+	}
+	for p, m := range merged {
+		l, inLower := lower[p]
+		k, listed := got[p]
+		switch {
+		case !inLower && k != Added:
+			t.Errorf("%s only in the merged tree: %q, want A", p, k)
+		case inLower && strip(l) != strip(m) && k != Changed:
+			t.Errorf("%s differs (%s / %s): %q, want C", p, l, m, k)
+		case inLower && listed && k != Changed:
+			t.Errorf("%s in both: %q", p, k)
+		}
+	}
+	isDir := func(p string) bool { return p == "." || strings.HasPrefix(merged[p], "d ") }
+	for p := range lower {
+		if _, ok := merged[p]; ok {
+			continue
+		}
+		k, listed := got[p]
+		if isDir(filepath.Dir(p)) && k != Deleted {
+			t.Errorf("%s deleted: %q, want D", p, k)
+		} else if !isDir(filepath.Dir(p)) && listed {
+			t.Errorf("%s in a deleted or replaced subtree is listed as %q", p, k)
+		}
+	}
+	for p, k := range got {
+		if _, ok := merged[p]; !ok && k != Deleted {
+			t.Errorf("%s listed as %q but not in the merged tree", p, k)
+		}
+		if k == Added || k == Deleted {
+			if parent := filepath.Dir(p); parent != "." {
+				if pk := got[parent]; pk != Added && pk != Changed {
+					t.Errorf("parent of %s %q is %q", p, k, pk)
+				}
+			}
+		}
 	}
 }
