@@ -50,6 +50,7 @@ func (c Change) String() string { return string(rune(c.Kind)) + " " + c.Path }
 //
 // Whiteouts are character devices 0/0, or empty regular files with the xattr user.overlay.whiteout or
 // trusted.overlay.whiteout; opaque directories carry trusted.overlay.opaque or user.overlay.opaque "y".
+// Names starting with ".wh..wh." (AUFS metadata, or temporaries a writable View left behind) are skipped.
 // The upper directory is read without following any symlink in it. Directories renamed by overlayfs's
 // redirect_dir feature (an overlay.redirect xattr) are refused with an error wrapping
 // errors.ErrUnsupported.
@@ -145,6 +146,9 @@ func (c *changeLister) dir(ctx context.Context, d *changeDir, p string, low chan
 			return err
 		}
 		e := &ents[i]
+		if changeMetaName(e.name) {
+			continue
+		}
 		cp := p + "/" + e.name
 		a, found, err := low.lookup(c.v, e.name)
 		if err != nil {
@@ -192,6 +196,10 @@ func (c *changeLister) dir(ctx context.Context, d *changeDir, p string, low chan
 	}
 	return nil
 }
+
+// changeMetaName reports whether name, in an upper directory, is AUFS metadata or a temporary that a
+// writable View left behind (".wh..wh.*"): never a change.
+func changeMetaName(name string) bool { return strings.HasPrefix(name, aufsPrefix) }
 
 // changeXattrIgnored reports whether extended attribute name is overlayfs's own (trusted.overlay.*,
 // user.overlay.*) or imgfs's record of the base image (trusted.imgfs.*, user.imgfs.*), which a layer

@@ -336,6 +336,17 @@ var clCases = []clCase{
 		noKernel: true,
 	},
 	{
+		// A writable View's temporaries (left by a crash) and AUFS metadata are not changes.
+		name:  "metadata names are skipped",
+		lower: [][]tartest.Member{{tartest.File("etc/motd", "m")}},
+		upper: []clEnt{clD("etc"), clF("etc/.wh..wh..imgfs.12.3", "tmp"), clD(".wh..wh.plnk"),
+			clF(".wh..wh.plnk/1", "x"), clF(".wh..wh..opq", ""), clW(".wh..wh.x")},
+		changes: []string{"C /etc"},
+		layer:   []string{"d etc/"},
+		// The kernel shows these names as ordinary entries.
+		noKernel: true,
+	},
+	{
 		name:    "whiteouts come before their siblings",
 		lower:   [][]tartest.Member{{tartest.File("d/a", "a"), tartest.File("d/z", "z"), tartest.File("d/.b", "b")}},
 		upper:   []clEnt{clF("d/-", "-"), clF("d/.a", "a"), clW("d/z"), clW("d/.b"), clF("d/b/c", "c"), clW("d/a")},

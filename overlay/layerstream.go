@@ -44,8 +44,9 @@ type LayerStats struct {
 // otherwise, also below an opaque directory, which already hides it); an opaque upper directory that is
 // also a directory in the lower view gets ".wh..wh..opq" (it was deleted and recreated); a brand-new
 // directory never does. A rename is the new path plus a whiteout of the old one, as overlayfs records
-// it. Names of the upper directory starting with ".wh." cannot be stored and are refused with an error
-// wrapping ErrInvalid.
+// it. Names starting with ".wh..wh." (AUFS metadata, or temporaries a writable View left behind) are
+// skipped with a warning; other names starting with ".wh." cannot be stored and are refused with an
+// error wrapping ErrInvalid.
 //
 // Members: names without "./", directories ending in "/"; PAX format; numeric uid and gid, no user or
 // group names; permission, setuid, setgid and sticky bits; modification times with nanoseconds, no
@@ -123,6 +124,9 @@ func (lw *layerWriter) dir(ctx context.Context, d *changeDir, prefix string, low
 	for i := range ents {
 		e := &ents[i]
 		switch {
+		case changeMetaName(e.name):
+			lw.log.Warn("skipping AUFS metadata or a leftover temporary", "path", d.join(e.name))
+			continue
 		case e.whiteout:
 		case e.typ == 0:
 			lw.log.Warn("skipping a socket: a layer cannot hold one", "path", d.join(e.name))
@@ -147,7 +151,7 @@ func (lw *layerWriter) dir(ctx context.Context, d *changeDir, prefix string, low
 	}
 	for i := range ents {
 		e := &ents[i]
-		if e.whiteout || e.typ == 0 {
+		if e.whiteout || e.typ == 0 || changeMetaName(e.name) {
 			continue
 		}
 		if err := ctx.Err(); err != nil {
