@@ -870,3 +870,22 @@ func clCheckChanges(t *testing.T, changes []Change, lower, merged map[string]str
 		}
 	}
 }
+
+// BenchmarkWriteLayerLargeFile streams one 64 MiB file: allocations must not grow with its size.
+func BenchmarkWriteLayerLargeFile(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root")
+	}
+	up := clUpper(b, clF("big", ""))
+	data := bytes.Repeat([]byte("0123456789abcdef"), 4<<20)
+	if err := os.WriteFile(filepath.Join(up, "big"), data, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := WriteLayer(context.Background(), io.Discard, nil, up, LayerOptions{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
