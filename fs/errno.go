@@ -20,11 +20,11 @@ var errnos = []struct {
 	{overlay.ErrNotDir, syscall.ENOTDIR},
 	{overlay.ErrIsDir, syscall.EISDIR},
 	{overlay.ErrInvalid, syscall.EINVAL},
-	{errExist, syscall.EEXIST},
-	{errNotEmpty, syscall.ENOTEMPTY},
-	{errReadOnly, syscall.EROFS},
-	{errReservedName, syscall.EPERM},
-	{errCrossDevice, syscall.EXDEV},
+	{overlay.ErrExist, syscall.EEXIST},
+	{overlay.ErrNotEmpty, syscall.ENOTEMPTY},
+	{overlay.ErrReadOnly, syscall.EROFS},
+	{overlay.ErrReservedName, syscall.EPERM},
+	{overlay.ErrCrossDevice, syscall.EXDEV},
 	{context.Canceled, syscall.EINTR},
 }
 

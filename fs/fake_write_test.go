@@ -44,7 +44,7 @@ func (v *fakeWView) begin(op string, parent overlay.Node, name string) (*fakeNod
 		return nil, err
 	}
 	if strings.HasPrefix(name, ".wh.") {
-		return nil, fmt.Errorf("%s %q: %w", op, name, errReservedName)
+		return nil, fmt.Errorf("%s %q: %w", op, name, overlay.ErrReservedName)
 	}
 	p, ok := v.nodes[parent]
 	if !ok {
@@ -57,9 +57,9 @@ func (v *fakeWView) begin(op string, parent overlay.Node, name string) (*fakeNod
 }
 
 // create adds a new node under p; v.mu is held.
-func (v *fakeWView) create(p *fakeNode, name string, typ index.Type, mode uint32, c Caller) (*fakeNode, error) {
+func (v *fakeWView) create(p *fakeNode, name string, typ index.Type, mode uint32, c overlay.Caller) (*fakeNode, error) {
 	if _, ok := p.kids[name]; ok {
-		return nil, fmt.Errorf("create %q: %w", name, errExist)
+		return nil, fmt.Errorf("create %q: %w", name, overlay.ErrExist)
 	}
 	v.next++
 	now := time.Now()
@@ -82,7 +82,7 @@ func (v *fakeWView) touch(n *fakeNode) {
 	n.attr.MtimeSec, n.attr.MtimeNsec = now.Unix(), uint32(now.Nanosecond())
 }
 
-func (v *fakeWView) Create(parent overlay.Node, name string, mode uint32, c Caller) (overlay.Attr, WFile, error) {
+func (v *fakeWView) Create(parent overlay.Node, name string, mode uint32, c overlay.Caller) (overlay.Attr, overlay.WFile, error) {
 	p, err := v.begin("create", parent, name)
 	defer v.mu.Unlock()
 	if err != nil {
@@ -95,7 +95,7 @@ func (v *fakeWView) Create(parent overlay.Node, name string, mode uint32, c Call
 	return n.attr, &fakeWFile{v: v, n: n}, nil
 }
 
-func (v *fakeWView) Mkdir(parent overlay.Node, name string, mode uint32, c Caller) (overlay.Attr, error) {
+func (v *fakeWView) Mkdir(parent overlay.Node, name string, mode uint32, c overlay.Caller) (overlay.Attr, error) {
 	p, err := v.begin("mkdir", parent, name)
 	defer v.mu.Unlock()
 	if err != nil {
@@ -108,7 +108,7 @@ func (v *fakeWView) Mkdir(parent overlay.Node, name string, mode uint32, c Calle
 	return n.attr, nil
 }
 
-func (v *fakeWView) Mknod(parent overlay.Node, name string, typ index.Type, mode uint32, major, minor uint32, c Caller) (overlay.Attr, error) {
+func (v *fakeWView) Mknod(parent overlay.Node, name string, typ index.Type, mode uint32, major, minor uint32, c overlay.Caller) (overlay.Attr, error) {
 	p, err := v.begin("mknod", parent, name)
 	defer v.mu.Unlock()
 	if err != nil {
@@ -127,7 +127,7 @@ func (v *fakeWView) Mknod(parent overlay.Node, name string, typ index.Type, mode
 	return n.attr, nil
 }
 
-func (v *fakeWView) Symlink(parent overlay.Node, name, target string, c Caller) (overlay.Attr, error) {
+func (v *fakeWView) Symlink(parent overlay.Node, name, target string, c overlay.Caller) (overlay.Attr, error) {
 	p, err := v.begin("symlink", parent, name)
 	defer v.mu.Unlock()
 	if err != nil {
@@ -156,7 +156,7 @@ func (v *fakeWView) Link(target, newParent overlay.Node, newName string) (overla
 		return overlay.Attr{}, fmt.Errorf("link: %w", overlay.ErrIsDir)
 	}
 	if _, ok := p.kids[newName]; ok {
-		return overlay.Attr{}, fmt.Errorf("link %q: %w", newName, errExist)
+		return overlay.Attr{}, fmt.Errorf("link %q: %w", newName, overlay.ErrExist)
 	}
 	p.kids[newName] = target
 	p.sorted = nil
@@ -178,7 +178,7 @@ func (v *fakeWView) remove(p *fakeNode, name string, dir bool) error {
 	case !dir && n.kids != nil:
 		return fmt.Errorf("unlink %q: %w", name, overlay.ErrIsDir)
 	case dir && len(n.kids) > 0:
-		return fmt.Errorf("rmdir %q: %w", name, errNotEmpty)
+		return fmt.Errorf("rmdir %q: %w", name, overlay.ErrNotEmpty)
 	}
 	delete(p.kids, name)
 	p.sorted = nil
@@ -208,7 +208,7 @@ func (v *fakeWView) Rmdir(parent overlay.Node, name string) error {
 	return v.remove(p, name, true)
 }
 
-func (v *fakeWView) Rename(oldParent overlay.Node, oldName string, newParent overlay.Node, newName string, flags RenameFlags) error {
+func (v *fakeWView) Rename(oldParent overlay.Node, oldName string, newParent overlay.Node, newName string, flags overlay.RenameFlags) error {
 	np, err := v.begin("rename", newParent, newName)
 	defer v.mu.Unlock()
 	if err != nil {
@@ -224,13 +224,13 @@ func (v *fakeWView) Rename(oldParent overlay.Node, oldName string, newParent ove
 	}
 	dst, exists := np.kids[newName]
 	switch {
-	case flags == RenameExchange:
+	case flags == overlay.RenameExchange:
 		if !exists {
 			return fmt.Errorf("rename %q: %w", newName, overlay.ErrNotExist)
 		}
 		op.kids[oldName], np.kids[newName] = dst, src
-	case exists && flags == RenameNoReplace:
-		return fmt.Errorf("rename %q: %w", newName, errExist)
+	case exists && flags == overlay.RenameNoReplace:
+		return fmt.Errorf("rename %q: %w", newName, overlay.ErrExist)
 	case exists && src == dst:
 		return nil
 	default:
@@ -242,7 +242,7 @@ func (v *fakeWView) Rename(oldParent overlay.Node, oldName string, newParent ove
 			case d.kids == nil && v.nodes[src].kids != nil:
 				return fmt.Errorf("rename: %w", overlay.ErrNotDir)
 			case d.kids != nil && len(d.kids) > 0:
-				return fmt.Errorf("rename: %w", errNotEmpty)
+				return fmt.Errorf("rename: %w", overlay.ErrNotEmpty)
 			}
 			d.attr.Nlink--
 			if d.kids != nil {
@@ -258,7 +258,7 @@ func (v *fakeWView) Rename(oldParent overlay.Node, oldName string, newParent ove
 	return nil
 }
 
-func (v *fakeWView) SetAttr(n overlay.Node, in SetAttrIn) (overlay.Attr, error) {
+func (v *fakeWView) SetAttr(n overlay.Node, in overlay.SetAttrIn) (overlay.Attr, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if err := v.failNext; err != nil {
@@ -311,7 +311,7 @@ func (v *fakeWView) SetXattr(n overlay.Node, name string, value []byte, flags in
 	i := slices.IndexFunc(fn.xattrs, func(x index.Xattr) bool { return x.Name == name })
 	switch {
 	case i >= 0 && flags&unix.XATTR_CREATE != 0:
-		return fmt.Errorf("setxattr %s: %w", name, errExist)
+		return fmt.Errorf("setxattr %s: %w", name, overlay.ErrExist)
 	case i < 0 && flags&unix.XATTR_REPLACE != 0:
 		return fmt.Errorf("setxattr %s: %w", name, overlay.ErrNotExist)
 	}
@@ -341,7 +341,7 @@ func (v *fakeWView) RemoveXattr(n overlay.Node, name string) error {
 	return nil
 }
 
-func (v *fakeWView) OpenFile(n overlay.Node, write, trunc bool) (WFile, error) {
+func (v *fakeWView) OpenFile(n overlay.Node, write, trunc bool) (overlay.WFile, error) {
 	fn, err := v.node(n)
 	if err != nil {
 		return nil, err

@@ -18,7 +18,7 @@ import (
 // read, since another handle may write, truncate or copy up the file meanwhile.
 type fileHandle struct {
 	f    overlay.File
-	w    WFile // f when opened for writing, else nil
+	w    overlay.WFile // f when opened for writing, else nil
 	node overlay.Node
 	live bool
 

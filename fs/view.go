@@ -57,13 +57,13 @@ type WritableView interface {
 	Writable() bool
 	// Create makes a new regular file called name in directory parent, owned by c, and opens it for
 	// reading and writing. It fails with an error matching fs.ErrExist when the name exists.
-	Create(parent overlay.Node, name string, mode uint32, c Caller) (overlay.Attr, WFile, error)
+	Create(parent overlay.Node, name string, mode uint32, c overlay.Caller) (overlay.Attr, overlay.WFile, error)
 	// Mkdir makes a new directory.
-	Mkdir(parent overlay.Node, name string, mode uint32, c Caller) (overlay.Attr, error)
+	Mkdir(parent overlay.Node, name string, mode uint32, c overlay.Caller) (overlay.Attr, error)
 	// Mknod makes a FIFO or a device of type typ (index.TypeFIFO, TypeChar or TypeBlock).
-	Mknod(parent overlay.Node, name string, typ index.Type, mode uint32, major, minor uint32, c Caller) (overlay.Attr, error)
+	Mknod(parent overlay.Node, name string, typ index.Type, mode uint32, major, minor uint32, c overlay.Caller) (overlay.Attr, error)
 	// Symlink makes a symbolic link to target.
-	Symlink(parent overlay.Node, name, target string, c Caller) (overlay.Attr, error)
+	Symlink(parent overlay.Node, name, target string, c overlay.Caller) (overlay.Attr, error)
 	// Link gives node target the new name newName in directory newParent.
 	Link(target, newParent overlay.Node, newName string) (overlay.Attr, error)
 	// Unlink removes the name of a non-directory.
@@ -72,9 +72,9 @@ type WritableView interface {
 	Rmdir(parent overlay.Node, name string) error
 	// Rename moves oldName of oldParent to newName of newParent, replacing what newName named unless
 	// flags say otherwise.
-	Rename(oldParent overlay.Node, oldName string, newParent overlay.Node, newName string, flags RenameFlags) error
+	Rename(oldParent overlay.Node, oldName string, newParent overlay.Node, newName string, flags overlay.RenameFlags) error
 	// SetAttr changes the attributes that in sets and returns the node's new attributes.
-	SetAttr(n overlay.Node, in SetAttrIn) (overlay.Attr, error)
+	SetAttr(n overlay.Node, in overlay.SetAttrIn) (overlay.Attr, error)
 	// SetXattr sets extended attribute name. flags are setxattr(2)'s: with XATTR_CREATE it fails with
 	// an error matching fs.ErrExist when the attribute exists, with XATTR_REPLACE with one matching
 	// overlay.ErrNotExist when it does not. value is valid only during the call.
@@ -83,10 +83,13 @@ type WritableView interface {
 	RemoveXattr(n overlay.Node, name string) error
 	// OpenFile opens regular file n, for writing when write is set (the view copies it to its upper
 	// directory first), truncating it to 0 bytes when trunc is set.
-	OpenFile(n overlay.Node, write, trunc bool) (WFile, error)
+	OpenFile(n overlay.Node, write, trunc bool) (overlay.WFile, error)
 	// Sync flushes every change to stable storage.
 	Sync() error
 }
 
-// The overlay package's view is what Mount serves in imgfs.
-var _ View[*overlay.Dir] = (*overlay.View)(nil)
+// The overlay package's view is what Mount serves in imgfs, read-write when it has an upper directory.
+var (
+	_ View[*overlay.Dir] = (*overlay.View)(nil)
+	_ WritableView       = (*overlay.View)(nil)
+)

@@ -24,8 +24,8 @@ import (
 // setgid bit; then the new entry gets parent's group and a new directory the setgid bit too. The kernel
 // has already removed the caller's umask from mode (FUSE_DONT_MASK is not negotiated); removing it again
 // is harmless and keeps the promise if it ever is.
-func (fs *fileSystem[D]) newEntry(parent overlay.Node, h *fuse.InHeader, mode, umask uint32, dir bool) (Caller, uint32, error) {
-	c := Caller{UID: h.Uid, GID: h.Gid}
+func (fs *fileSystem[D]) newEntry(parent overlay.Node, h *fuse.InHeader, mode, umask uint32, dir bool) (overlay.Caller, uint32, error) {
+	c := overlay.Caller{UID: h.Uid, GID: h.Gid}
 	mode &= 07777 &^ umask
 	p, err := fs.view.Attr(parent)
 	if err != nil {
@@ -61,7 +61,7 @@ func (fs *fileSystem[D]) SetAttr(cancel <-chan struct{}, in *fuse.SetAttrIn, out
 		return fuse.EROFS
 	}
 	n := overlay.Node(in.NodeId)
-	var sa SetAttrIn
+	var sa overlay.SetAttrIn
 	if m, ok := in.GetMode(); ok {
 		sa.Mode = &m
 	}
@@ -132,7 +132,7 @@ func (fs *fileSystem[D]) Mknod(cancel <-chan struct{}, in *fuse.MknodIn, name st
 	}
 	var a overlay.Attr
 	if typ == index.TypeRegular {
-		var f WFile
+		var f overlay.WFile
 		if a, f, err = fs.wview.Create(parent, name, mode, c); err == nil {
 			if cerr := f.Close(); cerr != nil {
 				fs.log.Debug("mknod: closing the new file", "node", uint64(a.Node), "err", cerr)
@@ -187,13 +187,13 @@ func (fs *fileSystem[D]) Rename(cancel <-chan struct{}, in *fuse.RenameIn, oldNa
 	if !fs.writable() {
 		return fuse.EROFS
 	}
-	var flags RenameFlags
+	var flags overlay.RenameFlags
 	switch in.Flags {
 	case 0:
 	case unix.RENAME_NOREPLACE:
-		flags = RenameNoReplace
+		flags = overlay.RenameNoReplace
 	case unix.RENAME_EXCHANGE:
-		flags = RenameExchange
+		flags = overlay.RenameExchange
 	default:
 		return fuse.EINVAL
 	}
