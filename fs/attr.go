@@ -64,8 +64,8 @@ func (fs *fileSystem[D]) fillAttr(out *fuse.Attr, a overlay.Attr) error {
 		Owner:     fuse.Owner{Uid: a.UID, Gid: a.GID},
 		Blksize:   blockSize,
 	}
-	if out.Nlink == 0 && (!fs.writable() || a.Type == index.TypeDir) {
-		// Only a file of a writable view, open but with no name left, has no link.
+	if out.Nlink == 0 && !fs.writable() {
+		// Only a node of a writable view, open but with no name left, has no link.
 		out.Nlink = 1
 	}
 	switch a.Type {

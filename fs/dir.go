@@ -17,6 +17,7 @@ import (
 // listing resumes in constant time wherever it stopped.
 type dirHandle[D Dir] struct {
 	node overlay.Node
+	attr overlay.Attr // when opened
 	once sync.Once
 	dir  D
 	err  error
@@ -37,7 +38,7 @@ func (fs *fileSystem[D]) OpenDir(cancel <-chan struct{}, in *fuse.OpenIn, out *f
 	if err != nil {
 		return fs.status("opendir", in.NodeId, err)
 	}
-	out.Fh = fs.dirs.add(&dirHandle[D]{node: overlay.Node(in.NodeId)})
+	out.Fh = fs.dirs.add(&dirHandle[D]{node: overlay.Node(in.NodeId), attr: a})
 	if fs.cacheDir {
 		out.OpenFlags = fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE
 	}

@@ -145,6 +145,19 @@ func (t *handles[T]) remove(fh uint64) {
 	delete(t.m, fh)
 }
 
+// find returns a handle for which match reports true. It visits every handle: it is for rare cases.
+func (t *handles[T]) find(match func(T) bool) (T, bool) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	for _, v := range t.m {
+		if match(v) {
+			return v, true
+		}
+	}
+	var zero T
+	return zero, false
+}
+
 func (t *handles[T]) len() int {
 	t.mu.RLock()
 	defer t.mu.RUnlock()

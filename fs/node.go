@@ -32,9 +32,16 @@ func (fs *fileSystem[D]) Lookup(cancel <-chan struct{}, h *fuse.InHeader, name s
 // Forget does nothing: nodes carry no state, so there is nothing to release when the kernel drops one.
 func (fs *fileSystem[D]) Forget(nodeID, nlookup uint64) {}
 
-// GetAttr answers GETATTR.
+// GetAttr answers GETATTR. A directory of a writable view that was removed while open (fstat on its
+// descriptor) no longer has attributes in the view: it shows those it had when opened, with no link.
 func (fs *fileSystem[D]) GetAttr(cancel <-chan struct{}, in *fuse.GetAttrIn, out *fuse.AttrOut) fuse.Status {
 	a, err := fs.view.Attr(overlay.Node(in.NodeId))
+	if err != nil && fs.writable() && errors.Is(err, overlay.ErrNotExist) {
+		if h, ok := fs.dirs.find(func(h *dirHandle[D]) bool { return h.node == overlay.Node(in.NodeId) }); ok {
+			a, err = h.attr, nil
+			a.Nlink = 0
+		}
+	}
 	if err == nil {
 		err = fs.fillAttr(&out.Attr, a)
 	}

@@ -19,7 +19,7 @@ var posixSkips = map[string]string{
 
 // runPosix runs every test of posixtest.All, each on a fresh mount of the file system that newFS returns,
 // in the directory that dir names under the mount ("" for its root), unless posixSkips or skips name it.
-func runPosix(t *testing.T, newFS func(t *testing.T) (*fileSystem[*fakeDir], string), skips map[string]string) {
+func runPosix[D Dir](t *testing.T, newFS func(t *testing.T) (*fileSystem[D], string), skips map[string]string) {
 	names := make([]string, 0, len(posixtest.All))
 	for name := range posixtest.All {
 		names = append(names, name)

@@ -466,3 +466,24 @@ func TestWritableMisc(t *testing.T) {
 		}
 	}
 }
+
+func TestGetAttrRemovedOpenDir(t *testing.T) {
+	fx := newWriteFixture(t)
+	var oo fuse.OpenOut
+	if st := fx.fsys.OpenDir(nil, &fuse.OpenIn{InHeader: hdr(fx.dir)}, &oo); st != fuse.OK {
+		t.Fatal(st)
+	}
+	// The view forgets the directory, as a real one does once it is removed.
+	fx.v.mu.Lock()
+	delete(fx.v.nodes, fx.dir)
+	fx.v.mu.Unlock()
+	var ao fuse.AttrOut
+	if st := fx.fsys.GetAttr(nil, &fuse.GetAttrIn{InHeader: hdr(fx.dir)}, &ao); st != fuse.OK || ao.Nlink != 0 ||
+		ao.Mode != syscall.S_IFDIR|0o755 || ao.Ino != uint64(fx.dir) {
+		t.Errorf("fstat of a removed open dir = %v, mode %o nlink %d ino %d", st, ao.Mode, ao.Nlink, ao.Ino)
+	}
+	fx.fsys.ReleaseDir(&fuse.ReleaseIn{Fh: oo.Fh})
+	if st := fx.fsys.GetAttr(nil, &fuse.GetAttrIn{InHeader: hdr(fx.dir)}, &ao); st != fuse.ENOENT {
+		t.Errorf("getattr of a removed dir, closed = %v", st)
+	}
+}
