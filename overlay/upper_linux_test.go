@@ -49,8 +49,14 @@ func upSplit(v *View, p string) (Node, string, error) {
 	if i := strings.LastIndexByte(p, '/'); i >= 0 {
 		dir, base = p[:i], p[i+1:]
 	}
-	n, err := upResolve(v, dir)
-	return n, base, err
+	if dir == "" {
+		return Root, base, nil
+	}
+	a, err := lookupPath(v, dir)
+	if err == nil && a.Type != index.TypeDir {
+		err = ErrNotDir
+	}
+	return a.Node, base, err
 }
 
 var upCaller = Caller{UID: 1000, GID: 1000}
@@ -1127,4 +1133,157 @@ func upLlistxattr(t *testing.T, p string) []string {
 	}
 	slices.Sort(names)
 	return names
+}
+
+func TestUpperOwnership(t *testing.T) {
+	sg := dirMode("sg", 0o2775, 50)
+	sg.GID = 50
+	v, _ := upOpen(t, t.TempDir(), layersOf(members{sg, dir("plain")}))
+	for _, tt := range []struct {
+		step, path string
+		mode       uint32
+		uid, gid   uint32
+	}{
+		{"mkdir sg/d", "sg/d", 0o2755, 1000, 50},
+		{"touch sg/f=1", "sg/f", 0o644, 1000, 50},
+		{"mkdir plain/d", "plain/d", 0o755, 1000, 1000},
+		{"touch plain/f=1", "plain/f", 0o644, 1000, 1000},
+		{"fifo plain/p", "plain/p", 0o640, 1000, 1000},
+	} {
+		if err := upDo(v, tt.step); err != nil {
+			t.Fatalf("%s: %v", tt.step, err)
+		}
+		a, err := lookupPath(v, tt.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.Mode != tt.mode || a.UID != tt.uid || a.GID != tt.gid || a.Layer != 1 {
+			t.Errorf("%s: mode %o owner %d:%d layer %d, want %o %d:%d", tt.path, a.Mode, a.UID, a.GID, a.Layer, tt.mode, tt.uid, tt.gid)
+		}
+	}
+	// The copied-up parent keeps the layers' attributes.
+	if a, _ := lookupPath(v, "sg"); a.Mode != 0o2775 || a.UID != 50 || a.GID != 50 {
+		t.Errorf("sg: %+v", a)
+	}
+}
+
+func TestUpperFreeze(t *testing.T) {
+	v, _ := upOpen(t, t.TempDir(), layersOf(members{file("f", "1")}))
+	a, _ := v.Lookup(Root, "f")
+	w, err := v.OpenFile(a.Node, true, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	thaw := v.Freeze()
+	done := make(chan string, 2)
+	go func() {
+		upDo(v, "mkdir d")
+		done <- "mkdir"
+	}()
+	go func() {
+		w.WriteAt([]byte("2"), 0)
+		done <- "write"
+	}()
+	// Reads go on while frozen.
+	if _, err := v.Lookup(Root, "f"); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1)
+	if _, err := w.ReadAt(buf, 0); err != nil || buf[0] != '1' {
+		t.Fatalf("read while frozen: %q %v", buf, err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	select {
+	case op := <-done:
+		t.Fatalf("%s ran while frozen", op)
+	default:
+	}
+	thaw()
+	thaw() // a second thaw does nothing
+	<-done
+	<-done
+	if _, err := v.Lookup(Root, "d"); err != nil {
+		t.Error(err)
+	}
+	if err := v.Sync(); err != nil {
+		t.Error(err)
+	}
+}
+
+// fileRangeLayer is a fakeLayer whose regular files are also plain ranges of a real file.
+type fileRangeLayer struct {
+	*fakeLayer
+	f    *os.File
+	offs map[index.ID]int64
+}
+
+func (l *fileRangeLayer) FileRange(id index.ID) (*os.File, int64, bool) {
+	off, ok := l.offs[id]
+	return l.f, off, ok
+}
+
+func TestUpperCopyUpData(t *testing.T) {
+	sparse := append(make([]byte, 4<<20), "tail"...)
+	ranged := bytes.Repeat([]byte("range data "), 100000)
+	fl := newFakeLayer(tartest.Member{Name: "sparse", Body: sparse}, tartest.Member{Name: "ranged", Body: ranged})
+	back, err := os.CreateTemp(t.TempDir(), "blob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer back.Close()
+	id, _ := fl.Lookup(0, "ranged")
+	if _, err := back.WriteAt(ranged, 12345); err != nil {
+		t.Fatal(err)
+	}
+	l := &fileRangeLayer{fakeLayer: fl, f: back, offs: map[index.ID]int64{id: 12345}}
+	dir := t.TempDir()
+	v, _ := upOpen(t, dir, []Layer{l})
+	for name, want := range map[string][]byte{"sparse": sparse, "ranged": ranged} {
+		a, _ := v.Lookup(Root, name)
+		ro, _ := v.Open(a.Node)
+		if _, _, ok := ro.FileRange(); ok != (name == "ranged") {
+			t.Errorf("%s: lower file range %v", name, ok)
+		}
+		if err := upDo(v, "chmod "+name+" 600"); err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s: upper copy differs (%d bytes, %v)", name, len(got), err)
+		}
+		if _, _, ok := ro.FileRange(); ok {
+			t.Errorf("%s: file range after copy-up", name)
+		}
+		ro.(io.Closer).Close()
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(filepath.Join(dir, "sparse"), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Blocks*512 >= int64(len(sparse)) {
+		t.Errorf("sparse copy-up uses %d blocks: no holes", st.Blocks)
+	}
+}
+
+func TestUpperRenameDirectoryWithHardlinks(t *testing.T) {
+	// A file with a name inside the moved directory and one outside stays one file.
+	layers := layersOf(members{file("a/f", "data"), hardlink("out", "a/f"), file("a/sub/x", "1")})
+	v, _ := upOpen(t, upTempDir(t), layers)
+	f0, _ := lookupPath(v, "a/f")
+	for _, st := range []string{"mv a b", "write out@0=D"} {
+		if err := upDo(v, st); err != nil {
+			t.Fatalf("%s: %v", st, err)
+		}
+	}
+	for _, p := range []string{"b/f", "out"} {
+		a, err := lookupPath(v, p)
+		if err != nil || a.Node != f0.Node || a.Nlink != 2 {
+			t.Errorf("%s: %+v %v", p, a, err)
+		}
+	}
+	want := []string{". dir", "b dir", "b/f file =Data nlink=2", "b/sub dir", "b/sub/x file =1", "out file =Data nlink=2"}
+	if got := upPaths(upRender(t, v)); !slices.Equal(got, want) {
+		t.Errorf("view:\n%s", strings.Join(got, "\n"))
+	}
 }

@@ -929,11 +929,19 @@ func (s *upperState) rename(op Node, on string, np Node, nn string, flags Rename
 	if err != nil && !errors.Is(err, ErrNotExist) {
 		return err
 	}
+	// The checks of rename(2), in its order.
 	switch {
-	case exch && !exists:
-		return ErrNotExist
 	case flags&RenameNoReplace != 0 && exists:
 		return ErrExist
+	case exch && !exists:
+		return ErrNotExist
+	case src.Type == index.TypeDir && s.isAncestor(src.Node, np):
+		return ErrInvalid // a directory cannot move below itself
+	case exists && dst.Type == index.TypeDir && s.isAncestor(dst.Node, op):
+		if exch {
+			return ErrInvalid
+		}
+		return ErrNotEmpty
 	case exists && dst.Node == src.Node:
 		return nil // two names of one file (or the same name): nothing to do
 	}
@@ -950,10 +958,6 @@ func (s *upperState) rename(op Node, on string, np Node, nn string, flags Rename
 				return ErrNotEmpty
 			}
 		}
-	}
-	if src.Type == index.TypeDir && s.isAncestor(src.Node, np) ||
-		exch && dst.Type == index.TypeDir && s.isAncestor(dst.Node, op) {
-		return ErrInvalid // a directory cannot move below itself
 	}
 	if err := s.ensureDir(op); err != nil {
 		return err
