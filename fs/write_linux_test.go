@@ -3,12 +3,14 @@ package fs
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -509,6 +511,64 @@ func writeSuite(t *testing.T, mnt string) {
 				t.Errorf("fsync of %q opened for reading: %v", name, err)
 			}
 			f.Close()
+		}
+	})
+	t.Run("concurrent writers", func(t *testing.T) {
+		// Writers open the same lower file at once (one copy-up for all) and each writes its own
+		// part; appenders add records to one file.
+		const writers, records = 4, 50
+		var wg sync.WaitGroup
+		errs := make(chan error, 2*writers)
+		for i := range writers {
+			wg.Go(func() {
+				f, err := os.OpenFile(p("etc/passwd"), os.O_WRONLY, 0)
+				if err != nil {
+					errs <- err
+					return
+				}
+				defer f.Close()
+				if _, err := f.WriteAt(bytes.Repeat([]byte{byte('A' + i)}, 1000), int64(i)*1000); err != nil {
+					errs <- err
+				}
+			})
+			wg.Go(func() {
+				f, err := os.OpenFile(p("appended"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+				if err != nil {
+					errs <- err
+					return
+				}
+				defer f.Close()
+				for range records {
+					if _, err := fmt.Fprintf(f, "writer %d\n", i); err != nil {
+						errs <- err
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+		got := read(t, "etc/passwd")
+		for i := range writers {
+			if part := got[i*1000 : (i+1)*1000]; part != strings.Repeat(string(rune('A'+i)), 1000) {
+				t.Errorf("part %d of etc/passwd is %.20q...", i, part)
+			}
+		}
+		lines := strings.Split(strings.TrimSuffix(read(t, "appended"), "\n"), "\n")
+		count := map[string]int{}
+		for _, l := range lines {
+			count[l]++
+		}
+		for i := range writers {
+			if n := count[fmt.Sprintf("writer %d", i)]; n != records {
+				t.Errorf("writer %d: %d records, want %d", i, n, records)
+			}
+		}
+		if len(lines) != writers*records {
+			t.Errorf("%d lines, want %d", len(lines), writers*records)
 		}
 	})
 	t.Run("unlinked but open", func(t *testing.T) {
