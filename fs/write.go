@@ -94,7 +94,15 @@ func (fs *fileSystem[D]) SetAttr(cancel <-chan struct{}, in *fuse.SetAttrIn, out
 			sa.Size = &s
 		}
 	}
-	a, err := fs.wview.SetAttr(n, sa)
+	var a overlay.Attr
+	var err error
+	if sa == (overlay.SetAttrIn{}) {
+		// Nothing for the view to change (a truncation through the handle, or only ctime or the lock
+		// owner): do not copy the node up for nothing.
+		a, err = fs.view.Attr(n)
+	} else {
+		a, err = fs.wview.SetAttr(n, sa)
+	}
 	if err == nil {
 		err = fs.fillAttr(&out.Attr, a)
 	}

@@ -1,6 +1,7 @@
 package fs
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"syscall"
@@ -298,6 +299,12 @@ func TestSetAttr(t *testing.T) {
 	if got := fx.read(t, fh); got != "01" {
 		t.Errorf("after truncation: %q", got)
 	}
+	// Truncating through a handle changes nothing else: the view is not asked to.
+	fx.v.failNext = errors.New("SetAttr must not be called")
+	if out, st := setattr(in); st != fuse.OK || out.Size != 2 {
+		t.Errorf("ftruncate again = %v, size %d", st, out.Size)
+	}
+	fx.v.failNext = nil
 	in = fuse.SetAttrIn{}
 	in.Valid, in.Mtime, in.Mtimensec = fuse.FATTR_MTIME|fuse.FATTR_ATIME, 1_000_000_000, 42
 	if out, st := setattr(in); st != fuse.OK || out.Mtime != 1_000_000_000 || out.Mtimensec != 42 {
