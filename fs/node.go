@@ -11,8 +11,9 @@ import (
 )
 
 // Lookup answers LOOKUP. A name that does not exist is answered with node ID 0 and the entry timeout,
-// which the kernel caches as a negative entry and reports as ENOENT: the tree never changes, so the
-// absence of a name is as stable as its presence.
+// which the kernel caches as a negative entry and reports as ENOENT: a read-only tree never changes, and
+// a writable one changes only through the mount, where the kernel replaces the negative entry when the
+// name is made, so the absence of a name is as stable as its presence.
 func (fs *fileSystem[D]) Lookup(cancel <-chan struct{}, h *fuse.InHeader, name string, out *fuse.EntryOut) fuse.Status {
 	a, err := fs.view.Lookup(overlay.Node(h.NodeId), name)
 	if errors.Is(err, overlay.ErrNotExist) {
