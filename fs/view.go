@@ -52,11 +52,15 @@ type UsageReporter interface {
 // change from the replies to the requests that make it, so the view must change only through these
 // methods, and a node must keep naming the same file across copy-up and renames, as long as the mount
 // lives; a node ID must never be reused for another file.
+//
+// The Caller of the methods that make entries is the request's user and group, with the group of a
+// setgid parent directory already applied (and the setgid bit of a new directory in its mode); mode
+// holds the permission bits with the caller's umask applied.
 type WritableView interface {
 	// Writable reports whether the view accepts changes.
 	Writable() bool
 	// Create makes a new regular file called name in directory parent, owned by c, and opens it for
-	// reading and writing. It fails with an error matching fs.ErrExist when the name exists.
+	// reading and writing. It fails with an error matching overlay.ErrExist when the name exists.
 	Create(parent overlay.Node, name string, mode uint32, c overlay.Caller) (overlay.Attr, overlay.WFile, error)
 	// Mkdir makes a new directory.
 	Mkdir(parent overlay.Node, name string, mode uint32, c overlay.Caller) (overlay.Attr, error)
@@ -76,7 +80,7 @@ type WritableView interface {
 	// SetAttr changes the attributes that in sets and returns the node's new attributes.
 	SetAttr(n overlay.Node, in overlay.SetAttrIn) (overlay.Attr, error)
 	// SetXattr sets extended attribute name. flags are setxattr(2)'s: with XATTR_CREATE it fails with
-	// an error matching fs.ErrExist when the attribute exists, with XATTR_REPLACE with one matching
+	// an error matching overlay.ErrExist when the attribute exists, with XATTR_REPLACE with one matching
 	// overlay.ErrNotExist when it does not. value is valid only during the call.
 	SetXattr(n overlay.Node, name string, value []byte, flags int) error
 	// RemoveXattr removes extended attribute name; overlay.ErrNotExist when there is none.
