@@ -50,8 +50,16 @@ func (fs *fileSystem[D]) ReleaseDir(in *fuse.ReleaseIn) {
 	fs.dirs.remove(in.Fh)
 }
 
-// FsyncDir answers FSYNCDIR: there is nothing to write back.
+// FsyncDir answers FSYNCDIR. A read-only view has nothing to write back; a writable one syncs its whole
+// upper directory (the view has no narrower sync), so that entries made or renamed in the directory are
+// durable, as fsync(2) on a directory promises.
 func (fs *fileSystem[D]) FsyncDir(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
+	if !fs.writable() {
+		return fuse.OK
+	}
+	if err := fs.wview.Sync(); err != nil {
+		return fs.status("fsyncdir", in.NodeId, err)
+	}
 	return fuse.OK
 }
 

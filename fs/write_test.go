@@ -439,8 +439,8 @@ func TestWritableMisc(t *testing.T) {
 	if st := fx.fsys.Access(nil, &fuse.AccessIn{InHeader: hdr(node), Mask: unix.W_OK}); st != fuse.OK {
 		t.Errorf("access(W_OK) = %v", st)
 	}
-	if st := fx.fsys.FsyncDir(nil, &fuse.FsyncIn{InHeader: hdr(overlay.Root)}); st != fuse.OK {
-		t.Errorf("fsyncdir = %v", st)
+	if st := fx.fsys.FsyncDir(nil, &fuse.FsyncIn{InHeader: hdr(overlay.Root)}); st != fuse.OK || fx.v.syncs.Load() != 1 {
+		t.Errorf("fsyncdir = %v, %d syncs of the view", st, fx.v.syncs.Load())
 	}
 	var want unix.Statfs_t
 	if err := unix.Statfs(fx.fsys.upperDir, &want); err != nil {
