@@ -1,9 +1,9 @@
 // Package overlay shows ordered image layers as one tree, the way a container sees them: OCI whiteouts
 // and opaque directories applied, hardlinks resolved to one node, implied directories filled in.
 //
-// It is pure logic: it must not import go-fuse, return syscall.Errno, or parse manifests. The layers are
-// member tables (the Layer interface, satisfied by *index.Layer); a writable upper directory will come
-// later and gets the node IDs with the top bit set.
+// It must not import go-fuse, return syscall.Errno of its own, or parse manifests. The layers are member
+// tables (the Layer interface, satisfied by *index.Layer). Given an upper directory (OpenUpper,
+// Options.Upper) the view is writable; see "Writable views" below.
 //
 // # Semantics
 //
@@ -39,4 +39,33 @@
 // O(layers × log(children)); ReadDir is a k-way merge of the layers' sorted child ranges, O(n log k),
 // into a 16-byte-per-entry snapshot. New walks only the layers' hard links. Directories report Nlink 1
 // (as btrfs does; find copes), because counting subdirectories would need a listing.
+//
+// # Writable views
+//
+// With an upper directory the view is the union of the layers and that directory, with the semantics
+// of a writable overlayfs mount and the kernel's on-disk format, so that the same directory works as
+// upperdir of "mount -t overlay" over the extracted layers, and a remount over the same layers with the
+// same directory shows the same view (the directory is the only state):
+//
+//   - An entry of the upper directory hides the layers' entry of that name; directories merge unless
+//     the upper one is opaque (trusted.overlay.opaque="y", or user.overlay.opaque="y"). A whiteout (a
+//     character device 0/0, or an empty file with overlay.whiteout in a directory marked with
+//     overlay.opaque="x" or overlay.whiteouts) hides the name. Markers are never listed or found, and
+//     overlayfs's and imgfs's xattrs never show.
+//   - Changing a lower entry copies it up first, with its metadata: the parents (as directories with
+//     the layers' attributes), then the entry, data first into a temporary file of the upper parent,
+//     fsynced, then renamed into place; the parent's times are kept. A file with several names in the
+//     layers is copied once and linked under all of them. Removing a lower name leaves a whiteout; a
+//     directory made where the layers show one is opaque. Moving a directory copies up everything the
+//     layers show below it, so that it no longer depends on its old path (kernel overlayfs would
+//     return EXDEV without redirect_dir); it is opaque where it lands on a directory of the layers.
+//   - Nodes keep their IDs across copy-up and moves; entries made in the upper directory get IDs with
+//     the top bit set. The view remembers a record ({parent, name}, inode) only for nodes that have an
+//     entry in the upper directory; lower nodes stay stateless. After a remount, an upper entry takes
+//     the node of the layers' entry at its path when that is the same kind of thing with one name.
+//   - Every path in the upper directory is opened with openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS|
+//     RESOLVE_NO_XDEV) and entries are changed with the *at calls and their no-follow flags: no symlink,
+//     of the image or planted in the directory, makes the view touch anything outside it.
+//   - Changes are serialized (a big copy-up delays other changes, not reads); Freeze stops them all,
+//     writes through open files included.
 package overlay
