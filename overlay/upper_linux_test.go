@@ -1287,3 +1287,32 @@ func TestUpperRenameDirectoryWithHardlinks(t *testing.T) {
 		t.Errorf("view:\n%s", strings.Join(got, "\n"))
 	}
 }
+
+// TestUpperDeepPaths changes a file below a path longer than PATH_MAX (copying the whole chain of
+// directories up) and moves the top directory.
+func TestUpperDeepPaths(t *testing.T) {
+	comp := strings.Repeat("d", 20)
+	deep := strings.Repeat(comp+"/", 250) + "f"
+	dir := t.TempDir()
+	v, _ := upOpen(t, dir, layersOf(members{file(deep, "x")}))
+	if err := upDo(v, "write "+deep+"@1=y"); err != nil {
+		t.Fatal(err)
+	}
+	if err := upDo(v, "mv "+comp+" top"); err != nil {
+		t.Fatal(err)
+	}
+	moved := "top/" + strings.Repeat(comp+"/", 249) + "f"
+	a, err := lookupPath(v, moved)
+	if err != nil || a.Size != 2 {
+		t.Fatalf("moved file: %+v %v", a, err)
+	}
+	if err := upDo(v, "write "+moved+"@0=z"); err != nil {
+		t.Fatal(err)
+	}
+	f, _ := v.Open(a.Node)
+	buf := make([]byte, 2)
+	if n, _ := f.ReadAt(buf, 0); string(buf[:n]) != "zy" {
+		t.Errorf("data %q", buf[:n])
+	}
+	f.(io.Closer).Close()
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -50,8 +51,9 @@ type upperState struct {
 	byName map[uname]Node
 	byIno  map[uint64]Node
 
-	next atomic.Uint64 // the last upper-only node number handed out
-	gen  atomic.Uint64 // copy-ups so far: lower handles compare it to switch to the upper copy
+	next  atomic.Uint64 // the last upper-only node number handed out
+	gen   atomic.Uint64 // copy-ups so far: lower handles compare it to switch to the upper copy
+	nsGen atomic.Uint64 // moves, opaque markers and removed directories so far (invalidates urec.low)
 
 	linksOnce sync.Once
 	byTarget  []int32 // indexes of v.links sorted by target, for finding the names of a node
@@ -72,6 +74,10 @@ type urec struct {
 	opaque bool      // directories: the upper directory hides the lower one
 	xwh    bool      // directories: may hold xattr whiteouts
 	files  []fileRef // open upper descriptors, so that an unlinked open file keeps its attributes
+
+	// low is lowerOf's result, valid while the namespace generation is lowGen.
+	low    stack
+	lowGen uint64
 }
 
 // fileRef is an open descriptor of an upper file.
@@ -157,6 +163,9 @@ func (s *upperState) relPathLocked(n Node) (string, bool) {
 
 // dirOf opens upper directory n (for listing when list is set).
 func (s *upperState) dirOf(n Node, list bool) (udir, error) {
+	if s.fs.closed.Load() {
+		return udir{}, s.fs.errp("open", ".", os.ErrClosed)
+	}
 	if n == Root && !list {
 		return s.rootDir(), nil
 	}
@@ -173,6 +182,9 @@ func (s *upperState) dirOf(n Node, list bool) (udir, error) {
 // parent and its (first) name, the root itself with "", or for an unlinked open file its descriptor
 // with "".
 func (s *upperState) target(n Node) (udir, string, error) {
+	if s.fs.closed.Load() {
+		return udir{}, "", s.fs.errp("open", ".", os.ErrClosed)
+	}
 	if n == Root {
 		return s.rootDir(), "", nil
 	}
@@ -293,7 +305,7 @@ func (s *upperState) lowerOf(n Node) stack {
 	if n == Root {
 		return s.v.root
 	}
-	var names []string
+	gen := s.nsGen.Load() | 1 // never 0, the zero value of lowGen
 	s.rmu.Lock()
 	if s.recs[n] == nil {
 		s.rmu.Unlock()
@@ -306,23 +318,44 @@ func (s *upperState) lowerOf(n Node) stack {
 		}
 		return st
 	}
+	// Walk up to the root or to a directory whose stack is remembered, then down again.
+	var chain []*urec
+	var names []string
+	st := s.v.root
 	for cur := n; cur != Root; {
 		r := s.recs[cur]
-		if r == nil || r.typ != index.TypeDir || r.opaque || len(r.locs) == 0 || len(names) > len(s.recs) {
+		if r == nil || r.typ != index.TypeDir || r.opaque || len(r.locs) == 0 || len(chain) > len(s.recs) {
 			s.rmu.Unlock()
 			return nil
 		}
+		if r.lowGen == gen {
+			st = r.low
+			break
+		}
+		chain = append(chain, r)
 		names = append(names, r.locs[0].name)
 		cur = r.locs[0].parent
 	}
 	s.rmu.Unlock()
-	st := s.v.root
-	for i := len(names) - 1; i >= 0; i-- {
+	lows := make([]stack, len(chain))
+	for i := len(chain) - 1; i >= 0 && st != nil; i-- {
 		r, ok := s.v.child(st, names[i], false)
 		if !ok || r.dir == nil {
-			return nil
+			st = nil
+			break
 		}
 		st = r.dir
+		lows[i] = st
+	}
+	s.rmu.Lock()
+	if s.nsGen.Load()|1 == gen {
+		for i, r := range chain {
+			r.low, r.lowGen = lows[i], gen
+		}
+	}
+	s.rmu.Unlock()
+	if len(chain) > 0 {
+		return lows[0]
 	}
 	return st
 }
@@ -476,6 +509,7 @@ func (s *upperState) dropLoc(n Node, l uname, last bool) {
 func (s *upperState) moveLoc(n Node, from, to uname) {
 	s.rmu.Lock()
 	defer s.rmu.Unlock()
+	s.nsGen.Add(2)
 	if s.byName[from] == n {
 		delete(s.byName, from)
 	}
@@ -495,6 +529,7 @@ func (s *upperState) moveLoc(n Node, from, to uname) {
 func (s *upperState) swapLocs(an Node, a uname, bn Node, b uname) {
 	s.rmu.Lock()
 	defer s.rmu.Unlock()
+	s.nsGen.Add(2)
 	s.byName[a], s.byName[b] = bn, an
 	for _, x := range []struct {
 		n        Node
@@ -519,6 +554,7 @@ func (s *upperState) setFlags(n Node, opaque, xwh *bool) {
 	if r := s.recs[n]; r != nil {
 		if opaque != nil {
 			r.opaque = *opaque
+			s.nsGen.Add(2)
 		}
 		if xwh != nil {
 			r.xwh = *xwh

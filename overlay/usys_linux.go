@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -264,10 +265,26 @@ func (u *upperFS) openat(rel string, flags int, mode uint32) (int, error) {
 	return u.openBeneath(u.root, rel, rel, flags, mode)
 }
 
+// maxOpenPath is the longest path given to one openat2; longer ones are opened a part at a time (a
+// path may be longer than PATH_MAX).
+const maxOpenPath = 3072
+
 // openBeneath opens rel beneath directory descriptor dirfd; full is the path for messages.
 func (u *upperFS) openBeneath(dirfd int, rel, full string, flags int, mode uint32) (int, error) {
 	if u.closed.Load() {
 		return -1, u.errp("openat2", full, os.ErrClosed)
+	}
+	if len(rel) > maxOpenPath {
+		i := strings.LastIndexByte(rel[:maxOpenPath], '/')
+		if i <= 0 {
+			return -1, u.errp("openat2", full, unix.ENAMETOOLONG)
+		}
+		mid, err := u.openBeneath(dirfd, rel[:i], full, unix.O_PATH|unix.O_DIRECTORY, 0)
+		if err != nil {
+			return -1, err
+		}
+		defer unix.Close(mid)
+		return u.openBeneath(mid, rel[i+1:], full, flags, mode)
 	}
 	how := unix.OpenHow{Flags: uint64(flags | unix.O_CLOEXEC | unix.O_NOFOLLOW), Mode: uint64(mode), Resolve: resolveBeneath}
 	for try := 0; ; try++ {

@@ -804,6 +804,7 @@ func (s *upperState) listUpperAll(n Node) ([]string, error) {
 func (s *upperState) dropDir(n Node, l uname) {
 	s.rmu.Lock()
 	defer s.rmu.Unlock()
+	s.nsGen.Add(2)
 	if s.byName[l] == n {
 		delete(s.byName, l)
 	}
@@ -1275,6 +1276,9 @@ func (s *upperState) freeze() func() {
 }
 
 func (s *upperState) sync() error {
+	if s.fs.closed.Load() {
+		return s.fs.errp("syncfs", ".", os.ErrClosed)
+	}
 	if err := unix.Syncfs(s.fs.root); err != nil {
 		return &os.PathError{Op: "syncfs", Path: s.fs.dir, Err: err}
 	}
