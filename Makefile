@@ -44,6 +44,7 @@ demo: build ## mount a built-in sample image, show its tree and a file, unmount
 
 bench: build ## benchmarks (needs the big corpus step: make corpus CORPUS_STEPS=big); writes BENCHMARKS.md
 	./bench/run.sh
+	./bench/run-write.sh
 
 fuzz: ## run every fuzz test briefly
 	@for p in $$($(GO) list ./...); do \
