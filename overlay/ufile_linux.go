@@ -238,7 +238,11 @@ func (s *upperState) openFile(n Node, write, trunc bool) (WFile, error) {
 	if err == nil {
 		switch a.Type {
 		case index.TypeRegular:
-			err = s.copyUp(n)
+			keep := int64(-1)
+			if trunc {
+				keep = 0
+			}
+			err = s.copyUpKeep(n, keep)
 		case index.TypeDir:
 			err = ErrIsDir
 		default:

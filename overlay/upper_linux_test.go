@@ -1316,3 +1316,30 @@ func TestUpperDeepPaths(t *testing.T) {
 	}
 	f.(io.Closer).Close()
 }
+
+// TestUpperTruncateCopiesLess checks that a lower file opened with O_TRUNC, or truncated, is copied up
+// without the data that goes away.
+func TestUpperTruncateCopiesLess(t *testing.T) {
+	data := bytes.Repeat([]byte("x"), 1<<20)
+	cl := &countLayer{Layer: newFakeLayer(tartest.Member{Name: "a", Body: data}, tartest.Member{Name: "b", Body: data}), mu: make(chan struct{}, 1)}
+	v, _ := upOpen(t, t.TempDir(), []Layer{cl})
+	a, _ := v.Lookup(Root, "a")
+	f, err := v.OpenFile(a.Node, true, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Size() != 0 {
+		t.Errorf("size after O_TRUNC: %d", f.Size())
+	}
+	f.Close()
+	if err := upDo(v, "trunc b 10"); err != nil {
+		t.Fatal(err)
+	}
+	if cl.bytes != 10 {
+		t.Errorf("read %d bytes of the layer, want 10", cl.bytes)
+	}
+	want := []string{". dir", "a file =", "b file =xxxxxxxxxx"}
+	if got := upPaths(upRender(t, v)); !slices.Equal(got, want) {
+		t.Errorf("view:\n%s", strings.Join(got, "\n"))
+	}
+}

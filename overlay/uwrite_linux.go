@@ -228,7 +228,11 @@ func (s *upperState) lowerNames(n Node, f frame) ([]uname, error) {
 // copyUp copies lower node n up: a directory gets its upper directory; a non-directory is copied (data
 // into a temporary file of the upper parent, fsynced, then metadata) and renamed into place, and linked
 // under every other name that shows it. Caller holds wmu, which makes it happen exactly once.
-func (s *upperState) copyUp(n Node) error {
+func (s *upperState) copyUp(n Node) error { return s.copyUpKeep(n, -1) }
+
+// copyUpKeep is copyUp for a file about to be truncated to keep bytes (keep < 0: not truncated): only
+// the data that survives is copied.
+func (s *upperState) copyUpKeep(n Node, keep int64) error {
 	if n == Root || s.has(n) {
 		return nil
 	}
@@ -285,7 +289,11 @@ func (s *upperState) copyUp(n Node) error {
 			return err
 		})
 		if err == nil {
-			err = copyData(file, l, f.id, e.Size)
+			size := e.Size
+			if keep >= 0 {
+				size = min(size, keep)
+			}
+			err = copyData(file, l, f.id, size)
 			if cerr := file.Close(); err == nil {
 				err = cerr
 			}
@@ -1148,7 +1156,14 @@ func (s *upperState) setAttr(n Node, in SetAttrIn) (Attr, error) {
 			return Attr{}, ErrInvalid
 		}
 	}
-	d, name, _, err := s.upTarget(n)
+	keep := int64(-1)
+	if in.Size != nil {
+		keep = *in.Size
+	}
+	if err := s.copyUpKeep(n, keep); err != nil {
+		return Attr{}, err
+	}
+	d, name, err := s.target(n)
 	if err != nil {
 		return Attr{}, err
 	}
