@@ -1129,16 +1129,11 @@ func (s *upperState) scrub(d udir, name string) {
 }
 
 // upTarget makes node n upper (copying it up) and returns where to reach it. Caller holds wmu.
-func (s *upperState) upTarget(n Node) (udir, string, Attr, error) {
-	a, err := s.attrNL(n)
-	if err != nil {
-		return udir{}, "", Attr{}, err
-	}
+func (s *upperState) upTarget(n Node) (udir, string, error) {
 	if err := s.copyUp(n); err != nil {
-		return udir{}, "", Attr{}, err
+		return udir{}, "", err
 	}
-	d, name, err := s.target(n)
-	return d, name, a, err
+	return s.target(n)
 }
 
 func (s *upperState) setAttr(n Node, in SetAttrIn) (Attr, error) {
@@ -1249,7 +1244,7 @@ func (s *upperState) setXattr(n Node, name string, value []byte, flags int) erro
 	if flags&unix.XATTR_REPLACE != 0 && !found {
 		return ErrNotExist
 	}
-	d, nm, _, err := s.upTarget(n)
+	d, nm, err := s.upTarget(n)
 	if err != nil {
 		return err
 	}
@@ -1270,7 +1265,7 @@ func (s *upperState) removeXattr(n Node, name string) error {
 	if !found {
 		return ErrNotExist
 	}
-	d, nm, _, err := s.upTarget(n)
+	d, nm, err := s.upTarget(n)
 	if err != nil {
 		return err
 	}
