@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -366,4 +367,71 @@ func upNorm(err error) unix.Errno {
 		return unix.ENOTDIR
 	}
 	return e
+}
+
+// TestUpperConcurrentChanges runs random steps from several goroutines while others walk and read the
+// view (for -race and deadlocks), then checks that a remount shows the same tree.
+func TestUpperConcurrentChanges(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	layers := layersOf(genStack(randChooser{r})...)
+	dir := t.TempDir()
+	v, u := upOpen(t, dir, layers)
+	done := make(chan struct{})
+	errs := make(chan error, 8)
+	for w := range 3 {
+		go func() {
+			r := rand.New(rand.NewPCG(uint64(w), 9))
+			for range 150 {
+				upDo(v, upGenStep(r, v))
+			}
+			errs <- nil
+		}()
+	}
+	for range 2 {
+		go func() {
+			for {
+				select {
+				case <-done:
+					errs <- nil
+					return
+				default:
+				}
+				var walk func(n Node, depth int)
+				walk = func(n Node, depth int) {
+					d, err := v.ReadDir(n)
+					if err != nil || depth > 5 {
+						return
+					}
+					for i := 0; i < d.Len(); i++ {
+						e := d.Entry(i)
+						v.Lookup(n, e.Name)
+						v.Attr(e.Node)
+						v.Xattrs(e.Node)
+						if f, err := v.Open(e.Node); err == nil {
+							buf := make([]byte, 64)
+							f.ReadAt(buf, 0)
+							f.(io.Closer).Close()
+						}
+						if e.Type == index.TypeDir {
+							walk(e.Node, depth+1)
+						}
+					}
+				}
+				walk(Root, 0)
+			}
+		}()
+	}
+	for range 3 {
+		<-errs
+	}
+	close(done)
+	for range 2 {
+		<-errs
+	}
+	got := upRender(t, v)
+	u.Close()
+	v2, _ := upOpen(t, dir, layers)
+	if again := upRender(t, v2); !slices.Equal(again, got) {
+		t.Errorf("remounted view differs:\n%s\nbefore:\n%s", strings.Join(again, "\n"), strings.Join(got, "\n"))
+	}
 }
