@@ -179,10 +179,11 @@ func (k upKernelFS) do(step string) error {
 }
 
 // upGenStep makes a random step over the names of genStack, skipping those whose outcome depends on
-// following a symlink or opening a special file (the view never follows; the kernel's calls do).
-func upGenStep(r *rand.Rand, v *View) string {
-	c := randChooser{r}
-	for {
+// following a symlink or opening a special file (the view never follows; the kernel's calls do); ""
+// when it found none to make.
+func upGenStep(c chooser, v *View) string {
+	r := chooserRand{c}
+	for range 20 {
 		p, q := genPath(c, 1), genPath(c, 1)
 		var st string
 		switch r.IntN(18) {
@@ -235,6 +236,7 @@ func upGenStep(r *rand.Rand, v *View) string {
 		}
 		return st
 	}
+	return ""
 }
 
 // TestUpperRandomOpsMatchKernel applies random steps to the view and to the kernel's overlayfs over the
@@ -307,7 +309,10 @@ func TestUpperRandomOpsMatchKernel(t *testing.T) {
 		var done []string
 		failed := false
 		for i := range 40 {
-			st := upGenStep(r, v)
+			st := upGenStep(randChooser{r}, v)
+			if st == "" {
+				continue
+			}
 			_, target, _ := strings.Cut(st, " ")
 			target, _, _ = strings.Cut(target, " ")
 			_, lerr := lookupPath(v, target)
@@ -382,7 +387,9 @@ func TestUpperConcurrentChanges(t *testing.T) {
 		go func() {
 			r := rand.New(rand.NewPCG(uint64(w), 9))
 			for range 150 {
-				upDo(v, upGenStep(r, v))
+				if st := upGenStep(randChooser{r}, v); st != "" {
+					upDo(v, st)
+				}
 			}
 			errs <- nil
 		}()
@@ -434,4 +441,34 @@ func TestUpperConcurrentChanges(t *testing.T) {
 	if again := upRender(t, v2); !slices.Equal(again, got) {
 		t.Errorf("remounted view differs:\n%s\nbefore:\n%s", strings.Join(again, "\n"), strings.Join(got, "\n"))
 	}
+}
+
+// chooserRand gives a chooser the method name of rand.Rand.
+type chooserRand struct{ c chooser }
+
+func (r chooserRand) IntN(n int) int { return r.c.intn(n) }
+
+// FuzzUpperSteps runs steps chosen by the fuzzer over a layer stack chosen by it, and checks that
+// nothing panics and that a remount shows the same tree.
+func FuzzUpperSteps(f *testing.F) {
+	for _, seed := range []string{"", "\x01\x02\x03\x04\x05\x06", "abcdefghijklmnopqrstuvwxyz0123456789", "\x05\x00\x05\x01\x05\x02\x0c\x07\x09"} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c := &byteChooser{b: b}
+		layers := layersOf(genStack(c)...)
+		dir := t.TempDir()
+		v, u := upOpen(t, dir, layers)
+		for range 1 + c.intn(30) {
+			if st := upGenStep(c, v); st != "" {
+				upDo(v, st)
+			}
+		}
+		got := upRender(t, v)
+		u.Close()
+		v2, _ := upOpen(t, dir, layers)
+		if again := upRender(t, v2); !slices.Equal(again, got) {
+			t.Errorf("remounted view differs:\n%s\nbefore:\n%s", strings.Join(again, "\n"), strings.Join(got, "\n"))
+		}
+	})
 }
