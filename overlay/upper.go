@@ -85,11 +85,13 @@ type UpperOptions struct {
 
 // Upper is an open upper directory, ready to be given to New in Options.Upper.
 //
-// As root it writes overlayfs's trusted.* markers: whiteouts are character devices 0/0, opaque
-// directories carry trusted.overlay.opaque="y". Otherwise (mknod and trusted.* xattrs need privileges)
-// it writes the userxattr forms: a whiteout is an empty regular file with user.overlay.whiteout, in a
-// directory marked with user.overlay.opaque="x" and user.overlay.whiteouts; opaque directories carry
-// user.overlay.opaque="y". A directory keeps the form it was made with. Every form is read.
+// Whiteouts are character devices 0/0 (which Linux lets anyone make since 5.8). Opaque directories
+// carry trusted.overlay.opaque="y" as root, and user.overlay.opaque="y" (the userxattr form) when the
+// process may not set trusted.* xattrs; a directory keeps the form it was first used with. Where
+// mknod of a whiteout is refused, a whiteout is an empty regular file with overlay.whiteout, in a
+// directory marked with overlay.opaque="x" and overlay.whiteouts; note that overlayfs (as of Linux
+// 6.18) hides such whiteouts of an upper directory from lookups but still lists them. Every form is
+// read.
 type Upper struct {
 	sys   *upperFS
 	base  string

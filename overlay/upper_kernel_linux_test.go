@@ -300,12 +300,12 @@ func TestUpperRandomOpsMatchKernel(t *testing.T) {
 		}
 		k := upKernelFS{root}
 		dir := filepath.Join(tmp, "upper")
-		// Odd seeds write the userxattr forms (the kernel does not read xattr whiteouts in an upper
-		// directory, so only the view and its remount check them).
-		user := seed%2 == 1
-		forceUserXattrs = user
+		// Seeds cycle through the marker forms (the kernel does not fully read xattr whiteouts in an
+		// upper directory, so only the view and its remount check that form).
+		mode := upModes[seed%len(upModes)]
+		forceUserXattrs, forceXattrWhiteouts = mode.user, mode.xattrWh
 		v, u := upOpen(t, dir, layers)
-		forceUserXattrs = false
+		forceUserXattrs, forceXattrWhiteouts = false, false
 		var done []string
 		failed := false
 		for i := range 40 {
@@ -336,8 +336,8 @@ func TestUpperRandomOpsMatchKernel(t *testing.T) {
 				failed = true
 			}
 			if !failed {
-				if !user {
-					upKernelOracle(t, layers, dir, got)
+				if !mode.xattrWh {
+					upKernelOracle(t, layers, dir, got, mode.kernelUserxattr)
 				}
 				u.Close()
 				v2, _ := upOpen(t, dir, layers)

@@ -342,16 +342,28 @@ var upCases = []struct {
 		[]string{". dir", "e dir", "e/more file =2", "e/new file =1"}},
 }
 
+// upModes are the forms of markers an upper directory may be written with.
+var upModes = []struct {
+	name            string
+	user, xattrWh   bool
+	kernelUserxattr bool // the kernel can check it, with the userxattr option
+}{
+	{"", false, false, false},
+	{" (user xattrs)", true, false, true},
+	{" (user xattrs, xattr whiteouts)", true, true, false},
+}
+
+// upSetMode makes the next OpenUpper write the markers of mode m.
+func upSetMode(t testing.TB, user, xattrWh bool) {
+	forceUserXattrs, forceXattrWhiteouts = user, xattrWh
+	t.Cleanup(func() { forceUserXattrs, forceXattrWhiteouts = false, false })
+}
+
 func TestUpperUnionCases(t *testing.T) {
-	for _, user := range []bool{false, true} {
+	for _, m := range upModes {
 		for _, tc := range upCases {
-			name := tc.name
-			if user {
-				name += " (user xattrs)"
-			}
-			t.Run(name, func(t *testing.T) {
-				forceUserXattrs = user
-				defer func() { forceUserXattrs = false }()
+			t.Run(tc.name+m.name, func(t *testing.T) {
+				upSetMode(t, m.user, m.xattrWh)
 				layers := layersOf(tc.layers...)
 				dir := filepath.Join(upTempDir(t), "upper")
 				v, u := upOpen(t, dir, layers)
@@ -370,8 +382,8 @@ func TestUpperUnionCases(t *testing.T) {
 				if again := upRender(t, v2); !slices.Equal(again, got) {
 					t.Errorf("remounted view differs:\n%s\nbefore:\n%s", strings.Join(again, "\n"), strings.Join(got, "\n"))
 				}
-				if !user {
-					upKernelOracle(t, layers, dir, got)
+				if !m.xattrWh {
+					upKernelOracle(t, layers, dir, got, m.kernelUserxattr)
 				}
 			})
 		}
@@ -673,10 +685,10 @@ func upXattr(t *testing.T, p, name string) (string, bool) {
 
 func TestUpperOnDiskForms(t *testing.T) {
 	layers := layersOf(members{file("f", "1"), file("d/x", "2"), file("e/y", "3"), file("k", "4")})
-	for _, user := range []bool{false, true} {
-		t.Run(fmt.Sprintf("user=%v", user), func(t *testing.T) {
-			forceUserXattrs = user
-			defer func() { forceUserXattrs = false }()
+	for _, m := range upModes {
+		user, xattrWh := m.user, m.xattrWh
+		t.Run("mode"+m.name, func(t *testing.T) {
+			upSetMode(t, user, xattrWh)
 			dir := t.TempDir()
 			v, _ := upOpen(t, dir, layers)
 			for _, st := range []string{"rm f", "rm d/x", "rmdir d", "mkdir d", "rm e/y", "rmdir e", "touch new=1", "mkdir nd", "mv k k2"} {
@@ -697,7 +709,7 @@ func TestUpperOnDiskForms(t *testing.T) {
 				if err := unix.Lstat(p, &st); err != nil {
 					t.Fatal(err)
 				}
-				if !user {
+				if !xattrWh {
 					if st.Mode&unix.S_IFMT != unix.S_IFCHR || st.Rdev != 0 {
 						t.Errorf("%s: mode %o rdev %d, want a character device 0/0", wh, st.Mode, st.Rdev)
 					}
@@ -710,7 +722,7 @@ func TestUpperOnDiskForms(t *testing.T) {
 					t.Errorf("%s: no user.overlay.whiteout", wh)
 				}
 			}
-			if user {
+			if xattrWh {
 				if _, ok := upXattr(t, dir, "user.overlay.whiteouts"); !ok {
 					t.Error("upper root lacks user.overlay.whiteouts")
 				}
@@ -911,7 +923,7 @@ func TestUpperDirectoryListings(t *testing.T) {
 
 // upKernelOracle mounts the kernel's overlayfs with the layers' merged tree as lowerdir and dir as
 // upperdir, and compares its tree with want (upRender of the view). It skips when it cannot mount.
-func upKernelOracle(t *testing.T, layers []Layer, dir string, want []string) {
+func upKernelOracle(t *testing.T, layers []Layer, dir string, want []string, userxattr bool) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Log("not root: no kernel oracle")
@@ -929,7 +941,12 @@ func upKernelOracle(t *testing.T, layers []Layer, dir string, want []string) {
 		t.Fatal(err)
 	}
 	upExtract(t, ro, lower)
-	opts := "lowerdir=" + lower + ",upperdir=" + dir + ",workdir=" + work + ",index=off,metacopy=off,redirect_dir=off"
+	opts := "lowerdir=" + lower + ",upperdir=" + dir + ",workdir=" + work + ",index=off,metacopy=off"
+	if userxattr {
+		opts += ",redirect_dir=nofollow,userxattr"
+	} else {
+		opts += ",redirect_dir=off"
+	}
 	if err := unix.Mount("overlay", mnt, "overlay", 0, opts); err != nil {
 		if errors.Is(err, unix.ENODEV) || errors.Is(err, unix.EPERM) {
 			t.Logf("no kernel oracle: mount overlay: %v", err)

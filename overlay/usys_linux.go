@@ -23,7 +23,8 @@ type upperFS struct {
 	dir    string // the upper directory, for messages
 	root   int    // its descriptor (O_RDONLY|O_DIRECTORY)
 	ns     string // namespace of the overlayfs markers written: "trusted." or "user."
-	xwh    bool   // whiteouts are written as xattr-marked empty files (no mknod)
+	priv   bool   // the process may set trusted.* xattrs (and so, in practice, chown)
+	xwh    bool   // whiteouts are written as xattr-marked empty files (mknod of 0/0 is refused)
 	closed atomic.Bool
 	tmpSeq atomic.Uint64
 }
@@ -43,8 +44,9 @@ const (
 // the view never lists or finds and users may not create.
 const tmpPrefix = ".wh..wh..imgfs."
 
-// forceUserXattrs makes OpenUpper use the userxattr forms even as root (tests).
-var forceUserXattrs bool
+// Test hooks: forceUserXattrs makes OpenUpper write the userxattr markers even as root;
+// forceXattrWhiteouts makes it write xattr whiteouts, as if mknod were refused.
+var forceUserXattrs, forceXattrWhiteouts bool
 
 // openUpperFS opens (creating when missing) upper directory dir, checks or records base, and chooses
 // the form of the markers. fresh reports a directory that was empty and had no base recorded.
@@ -90,7 +92,7 @@ func openUpperFS(dir, base string) (u *upperFS, fresh bool, err error) {
 		if string(ub) != base {
 			return nil, false, fmt.Errorf("upper directory %s was made over base %q, not %q: %w", dir, ub, base, ErrInvalid)
 		}
-		u.ns, u.xwh = "user.", true
+		u.ns = "user."
 	default:
 		empty, err := dirEmpty(fd)
 		if err != nil {
@@ -102,11 +104,27 @@ func openUpperFS(dir, base string) (u *upperFS, fresh bool, err error) {
 			err = unix.Fsetxattr(fd, "trusted."+xBase, []byte(base), 0)
 		}
 		if errors.Is(err, unix.EPERM) {
-			u.ns, u.xwh = "user.", true
+			u.ns = "user."
 			err = unix.Fsetxattr(fd, "user."+xBase, []byte(base), 0)
 		}
 		if err != nil {
 			return nil, false, &os.PathError{Op: "setxattr", Path: dir, Err: err}
+		}
+	}
+	u.priv = u.ns == "trusted."
+	// Since Linux 5.8 anyone may make a 0/0 character device (a whiteout), which overlayfs honours in
+	// an upper directory in every mode; xattr whiteouts are the fallback.
+	u.xwh = forceXattrWhiteouts
+	if !u.xwh {
+		tmp := u.tmpName()
+		err := unix.Mknodat(fd, tmp, unix.S_IFCHR, 0)
+		switch {
+		case err == nil:
+			unix.Unlinkat(fd, tmp, 0)
+		case errors.Is(err, unix.EPERM):
+			u.xwh = true
+		default:
+			return nil, false, &os.PathError{Op: "mknod", Path: filepath.Join(dir, tmp), Err: err}
 		}
 	}
 	ok = true

@@ -37,7 +37,7 @@ func ignorable(err error) bool {
 // file capabilities), mode (after chown, which clears setuid bits), then times.
 func (s *upperState) applyMeta(d udir, name string, a Attr, xs []index.Xattr) error {
 	if err := d.chown(name, int(a.UID), int(a.GID)); err != nil {
-		if !s.fs.xwh || !ignorable(err) {
+		if s.fs.priv || !ignorable(err) {
 			return err
 		}
 		s.log.Debug("overlay: cannot keep the owner in the upper directory", "path", d.path(name), "err", err)
@@ -501,7 +501,7 @@ func (s *upperState) newEntry(p Node, name string, typ index.Type, mode uint32, 
 		pd.unlink(tmp, typ == index.TypeDir)
 		return Attr{}, err
 	}
-	if err := pd.chown(tmp, int(uid), int(gid)); err != nil && !(s.fs.xwh && ignorable(err)) {
+	if err := pd.chown(tmp, int(uid), int(gid)); err != nil && !(!s.fs.priv && ignorable(err)) {
 		return fail(err)
 	}
 	if typ != index.TypeSymlink {
