@@ -2,7 +2,8 @@ package archive
 
 import (
 	"errors"
-	"fmt"
+
+	"github.com/imgfs/imgfs/internal/kinderr"
 )
 
 // Sentinel errors. Every error returned by this package reads as one line that names the archive and the
@@ -27,20 +28,9 @@ var (
 	ErrClosed = errors.New("archive: closed")
 )
 
-// kindError carries a message of its own and says which sentinel it is, so that messages do not repeat
-// the sentinel's text.
-type kindError struct {
-	kind error
-	err  error
-}
-
-func (e *kindError) Error() string        { return e.err.Error() }
-func (e *kindError) Unwrap() error        { return e.err }
-func (e *kindError) Is(target error) bool { return target == e.kind }
-
-// errorf formats an error of the given kind; %w in format wraps as fmt.Errorf does.
+// errorf formats an error of the given kind (a sentinel of this package); %w wraps as fmt.Errorf does.
 func errorf(kind error, format string, args ...any) error {
-	return &kindError{kind: kind, err: fmt.Errorf(format, args...)}
+	return kinderr.Errorf(kind, format, args...)
 }
 
 // invalidf formats an ErrInvalid error.

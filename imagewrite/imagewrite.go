@@ -15,6 +15,7 @@ import (
 
 	"github.com/imgfs/imgfs/archive"
 	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/internal/kinderr"
 )
 
 // Sentinel errors; errors.Is tells them apart.
@@ -31,18 +32,9 @@ var (
 	ErrBase = errors.New("imagewrite: invalid base image")
 )
 
-// kindError carries its own message and says which sentinel it is.
-type kindError struct {
-	kind error
-	err  error
-}
-
-func (e *kindError) Error() string        { return e.err.Error() }
-func (e *kindError) Unwrap() error        { return e.err }
-func (e *kindError) Is(target error) bool { return target == e.kind }
-
+// errorf formats an error of the given kind (a sentinel of this package); %w wraps as fmt.Errorf does.
 func errorf(kind error, format string, args ...any) error {
-	return &kindError{kind: kind, err: fmt.Errorf(format, args...)}
+	return kinderr.Errorf(kind, format, args...)
 }
 
 // Format is the kind of archive Write produces. The names are skopeo's transport names.
