@@ -67,6 +67,10 @@ func TestWritableRoundTrip(t *testing.T) {
 	mnt := mountImage(t, archive, "--upper", upper)
 	changeTree(t, mnt)
 	view := walkTree(t, mnt, true)
+	// The renamed file was copied up with its xattrs (image content, user.imgfs.* included).
+	if x := view["app/config.renamed.json"]; x == nil || !strings.Contains(x.Xattrs, "user.imgfs.origin=") {
+		t.Errorf("app/config.renamed.json lost its xattrs in the copy-up: %+v", x)
+	}
 
 	// diff, while the mount is live.
 	out, stderr, code := imgfs(t, "diff", "--cache-dir", cacheDir, "--upper", upper, archive)

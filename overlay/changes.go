@@ -204,11 +204,4 @@ func changeMetaName(name string) bool { return strings.HasPrefix(name, aufsPrefi
 // changeXattrIgnored reports whether extended attribute name is overlayfs's own (trusted.overlay.*,
 // user.overlay.*) or imgfs's record of the base image (trusted.imgfs.*, user.imgfs.*), which a layer
 // never carries.
-func changeXattrIgnored(name string) bool {
-	for _, p := range []string{"trusted.overlay.", "user.overlay.", "trusted.imgfs.", "user.imgfs."} {
-		if strings.HasPrefix(name, p) {
-			return true
-		}
-	}
-	return false
-}
+func changeXattrIgnored(name string) bool { return hiddenXattr(name) }

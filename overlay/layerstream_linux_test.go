@@ -454,7 +454,9 @@ func TestWriteLayerHeaders(t *testing.T) {
 	for i, w := range []want{
 		{"etc/", tar.TypeDir, 0o1775, 3, 4, clT0, map[string]string{"SCHILY.xattr.user.dir": "d"}, ""},
 		{"etc/.wh.gone", tar.TypeReg, 0, 0, 0, time.Unix(0, 0), nil, ""},
-		{"etc/motd", tar.TypeReg, 0o4711, 70000, 8, clTS, map[string]string{"SCHILY.xattr.user.bin": "\x00\xff"}, "hello"},
+		// trusted.imgfs.y is content (only *.imgfs.base is imgfs's record); overlay markers are dropped.
+		{"etc/motd", tar.TypeReg, 0o4711, 70000, 8, clTS, map[string]string{"SCHILY.xattr.user.bin": "\x00\xff",
+			"SCHILY.xattr.trusted.imgfs.y": "y"}, "hello"},
 		{"etc/plain", tar.TypeReg, 0o644, 0, 0, time.Unix(1700000000, 0), nil, "p"},
 	} {
 		h := hs[i]

@@ -198,8 +198,8 @@ const (
 	opaqueXattr  = "trusted.overlay.opaque"
 	ovlXattrs    = "trusted.overlay."
 	userOvl      = "user.overlay."
-	imgfsTrusted = "trusted.imgfs."
-	imgfsUser    = "user.imgfs."
+	imgfsTrusted = "trusted.imgfs.base" // the base an upper directory was made over (on its root)
+	imgfsUser    = "user.imgfs.base"
 	stargzIndex  = "stargz.index.json"
 )
 
@@ -538,8 +538,8 @@ func (v *View) lowerReadlink(n Node) (string, error) {
 }
 
 // Xattrs returns the extended attributes of node n, without the markers of overlayfs and imgfs
-// (trusted.overlay.*, user.overlay.*, trusted.imgfs.*, user.imgfs.*). The result may be shared with the
-// layer: callers must not modify it.
+// (trusted.overlay.*, user.overlay.*, and the base record trusted.imgfs.base / user.imgfs.base). The
+// result may be shared with the layer: callers must not modify it.
 func (v *View) Xattrs(n Node) ([]index.Xattr, error) {
 	if v.up != nil {
 		return v.up.xattrs(n)
@@ -547,10 +547,12 @@ func (v *View) Xattrs(n Node) ([]index.Xattr, error) {
 	return v.lowerXattrs(n)
 }
 
-// hiddenXattr reports whether extended attribute name is a marker that the view never shows.
+// hiddenXattr reports whether extended attribute name is a marker that the view never shows (and that
+// users may not set): overlayfs's, and imgfs's record of the base. Other names, user.imgfs.* included,
+// are ordinary image content.
 func hiddenXattr(name string) bool {
 	return strings.HasPrefix(name, ovlXattrs) || strings.HasPrefix(name, userOvl) ||
-		strings.HasPrefix(name, imgfsTrusted) || strings.HasPrefix(name, imgfsUser)
+		name == imgfsTrusted || name == imgfsUser
 }
 
 // lowerXattrs returns the extended attributes of node n of the layers.
