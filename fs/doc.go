@@ -19,10 +19,10 @@
 //     touches besides (the parents' attributes and listings, link counts, ctime). The view keeps a node
 //     naming the same file across copy-up and renames, so nothing the kernel holds goes stale; a second
 //     mount of the same view with cold caches shows the same tree (tested).
-//   - File data: a read-only view's files stay in the page cache across opens (FOPEN_KEEP_CACHE) and
-//     are spliced from the archive; a writable view's files are not kept across opens, and each read
-//     asks the file for its current size and whether it is still a plain range of the archive (not after
-//     copy-up). Writes go through to the view at once (no writeback cache), so the page cache never
+//   - File data: a read-only view's files stay in the page cache across opens (FOPEN_KEEP_CACHE); reads
+//     use the file's ReadAt (a pread of the archive for uncompressed layers), never go-fuse's splice
+//     result, which can answer short before the end of the file. A writable view's files are not kept
+//     across opens, and each read asks the file for its current size. Writes go through to the view at once (no writeback cache), so the page cache never
 //     holds data the view lacks. Directory listings stay cached in both cases (FOPEN_CACHE_DIR); the
 //     kernel drops a listing when its directory changes. Symlink targets are cached.
 //   - New entries belong to the caller of the request (its uid and gid), with the umask applied; in a
