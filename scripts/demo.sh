@@ -26,5 +26,24 @@ stat -c '%i %h %n' "$dir/mnt/usr/bin/hello" "$dir/mnt/usr/bin/hello-again" "$dir
 echo
 echo "== imgfs unmount $dir/mnt"
 "$bin" unmount "$dir/mnt"
+
+echo
+echo "== imgfs mount --upper $dir/upper: writable; changes land in $dir/upper"
+rm -rf "$dir/upper" "$dir/committed.tar"
+"$bin" mount --cache-dir "$dir/cache" --upper "$dir/upper" "$dir/sample.tar" "$dir/mnt"
+echo "built by imgfs" >"$dir/mnt/etc/motd"
+echo "VERSION_ID=3" >>"$dir/mnt/etc/os-release"
+rm "$dir/mnt/usr/bin/hello-again"
+mv "$dir/mnt/app/v2" "$dir/mnt/app/v3"
+echo "== imgfs diff"
+"$bin" diff --cache-dir "$dir/cache" --upper "$dir/upper" "$dir/sample.tar"
+echo "== imgfs commit (while mounted: writes are paused while the directory is read)"
+"$bin" commit --cache-dir "$dir/cache" --upper "$dir/upper" -t imgfs/sample:committed -m "demo commit" \
+  -c 'ENV DEMO=1' -o "$dir/committed.tar" "$dir/sample.tar"
+"$bin" unmount "$dir/mnt"
+echo "== imgfs inspect $dir/committed.tar (one more layer; the others byte for byte)"
+"$bin" inspect --cache-dir "$dir/cache" "$dir/committed.tar" | sed -n '/^Layers/,$p'
+echo "== imgfs export $dir/committed.tar | tar -t (a flat tar of the new image)"
+"$bin" export -q --cache-dir "$dir/cache" "$dir/committed.tar" | tar -t | sed -n 1,8p
 trap - EXIT
 echo "done"
