@@ -127,5 +127,7 @@ row "random 4 KiB reads, gzip layer (500 distinct blocks)" "$rr" "$rb (same file
   echo "| what | imgfs | baseline | ratio | note |"
   echo "|---|---|---|---|---|"
   printf '%s\n' "${rows[@]}"
+  echo
+  cat bench/go-benchmarks.md
 } >"$OUT"
 echo "wrote $OUT" >&2

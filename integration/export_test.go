@@ -20,14 +20,28 @@ func TestExportImportCorpus(t *testing.T) {
 	requireTool(t, "umoci")
 	ref := filepath.Join(corpus, "listings", "debian-layered.l3")
 	dir := t.TempDir()
-	for _, a := range []string{"oci-gzip", "docker-save-20.10.tar", "oci-zstd"} {
-		t.Run(a, func(t *testing.T) {
-			flat := filepath.Join(dir, a+".flat.tar")
-			_, stderr, code := imgfs(t, "export", "-q", "--cache-dir", cacheDir, "-o", flat, filepath.Join(corpus, "artifacts", "debian-layered", a))
+	// Every distinct image of the corpus (l1, l2, l3 and the umoci-made l3), in several formats.
+	for _, c := range []struct {
+		name, path, image, want string
+	}{
+		{"oci-gzip", "oci-gzip", "", "l3"},
+		{"docker-save-20.10", "docker-save-20.10.tar", "", "l3"},
+		{"oci-zstd", "oci-zstd", "", "l3"},
+		{"l1", "oci-umoci-src", "l1", "l1"},
+		{"l2", "oci-umoci-src", "l2", "l2"},
+		{"l3-umoci", "oci-umoci-src", "l3-umoci", "l3-umoci"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			flat := filepath.Join(dir, c.name+".flat.tar")
+			args := []string{"export", "-q", "--cache-dir", cacheDir, "-o", flat}
+			if c.image != "" {
+				args = append(args, "--image", c.image)
+			}
+			_, stderr, code := imgfs(t, append(args, filepath.Join(corpus, "artifacts", "debian-layered", c.path))...)
 			if code != 0 {
 				t.Fatalf("export: exit %d: %s", code, stderr)
 			}
-			compareWithReference(t, extract(t, flat), ref)
+			compareWithReference(t, extract(t, flat), filepath.Join(corpus, "listings", "debian-layered."+c.want))
 		})
 	}
 
@@ -57,6 +71,14 @@ func TestExportImportCorpus(t *testing.T) {
 	}
 	// The imported archive mounts with imgfs and shows the same tree.
 	compareWithReference(t, mountImage(t, imported), ref)
+
+	// Import from a pipe, as an OCI layout with zstd: the same tree again.
+	ociOut := filepath.Join(dir, "imported-from-pipe")
+	sh = "cat " + filepath.Join(dir, "oci-gzip.flat.tar") + " | " + imgfsBin + " import -q --format oci --compression zstd -o " + ociOut + " -"
+	if out, err := exec.Command("sh", "-c", sh).CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", sh, err, out)
+	}
+	compareWithReference(t, mountImage(t, ociOut), ref)
 }
 
 // TestImportRefuses checks that hostile or broken flat tarballs give one error line and no output.
