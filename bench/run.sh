@@ -120,7 +120,7 @@ row "random 4 KiB reads, gzip layer (500 distinct blocks)" "$rr" "$rb (same file
   echo "# Benchmarks"
   echo
   echo "Written by \`bench/run.sh\` on $(date -u +%Y-%m-%d). Machine: $(nproc) cores, $(free -g | awk '/Mem/ {print $2}') GiB,"
-  echo "$(uname -sr), $(go version | cut -d' ' -f3). Medians of $RUNS runs (3 for the slow rows); baselines measured in"
+  echo "$(uname -sr), $(go version | cut -d' ' -f3). Medians of $RUNS runs; baselines measured in"
   echo "the same run under the same conditions (page cache warm for both, or dropped for both on the 'cold caches' row)."
   echo "The machine is shared and noisy: treat differences under ~20% as noise."
   echo
