@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -108,6 +109,14 @@ type exporter struct {
 	err   error // the first write error: nothing more is written after it
 
 	noSendfile bool // sendFile could not copy to w: copy through the buffer
+
+	// A read-ahead window over a layer file, for small files whose data follows the previous one's
+	// closely (tar order and export order often agree): one pread then serves many members.
+	ra      []byte   // the window's data, ra[0] at file offset raOff
+	raBuf   []byte   // the window's storage, allocated on first use
+	raFile  *os.File // the file of the window and of the last small file read
+	raOff   int64
+	lastEnd int64 // file offset just past the last small file read from raFile
 
 	path  []byte               // the current member's name
 	pax   []byte               // the current member's PAX records
@@ -260,6 +269,15 @@ func (e *exporter) file(n Node, a *Attr, xs []index.Xattr) error {
 	}
 	var r io.ReaderAt = f
 	var base, off int64
+	if rf, roff, ok := f.FileRange(); ok && size < sendfileMin {
+		if data, ok := e.window(rf, roff, size); ok {
+			if err := e.put(data); err != nil {
+				return err
+			}
+			e.zeros(padding(size))
+			return nil
+		}
+	}
 	if rf, roff, ok := f.FileRange(); ok {
 		r, base = rf, roff // read the layer's file directly: no per-read bookkeeping of the layer
 		if size >= sendfileMin && !e.noSendfile {
@@ -304,6 +322,44 @@ func (e *exporter) file(n Node, a *Attr, xs []index.Xattr) error {
 	}
 	e.zeros(padding(size))
 	return nil
+}
+
+// Read-ahead window limits: its size, and how far after the previous small file the next one may start
+// for the reads to count as sequential.
+const (
+	raSize = 1 << 20
+	raGap  = 64 << 10
+)
+
+// window returns the size bytes at off of layer file rf from the read-ahead window, refilling it when
+// the read continues the previous one; ok is false when the caller should read the data itself.
+func (e *exporter) window(rf *os.File, off, size int64) ([]byte, bool) {
+	same := rf == e.raFile
+	seq := same && off >= e.lastEnd && off-e.lastEnd <= raGap
+	hit := same && e.ra != nil && off >= e.raOff && off+size <= e.raOff+int64(len(e.ra))
+	e.raFile, e.lastEnd = rf, off+size
+	if !same {
+		e.ra = nil // the window holds another file's bytes
+	}
+	if hit {
+		return e.ra[off-e.raOff : off-e.raOff+size], true
+	}
+	if !seq {
+		return nil, false
+	}
+	if e.raBuf == nil {
+		e.raBuf = make([]byte, raSize)
+	}
+	n, err := rf.ReadAt(e.raBuf, off)
+	if int64(n) < size {
+		e.ra = nil
+		if err == nil {
+			err = io.ErrNoProgress
+		}
+		return nil, false // let the plain path read it and report the problem
+	}
+	e.ra, e.raOff = e.raBuf[:n], off
+	return e.ra[:size], true
 }
 
 // sent accounts for n bytes copied by sendFile, and is where it stops on ctx.

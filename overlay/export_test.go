@@ -805,3 +805,26 @@ func TestExportSkips(t *testing.T) {
 		}
 	}
 }
+
+// TestExportWindowAcrossLayers checks that the read-ahead window of one layer's file never serves
+// another layer's data, though their members sit at the same offsets: a1 and a2 fill a window over
+// layer A's file that covers the offset of b2 in layer B's file.
+func TestExportWindowAcrossLayers(t *testing.T) {
+	body := func(c byte) string { return strings.Repeat(string(c), 100) }
+	tree := [][]tartest.Member{
+		{tartest.File("a1", body('a')), tartest.File("a2", body('A'))},
+		{tartest.File("b1", body('b')), tartest.File("b2", body('B')), tartest.File("b3", body('c'))},
+	}
+	layers := make([]Layer, len(tree))
+	for i, ms := range tree {
+		layers[i] = newFileLayer(t, newFakeLayer(ms...))
+	}
+	if fa, fb := layers[0].(*fileLayer), layers[1].(*fileLayer); fa.offs[2] != fb.offs[2] {
+		t.Fatalf("the fixture needs a2 and b2 at one offset: %d, %d", fa.offs[2], fb.offs[2])
+	}
+	var buf bytes.Buffer
+	if _, err := exportView(t, layers).Export(context.Background(), &buf, ExportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	diffRecs(t, "window", viewRecs(t, exportView(t, layersOf(tree...))), tarRecs(t, buf.Bytes()))
+}
