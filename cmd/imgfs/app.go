@@ -21,7 +21,9 @@ func newApp() *cli.App {
 		Version: version,
 		Description: "imgfs reads docker-save tarballs (legacy and Docker 25+), OCI image layouts and OCI archives,\n" +
 			"plain or wrapped in gzip or zstd, indexes each layer once (the index is cached by digest) and serves the\n" +
-			"image's merged root filesystem through FUSE straight from the archive's bytes.",
+			"image's merged root filesystem through FUSE straight from the archive's bytes. With --upper the mount\n" +
+			"is writable, and commit turns its changes into a new image archive; export and import convert\n" +
+			"between images and flat tarballs. No daemon, no container runtime.",
 		HideHelpCommand:      true,
 		EnableBashCompletion: false,
 		Commands: []*cli.Command{

@@ -25,7 +25,7 @@ const daemonEnv = "IMGFS_DAEMON_READY_FD"
 func mountCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "mount",
-		Usage:     "mount an image archive's merged root filesystem (read-only)",
+		Usage:     "mount an image archive's merged root filesystem (read-only, or writable with --upper)",
 		ArgsUsage: "ARCHIVE MOUNTPOINT",
 		Description: "Indexes the image's layers (once; indexes are cached by digest) and mounts the merged view.\n" +
 			"Returns when the mount is ready and keeps serving in the background; -f stays attached.\n" +
