@@ -74,7 +74,7 @@ func runExport(c *cli.Context) error {
 		defer file.Abort()
 		w = file
 	}
-	pr := newProgress(c.Bool("quiet") || out == "-" && !term.IsTerminal(int(os.Stderr.Fd())), "exporting", 1)
+	pr := newProgress(c.Bool("quiet"), "exporting", 1) // draws only on a terminal
 	slot := pr.slot(0)
 	opts := overlay.ExportOptions{Logger: log}
 	if slot != nil {

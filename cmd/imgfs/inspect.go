@@ -84,35 +84,17 @@ func runInspect(c *cli.Context) error {
 	log := newLogger(c)
 	ctx := c.Context
 	var in Inspection
-	var arc *archive.Archive
-	var img *archive.Image
-	if c.Bool("no-index") {
-		platform, err := parsePlatform(c.String("platform"))
-		if err != nil {
-			return err
-		}
-		arc, err = archive.Open(ctx, path, archive.Options{CacheDir: cacheDir(c), Logger: log})
-		if err != nil {
-			return err
-		}
-		defer arc.Close()
-		img, err = arc.Image(ctx, c.String("image"), platform)
-		if err != nil {
-			return err
-		}
-	} else {
-		o, err := openImage(ctx, c, path, log)
-		if err != nil {
-			return err
-		}
-		defer o.Close()
-		arc, img = o.arc, o.img
-		in.Image.Layers = make([]InspectLayer, len(img.Layers))
-		for i, l := range o.layers {
-			in.Image.Layers[i].Compression = l.Compression().String()
-			in.Image.Layers[i].Entries = int64(l.Len())
-			in.Image.Layers[i].UncompressedSize = l.Info().StreamSize
-		}
+	o, err := openImageIndexed(ctx, c, path, log, !c.Bool("no-index"))
+	if err != nil {
+		return err
+	}
+	defer o.Close()
+	arc, img := o.arc, o.img
+	in.Image.Layers = make([]InspectLayer, len(img.Layers))
+	for i, l := range o.layers {
+		in.Image.Layers[i].Compression = l.Compression().String()
+		in.Image.Layers[i].Entries = int64(l.Len())
+		in.Image.Layers[i].UncompressedSize = l.Info().StreamSize
 	}
 	in.Archive = InspectArchive{Path: path, Format: string(arc.Format()), Compression: arc.Compression().String()}
 	for _, r := range arc.Images() {
@@ -128,9 +110,6 @@ func runInspect(c *cli.Context) error {
 	im.Config = img.Config.Config
 	im.History = img.Config.History
 	im.Annotations = img.Manifest.Annotations
-	if len(im.Layers) == 0 {
-		im.Layers = make([]InspectLayer, len(img.Layers))
-	}
 	for i, l := range img.Layers {
 		il := &im.Layers[i]
 		il.Digest, il.DiffID, il.MediaType, il.Size = l.Digest, l.DiffID, l.MediaType, l.Size

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
-	"strings"
 	"sync"
 
 	"github.com/opencontainers/go-digest"
@@ -45,6 +44,11 @@ func (o *opened) Close() error {
 // openImage opens the archive, selects the image the flags name and indexes its layers (from the cache
 // when it can), several layers at a time.
 func openImage(ctx context.Context, c *cli.Context, path string, log *slog.Logger) (*opened, error) {
+	return openImageIndexed(ctx, c, path, log, true)
+}
+
+// openImageIndexed is openImage; without indexed the layers are left unopened (o.layers stays empty).
+func openImageIndexed(ctx context.Context, c *cli.Context, path string, log *slog.Logger, indexed bool) (*opened, error) {
 	dir := cacheDir(c)
 	quiet := c.Bool("quiet")
 	platform, err := parsePlatform(c.String("platform"))
@@ -62,7 +66,11 @@ func openImage(ctx context.Context, c *cli.Context, path string, log *slog.Logge
 		arc.Close()
 		return nil, err
 	}
-	o := &opened{arc: arc, img: img, layers: make([]*index.Layer, len(img.Layers))}
+	o := &opened{arc: arc, img: img}
+	if !indexed {
+		return o, nil
+	}
+	o.layers = make([]*index.Layer, len(img.Layers))
 	if err := o.indexLayers(ctx, path, dir, quiet, log); err != nil {
 		o.Close()
 		return nil, err
@@ -104,30 +112,23 @@ func (o *opened) indexLayers(ctx context.Context, path, dir string, quiet bool, 
 	}
 	close(jobs)
 	wg.Wait()
+	// The first real failure, not the cancellations it caused in the other workers.
+	var canceled error
 	for _, err := range errs {
-		if err != nil && !isCanceledAfter(err, errs) {
+		switch {
+		case err == nil:
+		case errors.Is(err, context.Canceled):
+			if canceled == nil {
+				canceled = err
+			}
+		default:
 			return err
 		}
 	}
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
+	if canceled != nil {
+		return canceled
 	}
 	return ctx.Err()
-}
-
-// isCanceledAfter reports whether err is only the echo of another layer's failure.
-func isCanceledAfter(err error, all []error) bool {
-	if !strings.Contains(err.Error(), "context canceled") {
-		return false
-	}
-	for _, e := range all {
-		if e != nil && !strings.Contains(e.Error(), "context canceled") {
-			return true
-		}
-	}
-	return false
 }
 
 // parsePlatform parses --platform; "" means the archive package's default (the host).
