@@ -7,7 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/imgfs/imgfs/internal/sample"
 	"github.com/imgfs/imgfs/internal/tartest"
 )
 
@@ -83,11 +82,7 @@ func TestExportImportCorpus(t *testing.T) {
 
 // TestImportRefuses checks that hostile or broken flat tarballs give one error line and no output.
 func TestImportRefuses(t *testing.T) {
-	dir := t.TempDir()
-	good := filepath.Join(dir, "sample.tar")
-	if err := sample.Write(good); err != nil {
-		t.Fatal(err)
-	}
+	dir, good := writeSample(t, "sample.tar")
 	data, _ := os.ReadFile(good)
 	cases := map[string][]byte{
 		"not-a-tar.tar": []byte(strings.Repeat("this is not a tar archive\n", 100)),

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/imgfs/imgfs/internal/sample"
 )
 
 var (
@@ -171,4 +173,15 @@ func isMountpoint(dir string) bool {
 func unescapeMount(s string) string {
 	r := strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`)
 	return r.Replace(s)
+}
+
+// writeSample writes the demo sample archive into a new temp dir and returns the dir and the archive.
+func writeSample(t *testing.T, name string) (dir, archive string) {
+	t.Helper()
+	dir = t.TempDir()
+	archive = filepath.Join(dir, name)
+	if err := sample.Write(archive); err != nil {
+		t.Fatal(err)
+	}
+	return dir, archive
 }

@@ -75,11 +75,7 @@ func TestHostileLayer(t *testing.T) {
 // TestInspectAgainstSkopeo compares `imgfs inspect --json` with skopeo's view of the same archive.
 func TestInspectAgainstSkopeo(t *testing.T) {
 	requireTool(t, "skopeo")
-	dir := t.TempDir()
-	archive := filepath.Join(dir, "sample.tar")
-	if err := sample.Write(archive); err != nil {
-		t.Fatal(err)
-	}
+	_, archive := writeSample(t, "sample.tar")
 	out, stderr, code := imgfs(t, "inspect", "--json", "--quiet", "--cache-dir", cacheDir, archive)
 	if code != 0 {
 		t.Fatalf("inspect: exit %d: %s", code, stderr)

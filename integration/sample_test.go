@@ -16,11 +16,7 @@ func TestSampleAgainstUmoci(t *testing.T) {
 	requireFUSE(t)
 	requireTool(t, "skopeo")
 	requireTool(t, "umoci")
-	dir := t.TempDir()
-	archive := filepath.Join(dir, "sample.tar")
-	if err := sample.Write(archive); err != nil {
-		t.Fatal(err)
-	}
+	dir, archive := writeSample(t, "sample.tar")
 	oci := filepath.Join(dir, "oci")
 	run(t, "skopeo", "copy", "-q", "docker-archive:"+archive, "oci:"+oci+":latest")
 	bundle := filepath.Join(dir, "bundle")
@@ -48,11 +44,7 @@ func TestSampleAgainstUmoci(t *testing.T) {
 // TestReadOnly checks that the mount refuses every kind of change and that the archive is untouched.
 func TestReadOnly(t *testing.T) {
 	requireFUSE(t)
-	dir := t.TempDir()
-	archive := filepath.Join(dir, "sample.tar")
-	if err := sample.Write(archive); err != nil {
-		t.Fatal(err)
-	}
+	_, archive := writeSample(t, "sample.tar")
 	before := fileSHA(t, archive)
 	stBefore, _ := os.Stat(archive)
 	mnt := mountImage(t, archive)

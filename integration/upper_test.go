@@ -58,11 +58,7 @@ func TestWritableRoundTrip(t *testing.T) {
 	requireFUSE(t)
 	requireTool(t, "skopeo")
 	requireTool(t, "umoci")
-	dir := t.TempDir()
-	archive := filepath.Join(dir, "sample.tar")
-	if err := sample.Write(archive); err != nil {
-		t.Fatal(err)
-	}
+	dir, archive := writeSample(t, "sample.tar")
 	upper := filepath.Join(dir, "upper")
 	mnt := mountImage(t, archive, "--upper", upper)
 	changeTree(t, mnt)
@@ -142,11 +138,7 @@ func TestUpperMatchesKernelOverlay(t *testing.T) {
 	requireFUSE(t)
 	requireTool(t, "skopeo")
 	requireTool(t, "umoci")
-	dir := t.TempDir()
-	archive := filepath.Join(dir, "sample.tar")
-	if err := sample.Write(archive); err != nil {
-		t.Fatal(err)
-	}
+	dir, archive := writeSample(t, "sample.tar")
 	upper := filepath.Join(dir, "upper")
 	mnt := mountImage(t, archive, "--upper", upper)
 	changeTree(t, mnt)
@@ -176,11 +168,7 @@ func TestUpperMatchesKernelOverlay(t *testing.T) {
 // TestUpperRefusals checks the errors of diff and commit on bad input, and that nothing is written.
 func TestUpperRefusals(t *testing.T) {
 	requireFUSE(t)
-	dir := t.TempDir()
-	archive := filepath.Join(dir, "sample.tar")
-	if err := sample.Write(archive); err != nil {
-		t.Fatal(err)
-	}
+	dir, archive := writeSample(t, "sample.tar")
 	other := filepath.Join(dir, "other.tar")
 	if err := sample.WriteArchive(other, "other:1", sample.Layers()[:1], false); err != nil {
 		t.Fatal(err)
