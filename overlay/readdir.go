@@ -77,6 +77,9 @@ func (v *View) ReadDir(n Node) (*Dir, error) {
 
 // mergeStack returns the merged listing of directory stack st, sorted by name.
 func (v *View) mergeStack(st stack) []dirItem {
+	if len(st) == 0 {
+		return nil // the root of an image without layers
+	}
 	// Whiteouts (".wh.X") of every layer but the lowest, which has nothing below it in the stack: a
 	// whiteout in frame i hides X in frames below i. They are contiguous in each sorted child range.
 	var wh map[string]int

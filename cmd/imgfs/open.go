@@ -146,6 +146,9 @@ func parsePlatform(s string) (*ispec.Platform, error) {
 // baseID identifies the image an upper directory was made over: the OCI chain ID of its layers'
 // diff IDs (the same ID whatever archive format the image comes in).
 func (o *opened) baseID() string {
+	if len(o.img.Layers) == 0 {
+		return "no layers" // every image without layers has the same, empty base
+	}
 	var chain digest.Digest
 	for i, l := range o.img.Layers {
 		if i == 0 {

@@ -1,0 +1,42 @@
+package overlay
+
+import (
+	"bytes"
+	"context"
+	"slices"
+	"testing"
+	"time"
+)
+
+// TestZeroLayersUpper writes through a writable view over no layers, then lists, exports and writes
+// the commit layer of the upper directory.
+func TestZeroLayersUpper(t *testing.T) {
+	dir := t.TempDir()
+	v, _ := upOpen(t, dir, nil)
+	for _, s := range []string{"mkdir d", "touch d/f=hello", "sym l->d/f", "touch g=x", "rm g"} {
+		if err := upDo(v, s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	want := []string{". dir 0755 0:0", "d dir 0755 1000:1000", "d/f file 0644 1000:1000 =hello",
+		"l symlink 0777 1000:1000 ->d/f"}
+	if got := upRender(t, v); !slices.Equal(got, want) {
+		t.Errorf("view:\n%q\nwant\n%q", got, want)
+	}
+	var ex bytes.Buffer
+	if st, err := v.Export(context.Background(), &ex, ExportOptions{}); err != nil || st.Entries != 3 {
+		t.Errorf("export: %+v, %v", st, err)
+	}
+	lower, err := New(nil, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, err := Changes(context.Background(), lower, dir)
+	if err != nil || len(ch) != 3 {
+		t.Errorf("changes: %v, %v", ch, err)
+	}
+	b, _ := clWrite(t, lower, dir, LayerOptions{})
+	if got, want := clListing(t, b, time.Unix(0, 0)), []string{"d d/", "f d/f", "l l -> d/f"}; !slices.Equal(got, want) {
+		t.Errorf("layer %q, want %q", got, want)
+	}
+}
