@@ -69,8 +69,9 @@ type builder struct {
 	dirEnds  []int
 	dirNodes []uint32
 
-	path, link []byte // scratch
-	warnings   int
+	path, link []byte    // scratch
+	warnings   int       // members dropped or altered
+	warns      []Warning // the first maxWarnings of them, stored with the table
 	dropped    int64
 	members    int64
 }
@@ -179,12 +180,27 @@ func (b *builder) grow() {
 	}
 }
 
-// warn logs a dropped or altered member; after maxWarnings it only counts.
+// warn records a dropped or altered member (args are key, value pairs); after maxWarnings it only
+// counts. The warnings are stored with the table and logged each time it is opened, not here.
 func (b *builder) warn(msg string, args ...any) {
 	b.warnings++
-	if b.warnings <= maxWarnings {
-		b.log.Warn(msg, args...)
+	if b.warnings > maxWarnings {
+		return
 	}
+	w := Warning{Msg: msg, Attrs: make([]string, 0, len(args))}
+	for _, a := range args {
+		w.Attrs = append(w.Attrs, clipWarning(fmt.Sprint(a)))
+	}
+	b.warns = append(b.warns, w)
+}
+
+// clipWarning shortens a warning value (a 64 KiB name, say) to what a log line can carry.
+func clipWarning(s string) string {
+	const max = 512
+	if len(s) <= max {
+		return s
+	}
+	return fmt.Sprintf("%s... (%d bytes)", s[:max], len(s))
 }
 
 // cleanPath normalises a member name into dst: "./" and leading "/" stripped, "." and empty components
@@ -316,9 +332,23 @@ func (b *builder) replaceNode(old uint32, slot int, dir uint32, name []byte) (ui
 	return idx, nil
 }
 
+// knownFlag reports whether a member's typeflag is one the scanner understands; the others are read
+// as regular files.
+func knownFlag(flag byte) bool {
+	switch flag {
+	case '0', '1', '2', '3', '4', '5', '6', '7', 'S', 'D':
+		return true
+	}
+	return false
+}
+
 // add records one member.
 func (b *builder) add(m *tarMember) error {
 	b.members++
+	if !knownFlag(m.Flag) {
+		b.warn("index: unknown tar typeflag, member kept as a regular file", "name", string(m.Name),
+			"typeflag", fmt.Sprintf("%q", m.Flag))
+	}
 	p, ok := cleanPath(b.path, m.Name)
 	b.path = p
 	if !ok {

@@ -92,6 +92,7 @@ func Open(ctx context.Context, blob Blob, opts Options) (*Layer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening layer %s: %w", name, err)
 	}
+	l.LogWarnings(log, name) // on every open, from the cache too: they are stored with the table
 	return l, nil
 }
 
@@ -190,11 +191,8 @@ func openCompressed(ctx context.Context, blob Blob, c Compression, key digest.Di
 	return &Layer{Table: t, stream: s, comp: c}, nil
 }
 
-// logSummary reports what the build dropped beyond the individual warnings.
+// logSummary reports the build at debug level (its warnings are logged from the table, by Open).
 func (b *builder) logSummary(key digest.Digest) {
-	if b.warnings > maxWarnings {
-		b.log.Warn("index: more members dropped or altered", "layer", key, "not_logged", b.warnings-maxWarnings)
-	}
 	b.log.Debug("index: built table", "layer", key, "members", b.members, "entries", b.n, "dropped", b.dropped)
 }
 

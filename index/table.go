@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"unsafe"
@@ -19,7 +20,7 @@ import (
 // ErrCorruptTable means a table file is damaged, truncated, of another format version, or not a table.
 var ErrCorruptTable = errors.New("index: corrupt table file")
 
-// Table file format, version 1. All integers little endian.
+// Table file format, version 2. All integers little endian.
 //
 //	header (256 bytes):
 //	  0  magic "IMGFSTBL"
@@ -30,6 +31,7 @@ var ErrCorruptTable = errors.New("index: corrupt table file")
 //	 48  [32] key digest
 //	 80  5 x (u64 offset, u64 length): records, strings, xattrs, sparse maps, hardlink IDs
 //	160  u32 crc32c of everything after the header
+//	168  u64 offset, u64 length: warnings      184  u64 warnings while building (stored or not)
 //	252  u32 crc32c of header bytes 0..252
 //	records (64 bytes each, in ID order):
 //	  0 u32 parent   4 u8 type   5 u8 zero   6 u16 flags   8 u32 mode   12 u32 uid   16 u32 gid
@@ -41,9 +43,11 @@ var ErrCorruptTable = errors.New("index: corrupt table file")
 //	strings: bytes. xattrs: u32 count, then u32 name length, u32 value length, name, value.
 //	sparse maps: u32 count, u32 zero, then i64 offset, i64 length, i64 physical.
 //	hardlinks: u32 IDs of every hardlink entry, ascending.
+//	warnings: u32 count, then per warning u32 string count, then per string u32 length and bytes: the
+//	  message, then key, value pairs (version 2).
 const (
 	tableMagic      = "IMGFSTBL"
-	tableVersion    = 1
+	tableVersion    = 2
 	tableHeaderSize = 256
 	recordSize      = 64
 	numSections     = 5
@@ -67,6 +71,32 @@ type TableInfo struct {
 	BlobSize   int64         // bytes of the stored blob
 }
 
+// Warning is a member the builder dropped or altered (an escape through "..", a hardlink to a directory,
+// an unknown typeflag...), as stored with the table.
+type Warning struct {
+	Msg   string   // "index: dropping member outside the root"
+	Attrs []string // key, value pairs: "name", "../x"
+}
+
+// String renders the warning as one line: the message, then key=value pairs with quoted values.
+func (w Warning) String() string {
+	var sb strings.Builder
+	sb.WriteString(w.Msg)
+	for i := 0; i+1 < len(w.Attrs); i += 2 {
+		fmt.Fprintf(&sb, " %s=%q", w.Attrs[i], w.Attrs[i+1])
+	}
+	return sb.String()
+}
+
+// args returns the attributes as slog arguments.
+func (w Warning) args() []any {
+	out := make([]any, 0, len(w.Attrs))
+	for _, a := range w.Attrs {
+		out = append(out, a)
+	}
+	return out
+}
+
 // Table is a read-only table of a layer's members, read in place from a memory-mapped file. Accessors
 // never panic, even on a malformed file: out-of-range IDs and damaged records give zero values.
 type Table struct {
@@ -78,6 +108,8 @@ type Table struct {
 	links   []byte
 	n       int
 	info    TableInfo
+	warns   []Warning
+	nwarn   int64 // warnings while building, stored or not
 	unmap   func() error
 }
 
@@ -214,6 +246,19 @@ func (b *builder) write(f *os.File, l *layout, info TableInfo) error {
 		pos += 4
 	}
 	section(secHardlinks, start)
+	pad()
+	start = pos
+	wb := binary.LittleEndian.AppendUint32(nil, uint32(len(b.warns)))
+	for _, x := range b.warns {
+		wb = binary.LittleEndian.AppendUint32(wb, uint32(1+len(x.Attrs)))
+		for _, str := range append([]string{x.Msg}, x.Attrs...) {
+			wb = binary.LittleEndian.AppendUint32(wb, uint32(len(str)))
+			wb = append(wb, str...)
+		}
+	}
+	w.Write(wb)
+	pos += int64(len(wb))
+	warnSec := [2]uint64{uint64(start), uint64(pos - start)}
 	if err := w.Flush(); err != nil {
 		return err
 	}
@@ -222,6 +267,10 @@ func (b *builder) write(f *os.File, l *layout, info TableInfo) error {
 	}
 
 	hdr := encodeHeader(len(l.order), info, secs, cw.crc)
+	binary.LittleEndian.PutUint64(hdr[168:], warnSec[0])
+	binary.LittleEndian.PutUint64(hdr[176:], warnSec[1])
+	binary.LittleEndian.PutUint64(hdr[184:], uint64(b.warnings))
+	binary.LittleEndian.PutUint32(hdr[252:], crc32.Checksum(hdr[:252], tableCRC))
 	_, err := f.WriteAt(hdr, 0)
 	return err
 }
@@ -326,7 +375,67 @@ func parseTable(data []byte) (*Table, error) {
 	if e := t.Entry(0); e.Type != TypeDir || e.Parent != 0 {
 		return nil, fmt.Errorf("%w: root is not a directory", ErrCorruptTable)
 	}
+	woff, wlen := binary.LittleEndian.Uint64(h[168:]), binary.LittleEndian.Uint64(h[176:])
+	if woff < tableHeaderSize || woff > size || wlen > size-woff {
+		return nil, fmt.Errorf("%w: warnings out of bounds", ErrCorruptTable)
+	}
+	var ok bool
+	if t.warns, ok = parseWarnings(data[woff : woff+wlen]); !ok {
+		return nil, fmt.Errorf("%w: warnings", ErrCorruptTable)
+	}
+	t.nwarn = int64(binary.LittleEndian.Uint64(h[184:]))
+	if t.nwarn < int64(len(t.warns)) {
+		return nil, fmt.Errorf("%w: warning count", ErrCorruptTable)
+	}
 	return t, nil
+}
+
+// parseWarnings decodes the warnings section.
+func parseWarnings(b []byte) ([]Warning, bool) {
+	u32 := func() (int, bool) {
+		if len(b) < 4 {
+			return 0, false
+		}
+		v := binary.LittleEndian.Uint32(b)
+		b = b[4:]
+		return int(v), uint64(v) <= uint64(len(b))
+	}
+	n, ok := u32()
+	if !ok || n > maxWarnings {
+		return nil, false
+	}
+	var out []Warning
+	for range n {
+		k, ok := u32()
+		if !ok || k < 1 || k%2 != 1 {
+			return nil, false
+		}
+		strs := make([]string, k)
+		for i := range strs {
+			l, ok := u32()
+			if !ok {
+				return nil, false
+			}
+			strs[i], b = string(b[:l]), b[l:]
+		}
+		out = append(out, Warning{Msg: strs[0], Attrs: strs[1:]})
+	}
+	return out, len(b) == 0
+}
+
+// Warnings returns the members the build dropped or altered, as far as they were stored (at most 50),
+// and how many there were in all.
+func (t *Table) Warnings() ([]Warning, int64) { return t.warns, t.nwarn }
+
+// LogWarnings logs the table's warnings at warning level, each with the layer's name, and a count of
+// those that were not stored.
+func (t *Table) LogWarnings(log *slog.Logger, layer string) {
+	for _, w := range t.warns {
+		log.Warn(w.Msg, append([]any{"layer", layer}, w.args()...)...)
+	}
+	if more := t.nwarn - int64(len(t.warns)); more > 0 {
+		log.Warn("index: more members dropped or altered", "layer", layer, "not_logged", more)
+	}
 }
 
 // ReadTableFile reads a whole table file into memory and checks it, without looking at what it was

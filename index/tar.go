@@ -571,8 +571,14 @@ func (s *tarScanner) member(blk []byte, f *headerFields, off, hdrStart int64) (*
 		m.Type = TypeDir
 	case '6':
 		m.Type = TypeFIFO
-	default:
+	case 'V', 'M', 'N':
+		// GNU volume labels, multi-volume continuations and old long-name lists: archive metadata,
+		// not files (GNU tar skips them too).
 		return nil, nil
+	default:
+		// POSIX: an unrecognised typeflag is read as a regular file, as GNU tar (with a warning) and
+		// bsdtar extract it. The builder warns; Flag keeps the original.
+		m.Type = TypeRegular
 	}
 	if len(name) > maxNameLen {
 		return nil, tarErrAt(off, ErrTarLimit, "name of %d bytes", len(name))

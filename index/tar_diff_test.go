@@ -112,6 +112,16 @@ type refMember struct {
 // reported says whether our scanner reports members of this archive/tar typeflag.
 func reported(flag byte) bool {
 	switch flag {
+	case tar.TypeXGlobalHeader, 'V', 'M', 'N':
+		return false
+	}
+	return true // unknown typeflags are regular files
+}
+
+// refKnown reports whether archive/tar typeflag flag is one the scanner knows; the others are read as
+// regular files.
+func refKnown(flag byte) bool {
+	switch flag {
 	case tar.TypeReg, tar.TypeCont, tar.TypeLink, tar.TypeSymlink, tar.TypeChar, tar.TypeBlock,
 		tar.TypeDir, tar.TypeFifo, tar.TypeGNUSparse, 'D':
 		return true
@@ -224,6 +234,9 @@ func compareMember(data []byte, g scanned, r refMember) string {
 	}
 	if flag == 'D' {
 		flag = tar.TypeDir
+	}
+	if !refKnown(flag) && g.Type != TypeRegular {
+		return fmt.Sprintf("unknown type %q read as %v, want a regular file", flag, g.Type)
 	}
 	gflag := g.Flag
 	if gflag == 'S' || gflag == '7' {

@@ -191,6 +191,18 @@ func TestScanFixtures(t *testing.T) {
 				t.Errorf("%+v", ms)
 			}
 		}},
+		{"unknown typeflags are regular files", func(t *testing.T) []byte {
+			return tartest.Concat(
+				rawHeader("q", 'Q', 3, false, nil), tartest.Pad([]byte("abc")),
+				rawHeader("z", 'z', 0, false, nil),
+				rawHeader("f", '0', 2, false, nil), tartest.Pad([]byte("hi")),
+				tartest.End())
+		}, func(t *testing.T, ms []scanned) {
+			if len(ms) != 3 || ms[0].Name != "q" || ms[0].Type != TypeRegular || ms[0].Flag != 'Q' ||
+				ms[0].Size != 3 || ms[1].Type != TypeRegular || ms[1].Flag != 'z' || ms[2].Name != "f" {
+				t.Errorf("%+v", ms)
+			}
+		}},
 		{"xattrs", func(t *testing.T) []byte {
 			return tartest.Tar(t, tartest.Member{Name: "x", Body: []byte("1"),
 				Xattrs: map[string]string{"user.b": "2", "security.capability": "\x01\x00\x00\x02"},
@@ -376,6 +388,7 @@ func fuzzSeeds(t testing.TB) [][]byte {
 		tartest.Hardlink("d/h", "d/f"), tartest.Member{Name: "x", Body: []byte("1"), Xattrs: map[string]string{"user.a": "b"}},
 		tartest.Member{Name: strings.Repeat("n", 120), Format: tar.FormatGNU, UID: 1 << 25},
 		tartest.Member{Name: "c", Type: tar.TypeChar, Devmajor: 4, Devminor: 5}))
+	seeds = append(seeds, tartest.Concat(tartest.RawHeader("q", 'Q', 3, ""), tartest.Pad([]byte("abc")), tartest.End()))
 	return seeds
 }
 

@@ -1,0 +1,97 @@
+package index
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/imgfs/imgfs/internal/tartest"
+)
+
+// warningTar is a layer whose members the builder drops or alters: an escape through "..", a hardlink
+// to a directory, an unknown typeflag, and n more escapes.
+func warningTar(t *testing.T, n int) []byte {
+	t.Helper()
+	ms := []tartest.Member{tartest.Dir("d"), tartest.File("../escape", "x"), tartest.Hardlink("h", "d")}
+	for i := range n {
+		ms = append(ms, tartest.File(fmt.Sprintf("../more-%d", i), ""))
+	}
+	body, err := tartest.Build(ms...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body = body[:len(body)-1024] // drop the end marker, append a 'Q' member
+	return tartest.Concat(body, tartest.RawHeader("q", 'Q', 3, ""), tartest.Pad([]byte("abc")), tartest.End())
+}
+
+// TestWarningsStoredWithTable checks that the warnings of a build are logged on every open of the layer,
+// from the cache too, and are kept in the table (bounded, with the total count).
+func TestWarningsStoredWithTable(t *testing.T) {
+	data := warningTar(t, 0)
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(data)
+	zw.Close()
+	for _, tc := range []struct {
+		name string
+		blob []byte
+	}{{"plain", data}, {"gzip", gz.Bytes()}} {
+		t.Run(tc.name, func(t *testing.T) {
+			cache := t.TempDir()
+			for round := range 2 { // built, then from the cache
+				var logs bytes.Buffer
+				opts := Options{CacheDir: cache, DiffID: sha(data), Digest: sha(tc.blob),
+					Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+				l, err := Open(context.Background(), fileBlob(t, tc.blob, 0), opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(tableFiles(t, cache)) != 1 {
+					t.Fatalf("round %d: tables %v", round, tableFiles(t, cache))
+				}
+				for _, want := range []string{`msg="index: dropping member outside the root"`, `name=../escape`,
+					`msg="index: dropping hardlink to a directory" layer=` + string(sha(data)) + ` name=h target=d`,
+					`msg="index: unknown tar typeflag, member kept as a regular file"`, `typeflag='Q'`} {
+					if !strings.Contains(logs.String(), want) {
+						t.Errorf("round %d: log lacks %s:\n%s", round, want, logs.String())
+					}
+				}
+				ws, n := l.Warnings()
+				if n != 3 || len(ws) != 3 || ws[2].String() != `index: unknown tar typeflag, member kept as a regular file name="q" typeflag="'Q'"` {
+					t.Errorf("round %d: warnings %q, %d", round, ws, n)
+				}
+				if id, ok := l.Lookup(0, "q"); !ok || l.Entry(id).Type != TypeRegular || l.Entry(id).Size != 3 {
+					t.Errorf("round %d: q is not a 3-byte regular file", round)
+				}
+				l.Close()
+			}
+		})
+	}
+}
+
+// TestWarningsBounded checks that only the first maxWarnings warnings are stored, with the count of all.
+func TestWarningsBounded(t *testing.T) {
+	data := warningTar(t, 100)
+	cache := t.TempDir()
+	for round := range 2 {
+		var logs bytes.Buffer
+		l, err := Open(context.Background(), fileBlob(t, data, 0), Options{CacheDir: cache, DiffID: sha(data),
+			Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ws, n := l.Warnings()
+		if len(ws) != maxWarnings || n != 103 {
+			t.Errorf("round %d: %d warnings stored, %d in all; want %d, 103", round, len(ws), n, maxWarnings)
+		}
+		if got := strings.Count(logs.String(), "level=WARN"); got != maxWarnings+1 ||
+			!strings.Contains(logs.String(), "not_logged=53") {
+			t.Errorf("round %d: %d warning lines:\n%s", round, got, logs.String())
+		}
+		l.Close()
+	}
+}
