@@ -40,6 +40,8 @@ type zstdLayout struct {
 	segs   []int64
 	frames int64
 	huge   bool
+	out    int64 // decompressed size: exact when every frame declares it, else an upper bound
+	exact  bool
 }
 
 // zstdWalker reads small pieces of a blob through a buffer, skipping what it does not need: headers of
@@ -82,7 +84,7 @@ func (w *zstdWalker) at(off int64, n int) ([]byte, error) {
 // it needs; the decoder checks the rest.
 func walkZstd(ctx context.Context, blob Blob) (*zstdLayout, error) {
 	w := &zstdWalker{r: blob.R, base: blob.Off, size: blob.Size, buf: make([]byte, 64<<10)}
-	l := &zstdLayout{segs: []int64{0}}
+	l := &zstdLayout{segs: []int64{0}, exact: true}
 	var segBound int64
 	target := max(spanSize/4, 1)
 	data := false
@@ -92,7 +94,7 @@ func walkZstd(ctx context.Context, blob Blob) (*zstdLayout, error) {
 				return nil, err
 			}
 		}
-		end, bound, skippable, err := walkZstdFrame(w, off)
+		end, bound, skippable, exact, err := walkZstdFrame(w, off)
 		if err != nil {
 			return nil, fmt.Errorf("zstd frame at %d: %w", off, err)
 		}
@@ -105,39 +107,42 @@ func walkZstd(ctx context.Context, blob Blob) (*zstdLayout, error) {
 			data = true
 			l.frames++
 			l.huge = l.huge || bound > zstdHugeFrame
+			l.out += bound
+			l.exact = l.exact && exact
 		}
 		off = end
 	}
 	return l, nil
 }
 
-// walkZstdFrame returns the end of the frame at off and an upper bound of its decompressed size.
-func walkZstdFrame(w *zstdWalker, off int64) (end, bound int64, skippable bool, err error) {
+// walkZstdFrame returns the end of the frame at off and an upper bound of its decompressed size, exact
+// when the frame header declares it.
+func walkZstdFrame(w *zstdWalker, off int64) (end, bound int64, skippable, exact bool, err error) {
 	b, err := w.at(off, 4)
 	if err != nil {
-		return 0, 0, false, err
+		return 0, 0, false, false, err
 	}
 	if isZstdSkippable(b) {
 		b, err := w.at(off+4, 4)
 		if err != nil {
-			return 0, 0, false, err
+			return 0, 0, false, false, err
 		}
 		end = off + 8 + int64(binary.LittleEndian.Uint32(b))
 		if end > w.size {
-			return 0, 0, false, io.ErrUnexpectedEOF
+			return 0, 0, false, false, io.ErrUnexpectedEOF
 		}
-		return end, 0, true, nil
+		return end, 0, true, true, nil
 	}
 	if binary.LittleEndian.Uint32(b) != zstdMagic {
-		return 0, 0, false, fmt.Errorf("%w: bad magic %x", errZstdFrame, b)
+		return 0, 0, false, false, fmt.Errorf("%w: bad magic %x", errZstdFrame, b)
 	}
 	b, err = w.at(off+4, 1)
 	if err != nil {
-		return 0, 0, false, err
+		return 0, 0, false, false, err
 	}
 	fhd := b[0]
 	if fhd&0x08 != 0 {
-		return 0, 0, false, fmt.Errorf("%w: reserved bit set", errZstdFrame)
+		return 0, 0, false, false, fmt.Errorf("%w: reserved bit set", errZstdFrame)
 	}
 	single := fhd&0x20 != 0
 	p := off + 5
@@ -153,7 +158,7 @@ func walkZstdFrame(w *zstdWalker, off int64) (end, bound int64, skippable bool, 
 	if fcsSize > 0 {
 		b, err := w.at(p, fcsSize)
 		if err != nil {
-			return 0, 0, false, err
+			return 0, 0, false, false, err
 		}
 		switch fcsSize {
 		case 1:
@@ -170,7 +175,7 @@ func walkZstdFrame(w *zstdWalker, off int64) (end, bound int64, skippable bool, 
 	for {
 		b, err := w.at(p, 3)
 		if err != nil {
-			return 0, 0, false, err
+			return 0, 0, false, false, err
 		}
 		bh := uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16
 		size := int64(bh >> 3)
@@ -185,10 +190,10 @@ func walkZstdFrame(w *zstdWalker, off int64) (end, bound int64, skippable bool, 
 			p += 3 + size
 			bound += zstdMaxBlockSize
 		default:
-			return 0, 0, false, fmt.Errorf("%w: reserved block type", errZstdFrame)
+			return 0, 0, false, false, fmt.Errorf("%w: reserved block type", errZstdFrame)
 		}
 		if p > w.size {
-			return 0, 0, false, io.ErrUnexpectedEOF
+			return 0, 0, false, false, io.ErrUnexpectedEOF
 		}
 		if bh&1 != 0 {
 			break
@@ -198,12 +203,12 @@ func walkZstdFrame(w *zstdWalker, off int64) (end, bound int64, skippable bool, 
 		p += 4 // content checksum
 	}
 	if p > w.size {
-		return 0, 0, false, io.ErrUnexpectedEOF
+		return 0, 0, false, false, io.ErrUnexpectedEOF
 	}
 	if fcs >= 0 {
 		bound = fcs
 	}
-	return p, bound, false, nil
+	return p, bound, false, fcs >= 0, nil
 }
 
 // zstdIndexer decodes a zstd stream segment by segment, recording each segment's decompressed offset.
@@ -222,7 +227,12 @@ type zstdIndexer struct {
 	rawPath string // .raw; "" when not persisted
 	raw     *os.File
 	rawW    *bufio.Writer
+	// announce reports the decompressed copy once written, with its size.
+	announce func(size int64)
 }
+
+// mib formats a byte count in MiB.
+func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 
 func newZstdIndexer(ctx context.Context, blob Blob, opts StreamOptions) (*zstdIndexer, error) {
 	idxPath, persist, err := cachePaths(opts, ".zti")
@@ -257,11 +267,20 @@ func newZstdIndexer(ctx context.Context, blob Blob, opts StreamOptions) (*zstdIn
 		if key == "" {
 			key = "(unkeyed)"
 		}
-		if layout.frames == 1 {
-			opts.logger().Info(fmt.Sprintf("zstd layer %s has one frame: using a decompressed copy in %s", key, where))
-		} else {
-			opts.logger().Info(fmt.Sprintf("zstd layer %s has frames over %d MiB: using a decompressed copy in %s",
-				key, zstdHugeFrame>>20, where))
+		// Said at the default level: the copy costs as much disk as the layer's uncompressed size.
+		why := "it is one frame"
+		if layout.frames > 1 {
+			why = fmt.Sprintf("it has frames over %d MiB", zstdHugeFrame>>20)
+		}
+		size := "at most " + mib(layout.out)
+		if layout.exact {
+			size = mib(layout.out)
+		}
+		opts.logger().Warn(fmt.Sprintf("index: zstd layer has no restart points (%s): writing a decompressed copy of %s to the cache",
+			why, size), "layer", key, "path", where)
+		z.announce = func(n int64) {
+			opts.logger().Warn(fmt.Sprintf("index: wrote a decompressed copy of %s of zstd layer", mib(n)), "layer", key,
+				"path", where, "bytes", n)
 		}
 	} else {
 		z.points = []point{{}}
@@ -337,6 +356,9 @@ func (z *zstdIndexer) finish(size int64, diffID digest.Digest) (*Stream, error) 
 			}
 		}
 		h.Flags = streamFlagRaw
+		if z.announce != nil {
+			z.announce(size)
+		}
 		s = newFileStream(CompressionZstd, z.raw, size, diffID)
 		z.raw = nil
 	} else {

@@ -106,7 +106,7 @@ func TestZstdStream(t *testing.T) {
 			if isCopy != tc.copy {
 				t.Errorf("decompressed copy = %v, want %v", isCopy, tc.copy)
 			}
-			if tc.copy != strings.Contains(logs.String(), "using a decompressed copy") {
+			if tc.copy != strings.Contains(logs.String(), "writing a decompressed copy") {
 				t.Errorf("log: %s", logs.String())
 			}
 			if !tc.copy && tc.name != "one-small-frame" && len(tc.want) > int(3*spanSize) && len(s.points) < 3 {
@@ -116,17 +116,34 @@ func TestZstdStream(t *testing.T) {
 	}
 }
 
+// TestZstdCopyLog checks that the decompressed copy of a one-frame zstd layer is announced at the
+// default level (warnings), with its size before (from the frame header, when it says) and after.
 func TestZstdCopyLog(t *testing.T) {
 	defer withHugeFrame(t, 64<<10)()
 	want := hexText(23, 200<<10)
-	data := zstdFrames(t, want, len(want))
+	streamed := zstdStreamed(t, want)
 	var logs bytes.Buffer
-	opts := StreamOptions{CacheDir: t.TempDir(), Key: keyOf(data), Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	indexStream(t, blobAt(streamed), CompressionZstd, StreamOptions{Logger: log}, want)
+	if msg := "writing a decompressed copy of at most "; !strings.Contains(logs.String(), msg) ||
+		!strings.Contains(logs.String(), "wrote a decompressed copy of 0.2 MiB of zstd layer") ||
+		!strings.Contains(logs.String(), "bytes=204800") {
+		t.Errorf("streamed frame: log = %q", logs.String())
+	}
+	logs.Reset()
+
+	data := zstdFrames(t, want, len(want))
+	opts := StreamOptions{CacheDir: t.TempDir(), Key: keyOf(data), Logger: log}
 	s := indexStream(t, blobAt(data), CompressionZstd, opts, want)
 	raw, _, _ := cachePaths(opts, ".raw")
-	wantMsg := "zstd layer " + string(opts.Key) + " has one frame: using a decompressed copy in " + raw
-	if !strings.Contains(logs.String(), wantMsg) || !strings.Contains(logs.String(), "level=INFO") {
-		t.Errorf("log = %q, want %q", logs.String(), wantMsg)
+	for _, msg := range []string{
+		`level=WARN msg="index: zstd layer has no restart points (it is one frame): writing a decompressed copy of 0.2 MiB to the cache" layer=` +
+			string(opts.Key) + " path=" + raw,
+		`level=WARN msg="index: wrote a decompressed copy of 0.2 MiB of zstd layer" layer=` + string(opts.Key) + " path=" + raw + " bytes=204800",
+	} {
+		if !strings.Contains(logs.String(), msg) {
+			t.Errorf("log = %q, want %q", logs.String(), msg)
+		}
 	}
 	f, ok := s.File()
 	if !ok || s.FileOffset() != 0 {

@@ -74,6 +74,9 @@ type InspectLayer struct {
 	Compression      string        `json:"compression,omitempty"`
 	UncompressedSize int64         `json:"uncompressedSize,omitempty"`
 	Entries          int64         `json:"entries,omitempty"`
+	// Warnings are the members the index dropped or altered (the first 50); WarningCount counts all.
+	Warnings     []string `json:"warnings,omitempty"`
+	WarningCount int64    `json:"warningCount,omitempty"`
 }
 
 func runInspect(c *cli.Context) error {
@@ -95,6 +98,11 @@ func runInspect(c *cli.Context) error {
 		in.Image.Layers[i].Compression = l.Compression().String()
 		in.Image.Layers[i].Entries = int64(l.Len())
 		in.Image.Layers[i].UncompressedSize = l.Info().StreamSize
+		ws, n := l.Warnings()
+		for _, w := range ws {
+			in.Image.Layers[i].Warnings = append(in.Image.Layers[i].Warnings, w.String())
+		}
+		in.Image.Layers[i].WarningCount = n
 	}
 	in.Archive = InspectArchive{Path: path, Format: string(arc.Format()), Compression: arc.Compression().String()}
 	for _, r := range arc.Images() {
@@ -171,6 +179,18 @@ func printInspection(w io.Writer, in *Inspection) {
 			humanBytes(l.Size), usize, entries)
 	}
 	tw.Flush()
+	for i, l := range im.Layers {
+		if l.WarningCount == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "Warnings of layer %d (%d):\n", i+1, l.WarningCount)
+		for _, x := range l.Warnings {
+			fmt.Fprintf(w, "  %s\n", x)
+		}
+		if more := l.WarningCount - int64(len(l.Warnings)); more > 0 {
+			fmt.Fprintf(w, "  ... and %d more\n", more)
+		}
+	}
 
 	fmt.Fprintf(w, "History (%d):\n", len(im.History))
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
