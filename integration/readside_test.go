@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/imgfs/imgfs/internal/sample"
@@ -94,4 +95,74 @@ func TestZeroLayerImage(t *testing.T) {
 	bundle := filepath.Join(dir, "bundle")
 	run(t, "umoci", "unpack", "--image", oci+":latest", bundle)
 	compareTrees(t, view, walkTree(t, filepath.Join(bundle, "rootfs"), true), true)
+}
+
+// TestLayerWarningsRepeated mounts an image whose layer has members the index drops or changes (an
+// escape through "..", a hardlink to a directory, an unknown typeflag): every mount, the cached one
+// too, and inspect (text and JSON) repeat the warnings; the unknown member is a regular file in the
+// mount and in the export.
+func TestLayerWarningsRepeated(t *testing.T) {
+	requireFUSE(t)
+	dir, archive := writeArchive(t, []tartest.Member{
+		tartest.Dir("d"), tartest.File("../escape", "x"), tartest.Hardlink("h", "d"),
+		{Name: "q", Type: 'Q', Body: []byte("quux\n"), Mode: 0o640},
+	})
+	cache := filepath.Join(dir, "cache")
+	want := []string{`msg="index: dropping member outside the root"`, `name=../escape`,
+		`msg="index: dropping hardlink to a directory"`, `name=h target=d`,
+		`msg="index: unknown tar typeflag, member kept as a regular file"`, `name=q typeflag='Q'`}
+	for round := range 2 {
+		mnt := t.TempDir()
+		_, stderr, code := imgfs(t, "mount", "--cache-dir", cache, archive, mnt)
+		if code != 0 {
+			t.Fatalf("mount: exit %d: %s", code, stderr)
+		}
+		for _, w := range want {
+			if !strings.Contains(stderr, w) {
+				t.Errorf("mount %d: stderr lacks %s:\n%s", round+1, w, stderr)
+			}
+		}
+		b, err := os.ReadFile(filepath.Join(mnt, "q"))
+		st, serr := os.Lstat(filepath.Join(mnt, "q"))
+		unmountOrDie(t, mnt)
+		if err != nil || string(b) != "quux\n" || serr != nil || !st.Mode().IsRegular() || st.Mode().Perm() != 0o640 {
+			t.Errorf("mount %d: q: %q, %v, %v, %v", round+1, b, err, st, serr)
+		}
+	}
+	out, stderr, code := imgfs(t, "inspect", "--cache-dir", cache, archive)
+	if code != 0 {
+		t.Fatalf("inspect: exit %d: %s", code, stderr)
+	}
+	for _, w := range []string{"Warnings of layer 1 (3):", `index: dropping member outside the root name="../escape"`,
+		`index: dropping hardlink to a directory name="h" target="d"`,
+		`index: unknown tar typeflag, member kept as a regular file name="q" typeflag="'Q'"`} {
+		if !strings.Contains(out, w) {
+			t.Errorf("inspect lacks %s:\n%s", w, out)
+		}
+	}
+	if !strings.Contains(stderr, want[4]) {
+		t.Errorf("inspect stderr lacks the warnings:\n%s", stderr)
+	}
+	out, _, code = imgfs(t, "inspect", "--json", "-q", "--cache-dir", cache, archive)
+	var ins struct {
+		Image struct {
+			Layers []struct {
+				Warnings     []string
+				WarningCount int64
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &ins); code != 0 || err != nil || len(ins.Image.Layers) != 1 ||
+		ins.Image.Layers[0].WarningCount != 3 || len(ins.Image.Layers[0].Warnings) != 3 {
+		t.Errorf("inspect --json: exit %d, %v: %+v", code, err, ins)
+	}
+
+	flat := filepath.Join(dir, "flat.tar")
+	if _, stderr, code := imgfs(t, "export", "-q", "--cache-dir", cache, "-o", flat, archive); code != 0 {
+		t.Fatalf("export: exit %d: %s", code, stderr)
+	}
+	lst, err := exec.Command("tar", "-tvf", flat).CombinedOutput()
+	if err != nil || !strings.Contains(string(lst), "-rw-r----- 0/0               5 ") || !strings.Contains(string(lst), " q\n") {
+		t.Errorf("export: %v:\n%s", err, lst)
+	}
 }

@@ -109,7 +109,9 @@ func write(tw *tar.Writer, m Member) error {
 		Uname: m.Uname, Gname: m.Gname, ModTime: mt, Devmajor: m.Devmajor, Devminor: m.Devminor,
 		Format: m.Format,
 	}
-	if typ == tar.TypeReg || typ == tar.TypeRegA {
+	switch typ {
+	case tar.TypeLink, tar.TypeSymlink, tar.TypeChar, tar.TypeBlock, tar.TypeDir, tar.TypeFifo:
+	default: // regular files, and typeflags a reader must treat as regular files
 		hdr.Size = int64(len(m.Body))
 		if m.Size != 0 {
 			hdr.Size = m.Size
