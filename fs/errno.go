@@ -25,12 +25,13 @@ var errnos = []struct {
 	{overlay.ErrReadOnly, syscall.EROFS},
 	{overlay.ErrReservedName, syscall.EPERM},
 	{overlay.ErrCrossDevice, syscall.EXDEV},
+	{overlay.ErrNameTooLong, syscall.ENAMETOOLONG},
 	{context.Canceled, syscall.EINTR},
 }
 
 // Errno returns the errno value that the kernel should see for err: 0 for nil; the syscall.Errno that
 // err wraps, if any (an error of the upper directory such as ENOSPC or EACCES); ENOENT, ENOTDIR,
-// EISDIR, EINVAL, EEXIST, ENOTEMPTY, EROFS, EPERM (a reserved ".wh." name) and EXDEV for the view's
+// EISDIR, EINVAL, EEXIST, ENOTEMPTY, EROFS, EPERM (a reserved ".wh." name), EXDEV and ENAMETOOLONG for the view's
 // errors of those kinds; EINTR for a cancelled request; EIO for anything else.
 func Errno(err error) syscall.Errno {
 	if err == nil {

@@ -21,6 +21,8 @@ const (
 	maxEntries    = 1<<32 - 2 // IDs are uint32 and NoID is reserved
 	maxArena      = 1<<32 - 1 // arena offsets are uint32
 	maxWarnings   = 50        // individual warnings logged per layer; the rest are counted
+	linuxNameMax  = 255       // NAME_MAX: longer names cannot be shown by a Linux mount
+	linuxPathMax  = 4096      // PATH_MAX: readlink cannot return a symlink target this long
 	nodeChunkBits = 12        // nodes per chunk: 4096 (256 KiB)
 	nameChunkBits = 20        // bytes per name chunk: 1 MiB
 	noNode        = ^uint32(0)
@@ -372,6 +374,7 @@ func (b *builder) add(m *tarMember) error {
 	} else {
 		base = p
 	}
+	b.checkLinuxLimits(p, m)
 	parent, err := b.resolveDir(dir)
 	if err != nil {
 		var und *underNonDirError
@@ -499,6 +502,32 @@ func (b *builder) setAttrs(nd *bnode, m *tarMember) error {
 		nd.xattrOff = off
 	}
 	return nil
+}
+
+// checkLinuxLimits warns about a member that a Linux mount cannot show as it is: a path component
+// longer than NAME_MAX (the member is kept in the table; the mount leaves it out) or a symlink target
+// of PATH_MAX bytes or more (readlink fails). A whiteout of a name of up to NAME_MAX bytes is longer
+// than that itself (".wh." comes first) and is not warned about.
+func (b *builder) checkLinuxLimits(p []byte, m *tarMember) {
+	if len(p) > linuxNameMax {
+		for rest := p; len(rest) > 0; {
+			comp := rest
+			if i := bytes.IndexByte(rest, '/'); i >= 0 {
+				comp, rest = rest[:i], rest[i+1:]
+			} else {
+				rest = nil
+			}
+			if len(comp) > linuxNameMax && !(bytes.HasPrefix(comp, []byte(".wh.")) && len(comp) <= linuxNameMax+4) {
+				b.warn("index: name longer than 255 bytes (NAME_MAX): left out of the mount and the export",
+					"name", string(p), "name_bytes", len(comp))
+				return
+			}
+		}
+	}
+	if m.Type == TypeSymlink && len(m.LinkName) >= linuxPathMax {
+		b.warn("index: symlink target of 4096 bytes or more (PATH_MAX): readlink gives ENAMETOOLONG",
+			"name", string(p), "target_bytes", len(m.LinkName))
+	}
 }
 
 // lookupPath finds the node of a normalised path without creating anything.

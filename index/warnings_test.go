@@ -95,3 +95,44 @@ func TestWarningsBounded(t *testing.T) {
 		l.Close()
 	}
 }
+
+// TestWarningsLinuxLimits checks the index-time warnings of names over NAME_MAX and symlink targets of
+// PATH_MAX bytes or more; the members stay in the table.
+func TestWarningsLinuxLimits(t *testing.T) {
+	n255, n256, n64k := strings.Repeat("a", 255), strings.Repeat("b", 256), strings.Repeat("c", 65535)
+	data := tartest.Tar(t,
+		tartest.File(n255, ""), tartest.File(n256, ""), tartest.File(n64k, ""),
+		tartest.File("d/"+n256+"/f", ""), tartest.File(".wh."+n255, ""),
+		tartest.Symlink("s4095", strings.Repeat("t", 4095)),
+		tartest.Symlink("s4096", strings.Repeat("u", 4096)),
+		tartest.Symlink("s5000", strings.Repeat("v", 5000)))
+	l, err := Open(context.Background(), fileBlob(t, data, 0), Options{CacheDir: t.TempDir(), DiffID: sha(data)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ws, n := l.Warnings()
+	var got []string
+	for _, w := range ws {
+		got = append(got, fmt.Sprintf("%s %s=%s", w.Msg, w.Attrs[2], w.Attrs[3]))
+	}
+	const nm = "index: name longer than 255 bytes (NAME_MAX): left out of the mount and the export name_bytes="
+	const sl = "index: symlink target of 4096 bytes or more (PATH_MAX): readlink gives ENAMETOOLONG target_bytes="
+	want := []string{nm + "256", nm + "65535", nm + "256", sl + "4096", sl + "5000"}
+	if n != int64(len(want)) || strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("warnings (%d):\n%s\nwant\n%s", n, strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if len(ws) > 1 && !strings.HasSuffix(ws[1].Attrs[1], "... (65535 bytes)") {
+		t.Errorf("the 64 KiB name is not clipped in the warning: %.100q", ws[1].Attrs[1])
+	}
+	for _, p := range []string{n256, n64k, "d/" + n256 + "/f", "s5000"} {
+		id := ID(0)
+		for _, c := range strings.Split(p, "/") {
+			var ok bool
+			if id, ok = l.Lookup(id, c); !ok {
+				t.Errorf("%.20s... is not in the table", p)
+				break
+			}
+		}
+	}
+}

@@ -227,7 +227,10 @@ func (e *exporter) member(n Node) (*Dir, error) {
 		err = e.file(n, &a, xs)
 	case index.TypeSymlink:
 		var target string
-		if target, err = e.v.Readlink(n); err != nil {
+		if target, err = e.v.Readlink(n); errors.Is(err, ErrNameTooLong) {
+			target, err = e.v.lowerLinkTarget(n) // too long for readlink, not for a tar
+		}
+		if err != nil {
 			return nil, err
 		}
 		if strings.IndexByte(target, 0) >= 0 {

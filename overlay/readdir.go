@@ -144,7 +144,7 @@ func (v *View) mergeStack(st stack) []dirItem {
 // merged decides what name shows in the merged directory st, given its occurrences (topmost first) and
 // the directory's whiteouts.
 func (v *View) merged(st stack, name string, occ []occurrence, wh map[string]int) (dirItem, bool) {
-	if strings.HasPrefix(name, whPrefix) {
+	if strings.HasPrefix(name, whPrefix) || len(name) > MaxName {
 		return dirItem{}, false
 	}
 	below := len(st) // occurrences in frames after this one are whited out

@@ -40,6 +40,19 @@ var (
 	// ErrInvalid means a node that the view never hands out, a bad name, or an operation that does not
 	// apply to the node's type.
 	ErrInvalid = errors.New("overlay: invalid argument")
+	// ErrNameTooLong means a name longer than Linux allows (NAME_MAX, 255 bytes), or a symlink whose
+	// target readlink cannot return (PATH_MAX, 4096 bytes with its NUL).
+	ErrNameTooLong = errors.New("overlay: name too long")
+)
+
+// Linux limits. A member whose name is longer than MaxName is absent from the view: not listed, not
+// exported, not in the change set, and a lookup gives ErrNameTooLong (no Linux file system can hold
+// it, so nothing could open it). A symlink whose target is longer than MaxLinkTarget is listed and
+// stats with its true size, but Readlink gives ErrNameTooLong (the kernel cannot pass it on); export
+// writes its target verbatim.
+const (
+	MaxName       = 255
+	MaxLinkTarget = 4095
 )
 
 // Options configure a View.
@@ -336,6 +349,9 @@ func checkName(name string) error {
 	if name == "" || name == "." || name == ".." || strings.IndexByte(name, '/') >= 0 {
 		return ErrInvalid
 	}
+	if len(name) > MaxName {
+		return ErrNameTooLong
+	}
 	if strings.HasPrefix(name, whPrefix) {
 		return ErrNotExist
 	}
@@ -522,8 +538,18 @@ func (v *View) Readlink(n Node) (string, error) {
 	return v.lowerReadlink(n)
 }
 
-// lowerReadlink returns the target of symbolic link n of the layers.
+// lowerReadlink returns the target of symbolic link n of the layers; ErrNameTooLong when it is longer
+// than MaxLinkTarget.
 func (v *View) lowerReadlink(n Node) (string, error) {
+	t, err := v.lowerLinkTarget(n)
+	if err == nil && len(t) > MaxLinkTarget {
+		return "", ErrNameTooLong
+	}
+	return t, err
+}
+
+// lowerLinkTarget returns the target of symbolic link n of the layers, however long.
+func (v *View) lowerLinkTarget(n Node) (string, error) {
 	if n == Root {
 		return "", ErrInvalid
 	}
