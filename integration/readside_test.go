@@ -1,11 +1,17 @@
 package integration
 
 import (
+	"archive/tar"
 	"encoding/json"
+	"errors"
+	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/imgfs/imgfs/internal/sample"
@@ -164,5 +170,149 @@ func TestLayerWarningsRepeated(t *testing.T) {
 	lst, err := exec.Command("tar", "-tvf", flat).CombinedOutput()
 	if err != nil || !strings.Contains(string(lst), "-rw-r----- 0/0               5 ") || !strings.Contains(string(lst), " q\n") {
 		t.Errorf("export: %v:\n%s", err, lst)
+	}
+
+	// A change to q through a writable mount is committed as a regular file.
+	upper := filepath.Join(dir, "upper")
+	wmnt := mountImage(t, archive, "--upper", upper)
+	wf, err := os.OpenFile(filepath.Join(wmnt, "q"), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := wf.WriteString("more\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := wf.Close(); err != nil {
+		t.Fatal(err)
+	}
+	committed := filepath.Join(dir, "c.tar")
+	if _, stderr, code := imgfs(t, "commit", "-q", "--cache-dir", cache, "--upper", upper, "-o", committed, archive); code != 0 {
+		t.Fatalf("commit: exit %d: %s", code, stderr)
+	}
+	cm := mountImage(t, committed)
+	if b, err := os.ReadFile(filepath.Join(cm, "q")); err != nil || string(b) != "quux\nmore\n" {
+		t.Errorf("q in the commit: %q, %v", b, err)
+	}
+}
+
+// TestLongNamesMounted checks names over NAME_MAX and symlink targets of PATH_MAX bytes or more through
+// a real mount, the export and a commit: long names are absent (ENAMETOOLONG), long symlinks are listed
+// with their size but readlink gives ENAMETOOLONG, and the export holds their targets verbatim.
+func TestLongNamesMounted(t *testing.T) {
+	requireFUSE(t)
+	n255, n256, n64k := strings.Repeat("a", 255), strings.Repeat("b", 256), strings.Repeat("c", 65535)
+	dir, archive := writeArchive(t, []tartest.Member{
+		tartest.File(n255, "ok\n"), tartest.File(n256, "hidden\n"), tartest.File(n64k, "hidden\n"),
+		tartest.File("d/"+n256, "hidden\n"),
+		tartest.Symlink("s4095", strings.Repeat("t", 4095)),
+		tartest.Symlink("s4096", strings.Repeat("u", 4096)),
+		tartest.Symlink("s5000", strings.Repeat("v", 5000)),
+	})
+	cache := filepath.Join(dir, "cache")
+	mnt := t.TempDir()
+	_, stderr, code := imgfs(t, "mount", "--cache-dir", cache, archive, mnt)
+	if code != 0 {
+		t.Fatalf("mount: exit %d: %s", code, stderr)
+	}
+	t.Cleanup(func() { unmountOrDie(t, mnt) })
+	for _, w := range []string{"name_bytes=256", "name_bytes=65535", "target_bytes=4096", "target_bytes=5000"} {
+		if !strings.Contains(stderr, w) {
+			t.Errorf("mount stderr lacks %s:\n%.3000s", w, stderr)
+		}
+	}
+	checkLongNames(t, mnt, n255, n256)
+
+	flat := filepath.Join(dir, "flat.tar")
+	if _, stderr, code := imgfs(t, "export", "-q", "--cache-dir", cache, "-o", flat, archive); code != 0 {
+		t.Fatalf("export: exit %d: %s", code, stderr)
+	}
+	got := map[string]string{}
+	f, err := os.Open(flat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			if err != io.EOF {
+				t.Fatal(err)
+			}
+			break
+		}
+		got[h.Name] = h.Linkname
+	}
+	want := map[string]string{n255: "", "d/": "", "s4095": strings.Repeat("t", 4095),
+		"s4096": strings.Repeat("u", 4096), "s5000": strings.Repeat("v", 5000)}
+	if !maps.Equal(got, want) {
+		t.Errorf("export holds %d members %.60q, want %d", len(got), slices.Sorted(maps.Keys(got)), len(want))
+	}
+
+	// Writable: d looks empty, so it can be removed; copying up a long symlink fails as creating it
+	// would. The commit, mounted, shows the same.
+	upper := filepath.Join(dir, "upper")
+	wmnt := mountImage(t, archive, "--upper", upper)
+	if err := os.Remove(filepath.Join(wmnt, "d")); err != nil {
+		t.Errorf("rmdir d: %v", err)
+	}
+	if err := os.Lchown(filepath.Join(wmnt, "s5000"), 7, 7); !errors.Is(err, syscall.ENAMETOOLONG) {
+		t.Errorf("lchown s5000: %v, want ENAMETOOLONG", err)
+	}
+	committed := filepath.Join(dir, "c.tar")
+	if _, stderr, code := imgfs(t, "commit", "-q", "--cache-dir", cache, "--upper", upper, "-o", committed, archive); code != 0 {
+		t.Fatalf("commit: exit %d: %s", code, stderr)
+	}
+	cm := mountImage(t, committed)
+	if _, err := os.Lstat(filepath.Join(cm, "d")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("d in the commit: %v", err)
+	}
+	checkLongNames(t, cm, n255, n256)
+}
+
+// checkLongNames checks the root of a mount of the TestLongNamesMounted image.
+func checkLongNames(t *testing.T, mnt, n255, n256 string) {
+	t.Helper()
+	ents, err := os.ReadDir(mnt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		if e.Name() != "d" {
+			names = append(names, e.Name())
+		}
+	}
+	if want := []string{n255, "s4095", "s4096", "s5000"}; !slices.Equal(names, want) {
+		t.Errorf("%s lists %.40q, want %.40q", mnt, names, want)
+	}
+	if b, err := os.ReadFile(filepath.Join(mnt, n255)); err != nil || string(b) != "ok\n" {
+		t.Errorf("255-byte name: %q, %v", b, err)
+	}
+	for _, n := range []string{n256, strings.Repeat("b", 1025)} {
+		if _, err := os.Lstat(filepath.Join(mnt, n)); !errors.Is(err, syscall.ENAMETOOLONG) {
+			t.Errorf("lstat of a %d-byte name: %v, want ENAMETOOLONG", len(n), err)
+		}
+	}
+	if d, err := os.ReadDir(filepath.Join(mnt, "d")); err == nil && len(d) != 0 {
+		t.Errorf("d lists %d entries, want none", len(d))
+	}
+	if target, err := os.Readlink(filepath.Join(mnt, "s4095")); err != nil || len(target) != 4095 {
+		t.Errorf("readlink s4095: %d bytes, %v", len(target), err)
+	}
+	for _, tc := range []struct {
+		name string
+		size int64
+	}{{"s4096", 4096}, {"s5000", 5000}} {
+		p := filepath.Join(mnt, tc.name)
+		if st, err := os.Lstat(p); err != nil || st.Size() != tc.size || st.Mode()&os.ModeSymlink == 0 {
+			t.Errorf("lstat %s: %v, %v", tc.name, st, err)
+		}
+		if _, err := os.Readlink(p); !errors.Is(err, syscall.ENAMETOOLONG) {
+			t.Errorf("readlink %s: %v, want ENAMETOOLONG", tc.name, err)
+		}
+		if _, err := os.Stat(p); !errors.Is(err, syscall.ENAMETOOLONG) {
+			t.Errorf("stat through %s: %v, want ENAMETOOLONG", tc.name, err)
+		}
 	}
 }
