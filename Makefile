@@ -7,6 +7,9 @@ SHARED   ?= $(abspath ../shared)
 CORPUS   ?= /var/lib/imgfs-corpus
 CORPUS_STEPS ?= deps rootfs layered formats export extras
 DEMO     ?= demo
+# How long each fuzz target runs: briefly in make test, as long as asked in make fuzz.
+FUZZTIME ?= 30s
+FUZZTIME_TEST ?= 5s
 export IMGFS_CORPUS = $(CORPUS)
 
 .PHONY: all build test unit integration vet deps corpus demo bench fuzz clean help
@@ -38,6 +41,7 @@ integration: build ## integration tests: real mounts over the corpus
 
 test: deps corpus vet build ## everything: vet, unit tests, real-mount integration tests over the corpus
 	IMGFS_BIN=$(abspath $(BIN)) $(GO) test -count=1 -timeout 40m ./...
+	$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZTIME_TEST)
 
 demo: build ## mount a built-in sample image, show its tree and a file, unmount
 	@./scripts/demo.sh $(BIN) $(DEMO)
@@ -46,11 +50,13 @@ bench: build ## benchmarks (needs the big corpus step: make corpus CORPUS_STEPS=
 	./bench/run.sh
 	./bench/run-write.sh
 
-fuzz: ## run every fuzz test briefly
-	@for p in $$($(GO) list ./...); do \
+fuzz: ## run every fuzz target for FUZZTIME each (make fuzz FUZZTIME=10m); crashers land in testdata/fuzz/
+	@n=0; for p in $$($(GO) list ./... | grep -v /integration); do \
 	  for f in $$($(GO) test -list 'Fuzz.*' $$p | grep ^Fuzz); do \
-	    echo "== $$p $$f"; $(GO) test -run=^$$ -fuzz=^$$f$$ -fuzztime=$${FUZZTIME:-20s} $$p || exit 1; \
-	  done; done
+	    echo "== $$p $$f ($(FUZZTIME))"; n=$$((n+1)); \
+	    $(GO) test -run=^$$ -fuzz=^$$f$$ -fuzztime=$(FUZZTIME) $$p || exit 1; \
+	  done; done; \
+	  if [ $$n = 0 ]; then echo "no fuzz targets found"; exit 1; fi; echo "fuzz: $$n targets ran $(FUZZTIME) each"
 
 clean: ## remove build outputs
 	rm -rf bin $(DEMO) integration.out
