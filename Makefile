@@ -10,6 +10,8 @@ DEMO     ?= demo
 # How long each fuzz target runs: briefly in make test, as long as asked in make fuzz.
 FUZZTIME ?= 30s
 FUZZTIME_TEST ?= 5s
+# Go minimises every new corpus entry for up to 60 s by default, which can eat a short run whole.
+FUZZMINIMIZE ?= 100x
 export IMGFS_CORPUS = $(CORPUS)
 
 .PHONY: all build test unit integration vet deps corpus demo bench fuzz clean help
@@ -54,7 +56,7 @@ fuzz: ## run every fuzz target for FUZZTIME each (make fuzz FUZZTIME=10m); crash
 	@n=0; for p in $$($(GO) list ./... | grep -v /integration); do \
 	  for f in $$($(GO) test -list 'Fuzz.*' $$p | grep ^Fuzz); do \
 	    echo "== $$p $$f ($(FUZZTIME))"; n=$$((n+1)); \
-	    $(GO) test -run=^$$ -fuzz=^$$f$$ -fuzztime=$(FUZZTIME) $$p || exit 1; \
+	    $(GO) test -run=^$$ -fuzz=^$$f$$ -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINIMIZE) $$p || exit 1; \
 	  done; done; \
 	  if [ $$n = 0 ]; then echo "no fuzz targets found"; exit 1; fi; echo "fuzz: $$n targets ran $(FUZZTIME) each"
 
