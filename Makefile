@@ -51,6 +51,7 @@ demo: build ## mount a built-in sample image, show its tree and a file, unmount
 bench: build ## benchmarks (needs the big corpus step: make corpus CORPUS_STEPS=big); writes BENCHMARKS.md
 	./bench/run.sh
 	./bench/run-write.sh
+	./bench/run-read.sh
 
 fuzz: ## run every fuzz target for FUZZTIME each (make fuzz FUZZTIME=10m); crashers land in testdata/fuzz/
 	@n=0; for p in $$($(GO) list ./... | grep -v /integration); do \
