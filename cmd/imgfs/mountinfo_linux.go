@@ -128,32 +128,50 @@ func checkMountTarget(dir string) (note string, err error) {
 	if err != nil {
 		return "", fmt.Errorf("mountpoint %s: %w", dir, unwrapPath(err))
 	}
-	e, mounted, err := mountAt(abs)
-	if err != nil {
-		return "", fmt.Errorf("mountpoint %s: %w", dir, err)
-	}
-	// statfs always asks the daemon (stat may be answered from the kernel's attribute cache).
-	var sfs unix.Statfs_t
-	dead := errors.Is(unix.Statfs(abs, &sfs), unix.ENOTCONN)
-	switch {
-	case !mounted && dead:
-		return "", fmt.Errorf("mountpoint %s: inside a dead FUSE mount (transport endpoint is not connected); unmount that first", dir)
-	case !mounted:
-		return "", nil
-	case dead && e.isImgfs():
+	// Dead imgfs mounts may be stacked (older versions mounted over them): detach each.
+	detached := 0
+	for {
+		e, mounted, err := mountAt(abs)
+		if err != nil {
+			return "", fmt.Errorf("mountpoint %s: %w", dir, err)
+		}
+		// statfs always asks the daemon (stat may be answered from the kernel's attribute cache).
+		var sfs unix.Statfs_t
+		dead := errors.Is(unix.Statfs(abs, &sfs), unix.ENOTCONN)
+		cleanup, err := mountTargetVerdict(dir, abs, e, mounted, dead)
+		if err != nil || !cleanup {
+			if err == nil && detached > 0 {
+				note = fmt.Sprintf("mountpoint %s: detached %d dead imgfs mount(s) (their daemon had exited)", dir, detached)
+			}
+			return note, err
+		}
+		if detached == 16 {
+			return "", fmt.Errorf("mountpoint %s: dead imgfs mounts remain after 16 lazy unmounts", dir)
+		}
 		if err := unmount(abs, true); err != nil {
 			return "", fmt.Errorf("mountpoint %s: a dead imgfs mount (its daemon is gone) could not be cleaned up: %w", dir, err)
 		}
-		if still, ok, _ := mountAt(abs); ok && still == e {
-			return "", fmt.Errorf("mountpoint %s: a dead imgfs mount (its daemon is gone) is still there after umount -l", dir)
-		}
-		return fmt.Sprintf("mountpoint %s: detached a dead imgfs mount of %s (its daemon had exited)", dir, strings.TrimPrefix(e.source, imgfsSourcePrefix+":")), nil
+		detached++
+	}
+}
+
+// mountTargetVerdict decides about a mount point (dir as given, abs resolved) from what is mounted there
+// (e, when mounted) and whether the kernel answers ENOTCONN there: fine, clean up (a dead imgfs mount),
+// or an error saying why not and what to do.
+func mountTargetVerdict(dir, abs string, e mountEntry, mounted, dead bool) (cleanup bool, err error) {
+	switch {
+	case !mounted && dead:
+		return false, fmt.Errorf("mountpoint %s: inside a dead FUSE mount (transport endpoint is not connected); unmount that first", dir)
+	case !mounted:
+		return false, nil
+	case dead && e.isImgfs():
+		return true, nil
 	case dead:
-		return "", fmt.Errorf("mountpoint %s: a dead %s mount (%s) is there; imgfs leaves it alone: 'umount -l %s' removes it", dir, e.fstype, e.source, abs)
+		return false, fmt.Errorf("mountpoint %s: a dead %s mount (%s) is there; imgfs leaves it alone: 'umount -l %s' removes it", dir, e.fstype, e.source, abs)
 	case e.isImgfs():
-		return "", fmt.Errorf("mountpoint %s: already an imgfs mount (of %s); 'imgfs unmount %s' first", dir, strings.TrimPrefix(e.source, imgfsSourcePrefix+":"), dir)
+		return false, fmt.Errorf("mountpoint %s: already an imgfs mount (of %s); 'imgfs unmount %s' first", dir, strings.TrimPrefix(e.source, imgfsSourcePrefix+":"), dir)
 	default:
-		return "", fmt.Errorf("mountpoint %s: already a mount point (%s %s); imgfs does not mount over another file system", dir, e.fstype, e.source)
+		return false, fmt.Errorf("mountpoint %s: already a mount point (%s %s); imgfs does not mount over another file system", dir, e.fstype, e.source)
 	}
 }
 
