@@ -1,8 +1,11 @@
 package integration
 
 import (
+	"bufio"
 	"bytes"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -10,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 )
 
@@ -167,5 +172,75 @@ func killDaemon(t *testing.T, mnt string) {
 			t.Fatalf("statfs %s after killing its daemon: %v, want ENOTCONN", mnt, err)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// otherFuseEnv makes the test binary serve an empty FUSE file system of type fuse.otherfs at the path
+// it names (for a dead FUSE mount that is not imgfs's), until it is killed.
+const otherFuseEnv = "IMGFS_TEST_OTHER_FUSE"
+
+func init() {
+	mnt := os.Getenv(otherFuseEnv)
+	if mnt == "" {
+		return
+	}
+	server, err := gofs.Mount(mnt, &gofs.Inode{}, &gofs.Options{MountOptions: fuse.MountOptions{
+		Name: "otherfs", FsName: "otherfs-test", DirectMount: true}})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "other fuse:", err)
+		os.Exit(1)
+	}
+	fmt.Println("ready")
+	server.Wait()
+	os.Exit(0)
+}
+
+// TestMountpointDeadOtherFuse: a dead FUSE mount of another file system is neither replaced by mount nor
+// taken away by unmount; both say what it is and what to do.
+func TestMountpointDeadOtherFuse(t *testing.T) {
+	requireFUSE(t)
+	_, archive := writeSample(t, "sample.tar")
+	mnt := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), otherFuseEnv+"="+mnt)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		for mountsAt(t, mnt) > 0 {
+			if err := unix.Unmount(mnt, unix.MNT_DETACH); err != nil {
+				t.Errorf("cleaning up %s: %v", mnt, err)
+				return
+			}
+		}
+	})
+	if line, _ := bufio.NewReader(out).ReadString('\n'); line != "ready\n" {
+		t.Fatalf("the other FUSE server did not start: %q", line)
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	var st unix.Statfs_t
+	if err := unix.Statfs(mnt, &st); err != unix.ENOTCONN {
+		t.Fatalf("statfs of the killed FUSE mount: %v, want ENOTCONN", err)
+	}
+	_, stderr, code := imgfs(t, "mount", "--quiet", "--cache-dir", cacheDir, archive, mnt)
+	if code == 0 || !strings.Contains(stderr, "dead fuse.otherfs mount") || !strings.Contains(stderr, "umount -l") {
+		t.Errorf("imgfs mount onto a dead fuse.otherfs mount: exit %d: %q; want a refusal saying how to remove it", code, stderr)
+	}
+	_, stderr, code = imgfs(t, "unmount", mnt)
+	if code == 0 || !strings.Contains(stderr, "not an imgfs mount (fuse.otherfs") {
+		t.Errorf("imgfs unmount of a dead fuse.otherfs mount: exit %d: %q", code, stderr)
+	}
+	if n := mountsAt(t, mnt); n != 1 {
+		t.Errorf("%d mounts at %s, want the dead otherfs mount left alone", n, mnt)
 	}
 }
