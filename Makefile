@@ -54,12 +54,7 @@ bench: build ## benchmarks (needs the big corpus step: make corpus CORPUS_STEPS=
 	./bench/run-read.sh
 
 fuzz: ## run every fuzz target for FUZZTIME each (make fuzz FUZZTIME=10m); crashers land in testdata/fuzz/
-	@n=0; for p in $$($(GO) list ./... | grep -v /integration); do \
-	  for f in $$($(GO) test -list 'Fuzz.*' $$p | grep ^Fuzz); do \
-	    echo "== $$p $$f ($(FUZZTIME))"; n=$$((n+1)); \
-	    $(GO) test -run=^$$ -fuzz=^$$f$$ -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINIMIZE) $$p || exit 1; \
-	  done; done; \
-	  if [ $$n = 0 ]; then echo "no fuzz targets found"; exit 1; fi; echo "fuzz: $$n targets ran $(FUZZTIME) each"
+	GO=$(GO) ./scripts/fuzz.sh $(FUZZTIME) $(FUZZMINIMIZE)
 
 clean: ## remove build outputs
 	rm -rf bin $(DEMO) integration.out
