@@ -7,6 +7,11 @@ SHARED   ?= $(abspath ../shared)
 CORPUS   ?= /var/lib/imgfs-corpus
 CORPUS_STEPS ?= deps rootfs layered formats export extras
 DEMO     ?= demo
+# How long each fuzz target runs: briefly in make test, as long as asked in make fuzz.
+FUZZTIME ?= 30s
+FUZZTIME_TEST ?= 5s
+# Go minimises every new corpus entry for up to 60 s by default, which can eat a short run whole.
+FUZZMINIMIZE ?= 100x
 export IMGFS_CORPUS = $(CORPUS)
 
 .PHONY: all build test unit integration vet deps corpus demo bench fuzz clean help
@@ -38,6 +43,7 @@ integration: build ## integration tests: real mounts over the corpus
 
 test: deps corpus vet build ## everything: vet, unit tests, real-mount integration tests over the corpus
 	IMGFS_BIN=$(abspath $(BIN)) $(GO) test -count=1 -timeout 40m ./...
+	$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZTIME_TEST)
 
 demo: build ## mount a built-in sample image, show its tree and a file, unmount
 	@./scripts/demo.sh $(BIN) $(DEMO)
@@ -45,12 +51,10 @@ demo: build ## mount a built-in sample image, show its tree and a file, unmount
 bench: build ## benchmarks (needs the big corpus step: make corpus CORPUS_STEPS=big); writes BENCHMARKS.md
 	./bench/run.sh
 	./bench/run-write.sh
+	./bench/run-read.sh
 
-fuzz: ## run every fuzz test briefly
-	@for p in $$($(GO) list ./...); do \
-	  for f in $$($(GO) test -list 'Fuzz.*' $$p | grep ^Fuzz); do \
-	    echo "== $$p $$f"; $(GO) test -run=^$$ -fuzz=^$$f$$ -fuzztime=$${FUZZTIME:-20s} $$p || exit 1; \
-	  done; done
+fuzz: ## run every fuzz target for FUZZTIME each (make fuzz FUZZTIME=10m); crashers land in testdata/fuzz/
+	GO=$(GO) ./scripts/fuzz.sh $(FUZZTIME) $(FUZZMINIMIZE)
 
 clean: ## remove build outputs
 	rm -rf bin $(DEMO) integration.out

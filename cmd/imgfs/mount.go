@@ -47,6 +47,11 @@ func runMount(c *cli.Context) error {
 		return usageError(c, "want ARCHIVE MOUNTPOINT, got %d argument(s)", c.NArg())
 	}
 	archivePath, mnt := c.Args().Get(0), c.Args().Get(1)
+	if note, err := checkMountTarget(mnt); err != nil {
+		return err
+	} else if note != "" {
+		newLogger(c).Warn(note)
+	}
 	if err := checkMountpoint(mnt); err != nil {
 		return err
 	}
@@ -246,7 +251,11 @@ func unmountCommand() *cli.Command {
 			if c.NArg() != 1 {
 				return usageError(c, "want MOUNTPOINT")
 			}
-			return unmount(c.Args().First(), c.Bool("lazy"))
+			mnt, err := checkUnmountTarget(c.Args().First())
+			if err != nil {
+				return err
+			}
+			return unmount(mnt, c.Bool("lazy"))
 		},
 	}
 }

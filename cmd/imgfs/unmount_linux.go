@@ -8,11 +8,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// unmount detaches a FUSE mount: directly when we may (root), else through fusermount.
+// unmount detaches the FUSE mount at mnt (checked by checkUnmountTarget or checkMountTarget): directly
+// when we may (root), else through fusermount.
 func unmount(mnt string, lazy bool) error {
-	flags := 0
+	flags := unix.UMOUNT_NOFOLLOW
 	if lazy {
-		flags = unix.MNT_DETACH
+		flags |= unix.MNT_DETACH
 	}
 	err := unix.Unmount(mnt, flags)
 	if err == nil {
