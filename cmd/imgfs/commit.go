@@ -160,15 +160,16 @@ func runCommit(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	release := func() {}
 	if c.Bool("pause") {
-		thaw, live, err := freezeLive(dir)
-		if err != nil {
+		// Nothing written while paused may lie in the paused mount: the output (and its temporary file
+		// beside it), the index cache, the log on stderr. stdout is written after the pause.
+		w := pauseWrites{stderr: true, paths: []pausePath{
+			{"output " + out, filepath.Dir(out)}, {"index cache " + cacheDir(c), cacheDir(c)}}}
+		if release, err = pauseUpper(ctx, dir, w, log); err != nil {
 			return err
 		}
-		defer thaw()
-		if live {
-			log.Info("paused the live mount of the upper directory", "dir", dir)
-		}
+		defer release()
 	}
 	changes, err := overlay.Changes(ctx, lower, dir)
 	if err != nil {
@@ -199,6 +200,7 @@ func runCommit(c *cli.Context) error {
 		Changes:   changeLines,
 	}
 	res, err := imagewrite.Write(ctx, out, o.img, layers, cfg, opts)
+	release()
 	pr.done()
 	if err != nil {
 		return fmt.Errorf("commit %s: %w", dir, err)
