@@ -114,55 +114,63 @@ func TestCommitIntoLiveMountRefused(t *testing.T) {
 	}
 }
 
+// startPausedCommit mounts the sample writable, writes enough incompressible data that a commit takes
+// a while, and starts a commit of the live mount; it returns once the commit has paused the mount.
+func startPausedCommit(t *testing.T, seed uint64) (mnt, out string, cmd *exec.Cmd, stderr io.Reader) {
+	t.Helper()
+	dir, archive := writeSample(t, "sample.tar")
+	upper := filepath.Join(dir, "upper")
+	mnt = mountImage(t, archive, "--upper", upper)
+	// Enough incompressible data that the commit is still reading it when it is killed.
+	big := make([]byte, 192<<20)
+	r := rand.New(rand.NewPCG(1, seed))
+	for i := 0; i+8 <= len(big); i += 8 {
+		v := r.Uint64()
+		for j := range 8 {
+			big[i+j] = byte(v >> (8 * j))
+		}
+	}
+	writeGuarded(t, filepath.Join(mnt, "big.bin"), big)
+	big = nil
+
+	out = filepath.Join(dir, "out", "out.tar")
+	os.Mkdir(filepath.Dir(out), 0o755)
+	cmd = exec.Command(imgfsBin, "commit", "-v", "--cache-dir", cacheDir, "--upper", upper, "-o", out, archive)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stderr)
+	paused := false
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), "paused the live mount") {
+			paused = true
+			break
+		}
+	}
+	if !paused {
+		cmd.Wait()
+		t.Fatal("commit never paused the mount")
+	}
+	return mnt, out, cmd, stderr
+}
+
 // TestKilledCommitReleasesPause kills a commit while it holds the mount paused: writers go on, and the
 // mount unmounts.
 func TestKilledCommitReleasesPause(t *testing.T) {
 	requireFUSE(t)
 	for _, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGTERM, syscall.SIGINT} {
 		t.Run(sig.String(), func(t *testing.T) {
-			dir, archive := writeSample(t, "sample.tar")
-			upper := filepath.Join(dir, "upper")
-			mnt := mountImage(t, archive, "--upper", upper)
-			// Enough incompressible data that the commit is still reading it when it is killed.
-			big := make([]byte, 192<<20)
-			r := rand.New(rand.NewPCG(1, uint64(sig)))
-			for i := 0; i+8 <= len(big); i += 8 {
-				v := r.Uint64()
-				for j := range 8 {
-					big[i+j] = byte(v >> (8 * j))
-				}
-			}
-			writeGuarded(t, filepath.Join(mnt, "big.bin"), big)
-			big = nil
-
-			out := filepath.Join(dir, "out", "out.tar")
-			os.Mkdir(filepath.Dir(out), 0o755)
-			cmd := exec.Command(imgfsBin, "commit", "-v", "--cache-dir", cacheDir, "--upper", upper, "-o", out, archive)
-			stderr, err := cmd.StderrPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			sc := bufio.NewScanner(stderr)
-			paused := false
-			for sc.Scan() {
-				if strings.Contains(sc.Text(), "paused the live mount") {
-					paused = true
-					break
-				}
-			}
-			if !paused {
-				cmd.Wait()
-				t.Fatal("commit never paused the mount")
-			}
+			mnt, out, cmd, stderr := startPausedCommit(t, uint64(sig))
 			// A writer that comes during the pause waits for it.
 			during := make(chan error, 1)
 			go func() { during <- os.WriteFile(filepath.Join(mnt, "during.txt"), []byte("during\n"), 0o644) }()
 			cmd.Process.Signal(sig)
 			go io.Copy(io.Discard, stderr)
-			err = cmd.Wait()
+			err := cmd.Wait()
 			ws := cmd.ProcessState.Sys().(syscall.WaitStatus)
 			switch {
 			case sig == syscall.SIGKILL && !(ws.Signaled() && ws.Signal() == syscall.SIGKILL):
@@ -187,6 +195,55 @@ func TestKilledCommitReleasesPause(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestWriterKillableDuringPause: a process whose write waits for a commit's pause can still be killed
+// (the mount answers the kernel's INTERRUPT), and is gone while the pause goes on, instead of hanging
+// unkillable, holding its files, until the commit ends.
+func TestWriterKillableDuringPause(t *testing.T) {
+	requireFUSE(t)
+	mnt, _, cmd, stderr := startPausedCommit(t, 7)
+	go io.Copy(io.Discard, stderr)
+	commitDone := make(chan struct{})
+	go func() { cmd.Wait(); close(commitDone) }()
+	writer := exec.Command("sh", "-c", "echo blocked > "+filepath.Join(mnt, "blocked.txt")+"; echo unblocked")
+	var wout bytes.Buffer
+	writer.Stdout = &wout
+	if err := writer.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Kill it once it waits for the mount's answer, and keeps waiting (not a quick LOOKUP on the way).
+	deadline := time.Now().Add(time.Minute)
+	for seen := 0; seen < 10; time.Sleep(20 * time.Millisecond) {
+		wchan, _ := os.ReadFile("/proc/" + strconv.Itoa(writer.Process.Pid) + "/wchan")
+		if string(wchan) == "request_wait_answer" {
+			seen++
+		} else {
+			seen = 0
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the writer never waited for the mount (wchan %q)", wchan)
+		}
+	}
+	writer.Process.Kill()
+	writerDone := make(chan struct{})
+	go func() { writer.Wait(); close(writerDone) }()
+	select {
+	case <-writerDone:
+	case <-commitDone:
+		<-writerDone
+		t.Fatal("the killed writer ended only when the commit ended its pause")
+	}
+	select {
+	case <-commitDone:
+		t.Fatal("the commit ended before the writer was killed: make big.bin bigger")
+	default:
+	}
+	if strings.Contains(wout.String(), "unblocked") {
+		t.Error("the writer was not blocked by the pause")
+	}
+	<-commitDone
+	writeGuarded(t, filepath.Join(mnt, "after.txt"), []byte("after\n"))
 }
 
 // TestSecondMountOfUpperRefused: one writable mount per upper directory, whatever path names it, also

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/imgfs/imgfs/fs"
 )
 
 // A writable mount listens on a unix socket named after its upper directory's identity (device and
@@ -85,6 +87,21 @@ func checkPrivateDir(dir string) error {
 		return fmt.Errorf("control socket directory %s has mode %04o, others may use it: it must be 0700", dir, st.Mode&0o7777)
 	}
 	return nil
+}
+
+// pausedView pauses a mount's requests (where a process that waits can still be killed) before the
+// view's own freeze.
+type pausedView struct {
+	p *fs.Pause
+	v freezer
+}
+
+func (pv pausedView) Sync() error { return pv.v.Sync() }
+
+func (pv pausedView) Freeze() func() {
+	resume := pv.p.Pause()
+	thaw := pv.v.Freeze()
+	return func() { thaw(); resume() }
 }
 
 func socketName(id dirID) string { return id.String() + ".sock" }

@@ -100,7 +100,8 @@ func runMount(c *cli.Context) error {
 	var ctl *controlServer
 	if upperDir != "" {
 		// imgfs commit of the same directory pauses this mount's writes through this socket.
-		if ctl, err = serveControl(ctx, lock, view, log); err != nil {
+		opts.Pause = &fs.Pause{}
+		if ctl, err = serveControl(ctx, lock, pausedView{opts.Pause, view}, log); err != nil {
 			return err
 		}
 	}
