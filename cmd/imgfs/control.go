@@ -211,8 +211,8 @@ func (s *controlServer) handle(c net.Conn) {
 			continue
 		}
 		if err := s.syncMount(); err != nil {
-			fmt.Fprintf(c, "error: %v\n", err)
-			return
+			// Only pages of shared mappings not yet written back are at stake: commit anyway.
+			s.log.Warn("commit: the mount's dirty pages could not be flushed", "err", err)
 		}
 		if err := s.v.Sync(); err != nil {
 			fmt.Fprintf(c, "error: sync: %v\n", err)
