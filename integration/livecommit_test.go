@@ -77,10 +77,15 @@ func TestCommitIntoLiveMountRefused(t *testing.T) {
 		{"output in the mount", filepath.Join(mnt, "out.tar")},
 		{"output in a directory still to be made in the mount", filepath.Join(mnt, "a", "b", "out.tar")},
 		{"output through a symlink into the mount", filepath.Join(link, "out.tar")},
+		{"output in the upper directory", filepath.Join(upper, "out.tar")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			stderr, code := runGuarded(t, nil, append(commit, "-o", tc.out, archive)...)
-			if code == 0 || !strings.Contains(stderr, "lies in the live mount "+mnt) {
+			want := "lies in the live mount " + mnt
+			if strings.HasPrefix(tc.out, upper) {
+				want = "lies in the upper directory " + upper
+			}
+			if code == 0 || !strings.Contains(stderr, want) {
 				t.Errorf("exit %d, stderr %q; want a refusal naming the mount", code, stderr)
 			}
 		})
@@ -108,6 +113,12 @@ func TestCommitIntoLiveMountRefused(t *testing.T) {
 	writeGuarded(t, filepath.Join(mnt, "after.txt"), []byte("after\n"))
 	if _, err := os.Lstat(filepath.Join(mnt, "out.tar")); err == nil {
 		t.Error("out.tar appeared in the mount")
+	}
+	ents, _ := os.ReadDir(upper)
+	for _, e := range ents {
+		if strings.Contains(e.Name(), "out.tar") {
+			t.Errorf("a refused commit left %s in the upper directory", e.Name())
+		}
 	}
 	if stderr, code := runGuarded(t, nil, append(commit, "-o", filepath.Join(dir, "ok.tar"), archive)...); code != 0 {
 		t.Errorf("commit outside the mount: exit %d: %s", code, stderr)

@@ -160,12 +160,15 @@ func runCommit(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	// What commit writes (the output and its temporary file beside it, the index cache, the log on
+	// stderr) must lie neither in DIR nor in the mount it pauses. stdout is written after the pause.
+	w := pauseWrites{stderr: true, paths: []pausePath{
+		{"output " + out, filepath.Dir(out)}, {"index cache " + cacheDir(c), cacheDir(c)}}}
+	if err := w.checkOutside(dir); err != nil {
+		return err
+	}
 	release := func() {}
 	if c.Bool("pause") {
-		// Nothing written while paused may lie in the paused mount: the output (and its temporary file
-		// beside it), the index cache, the log on stderr. stdout is written after the pause.
-		w := pauseWrites{stderr: true, paths: []pausePath{
-			{"output " + out, filepath.Dir(out)}, {"index cache " + cacheDir(c), cacheDir(c)}}}
 		if release, err = pauseUpper(ctx, dir, w, log); err != nil {
 			return err
 		}

@@ -380,6 +380,31 @@ func (w pauseWrites) check(m mountInfo, dir string) error {
 	return nil
 }
 
+// checkOutside refuses when anything to be written lies in upper directory dir (it would be read as a
+// change, and show in every later mount).
+func (w pauseWrites) checkOutside(dir string) error {
+	id, err := upperDirID(dir)
+	if err != nil {
+		return err
+	}
+	for _, p := range w.paths {
+		abs, err := filepath.Abs(p.dir)
+		if err != nil {
+			return err
+		}
+		for q := abs; ; q = filepath.Dir(q) {
+			var st unix.Stat_t
+			if unix.Stat(q, &st) == nil && st.Dev == id.dev && st.Ino == id.ino {
+				return fmt.Errorf("%s lies in the upper directory %s it commits: write it outside that directory", p.what, dir)
+			}
+			if q == filepath.Dir(q) {
+				break
+			}
+		}
+	}
+	return nil
+}
+
 // existingDev returns the device of path or of its nearest existing parent (a file to be created is
 // created on its parent's file system), symlinks followed.
 func existingDev(path string) (uint64, error) {
