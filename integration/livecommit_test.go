@@ -72,17 +72,25 @@ func TestCommitIntoLiveMountRefused(t *testing.T) {
 	if err := os.Symlink(mnt, link); err != nil {
 		t.Fatal(err)
 	}
+	uplink := filepath.Join(dir, "uplink")
+	if err := os.Symlink(filepath.Join(upper, "newdir"), uplink); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(mnt, "newdir"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	commit := []string{"commit", "-q", "--cache-dir", cacheDir, "--upper", upper}
 	for _, tc := range []struct{ name, out string }{
 		{"output in the mount", filepath.Join(mnt, "out.tar")},
 		{"output in a directory still to be made in the mount", filepath.Join(mnt, "a", "b", "out.tar")},
 		{"output through a symlink into the mount", filepath.Join(link, "out.tar")},
 		{"output in the upper directory", filepath.Join(upper, "out.tar")},
+		{"output in the upper directory through a symlink", filepath.Join(uplink, "x", "out.tar")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			stderr, code := runGuarded(t, nil, append(commit, "-o", tc.out, archive)...)
 			want := "lies in the live mount " + mnt
-			if strings.HasPrefix(tc.out, upper) {
+			if strings.HasPrefix(tc.out, upper) || strings.HasPrefix(tc.out, uplink) {
 				want = "lies in the upper directory " + upper
 			}
 			if code == 0 || !strings.Contains(stderr, want) {

@@ -392,6 +392,14 @@ func (w pauseWrites) checkOutside(dir string) error {
 		if err != nil {
 			return err
 		}
+		// The nearest existing directory, symlinks resolved: its ancestors are where the file lands.
+		for abs != filepath.Dir(abs) {
+			if real, err := filepath.EvalSymlinks(abs); err == nil {
+				abs = real
+				break
+			}
+			abs = filepath.Dir(abs)
+		}
 		for q := abs; ; q = filepath.Dir(q) {
 			var st unix.Stat_t
 			if unix.Stat(q, &st) == nil && st.Dev == id.dev && st.Ino == id.ino {
