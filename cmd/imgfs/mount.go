@@ -61,11 +61,16 @@ func runMount(c *cli.Context) error {
 	log := newLogger(c)
 	ctx := c.Context
 
+	o, err := openImage(ctx, c, archivePath, log)
+	if err != nil {
+		return err
+	}
+	defer o.Close()
+
 	upperDir := c.String("upper")
 	var lock *upperLock
 	if upperDir != "" {
 		// One writable mount per upper directory, whatever path names it: held until this process ends.
-		var err error
 		if lock, err = lockUpper(upperDir); errors.Is(err, errUpperBusy) {
 			return fmt.Errorf("upper directory %s is %w", upperDir, err)
 		} else if err != nil {
@@ -73,12 +78,6 @@ func runMount(c *cli.Context) error {
 		}
 		defer lock.Close()
 	}
-	o, err := openImage(ctx, c, archivePath, log)
-	if err != nil {
-		return err
-	}
-	defer o.Close()
-
 	view, closeView, err := o.view(upperDir, log)
 	if err != nil {
 		return err
