@@ -100,7 +100,8 @@ func commitCommand() *cli.Command {
 		ArgsUsage: "ARCHIVE",
 		Description: "Copies every layer of the image byte for byte, adds one layer made from the upper directory (OCI\n" +
 			"whiteouts, deterministic order; none when the directory holds no change), and updates the config\n" +
-			"and history like docker commit. A live mount of the directory is paused while it is read.\n" +
+			"and history like docker commit. A live mount of the directory is paused while it is read; an OUT\n" +
+			"in that mount or in the directory is refused.\n" +
 			"SOURCE_DATE_EPOCH makes the result reproducible. The output is written atomically.",
 		Flags: append(archiveFlags(), upperFlag(),
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "output `OUT` (default: ARCHIVE's name with -commit added)"},

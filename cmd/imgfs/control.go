@@ -83,8 +83,8 @@ func checkPrivateDir(dir string) error {
 		return fmt.Errorf("control socket directory %s is not a directory (a symlink?): remove it", dir)
 	case st.Uid != uid:
 		return fmt.Errorf("control socket directory %s is owned by uid %d, not by you (uid %d): remove it, or set XDG_RUNTIME_DIR to a directory of your own", dir, st.Uid, uid)
-	case st.Mode&0o077 != 0:
-		return fmt.Errorf("control socket directory %s has mode %04o, others may use it: it must be 0700", dir, st.Mode&0o7777)
+	case st.Mode&0o022 != 0:
+		return fmt.Errorf("control socket directory %s has mode %04o, others may write to it: it must be 0700", dir, st.Mode&0o7777)
 	}
 	return nil
 }
