@@ -104,6 +104,9 @@ func (pv pausedView) Freeze() func() {
 	return func() { thaw(); resume() }
 }
 
+// errNotMounted is the answer to "info" of a mount that is still starting.
+const errNotMounted = "not mounted yet"
+
 func socketName(id dirID) string { return id.String() + ".sock" }
 
 // controlServer answers a mount's control socket.
@@ -200,7 +203,7 @@ func (s *controlServer) handle(c net.Conn) {
 		case "info":
 			m := s.mnt.Load()
 			if m == nil {
-				fmt.Fprintln(c, "error: not mounted yet")
+				fmt.Fprintln(c, "error: "+errNotMounted)
 				continue
 			}
 			fmt.Fprintf(c, "mount %d %s\n", m.dev, strconv.Quote(m.path))
@@ -274,6 +277,10 @@ func pauseUpper(ctx context.Context, dir string, w pauseWrites, log *slog.Logger
 	c.SetDeadline(time.Now().Add(2 * time.Minute))
 	r := bufio.NewReader(c)
 	line, err := request(c, r, "info")
+	for try := 0; err != nil && err.Error() == errNotMounted && try < 50; try++ {
+		time.Sleep(200 * time.Millisecond) // the mount is starting
+		line, err = request(c, r, "info")
+	}
 	if err != nil {
 		return nil, fmt.Errorf("asking the live mount of %s: %w", dir, err)
 	}
