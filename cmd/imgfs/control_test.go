@@ -146,3 +146,43 @@ func TestPrivateDir(t *testing.T) {
 		t.Errorf("symlink: %v", err)
 	}
 }
+
+// A commit that comes while the mount is still starting (locked, listening, not mounted) waits for it.
+func TestControlMountStarting(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	lk, err := lockUpper(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lk.Close()
+	f := &fakeFreezer{}
+	ctl, err := serveControl(ctx, lk, f, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		release func()
+		err     error
+	}
+	done := make(chan result)
+	go func() {
+		r, err := pauseUpper(ctx, dir, pauseWrites{}, log)
+		done <- result{r, err}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	if err := ctl.mounted(t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+	res := <-done
+	if res.err != nil {
+		t.Fatalf("commit during the mount's start: %v", res.err)
+	}
+	if f.frozen.Load() != 1 {
+		t.Error("not frozen")
+	}
+	res.release()
+	waitThawed(t, f)
+}
