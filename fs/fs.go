@@ -42,6 +42,8 @@ type Options struct {
 	// UpperDir is the upper directory of a writable view: StatFs reports the space of the file system
 	// holding it. Empty, or a read-only view: StatFs reports the view's usage (UsageReporter).
 	UpperDir string
+	// Pause, when set, lets a writable mount's changes be paused (see Pause).
+	Pause *Pause
 }
 
 func (o Options) entryTimeout() time.Duration { return timeout(o.EntryTimeout) }

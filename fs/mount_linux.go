@@ -38,7 +38,11 @@ func Mount[D Dir](mountpoint string, view View[D], opts Options) (*fuse.Server, 
 }
 
 func mount[D Dir](mountpoint string, fsys *fileSystem[D], opts Options) (*fuse.Server, error) {
-	srv, err := fuse.NewServer(fsys, mountpoint, mountOptions(opts, fsys.writable(), fsys.log))
+	var raw fuse.RawFileSystem = fsys
+	if opts.Pause != nil && fsys.writable() {
+		raw = pausable{RawFileSystem: fsys, p: opts.Pause}
+	}
+	srv, err := fuse.NewServer(raw, mountpoint, mountOptions(opts, fsys.writable(), fsys.log))
 	if err != nil {
 		return nil, fmt.Errorf("mounting %s: %w", mountpoint, err)
 	}

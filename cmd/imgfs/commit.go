@@ -100,7 +100,8 @@ func commitCommand() *cli.Command {
 		ArgsUsage: "ARCHIVE",
 		Description: "Copies every layer of the image byte for byte, adds one layer made from the upper directory (OCI\n" +
 			"whiteouts, deterministic order; none when the directory holds no change), and updates the config\n" +
-			"and history like docker commit. A live mount of the directory is paused while it is read.\n" +
+			"and history like docker commit. A live mount of the directory is paused while it is read; an OUT\n" +
+			"in that mount or in the directory is refused.\n" +
 			"SOURCE_DATE_EPOCH makes the result reproducible. The output is written atomically.",
 		Flags: append(archiveFlags(), upperFlag(),
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "output `OUT` (default: ARCHIVE's name with -commit added)"},
@@ -160,15 +161,19 @@ func runCommit(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	// What commit writes (the output and its temporary file beside it, the index cache, the log on
+	// stderr) must lie neither in DIR nor in the mount it pauses. stdout is written after the pause.
+	w := pauseWrites{stderr: true, paths: []pausePath{
+		{"output " + out, filepath.Dir(out)}, {"index cache " + cacheDir(c), cacheDir(c)}}}
+	if err := w.checkOutside(dir); err != nil {
+		return err
+	}
+	release := func() {}
 	if c.Bool("pause") {
-		thaw, live, err := freezeLive(dir)
-		if err != nil {
+		if release, err = pauseUpper(ctx, dir, w, log); err != nil {
 			return err
 		}
-		defer thaw()
-		if live {
-			log.Info("paused the live mount of the upper directory", "dir", dir)
-		}
+		defer release()
 	}
 	changes, err := overlay.Changes(ctx, lower, dir)
 	if err != nil {
@@ -199,6 +204,7 @@ func runCommit(c *cli.Context) error {
 		Changes:   changeLines,
 	}
 	res, err := imagewrite.Write(ctx, out, o.img, layers, cfg, opts)
+	release()
 	pr.done()
 	if err != nil {
 		return fmt.Errorf("commit %s: %w", dir, err)

@@ -73,6 +73,16 @@ func runMount(c *cli.Context) error {
 	defer o.Close()
 
 	upperDir := c.String("upper")
+	var lock *upperLock
+	if upperDir != "" {
+		// One writable mount per upper directory, whatever path names it: held until this process ends.
+		if lock, err = lockUpper(upperDir); errors.Is(err, errUpperBusy) {
+			return fmt.Errorf("upper directory %s is %w", upperDir, err)
+		} else if err != nil {
+			return err
+		}
+		defer lock.Close()
+	}
 	view, closeView, err := o.view(upperDir, log)
 	if err != nil {
 		return err
@@ -91,9 +101,11 @@ func runMount(c *cli.Context) error {
 		ExtraOptions: c.StringSlice("options"),
 		UpperDir:     upperDir,
 	}
+	var ctl *controlServer
 	if upperDir != "" {
 		// imgfs commit of the same directory pauses this mount's writes through this socket.
-		if err := serveControl(ctx, upperDir, view, log); err != nil {
+		opts.Pause = &fs.Pause{}
+		if ctl, err = serveControl(ctx, lock, pausedView{opts.Pause, view}, log); err != nil {
 			return err
 		}
 	}
@@ -104,6 +116,12 @@ func runMount(c *cli.Context) error {
 	if err := server.WaitMount(); err != nil {
 		server.Unmount()
 		return fmt.Errorf("mount %s: %w", mnt, err)
+	}
+	if ctl != nil {
+		if err := ctl.mounted(mnt); err != nil {
+			server.Unmount()
+			return err
+		}
 	}
 	log.Info("mounted", "archive", archivePath, "image", o.img.ManifestDigest, "mountpoint", mnt, "layers", len(o.layers))
 	if readyFD != "" {
