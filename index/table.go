@@ -19,7 +19,7 @@ import (
 // ErrCorruptTable means a table file is damaged, truncated, of another format version, or not a table.
 var ErrCorruptTable = errors.New("index: corrupt table file")
 
-// Table file format, version 1. All integers little endian.
+// Table file format, version 2 (version 1 had no blob digest). All integers little endian.
 //
 //	header (256 bytes):
 //	  0  magic "IMGFSTBL"
@@ -30,6 +30,7 @@ var ErrCorruptTable = errors.New("index: corrupt table file")
 //	 48  [32] key digest
 //	 80  5 x (u64 offset, u64 length): records, strings, xattrs, sparse maps, hardlink IDs
 //	160  u32 crc32c of everything after the header
+//	164  u8 blob digest kind (0 none, 1 sha256), 3 bytes zero   168 [32] blob digest
 //	252  u32 crc32c of header bytes 0..252
 //	records (64 bytes each, in ID order):
 //	  0 u32 parent   4 u8 type   5 u8 zero   6 u16 flags   8 u32 mode   12 u32 uid   16 u32 gid
@@ -43,7 +44,7 @@ var ErrCorruptTable = errors.New("index: corrupt table file")
 //	hardlinks: u32 IDs of every hardlink entry, ascending.
 const (
 	tableMagic      = "IMGFSTBL"
-	tableVersion    = 1
+	tableVersion    = 2
 	tableHeaderSize = 256
 	recordSize      = 64
 	numSections     = 5
@@ -62,7 +63,8 @@ var tableCRC = crc32.MakeTable(crc32.Castagnoli)
 // TableInfo says what a table was built from. It is stored in the table's header; a cached table whose
 // info does not match the layer is rebuilt.
 type TableInfo struct {
-	Key        digest.Digest // cache key: the layer's DiffID or, failing that, its blob digest; "" if none
+	Key        digest.Digest // the layer's DiffID or, failing that, its blob digest; "" if none
+	Blob       digest.Digest // the digest of the blob the table was built (and verified) from; "" if none
 	StreamSize int64         // bytes of the uncompressed layer stream
 	BlobSize   int64         // bytes of the stored blob
 }
@@ -254,6 +256,10 @@ func encodeHeader(n int, info TableInfo, secs [numSections][2]uint64, bodyCRC ui
 		binary.LittleEndian.PutUint64(h[88+16*i:], s[1])
 	}
 	binary.LittleEndian.PutUint32(h[160:], bodyCRC)
+	if d, ok := digestBytes(info.Blob); ok {
+		h[164] = 1
+		copy(h[168:200], d[:])
+	}
 	binary.LittleEndian.PutUint32(h[252:], crc32.Checksum(h[:252], tableCRC))
 	return h
 }
@@ -305,6 +311,9 @@ func parseTable(data []byte) (*Table, error) {
 	t.info.BlobSize = int64(binary.LittleEndian.Uint64(h[32:]))
 	if h[40] == 1 {
 		t.info.Key = digest.Digest("sha256:" + hex.EncodeToString(h[48:80]))
+	}
+	if h[164] == 1 {
+		t.info.Blob = digest.Digest("sha256:" + hex.EncodeToString(h[168:200]))
 	}
 	var secs [numSections][]byte
 	size := uint64(len(data))
@@ -377,6 +386,10 @@ func openTableFile(f *os.File) (*Table, error) {
 
 // Info returns what the table was built from.
 func (t *Table) Info() TableInfo { return t.info }
+
+// headerCRC returns the checksum of the table's header, which covers the checksum of the rest: it
+// names this table's content.
+func (t *Table) headerCRC() uint32 { return binary.LittleEndian.Uint32(t.data[252:256]) }
 
 // Close releases the mapping. The Table and strings or slices it returned must not be used afterwards.
 func (t *Table) Close() error {
