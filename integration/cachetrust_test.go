@@ -145,12 +145,20 @@ func archiveBlobs(t *testing.T, path string) map[digest.Digest][]byte {
 		})
 		return out
 	}
-	f, err := os.Open(path)
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	tr := tar.NewReader(f)
+	if bytes.HasPrefix(b, []byte{0x1f, 0x8b}) {
+		zr, err := gzip.NewReader(bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b, err = io.ReadAll(zr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tr := tar.NewReader(bytes.NewReader(b))
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
@@ -373,8 +381,15 @@ func TestCacheTrust(t *testing.T) {
 			{"gzip layer in an oci-archive", gzA, gzB, true},
 			{"plain layer in an oci dir", tarA, tarB, false},
 			{"plain layer in an oci-archive", tarA, tarB, true},
+			{"gzip layer in a gzip-compressed oci-archive", gzA, gzB, true},
 		} {
 			img := oci("A "+tc.name, tc.blob, digest.FromBytes(tc.blob), dA, tc.asTar, true)
+			outer := strings.Contains(tc.name, "compressed")
+			if outer {
+				// The whole archive stored in gzip: the blob is a range of its decompressed stream.
+				b, _ := os.ReadFile(img.path)
+				os.WriteFile(img.path, storedGzip(b), 0o644)
+			}
 			if !openTrust(t, img, cache, "before") {
 				continue
 			}
@@ -382,15 +397,24 @@ func TestCacheTrust(t *testing.T) {
 			file, off := img.path, int64(0)
 			if !tc.asTar {
 				file = filepath.Join(img.path, "blobs", "sha256", digest.FromBytes(tc.blob).Encoded())
-			} else {
+			} else if !outer {
 				b, _ := os.ReadFile(file)
 				off = int64(bytes.Index(b, tc.blob))
+			}
+			with := tc.with
+			if outer {
+				// The same archive with B's blob, compressed again (stored: the same length).
+				b, _ := os.ReadFile(img.path)
+				zr, _ := gzip.NewReader(bytes.NewReader(b))
+				inner, _ := io.ReadAll(zr)
+				copy(inner[bytes.Index(inner, tc.blob):], tc.with)
+				with = storedGzip(inner)
 			}
 			f, err := os.OpenFile(file, os.O_WRONLY, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := f.WriteAt(tc.with, off); err != nil {
+			if _, err := f.WriteAt(with, off); err != nil {
 				t.Fatal(err)
 			}
 			f.Close()
