@@ -245,7 +245,8 @@ func (lo *layerOpen) build(ctx context.Context) (_ *Layer, err error) {
 		case err != nil:
 			return fail(err)
 		case got != lo.d && lo.c == CompressionNone:
-			return fail(fmt.Errorf("%w: %w: the blob is %s, expected %s", ErrDigestMismatch, ErrDiffIDMismatch, got, lo.d))
+			return fail(&mismatchError{fmt.Sprintf("%v: the uncompressed blob is %s, expected %s", ErrDiffIDMismatch, got, lo.d),
+				[]error{ErrDiffIDMismatch, ErrDigestMismatch}})
 		case got != lo.d:
 			return fail(fmt.Errorf("%w: the blob is %s, expected %s", ErrDigestMismatch, got, lo.d))
 		}

@@ -36,6 +36,15 @@ var ErrDigestMismatch = errors.New("index: layer digest mismatch")
 // ErrBlobChanged means the file holding a layer blob changed while the layer was indexed.
 var ErrBlobChanged = errors.New("index: layer blob changed while it was indexed")
 
+// mismatchError is a mismatch of several kinds at once (an uncompressed blob's digest is its diff ID).
+type mismatchError struct {
+	msg   string
+	kinds []error
+}
+
+func (e *mismatchError) Error() string   { return e.msg }
+func (e *mismatchError) Unwrap() []error { return e.kinds }
+
 const recordVersion = 1
 
 // verifiedRecord is what a proof established, stored as JSON in CacheDir/verified/v1/<name>.json.
