@@ -239,7 +239,7 @@ func (lo *layerOpen) build(ctx context.Context) (_ *Layer, err error) {
 		return nil, err
 	}
 	if hasher != nil {
-		got, err := hasher.wait()
+		got, err := hasher.wait(func() { p.report(b.members, false) })
 		hasher = nil
 		switch {
 		case err != nil:
@@ -254,7 +254,8 @@ func (lo *layerOpen) build(ctx context.Context) (_ *Layer, err error) {
 	p.done(b.members)
 	if lo.source != "" {
 		if now, ok := sourceIdentity(blob); !ok || now != lo.source {
-			return fail(fmt.Errorf("%w (was %s, now %s)", ErrBlobChanged, lo.source, now))
+			lo.log.Debug("index: blob changed while indexed", "layer", lo.x, "was", lo.source, "now", now)
+			return fail(ErrBlobChanged)
 		}
 	}
 	b.logSummary(cmp.Or(lo.x, lo.d))

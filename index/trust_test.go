@@ -352,3 +352,39 @@ func keys(m map[string]string) []string {
 	slices.Sort(out)
 	return out
 }
+
+// TestOpenBlobChangedWhileIndexed: a blob whose file changes during the pass that proves it is refused
+// and nothing is remembered of it, even when its bytes still hash right (the change may have been
+// undone, or hit bytes the pass had already read).
+func TestOpenBlobChangedWhileIndexed(t *testing.T) {
+	data, _ := trustTars(t)
+	for name, blob := range map[string][]byte{"plain": data, "gzip": tartest.Gzip(t, data)} {
+		t.Run(name, func(t *testing.T) {
+			cache := t.TempDir()
+			b := fileBlob(t, blob, 0)
+			touched := false
+			opts := Options{CacheDir: cache, Digest: sha(blob), DiffID: sha(data), Progress: func(Progress) {
+				if !touched {
+					touched = true
+					bumpTimes(t, b.File.Name())
+				}
+			}}
+			if _, err := Open(context.Background(), b, opts); !errors.Is(err, ErrBlobChanged) {
+				t.Fatalf("blob changed while indexed: %v", err)
+			}
+			if m, _ := filepath.Glob(filepath.Join(cache, "verified", "*", "*")); len(m) != 0 {
+				t.Errorf("records of a blob that changed: %v", m)
+			}
+			// Unchanged since: proven and remembered.
+			opts.Progress = nil
+			l, err := Open(context.Background(), b, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			l.Close()
+			if m, _ := filepath.Glob(filepath.Join(cache, "verified", "*", "*.json")); len(m) != 1 {
+				t.Errorf("records %v", m)
+			}
+		})
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync/atomic"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -201,11 +202,19 @@ func hashInBackground(ctx context.Context, blob Blob) *blobHasher {
 	return h
 }
 
-// wait returns the blob's digest.
-func (h *blobHasher) wait() (digest.Digest, error) {
-	<-h.done
-	h.cancel()
-	return h.d, h.err
+// wait returns the blob's digest, calling tick about ten times a second until it is known.
+func (h *blobHasher) wait(tick func()) (digest.Digest, error) {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-h.done:
+			h.cancel()
+			return h.d, h.err
+		case <-t.C:
+			tick()
+		}
+	}
 }
 
 // stop abandons the hashing.
