@@ -18,12 +18,18 @@ const outerKeySpan = 1 << 20
 
 // outerKey derives the cache key of a compressed archive file's decompressed stream without reading the
 // whole file: sha256 over a version tag, the file size (8 bytes, big-endian), and the sha256 of the first
-// and of the last MiB of the file (the whole file when it is smaller). It is cheap and stable for a file
-// that does not change; a file rewritten in place with the same size, head and tail would collide, which
-// is accepted for archives that are written once.
-func outerKey(r io.ReaderAt, size int64) (digest.Digest, error) {
+// and of the last MiB of the file (the whole file when it is smaller), and the file's identity (device,
+// inode, mtime, ctime): the decompressed stream is trusted only for the very file it was made from, as
+// it was then, so that a file rewritten in place (even with the same size, head and tail) is read again.
+func outerKey(f *os.File, size int64) (digest.Digest, error) {
+	id, err := index.FileIdentity(f)
+	if err != nil {
+		return "", err
+	}
+	var r io.ReaderAt = f
 	h := sha256.New()
-	h.Write([]byte("imgfs outer archive v1\x00"))
+	h.Write([]byte("imgfs outer archive v2\x00"))
+	h.Write([]byte(id + "\x00"))
 	var b [8]byte
 	binary.BigEndian.PutUint64(b[:], uint64(size))
 	h.Write(b[:])
@@ -62,7 +68,7 @@ func openTarSource(ctx context.Context, f *os.File, size int64, opts Options) (*
 			return nil, c, fmt.Errorf("%s: %w", c, err)
 		}
 		src.closers = append(src.closers, st)
-		src.r, src.file, total = st, nil, st.Size()
+		src.r, src.file, src.origin, total = st, nil, f, st.Size()
 		if sf, ok := st.File(); ok {
 			src.file, src.fileOff = sf, st.FileOffset()
 		}

@@ -125,6 +125,7 @@ type tarSource struct {
 	r       io.ReaderAt
 	file    *os.File // set when the tar's bytes are a plain file at fileOff, so blobs can be spliced
 	fileOff int64
+	origin  *os.File // the compressed archive file, when the tar is its decompressed stream
 	members map[string]*member
 	closers []io.Closer
 }
@@ -138,9 +139,9 @@ func (s *tarSource) open(name string) (index.Blob, string, error) {
 		return index.Blob{}, real, err
 	}
 	if s.file != nil {
-		return index.Blob{R: s.file, Off: s.fileOff + m.off, Size: m.size, File: s.file}, real, nil
+		return index.Blob{R: s.file, Off: s.fileOff + m.off, Size: m.size, File: s.file, Origin: s.origin}, real, nil
 	}
-	return index.Blob{R: s.r, Off: m.off, Size: m.size}, real, nil
+	return index.Blob{R: s.r, Off: m.off, Size: m.size, Origin: s.origin}, real, nil
 }
 
 func (s *tarSource) exists(name string) bool {

@@ -5,6 +5,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"github.com/opencontainers/go-digest"
 	"io"
 	"log/slog"
 	"os"
@@ -166,6 +167,20 @@ func BenchmarkBuild1M(b *testing.B) {
 	benchBuild(b, path)
 }
 
+// fileDigest is the sha256 digest of a file: the diff ID of an uncompressed layer (Open checks it).
+func fileDigest(b *testing.B, path string) digest.Digest {
+	f, err := os.Open(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	d, err := digest.SHA256.FromReader(f)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return d
+}
+
 // BenchmarkOpenWarm opens a cached table through Open (20,000 files; 1,000,000 with IMGFS_BENCH_1M=1).
 func BenchmarkOpenWarm(b *testing.B) {
 	nt := 2
@@ -180,7 +195,7 @@ func BenchmarkOpenWarm(b *testing.B) {
 	defer f.Close()
 	st, _ := f.Stat()
 	blob := Blob{R: f, Size: st.Size(), File: f}
-	opts := Options{CacheDir: b.TempDir(), DiffID: testKey}
+	opts := Options{CacheDir: b.TempDir(), DiffID: fileDigest(b, path)}
 	l, err := Open(context.Background(), blob, opts)
 	if err != nil {
 		b.Fatal(err)
@@ -244,12 +259,13 @@ func BenchmarkOpenCold(b *testing.B) {
 	defer f.Close()
 	st, _ := f.Stat()
 	blob := Blob{R: f, Size: st.Size(), File: f}
+	diffID := fileDigest(b, path)
 	b.SetBytes(st.Size())
 	b.ReportAllocs()
 	entries := 0
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
-		opts := Options{CacheDir: filepath.Join(b.TempDir(), fmt.Sprint(i)), DiffID: testKey}
+		opts := Options{CacheDir: filepath.Join(b.TempDir(), fmt.Sprint(i)), DiffID: diffID}
 		b.StartTimer()
 		l, err := Open(context.Background(), blob, opts)
 		if err != nil {

@@ -32,13 +32,18 @@ func tableDir(cacheDir string) string {
 	return filepath.Join(cacheDir, "index", "v"+strconv.Itoa(tableVersion), "sha256")
 }
 
-// tablePath returns the cache path of the table keyed by key (already validated).
-func tablePath(cacheDir string, key digest.Digest) (string, error) {
-	h, err := checkDigest(key)
+// tablePath returns the cache path of the table of the blob with digest d and diff_id x: tables are
+// keyed by the pair that was verified.
+func tablePath(cacheDir string, d, x digest.Digest) (string, error) {
+	hd, err := checkDigest(d)
 	if err != nil {
 		return "", err
 	}
-	return filepath.Join(tableDir(cacheDir), h+".table"), nil
+	hx, err := checkDigest(x)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(tableDir(cacheDir), hd+"-"+hx+".table"), nil
 }
 
 // loadTable opens a cached table and checks it against want. It returns nil (and logs why) when the
@@ -52,11 +57,10 @@ func loadTable(path string, want TableInfo, log *slog.Logger) *Table {
 		return nil
 	}
 	got := t.Info()
-	// A table describes the uncompressed stream, so the stream's size identifies it along with the key;
-	// the blob's size does not (the same layer may be stored plain in one archive and gzip in another).
-	if got.Key != want.Key || (want.StreamSize >= 0 && got.StreamSize != want.StreamSize) {
+	if got != want {
 		log.Warn("index: rebuilding stale table", "path", path, "key", got.Key, "want_key", want.Key,
-			"stream_size", got.StreamSize, "want_stream_size", want.StreamSize)
+			"blob", got.Blob, "want_blob", want.Blob, "stream_size", got.StreamSize, "want_stream_size", want.StreamSize,
+			"blob_size", got.BlobSize, "want_blob_size", want.BlobSize)
 		t.Close()
 		return nil
 	}

@@ -263,15 +263,18 @@ func (g *gzipIndexer) onBlock(b flate.BlockEnd) {
 	g.lastPoint = out
 }
 
-func (g *gzipIndexer) finish(size int64, diffID digest.Digest) (*Stream, error) {
-	h := &streamHeader{Magic: streamMagicGzip, CompSize: g.blob.Size, Size: size, DiffID: diffIDBytes(diffID)}
-	f, err := g.w.finish(h, g.points)
+func (g *gzipIndexer) finish(size int64, diffID digest.Digest) (*Stream, pending, error) {
+	h := &streamHeader{Magic: streamMagicGzip, CompSize: g.blob.Size, Size: size, DiffID: diffIDBytes(diffID),
+		Blob: diffIDBytes(g.opts.Key)}
+	f, p, err := g.w.finish(h, g.points)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	g.opts.logger().Debug("indexed gzip stream", "key", g.opts.Key, "size", size, "members", g.members,
 		"points", len(g.points), "persisted", g.w.path != "")
-	return newGzipStream(g.blob, f, g.points, size, diffID), nil
+	s := newGzipStream(g.blob, f, g.points, size, diffID)
+	s.hdrCRC = h.crc
+	return s, p, nil
 }
 
 func (g *gzipIndexer) close() {
@@ -289,7 +292,7 @@ func loadGzipStream(blob Blob, opts StreamOptions) (*Stream, error) {
 	if err != nil || !ok {
 		return nil, err
 	}
-	li, err := loadIndex(path, streamMagicGzip, blob.Size)
+	li, err := loadIndex(path, streamMagicGzip, blob.Size, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -297,7 +300,9 @@ func loadGzipStream(blob Blob, opts StreamOptions) (*Stream, error) {
 		li.f.Close()
 		return nil, fmt.Errorf("%w: bad gzip index", errStale)
 	}
-	return newGzipStream(blob, li.f, li.points, li.hdr.Size, diffIDFromBytes(li.hdr.DiffID)), nil
+	s := newGzipStream(blob, li.f, li.points, li.hdr.Size, diffIDFromBytes(li.hdr.DiffID))
+	s.hdrCRC = li.hdr.crc
+	return s, nil
 }
 
 // gzipCursor decodes a gzip stream from a restart point onwards, across member boundaries. It does not

@@ -1,6 +1,7 @@
 package index
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -21,14 +22,15 @@ var ErrNotRegular = errors.New("index: not a regular file")
 
 // Options configure Open.
 type Options struct {
-	// CacheDir is the root of the cache; tables live under CacheDir/index/v<N>/sha256/. Empty: nothing
-	// is persisted.
+	// CacheDir is the root of the cache: tables under CacheDir/index/v<N>/sha256/, restart points under
+	// CacheDir/stream/v<N>/, verified records under CacheDir/verified/v<N>/. Empty: nothing is persisted.
 	CacheDir string
-	// DiffID is the sha256 of the uncompressed tar, the table's cache key. A compressed layer is
-	// verified against it while it is indexed.
+	// DiffID is the claimed sha256 of the uncompressed tar; the layer is verified against it while it
+	// is indexed.
 	DiffID digest.Digest
-	// Digest is the digest of the stored blob: the key of compressed-stream restart points, and the
-	// table's key when DiffID is empty. With neither, the table is built in a temporary file.
+	// Digest is the claimed digest of the stored blob; the blob is hashed while it is indexed and must
+	// match. For an uncompressed blob it must equal DiffID (either may stand for both). The cache is
+	// keyed by the pair: with either missing, nothing is persisted.
 	Digest digest.Digest
 	// Logger receives warnings about dropped members and rebuilt caches; nil discards.
 	Logger *slog.Logger
@@ -43,8 +45,23 @@ type Layer struct {
 	comp   Compression
 }
 
-// Open returns the layer stored in blob: its table from the cache when there is a valid one, else
-// built in one pass over the blob (and then persisted), and a reader of its uncompressed stream.
+// layerOpen is one Open: the claims, where their proof is kept, and the identity of the blob's bytes.
+type layerOpen struct {
+	blob     Blob
+	c        Compression
+	d, x     digest.Digest // claimed blob digest and diff_id (equal for an uncompressed blob)
+	source   string        // sourceIdentity of the blob; "" when it has none
+	table    string        // table path; "" when nothing is persisted
+	record   string        // verified record path; "" when nothing is persisted
+	tmpDir   string
+	cacheDir string
+	opts     Options
+	log      *slog.Logger
+}
+
+// Open returns the layer stored in blob: its table from the cache when a verified record says this
+// very blob was proven to have the claimed digest and diff_id, else built in one pass over the blob
+// that proves them (and then persisted), and a reader of its uncompressed stream.
 func Open(ctx context.Context, blob Blob, opts Options) (*Layer, error) {
 	log := opts.Logger
 	if log == nil {
@@ -60,34 +77,33 @@ func Open(ctx context.Context, blob Blob, opts Options) (*Layer, error) {
 	if blob.R == nil || blob.Size < 0 {
 		return nil, errors.New("opening layer: no blob")
 	}
-	key := opts.DiffID
-	if key == "" {
-		key = opts.Digest
-	}
-	name := string(key)
-	if name == "" {
-		name = "(unkeyed)"
-	}
+	name := cmp.Or(string(opts.DiffID), string(opts.Digest), "(unkeyed)")
 	c, err := DetectCompression(io.NewSectionReader(blob.R, blob.Off, blob.Size), 0)
 	if err != nil {
 		return nil, fmt.Errorf("opening layer %s: %w", name, err)
 	}
-	// A compressed layer's table is only useful with the stream's restart points, kept by Digest.
-	persist := key != "" && (c == CompressionNone || opts.Digest != "")
-	path, tmpDir := "", ""
+	lo := &layerOpen{blob: blob, c: c, d: opts.Digest, x: opts.DiffID, cacheDir: opts.CacheDir, opts: opts, log: log}
+	if c == CompressionNone {
+		// The stored bytes are the uncompressed tar: one digest for both, a free check.
+		if lo.d != "" && lo.x != "" && lo.d != lo.x {
+			return nil, fmt.Errorf("opening layer %s: %w: the blob is uncompressed, so its digest %s must equal its diff ID %s",
+				name, ErrDiffIDMismatch, lo.d, lo.x)
+		}
+		lo.d, lo.x = cmp.Or(lo.d, lo.x), cmp.Or(lo.x, lo.d)
+	}
 	if opts.CacheDir != "" {
-		tmpDir = filepath.Join(opts.CacheDir, "index", "tmp")
-		if persist {
-			if path, err = tablePath(opts.CacheDir, key); err != nil {
+		lo.tmpDir = filepath.Join(opts.CacheDir, "index", "tmp")
+		if src, ok := sourceIdentity(blob); ok && lo.d != "" && lo.x != "" {
+			lo.source = src
+			if lo.table, err = tablePath(opts.CacheDir, lo.d, lo.x); err != nil {
 				return nil, fmt.Errorf("opening layer: %w", err)
 			}
+			lo.record = recordPath(opts.CacheDir, lo.d, lo.x, src)
 		}
 	}
-	var l *Layer
-	if c == CompressionNone {
-		l, err = openPlain(ctx, blob, key, path, tmpDir, opts, log)
-	} else {
-		l, err = openCompressed(ctx, blob, c, key, path, tmpDir, opts, log)
+	l := lo.load(ctx)
+	if l == nil {
+		l, err = lo.build(ctx)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("opening layer %s: %w", name, err)
@@ -96,99 +112,177 @@ func Open(ctx context.Context, blob Blob, opts Options) (*Layer, error) {
 	return l, nil
 }
 
-// openPlain opens an uncompressed layer: the table is built by scanning the blob with seeks over
-// member data; data is read from the blob itself.
-func openPlain(ctx context.Context, blob Blob, key digest.Digest, path, tmpDir string, opts Options, log *slog.Logger) (*Layer, error) {
-	info := TableInfo{Key: key, StreamSize: blob.Size, BlobSize: blob.Size}
-	stream, _, err := LoadStream(ctx, blob, CompressionNone, StreamOptions{Logger: log})
-	if err != nil {
-		return nil, err
+// streamOptions are the options of the layer's compressed stream: keyed by the verified pair.
+func (lo *layerOpen) streamOptions() StreamOptions {
+	so := StreamOptions{Logger: lo.log}
+	if lo.table != "" {
+		so.CacheDir, so.Key, so.DiffID = lo.cacheDir, lo.d, lo.x
+	} else if lo.cacheDir != "" {
+		so.CacheDir = lo.cacheDir // for temporary files only: no key, nothing persisted
 	}
-	var t *Table
-	if path != "" {
-		t = loadTable(path, info, log)
-	}
-	if t == nil {
-		sc := newScannerAt(blob.R, blob.Off, blob.Size)
-		p := &progress{fn: opts.Progress, total: blob.Size, bytes: sc.Pos}
-		b := newBuilder(log)
-		sc.onRead = func(int64) error { p.report(b.members, false); return ctx.Err() }
-		if err := b.scan(ctx, sc, func(n int64) error { p.report(n, false); return nil }); err != nil {
-			stream.Close()
-			return nil, err
-		}
-		p.done(b.members)
-		b.logSummary(key)
-		if t, err = storeTable(b, info, path, tmpDir); err != nil {
-			stream.Close()
-			return nil, err
-		}
-	}
-	return &Layer{Table: t, stream: stream, comp: CompressionNone}, nil
+	return so
 }
 
-// openCompressed opens a gzip or zstd layer: a cached table with the stream's persisted restart points,
-// else one pass through a StreamIndexer that builds both (and checks the DiffID).
-func openCompressed(ctx context.Context, blob Blob, c Compression, key digest.Digest, path, tmpDir string, opts Options, log *slog.Logger) (*Layer, error) {
-	sopts := StreamOptions{CacheDir: opts.CacheDir, Key: opts.Digest, Logger: log}
-	if path != "" {
-		if t := loadTable(path, TableInfo{Key: key, StreamSize: -1}, log); t != nil {
-			s, ok, err := LoadStream(ctx, blob, c, sopts)
-			switch {
-			case err != nil:
-				t.Close()
-				return nil, err
-			case ok && s.Size() == t.Info().StreamSize:
-				return &Layer{Table: t, stream: s, comp: c}, nil
-			case ok:
-				log.Warn("index: rebuilding table and stream index", "key", key, "table_stream_size",
-					t.Info().StreamSize, "stream_size", s.Size())
-				s.Close()
-			}
-			t.Close()
-		}
+// load returns the layer from the cache when a verified record for this blob's identity ties a table
+// and a stream index to the claimed pair; nil (with the reason logged) when the blob must be proven.
+func (lo *layerOpen) load(ctx context.Context) *Layer {
+	if lo.record == "" {
+		return nil
 	}
-
-	ix, err := NewStreamIndexer(ctx, blob, c, sopts)
+	rec, err := readRecord(lo.record)
 	if err != nil {
-		return nil, err
-	}
-	defer ix.Close()
-	sc := newScanner(ix)
-	p := &progress{fn: opts.Progress, total: blob.Size, bytes: ix.Consumed}
-	b := newBuilder(log)
-	sc.onRead = func(int64) error { p.report(b.members, false); return ctx.Err() }
-	if err := b.scan(ctx, sc, func(n int64) error { p.report(n, false); return nil }); err != nil {
-		return nil, err
-	}
-	// Read the rest of the stream (the end-of-archive padding, usually) so that it is verified and hashed.
-	buf := make([]byte, 256<<10)
-	for {
-		_, err := ix.Read(buf)
-		if err == io.EOF {
-			break
+		if !errors.Is(err, os.ErrNotExist) {
+			lo.log.Warn("index: verifying layer again", "layer", lo.x, "reason", err)
 		}
+		return nil
+	}
+	if rec.Digest != lo.d || rec.DiffID != lo.x || rec.Source != lo.source || rec.Compression != lo.c.String() ||
+		rec.BlobSize != lo.blob.Size {
+		lo.log.Warn("index: verifying layer again", "layer", lo.x, "reason", "verified record is for other bytes", "path", lo.record)
+		return nil
+	}
+	t := loadTable(lo.table, TableInfo{Key: lo.x, Blob: lo.d, StreamSize: rec.StreamSize, BlobSize: lo.blob.Size}, lo.log)
+	if t == nil {
+		return nil
+	}
+	if t.headerCRC() != rec.TableCRC {
+		lo.log.Warn("index: rebuilding table", "path", lo.table, "reason", "not the table that was verified")
+		t.Close()
+		return nil
+	}
+	if lo.c == CompressionNone {
+		return &Layer{Table: t, stream: newPlainStream(lo.blob), comp: lo.c}
+	}
+	s, ok, err := LoadStream(ctx, lo.blob, lo.c, lo.streamOptions())
+	switch {
+	case err != nil:
+		lo.log.Warn("index: rebuilding table and stream index", "layer", lo.x, "reason", err)
+	case !ok:
+		lo.log.Warn("index: rebuilding table and stream index", "layer", lo.x, "reason", "stream index missing or damaged")
+	case s.Size() != rec.StreamSize || s.hdrCRC != rec.StreamCRC:
+		lo.log.Warn("index: rebuilding table and stream index", "layer", lo.x, "reason", "not the stream index that was verified")
+		s.Close()
+	default:
+		return &Layer{Table: t, stream: s, comp: lo.c}
+	}
+	t.Close()
+	return nil
+}
+
+// build indexes the layer in one pass that also proves its claims: the blob is hashed (in the
+// background) against the digest, the uncompressed stream against the diff_id. Only a proven layer is
+// persisted, with its verified record last.
+func (lo *layerOpen) build(ctx context.Context) (_ *Layer, err error) {
+	blob, log := lo.blob, lo.log
+	var hasher *blobHasher
+	if lo.d != "" {
+		hasher = hashInBackground(ctx, blob)
+		defer func() {
+			if hasher != nil {
+				hasher.stop()
+			}
+		}()
+	}
+	b := newBuilder(log)
+	p := &progress{fn: lo.opts.Progress, total: blob.Size}
+	var (
+		stream *Stream
+		pend   pending
+	)
+	if lo.c == CompressionNone {
+		// The scan seeks over member data; the hasher reads it all. Progress is the slower of the two.
+		sc := newScannerAt(blob.R, blob.Off, blob.Size)
+		p.bytes = sc.Pos
+		if hasher != nil {
+			p.bytes = func() int64 { return min(sc.Pos(), hasher.n.Load()) }
+		}
+		sc.onRead = func(int64) error { p.report(b.members, false); return ctx.Err() }
+		if err := b.scan(ctx, sc, func(n int64) error { p.report(n, false); return nil }); err != nil {
+			return nil, err
+		}
+		stream = newPlainStream(blob)
+	} else {
+		ix, err := NewStreamIndexer(ctx, blob, lo.c, lo.streamOptions())
 		if err != nil {
 			return nil, err
 		}
-		p.report(b.members, false)
+		defer ix.Close()
+		sc := newScanner(ix)
+		p.bytes = ix.Consumed
+		sc.onRead = func(int64) error { p.report(b.members, false); return ctx.Err() }
+		if err := b.scan(ctx, sc, func(n int64) error { p.report(n, false); return nil }); err != nil {
+			return nil, err
+		}
+		// Read the rest of the stream (the end-of-archive padding, usually) so that it is verified and hashed.
+		buf := make([]byte, 256<<10)
+		for {
+			_, err := ix.Read(buf)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return nil, err
+			}
+			p.report(b.members, false)
+		}
+		if stream, pend, err = ix.finish(); err != nil {
+			return nil, err
+		}
+		if lo.x != "" && ix.DiffID() != lo.x {
+			stream.Close()
+			pend.discard()
+			return nil, fmt.Errorf("%w: uncompressed data is %s, expected %s", ErrDiffIDMismatch, ix.DiffID(), lo.x)
+		}
+	}
+	fail := func(err error) (*Layer, error) {
+		stream.Close()
+		pend.discard()
+		return nil, err
+	}
+	if hasher != nil {
+		got, err := hasher.wait(func() { p.report(b.members, false) })
+		hasher = nil
+		switch {
+		case err != nil:
+			return fail(err)
+		case got != lo.d && lo.c == CompressionNone:
+			return fail(&mismatchError{fmt.Sprintf("%v: the uncompressed blob is %s, expected %s", ErrDiffIDMismatch, got, lo.d),
+				[]error{ErrDiffIDMismatch, ErrDigestMismatch}})
+		case got != lo.d:
+			return fail(fmt.Errorf("%w: the blob is %s, expected %s", ErrDigestMismatch, got, lo.d))
+		}
 	}
 	p.done(b.members)
-	s, err := ix.Finish()
+	if lo.source != "" {
+		if now, ok := sourceIdentity(blob); !ok || now != lo.source {
+			lo.log.Debug("index: blob changed while indexed", "layer", lo.x, "was", lo.source, "now", now)
+			return fail(ErrBlobChanged)
+		}
+	}
+	b.logSummary(cmp.Or(lo.x, lo.d))
+	// Proven: put the stream index in place, then the table, then the record that vouches for both.
+	if err := pend.commit(); err != nil {
+		pend = nil
+		return fail(err)
+	}
+	pend = nil
+	info := TableInfo{Key: cmp.Or(lo.x, lo.d), Blob: lo.d, StreamSize: stream.Size(), BlobSize: blob.Size}
+	t, err := storeTable(b, info, lo.table, lo.tmpDir)
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
-	if opts.DiffID != "" && ix.DiffID() != opts.DiffID {
-		s.Close()
-		return nil, fmt.Errorf("%w: uncompressed data is %s, expected %s", ErrDiffIDMismatch, ix.DiffID(), opts.DiffID)
+	l := &Layer{Table: t, stream: stream, comp: lo.c}
+	if lo.record != "" {
+		rec := &verifiedRecord{Digest: lo.d, DiffID: lo.x, Compression: lo.c.String(), Source: lo.source,
+			BlobSize: blob.Size, StreamSize: stream.Size(), TableCRC: t.headerCRC()}
+		if lo.c != CompressionNone {
+			rec.StreamCRC = stream.hdrCRC
+		}
+		if err := writeRecord(lo.record, rec); err != nil {
+			log.Warn("index: layer verified but not remembered", "layer", lo.x, "reason", err)
+		}
 	}
-	b.logSummary(key)
-	t, err := storeTable(b, TableInfo{Key: key, StreamSize: s.Size(), BlobSize: blob.Size}, path, tmpDir)
-	if err != nil {
-		s.Close()
-		return nil, err
-	}
-	return &Layer{Table: t, stream: s, comp: c}, nil
+	return l, nil
 }
 
 // logSummary reports the build at debug level (its warnings are logged from the table, by Open).

@@ -83,7 +83,8 @@ func TestOpenUncompressedCache(t *testing.T) {
 	}
 	l.Close()
 	files := tableFiles(t, cache)
-	if len(files) != 1 || filepath.Base(files[0]) != strings.TrimPrefix(string(sha(data)), "sha256:")+".table" {
+	hx := strings.TrimPrefix(string(sha(data)), "sha256:")
+	if len(files) != 1 || filepath.Base(files[0]) != hx+"-"+hx+".table" {
 		t.Fatalf("cache files %v", files)
 	}
 
@@ -100,17 +101,16 @@ func TestOpenUncompressedCache(t *testing.T) {
 	}
 	l.Close()
 
-	// Stale: same key, other blob size: rebuilt, then valid again.
+	// Forged: other bytes (the same tar and more zeros) claiming the same digest: refused, not served
+	// from the table of the first.
 	other := fileBlob(t, append(bytes.Clone(data), make([]byte, 512)...), 0)
 	logs.Reset()
-	l, err = Open(context.Background(), other, opts)
-	if err != nil {
-		t.Fatal(err)
+	if l, err := Open(context.Background(), other, opts); !errors.Is(err, ErrDigestMismatch) {
+		if err == nil {
+			l.Close()
+		}
+		t.Errorf("other bytes under the same digest: %v", err)
 	}
-	if !strings.Contains(logs.String(), "stale table") || !slices.Equal(dump(l.Table), want) {
-		t.Errorf("stale table not rebuilt: %s", logs)
-	}
-	l.Close()
 
 	// Corrupt: rebuilt.
 	b, _ := os.ReadFile(files[0])
@@ -303,11 +303,12 @@ func TestOpenConcurrent(t *testing.T) {
 	os.Chtimes(stale, past, past)
 	var wg sync.WaitGroup
 	errs := make([]error, 4)
+	blob := fileBlob(t, data, 0)
 	for i := range errs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			l, err := Open(context.Background(), Blob{R: bytes.NewReader(data), Size: int64(len(data))}, opts)
+			l, err := Open(context.Background(), blob, opts)
 			if err == nil {
 				if l.Len() != 15 {
 					err = fmt.Errorf("%d entries", l.Len())
@@ -334,40 +335,45 @@ func TestOpenConcurrent(t *testing.T) {
 	}
 }
 
-// TestOpenSharedAcrossCompressions opens one layer stored plain, then gzip, then plain again with one
-// cache: the table, keyed by the diff ID, serves all three; only the gzip restart points are added.
-func TestOpenSharedAcrossCompressions(t *testing.T) {
+// TestOpenKeyedByVerifiedPair opens one layer stored plain and gzip with one cache: each blob has its
+// own table, keyed by its digest and diff ID; reopening a blob loads it; a copy of a blob (other bytes
+// as far as the cache can tell) is proven again.
+func TestOpenKeyedByVerifiedPair(t *testing.T) {
 	data := sampleTar(t)
 	gz := tartest.Gzip(t, data)
 	cache := t.TempDir()
 	plain := Options{CacheDir: cache, DiffID: sha(data), Digest: sha(data)}
 	comp := Options{CacheDir: cache, DiffID: sha(data), Digest: sha(gz)}
+	plainBlob, gzBlob := fileBlob(t, data, 0), fileBlob(t, gz, 0)
 
-	l, err := Open(context.Background(), fileBlob(t, data, 0), plain)
+	l, err := Open(context.Background(), plainBlob, plain)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := dump(l.Table)
 	l.Close()
 
-	for i, o := range []Options{comp, plain, comp} {
-		blob := fileBlob(t, data, 0)
-		if o.Digest == sha(gz) {
-			blob = fileBlob(t, gz, 0)
-		}
+	for i, tc := range []struct {
+		o      Options
+		blob   Blob
+		loaded bool
+	}{{comp, gzBlob, false}, {plain, plainBlob, true}, {comp, gzBlob, true}, {comp, fileBlob(t, gz, 0), false}} {
 		log, logs := logBuffer()
-		o.Logger = log
-		l, err := Open(context.Background(), blob, o)
+		tc.o.Logger = log
+		l, err := Open(context.Background(), tc.blob, tc.o)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if strings.Contains(logs.String(), "stale") || !slices.Equal(dump(l.Table), want) {
 			t.Errorf("open %d: table rebuilt or different:\n%s", i, logs)
 		}
-		if i > 0 && !strings.Contains(logs.String(), "loaded table") {
-			t.Errorf("open %d: table not loaded from the cache:\n%s", i, logs)
+		if got := strings.Contains(logs.String(), "loaded table"); got != tc.loaded {
+			t.Errorf("open %d: loaded from the cache %v, want %v:\n%s", i, got, tc.loaded, logs)
 		}
 		checkContent(t, l)
 		l.Close()
+	}
+	if files := tableFiles(t, cache); len(files) != 2 {
+		t.Errorf("tables %v, want one per (digest, diff ID)", files)
 	}
 }

@@ -28,6 +28,9 @@ type StreamOptions struct {
 	// Key is the digest of the stored blob ("sha256:" and 64 lowercase hex digits), the cache key of its
 	// restart points. Empty: nothing is persisted. Any other form is an error.
 	Key digest.Digest
+	// DiffID, when set, is the diff_id the stream was verified to have: part of the cache key, and a
+	// persisted index must say the same.
+	DiffID digest.Digest
 	// Logger receives notes about building and loading; nil discards.
 	Logger *slog.Logger
 	// Progress, when set, is called by OpenCompressed at most about ten times a second while it indexes
@@ -53,9 +56,9 @@ func (o *StreamOptions) logger() *slog.Logger {
 type indexer interface {
 	read(p []byte) (int, error)
 	consumed() int64
-	// finish is called once read returned io.EOF; it persists the restart points and returns the
-	// stream, which takes over the indexer's files.
-	finish(size int64, diffID digest.Digest) (*Stream, error)
+	// finish is called once read returned io.EOF; it returns the stream, which takes over the
+	// indexer's files, and the cache files still to be put in place.
+	finish(size int64, diffID digest.Digest) (*Stream, pending, error)
 	close()
 }
 
@@ -139,18 +142,32 @@ func (s *StreamIndexer) Consumed() int64 { return s.ix.consumed() }
 // Finish, called after Read returned io.EOF, persists the restart points (when StreamOptions.Key and
 // CacheDir are set) and returns the random-access stream, which stays valid after Close.
 func (s *StreamIndexer) Finish() (*Stream, error) {
-	if !s.eof {
-		return nil, fmt.Errorf("indexing %s stream: finish before the end of the stream", s.c)
-	}
-	if s.finished {
-		return nil, fmt.Errorf("indexing %s stream: finished twice", s.c)
-	}
-	s.finished = true
-	st, err := s.ix.finish(s.out, s.DiffID())
+	st, p, err := s.finish()
 	if err != nil {
+		return nil, err
+	}
+	if err := p.commit(); err != nil {
+		st.Close()
 		return nil, fmt.Errorf("indexing %s stream: %w", s.c, err)
 	}
 	return st, nil
+}
+
+// finish is Finish without persisting: the caller commits the pending files once it has verified
+// what the stream claims to be, or discards them.
+func (s *StreamIndexer) finish() (*Stream, pending, error) {
+	if !s.eof {
+		return nil, nil, fmt.Errorf("indexing %s stream: finish before the end of the stream", s.c)
+	}
+	if s.finished {
+		return nil, nil, fmt.Errorf("indexing %s stream: finished twice", s.c)
+	}
+	s.finished = true
+	st, p, err := s.ix.finish(s.out, s.DiffID())
+	if err != nil {
+		return nil, nil, fmt.Errorf("indexing %s stream: %w", s.c, err)
+	}
+	return st, p, nil
 }
 
 // Close releases the indexer's resources; after a successful Finish it leaves the Stream alone.
@@ -245,6 +262,7 @@ type Stream struct {
 	c      Compression
 	size   int64
 	diffID digest.Digest
+	hdrCRC uint32 // checksum of the persisted index's header (compressed streams)
 
 	// Plain data: the blob range (CompressionNone) or a decompressed copy.
 	ra      io.ReaderAt
@@ -444,8 +462,8 @@ func (p *plainIndexer) read(b []byte) (int, error) { return p.r.Read(b) }
 func (p *plainIndexer) consumed() int64            { return p.r.off - p.blob.Off }
 func (p *plainIndexer) close()                     {}
 
-func (p *plainIndexer) finish(size int64, diffID digest.Digest) (*Stream, error) {
+func (p *plainIndexer) finish(size int64, diffID digest.Digest) (*Stream, pending, error) {
 	s := newPlainStream(p.blob)
 	s.diffID = diffID
-	return s, nil
+	return s, nil, nil
 }

@@ -15,16 +15,19 @@ import (
 )
 
 // Persisted restart points of a compressed stream live in
-// CacheDir/stream/v<streamVersion>/sha256/<hex>.{gzi,zti,raw}. A .gzi or .zti file is
+// CacheDir/stream/v<streamVersion>/sha256/<blob hex>[-<diff_id hex>].{gzi,zti,raw} (the diff_id part
+// when the stream is a layer opened with a claimed diff_id). A .gzi or .zti file is
 //
 //	header (streamHeaderSize bytes) | gzip windows, each up to 32 KiB | point table
 //
-// The header carries the blob size it was built for, the uncompressed size, the diff_id and a CRC-32C
-// of the table; each point carries the CRC-32C of its window, checked whenever the window is read. A
-// .raw file is the decompressed copy of a zstd stream that has no useful restart points.
+// The header carries the blob digest and size it was built for, the uncompressed size, the diff_id,
+// the identity of the .raw copy and a CRC-32C of the table; each point carries the CRC-32C of its
+// window, checked whenever the window is read. A .raw file is the decompressed copy of a zstd stream
+// that has no useful restart points. Files are renamed into place only once the stream was verified
+// (see Open): a stream that did not match its claims leaves nothing behind.
 const (
-	streamVersion    = 1
-	streamHeaderSize = 128
+	streamVersion    = 2
+	streamHeaderSize = 160
 	pointSize        = 40
 	windowSize       = 32 << 10
 
@@ -87,6 +90,10 @@ type streamHeader struct {
 	TableOff int64
 	TableCRC uint32
 	DiffID   [32]byte
+	Blob     [32]byte // digest of the blob (the cache key); zero when unknown
+	Raw      [32]byte // streamFlagRaw: sha256 of the .raw copy's identity (fileIdentity without ctime)
+
+	crc uint32 // header checksum, set by encode and decode
 }
 
 func (h *streamHeader) encode() []byte {
@@ -100,7 +107,10 @@ func (h *streamHeader) encode() []byte {
 	binary.LittleEndian.PutUint64(b[40:], uint64(h.TableOff))
 	binary.LittleEndian.PutUint32(b[48:], h.TableCRC)
 	copy(b[56:88], h.DiffID[:])
-	binary.LittleEndian.PutUint32(b[streamHeaderSize-4:], crc32.Checksum(b[:streamHeaderSize-4], castagnoli))
+	copy(b[88:120], h.Blob[:])
+	copy(b[120:152], h.Raw[:])
+	h.crc = crc32.Checksum(b[:streamHeaderSize-4], castagnoli)
+	binary.LittleEndian.PutUint32(b[streamHeaderSize-4:], h.crc)
 	return b
 }
 
@@ -122,6 +132,9 @@ func (h *streamHeader) decode(b []byte) error {
 	h.TableOff = int64(binary.LittleEndian.Uint64(b[40:]))
 	h.TableCRC = binary.LittleEndian.Uint32(b[48:])
 	copy(h.DiffID[:], b[56:88])
+	copy(h.Blob[:], b[88:120])
+	copy(h.Raw[:], b[120:152])
+	h.crc = binary.LittleEndian.Uint32(b[streamHeaderSize-4:])
 	return nil
 }
 
@@ -131,11 +144,18 @@ func cachePaths(opts StreamOptions, ext string) (path string, ok bool, err error
 	if opts.Key != "" && !digestRE.MatchString(string(opts.Key)) {
 		return "", false, fmt.Errorf("index: invalid stream key %q: want sha256: and 64 lowercase hex digits", opts.Key)
 	}
+	if opts.DiffID != "" && !digestRE.MatchString(string(opts.DiffID)) {
+		return "", false, fmt.Errorf("index: invalid diff ID %q: want sha256: and 64 lowercase hex digits", opts.DiffID)
+	}
 	if opts.CacheDir == "" || opts.Key == "" {
 		return "", false, nil
 	}
+	name := opts.Key.Encoded()
+	if opts.DiffID != "" {
+		name += "-" + opts.DiffID.Encoded()
+	}
 	dir := filepath.Join(opts.CacheDir, "stream", fmt.Sprintf("v%d", streamVersion), "sha256")
-	return filepath.Join(dir, opts.Key.Encoded()+ext), true, nil
+	return filepath.Join(dir, name+ext), true, nil
 }
 
 // indexWriter writes a .gzi or .zti file: windows are appended while the stream is indexed, the table
@@ -190,9 +210,9 @@ func (w *indexWriter) appendWindow(win []byte) (off int64, crc uint32, err error
 	return off, crc32.Checksum(win, castagnoli), nil
 }
 
-// finish writes the table and header, and (when persisted) syncs and renames the file into place. The
-// file stays open for reading windows. The .raw copy, when there is one, must be in place already.
-func (w *indexWriter) finish(h *streamHeader, points []point) (*os.File, error) {
+// finish writes the table and header. The file stays open for reading windows; when it is to be
+// persisted, the returned pending renames it into place (after the .raw copy, when there is one).
+func (w *indexWriter) finish(h *streamHeader, points []point) (*os.File, pending, error) {
 	table := make([]byte, len(points)*pointSize)
 	for i := range points {
 		points[i].encode(table[i*pointSize:])
@@ -201,19 +221,52 @@ func (w *indexWriter) finish(h *streamHeader, points []point) (*os.File, error) 
 	h.TableOff = w.off
 	h.TableCRC = crc32.Checksum(table, castagnoli)
 	if _, err := w.f.WriteAt(table, w.off); err != nil {
-		return nil, fmt.Errorf("writing stream index: %w", err)
+		return nil, nil, fmt.Errorf("writing stream index: %w", err)
 	}
 	if _, err := w.f.WriteAt(h.encode(), 0); err != nil {
-		return nil, fmt.Errorf("writing stream index: %w", err)
+		return nil, nil, fmt.Errorf("writing stream index: %w", err)
 	}
+	var p pending
 	if w.path != "" {
-		if err := commitFile(w.f, w.path); err != nil {
-			return nil, err
-		}
+		p = pending{{f: w.f, path: w.path}}
 	}
 	f := w.f
 	w.f = nil
-	return f, nil
+	return f, p, nil
+}
+
+// pendingFile is a finished cache file, still under its temporary name, and the path it is to have.
+type pendingFile struct {
+	f     *os.File
+	path  string
+	close bool // close f once it is in place (nothing reads it)
+}
+
+// pending are the files of a finished index in the order they must be put in place. Nothing is renamed
+// into the cache before commit, which the caller calls once the stream was verified; discard removes
+// the temporary names instead (open files stay readable).
+type pending []pendingFile
+
+func (p pending) commit() error {
+	for i, pf := range p {
+		if err := commitFile(pf.f, pf.path); err != nil {
+			pending(p[i:]).discard()
+			return err
+		}
+		if pf.close {
+			pf.f.Close()
+		}
+	}
+	return nil
+}
+
+func (p pending) discard() {
+	for _, pf := range p {
+		os.Remove(pf.f.Name())
+		if pf.close {
+			pf.f.Close()
+		}
+	}
 }
 
 // abort discards the file.
@@ -253,12 +306,21 @@ type loadedIndex struct {
 // loadIndex opens and validates the persisted index at path for a blob of size compSize. A missing file
 // gives an error wrapping os.ErrNotExist; a file that does not match or is damaged, one wrapping
 // errStale.
-func loadIndex(path string, magic [8]byte, compSize int64) (*loadedIndex, error) {
+func loadIndex(path string, magic [8]byte, compSize int64, opts StreamOptions) (*loadedIndex, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	li, err := readIndex(f, magic, compSize)
+	if err == nil {
+		// The file name says what the index is for; the header must say the same.
+		switch {
+		case li.hdr.Blob != diffIDBytes(opts.Key):
+			err = fmt.Errorf("%w: built for blob %s, not %s", errStale, diffIDFromBytes(li.hdr.Blob), opts.Key)
+		case opts.DiffID != "" && li.hdr.DiffID != diffIDBytes(opts.DiffID):
+			err = fmt.Errorf("%w: built for diff ID %s, not %s", errStale, diffIDFromBytes(li.hdr.DiffID), opts.DiffID)
+		}
+	}
 	if err != nil {
 		f.Close()
 		return nil, err

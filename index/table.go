@@ -20,7 +20,7 @@ import (
 // ErrCorruptTable means a table file is damaged, truncated, of another format version, or not a table.
 var ErrCorruptTable = errors.New("index: corrupt table file")
 
-// Table file format, version 2. All integers little endian.
+// Table file format, version 2 (version 1 had no blob digest and no warnings). All integers little endian.
 //
 //	header (256 bytes):
 //	  0  magic "IMGFSTBL"
@@ -31,7 +31,8 @@ var ErrCorruptTable = errors.New("index: corrupt table file")
 //	 48  [32] key digest
 //	 80  5 x (u64 offset, u64 length): records, strings, xattrs, sparse maps, hardlink IDs
 //	160  u32 crc32c of everything after the header
-//	168  u64 offset, u64 length: warnings      184  u64 warnings while building (stored or not)
+//	164  u8 blob digest kind (0 none, 1 sha256), 3 bytes zero   168 [32] blob digest
+//	200  u64 offset, u64 length: warnings      216  u64 warnings while building (stored or not)
 //	252  u32 crc32c of header bytes 0..252
 //	records (64 bytes each, in ID order):
 //	  0 u32 parent   4 u8 type   5 u8 zero   6 u16 flags   8 u32 mode   12 u32 uid   16 u32 gid
@@ -66,7 +67,8 @@ var tableCRC = crc32.MakeTable(crc32.Castagnoli)
 // TableInfo says what a table was built from. It is stored in the table's header; a cached table whose
 // info does not match the layer is rebuilt.
 type TableInfo struct {
-	Key        digest.Digest // cache key: the layer's DiffID or, failing that, its blob digest; "" if none
+	Key        digest.Digest // the layer's DiffID or, failing that, its blob digest; "" if none
+	Blob       digest.Digest // the digest of the blob the table was built (and verified) from; "" if none
 	StreamSize int64         // bytes of the uncompressed layer stream
 	BlobSize   int64         // bytes of the stored blob
 }
@@ -267,9 +269,9 @@ func (b *builder) write(f *os.File, l *layout, info TableInfo) error {
 	}
 
 	hdr := encodeHeader(len(l.order), info, secs, cw.crc)
-	binary.LittleEndian.PutUint64(hdr[168:], warnSec[0])
-	binary.LittleEndian.PutUint64(hdr[176:], warnSec[1])
-	binary.LittleEndian.PutUint64(hdr[184:], uint64(b.warnings))
+	binary.LittleEndian.PutUint64(hdr[200:], warnSec[0])
+	binary.LittleEndian.PutUint64(hdr[208:], warnSec[1])
+	binary.LittleEndian.PutUint64(hdr[216:], uint64(b.warnings))
 	binary.LittleEndian.PutUint32(hdr[252:], crc32.Checksum(hdr[:252], tableCRC))
 	_, err := f.WriteAt(hdr, 0)
 	return err
@@ -303,6 +305,10 @@ func encodeHeader(n int, info TableInfo, secs [numSections][2]uint64, bodyCRC ui
 		binary.LittleEndian.PutUint64(h[88+16*i:], s[1])
 	}
 	binary.LittleEndian.PutUint32(h[160:], bodyCRC)
+	if d, ok := digestBytes(info.Blob); ok {
+		h[164] = 1
+		copy(h[168:200], d[:])
+	}
 	binary.LittleEndian.PutUint32(h[252:], crc32.Checksum(h[:252], tableCRC))
 	return h
 }
@@ -355,6 +361,9 @@ func parseTable(data []byte) (*Table, error) {
 	if h[40] == 1 {
 		t.info.Key = digest.Digest("sha256:" + hex.EncodeToString(h[48:80]))
 	}
+	if h[164] == 1 {
+		t.info.Blob = digest.Digest("sha256:" + hex.EncodeToString(h[168:200]))
+	}
 	var secs [numSections][]byte
 	size := uint64(len(data))
 	for i := range secs {
@@ -375,7 +384,7 @@ func parseTable(data []byte) (*Table, error) {
 	if e := t.Entry(0); e.Type != TypeDir || e.Parent != 0 {
 		return nil, fmt.Errorf("%w: root is not a directory", ErrCorruptTable)
 	}
-	woff, wlen := binary.LittleEndian.Uint64(h[168:]), binary.LittleEndian.Uint64(h[176:])
+	woff, wlen := binary.LittleEndian.Uint64(h[200:]), binary.LittleEndian.Uint64(h[208:])
 	if woff < tableHeaderSize || woff > size || wlen > size-woff {
 		return nil, fmt.Errorf("%w: warnings out of bounds", ErrCorruptTable)
 	}
@@ -383,7 +392,7 @@ func parseTable(data []byte) (*Table, error) {
 	if t.warns, ok = parseWarnings(data[woff : woff+wlen]); !ok {
 		return nil, fmt.Errorf("%w: warnings", ErrCorruptTable)
 	}
-	t.nwarn = int64(binary.LittleEndian.Uint64(h[184:]))
+	t.nwarn = int64(binary.LittleEndian.Uint64(h[216:]))
 	if t.nwarn < int64(len(t.warns)) {
 		return nil, fmt.Errorf("%w: warning count", ErrCorruptTable)
 	}
@@ -486,6 +495,10 @@ func openTableFile(f *os.File) (*Table, error) {
 
 // Info returns what the table was built from.
 func (t *Table) Info() TableInfo { return t.info }
+
+// headerCRC returns the checksum of the table's header, which covers the checksum of the rest: it
+// names this table's content.
+func (t *Table) headerCRC() uint32 { return binary.LittleEndian.Uint32(t.data[252:256]) }
 
 // Close releases the mapping. The Table and strings or slices it returned must not be used afterwards.
 func (t *Table) Close() error {

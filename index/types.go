@@ -88,9 +88,12 @@ type SparseRegion struct {
 }
 
 // Blob is a byte range of a source: Size bytes at Off in R. When File is set, R is that file and Off is
-// an absolute file offset, so readers may serve data by splice.
+// an absolute file offset, so readers may serve data by splice. Origin, when set, is the file whose
+// bytes R derives from (a compressed archive holding the blob; File may then be a decompressed copy):
+// its identity, not File's, says whether the blob may have changed since it was verified.
 type Blob struct {
 	R         io.ReaderAt
 	Off, Size int64
 	File      *os.File
+	Origin    *os.File
 }

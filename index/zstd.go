@@ -343,19 +343,26 @@ func (z *zstdIndexer) nextSegment() error {
 	return z.dec.Reset(&z.src)
 }
 
-func (z *zstdIndexer) finish(size int64, diffID digest.Digest) (*Stream, error) {
-	h := &streamHeader{Magic: streamMagicZstd, CompSize: z.blob.Size, Size: size, DiffID: diffIDBytes(diffID)}
-	var s *Stream
+func (z *zstdIndexer) finish(size int64, diffID digest.Digest) (*Stream, pending, error) {
+	h := &streamHeader{Magic: streamMagicZstd, CompSize: z.blob.Size, Size: size, DiffID: diffIDBytes(diffID),
+		Blob: diffIDBytes(z.opts.Key)}
+	var (
+		s *Stream
+		p pending
+	)
 	if z.raw != nil {
 		if err := z.rawW.Flush(); err != nil {
-			return nil, fmt.Errorf("writing decompressed copy: %w", err)
+			return nil, nil, fmt.Errorf("writing decompressed copy: %w", err)
+		}
+		raw, err := rawIdentity(z.raw)
+		if err != nil {
+			return nil, nil, fmt.Errorf("writing decompressed copy: %w", err)
 		}
 		if z.rawPath != "" {
-			if err := commitFile(z.raw, z.rawPath); err != nil {
-				return nil, err
-			}
+			p = append(p, pendingFile{f: z.raw, path: z.rawPath})
 		}
 		h.Flags = streamFlagRaw
+		h.Raw = raw
 		if z.announce != nil {
 			z.announce(size)
 		}
@@ -367,20 +374,27 @@ func (z *zstdIndexer) finish(size int64, diffID digest.Digest) (*Stream, error) 
 	if z.idxPath != "" {
 		w, err := newIndexWriter(z.idxPath, "")
 		if err != nil {
+			p.discard()
 			s.Close()
-			return nil, err
+			return nil, nil, err
 		}
-		f, err := w.finish(h, s.points)
+		f, q, err := w.finish(h, s.points)
 		if err != nil {
 			w.abort()
+			p.discard()
 			s.Close()
-			return nil, err
+			return nil, nil, err
 		}
-		f.Close()
+		q[0].close = true
+		p = append(p, q...)
+		_ = f
+	} else {
+		h.encode() // sets h.crc
 	}
+	s.hdrCRC = h.crc
 	z.opts.logger().Debug("indexed zstd stream", "key", z.opts.Key, "size", size, "frames", z.layout.frames,
 		"points", len(s.points), "copy", h.Flags&streamFlagRaw != 0, "persisted", z.idxPath != "")
-	return s, nil
+	return s, p, nil
 }
 
 func (z *zstdIndexer) close() {
@@ -408,7 +422,7 @@ func loadZstdStream(blob Blob, opts StreamOptions) (*Stream, error) {
 	if err != nil || !ok {
 		return nil, err
 	}
-	li, err := loadIndex(path, streamMagicZstd, blob.Size)
+	li, err := loadIndex(path, streamMagicZstd, blob.Size, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -420,7 +434,9 @@ func loadZstdStream(blob Blob, opts StreamOptions) (*Stream, error) {
 		if len(li.points) == 0 && h.Size != 0 {
 			return nil, fmt.Errorf("%w: no points", errStale)
 		}
-		return newZstdStream(blob, li.points, h.Size, diffID), nil
+		s := newZstdStream(blob, li.points, h.Size, diffID)
+		s.hdrCRC = h.crc
+		return s, nil
 	case h.Flags == streamFlagRaw:
 		rawPath, _, _ := cachePaths(opts, ".raw")
 		f, err := os.Open(rawPath)
@@ -438,7 +454,18 @@ func loadZstdStream(blob Blob, opts StreamOptions) (*Stream, error) {
 			}
 			return nil, fmt.Errorf("%w: decompressed copy has %d bytes, want %d", errStale, fi.Size(), h.Size)
 		}
-		return newFileStream(CompressionZstd, f, h.Size, diffID), nil
+		// The copy is too big to checksum on every open; a change to it (an edit by hand) changes its
+		// identity, which the index recorded when it was written.
+		if raw, err := rawIdentity(f); err != nil || raw != h.Raw {
+			f.Close()
+			if err != nil {
+				return nil, err
+			}
+			return nil, fmt.Errorf("%w: decompressed copy changed since it was written", errStale)
+		}
+		s := newFileStream(CompressionZstd, f, h.Size, diffID)
+		s.hdrCRC = h.crc
+		return s, nil
 	}
 	return nil, fmt.Errorf("%w: bad zstd index flags", errStale)
 }
