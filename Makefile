@@ -24,8 +24,9 @@ help: ## list the targets
 build: ## build bin/imgfs
 	$(GO) build -o $(BIN) ./cmd/imgfs
 
-vet: ## go vet and gofmt
+vet: ## go vet, gofmt, and go.mod/go.sum as go mod tidy leaves them
 	$(GO) vet ./...
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
 

@@ -11,7 +11,7 @@ import (
 )
 
 // Change is one Dockerfile instruction applied to an image config, as `docker commit --change` takes
-// it. ParseChange makes one; ApplyChanges and Write apply them.
+// it. ParseChange makes one; Write applies them.
 //
 // The instructions and what they do to the container config:
 //

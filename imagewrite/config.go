@@ -85,26 +85,6 @@ func freshConfig(plat *ispec.Platform) map[string]json.RawMessage {
 	return doc
 }
 
-// ApplyChanges applies changes, in order, to the container config ("config") of the image config
-// document raw and returns the edited document (keys sorted; unknown fields kept).
-func ApplyChanges(raw []byte, changes ...Change) ([]byte, error) {
-	doc := map[string]json.RawMessage{}
-	if err := decodeObject(raw, &doc); err != nil {
-		return nil, errorf(ErrBase, "config: %w", err)
-	}
-	cc := map[string]json.RawMessage{}
-	if err := decodeField(doc, "config", &cc); err != nil {
-		return nil, errorf(ErrBase, "config: %w", err)
-	}
-	var os string
-	_ = decodeField(doc, "os", &os)
-	if err := applyChanges(cc, os, changes); err != nil {
-		return nil, err
-	}
-	setField(doc, "config", cc)
-	return json.Marshal(doc)
-}
-
 // configPlatform reads the platform of a config; nil when it names no os and architecture.
 func configPlatform(raw []byte) *ispec.Platform {
 	var c struct {

@@ -1,10 +1,8 @@
 package index
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -133,23 +131,6 @@ func removeStaleTemps(dir string) {
 			os.Remove(p)
 		}
 	}
-}
-
-// BuildTable scans the uncompressed tar stream r and writes its table atomically to path, recording
-// info in its header. It is meant for tools and tests; Open builds and caches tables by itself.
-func BuildTable(ctx context.Context, r io.Reader, path string, info TableInfo, logger *slog.Logger) error {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	b := newBuilder(logger)
-	if err := b.scan(ctx, newScanner(r), nil); err != nil {
-		return fmt.Errorf("building table: %w", err)
-	}
-	t, err := storeTable(b, info, path, "")
-	if err != nil {
-		return err
-	}
-	return t.Close()
 }
 
 // progress rate-limits a Progress callback to about ten calls a second.

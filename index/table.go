@@ -447,20 +447,6 @@ func (t *Table) LogWarnings(log *slog.Logger, layer string) {
 	}
 }
 
-// ReadTableFile reads a whole table file into memory and checks it, without looking at what it was
-// built from. It is meant for tests and tools; the mount uses mapped tables through Open.
-func ReadTableFile(path string) (*Table, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	t, err := parseTable(data)
-	if err != nil {
-		return nil, fmt.Errorf("reading table %s: %w", path, err)
-	}
-	return t, nil
-}
-
 // OpenTable maps a table file and checks it (format, checksums, root). The caller compares Info with
 // the layer it expects.
 func OpenTable(path string) (*Table, error) {
