@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"iter"
 	"os"
 	"strings"
 	"unsafe"
@@ -599,6 +600,19 @@ func (t *Table) Sparse(id ID) []SparseRegion {
 		out[i] = sparseRegion(raw, i)
 	}
 	return out
+}
+
+// SparseRegions yields the data regions of a sparse file (Entry.Flags has FlagSparse) in ascending
+// order, without copying the map; nothing otherwise.
+func (t *Table) SparseRegions(id ID) iter.Seq[SparseRegion] {
+	return func(yield func(SparseRegion) bool) {
+		raw, n := t.sparseMap(id)
+		for i := range n {
+			if !yield(sparseRegion(raw, i)) {
+				return
+			}
+		}
+	}
 }
 
 // Hardlinks returns the IDs of every TypeHardlink entry, ascending. The slice may share the table's
