@@ -201,6 +201,9 @@ func TestSparseFiles(t *testing.T) {
 	}
 	if fi, err := os.Stat(out); err != nil || fi.Size() > 1<<20 {
 		t.Errorf("export wrote %d bytes (%v) for %d bytes of data", fi.Size(), err, wantBlocks*512)
+	} else {
+		lfi, _ := os.Stat(layer)
+		t.Logf("export: %d bytes; GNU tar's layer: %d bytes; data: %d bytes", fi.Size(), lfi.Size(), wantBlocks*512)
 	}
 	ex := filepath.Join(dir, "exported")
 	if err := os.Mkdir(ex, 0o755); err != nil {
@@ -235,6 +238,22 @@ func TestSparseFiles(t *testing.T) {
 	}
 	if why := sameSparse(t, want, wgot); why != "" {
 		t.Errorf("writable mount, copied up: %s", why)
+	}
+	// Export with the upper directory: the copied-up file's holes come from the upper file.
+	uout := filepath.Join(dir, "export-upper.tar")
+	if _, stderr, code := imgfs(t, "export", "--quiet", "--cache-dir", cacheDir, "--upper", upper, "-o", uout, archive); code != 0 {
+		t.Fatalf("export --upper: exit %d: %s", code, stderr)
+	}
+	if fi, err := os.Stat(uout); err != nil || fi.Size() > 1<<20 {
+		t.Errorf("export --upper wrote %d bytes (%v)", fi.Size(), err)
+	}
+	uex := filepath.Join(dir, "exported-upper")
+	if err := os.Mkdir(uex, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	run(t, "tar", "--sparse", "-xpf", uout, "-C", uex)
+	if why := sameSparse(t, want, filepath.Join(uex, "d", "sparse")); why != "" {
+		t.Errorf("export --upper extracted by GNU tar: %s", why)
 	}
 }
 
