@@ -44,7 +44,7 @@ var ErrCorruptTable = errors.New("index: corrupt table file")
 //	hardlinks: u32 IDs of every hardlink entry, ascending.
 const (
 	tableMagic      = "IMGFSTBL"
-	tableVersion    = 1
+	tableVersion    = 2 // 2: SCHILY.acl.* text ACLs are kept as system.posix_acl_* xattrs
 	tableHeaderSize = 256
 	recordSize      = 64
 	numSections     = 5

@@ -112,11 +112,13 @@ var aclChecks = []struct {
 	{"plain", cred{1001, 1001, nil}, true, false},
 }
 
-// TestACLEnforced mounts an image whose layer GNU tar wrote with --acls --xattrs and checks that the
-// kernel enforces the ACLs on the mount as it does on the tree GNU tar extracts from the same layer.
+// TestACLEnforced mounts images whose layer GNU tar wrote with --acls --xattrs (binary xattrs and text
+// ACLs) and bsdtar wrote with --acls (text ACLs only, with numeric ids) and checks that the kernel
+// enforces the ACLs on the mount as it does on the tree GNU tar extracts from the first layer.
 func TestACLEnforced(t *testing.T) {
 	requireFUSE(t)
 	requireTool(t, "setfacl")
+	requireTool(t, "bsdtar")
 	dir := t.TempDir()
 	reachable(t, dir)
 	src := filepath.Join(dir, "src")
@@ -130,26 +132,35 @@ func TestACLEnforced(t *testing.T) {
 	layer := filepath.Join(dir, "layer.tar")
 	run(t, "tar", "--acls", "--xattrs", "--format=posix", "-cf", layer, "-C", src, ".")
 	run(t, "tar", "--acls", "--xattrs", "-xpf", layer, "-C", oracle)
-	archive := filepath.Join(dir, "acl.tar")
-	if _, stderr, code := imgfs(t, "import", "--quiet", "-o", archive, layer); code != 0 {
-		t.Fatalf("import: exit %d: %s", code, stderr)
+	bsdLayer := filepath.Join(dir, "bsdtar-layer.tar")
+	run(t, "bsdtar", "--acls", "--format=pax", "-cf", bsdLayer, "-C", src, ".")
+	if data, err := os.ReadFile(bsdLayer); err != nil || strings.Contains(string(data), "SCHILY.xattr.system.posix_acl") ||
+		!strings.Contains(string(data), "SCHILY.acl.access") {
+		t.Fatalf("bsdtar's layer should hold text ACLs only (%v)", err)
 	}
-	mnt := mountImage(t, archive)
-	reachable(t, filepath.Dir(mnt))
-
-	for _, c := range aclChecks {
-		want := canRead(t, filepath.Join(oracle, c.name), c.who)
-		if want != c.read {
-			t.Fatalf("oracle: %s readable by %+v: %v, the test expects %v", c.name, c.who, want, c.read)
-		}
-		if got := canRead(t, filepath.Join(mnt, c.name), c.who); got != want {
-			t.Errorf("%s readable by %+v: %v on the mount, %v on the extracted tree", c.name, c.who, got, want)
-		}
-	}
-	for _, name := range []string{"group-denied", "user-granted", "group-granted", "plain", "inherit"} {
-		if got, want := getfacl(t, filepath.Join(mnt, name)), getfacl(t, filepath.Join(oracle, name)); got != want {
-			t.Errorf("getfacl %s: mount\n%s\nextracted\n%s", name, got, want)
-		}
+	for _, l := range []string{layer, bsdLayer} {
+		t.Run(filepath.Base(l), func(t *testing.T) {
+			archive := strings.TrimSuffix(l, ".tar") + "-image.tar"
+			if _, stderr, code := imgfs(t, "import", "--quiet", "-o", archive, l); code != 0 {
+				t.Fatalf("import: exit %d: %s", code, stderr)
+			}
+			mnt := mountImage(t, archive)
+			reachable(t, filepath.Dir(mnt))
+			for _, c := range aclChecks {
+				want := canRead(t, filepath.Join(oracle, c.name), c.who)
+				if want != c.read {
+					t.Fatalf("oracle: %s readable by %+v: %v, the test expects %v", c.name, c.who, want, c.read)
+				}
+				if got := canRead(t, filepath.Join(mnt, c.name), c.who); got != want {
+					t.Errorf("%s readable by %+v: %v on the mount, %v on the extracted tree", c.name, c.who, got, want)
+				}
+			}
+			for _, name := range []string{"group-denied", "user-granted", "group-granted", "plain", "inherit"} {
+				if got, want := getfacl(t, filepath.Join(mnt, name)), getfacl(t, filepath.Join(oracle, name)); got != want {
+					t.Errorf("getfacl %s: mount\n%s\nextracted\n%s", name, got, want)
+				}
+			}
+		})
 	}
 }
 
