@@ -198,6 +198,8 @@ func TestACLWritable(t *testing.T) {
 		{"sh", "-c", "umask 022; echo new > inherit/new; mkdir inherit/sub; echo deeper > inherit/sub/f"},
 		{"sh", "-c", "umask 077; echo private > inherit/private"},
 		{"chmod", "0640", "inherit/old"},
+		{"setfacl", "-m", "d:u:1002:rw-,u:1003:r-x", "inherit"}, // a lower directory: copied up
+		{"sh", "-c", "umask 022; echo after > inherit/after; mkfifo inherit/fifo"},
 	}
 	for _, root := range []string{oracle, mnt} {
 		for _, s := range steps {
@@ -209,7 +211,7 @@ func TestACLWritable(t *testing.T) {
 		}
 	}
 	names := []string{"plain", "user-granted", "group-granted", "group-denied", "inherit", "inherit/new",
-		"inherit/sub", "inherit/sub/f", "inherit/private", "inherit/old"}
+		"inherit/sub", "inherit/sub/f", "inherit/private", "inherit/old", "inherit/after", "inherit/fifo"}
 	for _, name := range names {
 		if got, want := getfacl(t, filepath.Join(mnt, name)), getfacl(t, filepath.Join(oracle, name)); got != want {
 			t.Errorf("getfacl %s: mount\n%s\nextracted\n%s", name, got, want)
@@ -222,7 +224,7 @@ func TestACLWritable(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st.IsDir() {
+		if !st.Mode().IsRegular() {
 			continue
 		}
 		for _, w := range whos {
