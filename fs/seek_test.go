@@ -1,11 +1,15 @@
 package fs
 
 import (
+	"slices"
 	"syscall"
 	"testing"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
+
+	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/overlay"
 )
 
 // TestLseekWithoutMap checks LSEEK on a file whose view cannot tell where its data lies: all data, the
@@ -39,5 +43,34 @@ func TestLseekWithoutMap(t *testing.T) {
 	}
 	if st := fsys.Lseek(nil, &fuse.LseekIn{Fh: 999, Whence: unix.SEEK_DATA}, &fuse.LseekOut{}); st != fuse.EBADF {
 		t.Errorf("Lseek on an unknown handle = %v", st)
+	}
+}
+
+// TestReadDirHidesPollHackName checks that the root's listings leave out the name go-fuse answers
+// itself, and that the name is an ordinary one below the root.
+func TestReadDirHidesPollHackName(t *testing.T) {
+	v := newFakeView()
+	v.add(overlay.Root, pollHackName, index.TypeRegular, 0o644)
+	v.add(overlay.Root, "z", index.TypeRegular, 0o644)
+	sub := v.dir(overlay.Root, "sub")
+	v.add(sub, pollHackName, index.TypeRegular, 0o644)
+	fsys := newFileSystem(v, Options{})
+	for _, plus := range []bool{false, true} {
+		for _, tt := range []struct {
+			dir  overlay.Node
+			want []string
+		}{
+			{overlay.Root, []string{".", "..", "sub", "z"}},
+			{sub, []string{".", "..", pollHackName}},
+		} {
+			ents, _ := listDir(t, fsys, tt.dir, plus, 4096, 0)
+			var names []string
+			for _, e := range ents {
+				names = append(names, e.name)
+			}
+			if !slices.Equal(names, tt.want) {
+				t.Errorf("plus=%v dir %d: names %q, want %q", plus, tt.dir, names, tt.want)
+			}
+		}
 	}
 }
