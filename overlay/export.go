@@ -118,13 +118,14 @@ type exporter struct {
 	raOff   int64
 	lastEnd int64 // file offset just past the last small file read from raFile
 
-	path   []byte               // the current member's name
-	sparse *exportSparse        // the sparse file whose header is being written, or nil
-	pax    []byte               // the current member's PAX records
-	links  map[Node]*exportLink // hard-linked nodes with names still to come
-	xs     []index.Xattr        // scratch for sorting xattrs
-	dirs   []exportDir          // the directories being walked, outermost first
-	num    [32]byte             // scratch for formatting numbers
+	path  []byte               // the current member's name
+	pax   []byte               // the current member's PAX records
+	links map[Node]*exportLink // hard-linked nodes with names still to come
+	xs    []index.Xattr        // scratch for sorting xattrs
+	dirs  []exportDir          // the directories being walked, outermost first
+	num   [32]byte             // scratch for formatting numbers
+
+	sparse *exportSparse // the sparse file whose header is being written, or nil
 }
 
 // exportLink is a node with several names whose first name has been written.
