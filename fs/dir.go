@@ -100,6 +100,9 @@ func (fs *fileSystem[D]) readDir(in *fuse.ReadIn, out *fuse.DirEntryList, plus b
 			}
 		default:
 			e := dir.Entry(int(pos - 2))
+			if h.node == overlay.Root && e.Name == pollHackName {
+				continue
+			}
 			if !validName(e.Name) {
 				// The kernel fails the whole listing with EIO on such a name: leave it out.
 				fs.log.Debug("readdir: skipping invalid name", "dir", uint64(h.node), "name", e.Name)
@@ -136,6 +139,15 @@ func (fs *fileSystem[D]) readDir(in *fuse.ReadIn, out *fuse.DirEntryList, plus b
 	}
 	return fuse.OK
 }
+
+// pollHackName is the root name that go-fuse's server answers itself, before the file system sees the
+// request: LOOKUP, and every other request naming it in the root, get an empty fake file (node 2^64-1)
+// that go-fuse opens once at mount time to make the kernel send its POLL request early. go-fuse has no
+// option to turn that off, so an image's own root file of that name cannot be served by name; it is
+// left out of the root's listings too, so that the name shows go-fuse's fake consistently instead of
+// the image's file after a READDIRPLUS and the fake after the kernel forgets it. Export and commit
+// still carry the file: they do not go through the mount.
+const pollHackName = ".go-fuse-epoll-hack"
 
 // validName reports whether name can be a directory entry: the kernel rejects listings with empty
 // names or names holding '/' or NUL, and "." and ".." are ours to add.

@@ -98,10 +98,13 @@ func mountOptions(opts Options, writable bool, log *slog.Logger) *fuse.MountOpti
 		MaxInflightRequestBytes: maxInflight,
 		// Symbolic links never change: let the kernel cache their targets.
 		EnableSymlinkCaching: true,
-		Debug:                opts.Debug,
+		// The kernel enforces POSIX ACLs (system.posix_acl_access) as it does on a local file system;
+		// without this it checks the mode bits alone, where the group bits are the ACL's mask.
+		EnableAcl: true,
+		Debug:     opts.Debug,
 		// A writable view truncates in OPEN for open(2) with O_TRUNC (otherwise the kernel sends a
 		// SETATTR first): one request instead of two, and the view can copy a lower file up without
-		// its data.
+		// its data. It also takes the umask apart (FUSE_DONT_MASK).
 		ExtraCapabilities: extraCapabilities(writable),
 		Logger:            slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
@@ -110,7 +113,9 @@ func mountOptions(opts Options, writable bool, log *slog.Logger) *fuse.MountOpti
 
 func extraCapabilities(writable bool) uint64 {
 	if writable {
-		return fuse.CAP_ATOMIC_O_TRUNC
+		// FUSE_DONT_MASK: the caller's umask comes apart from the mode, since a parent's default ACL
+		// replaces it (see newEntry).
+		return fuse.CAP_ATOMIC_O_TRUNC | fuse.CAP_DONT_MASK
 	}
 	return 0
 }

@@ -107,6 +107,7 @@ func (fs *fileSystem[D]) GetXAttr(cancel <-chan struct{}, h *fuse.InHeader, name
 	if err != nil {
 		return 0, fs.status("getxattr", h.NodeId, err)
 	}
+	xs = servedXattrs(fs.log, h.NodeId, xs)
 	for _, x := range xs {
 		if x.Name != name {
 			continue
@@ -130,6 +131,7 @@ func (fs *fileSystem[D]) ListXAttr(cancel <-chan struct{}, h *fuse.InHeader, des
 	if err != nil {
 		return 0, fs.status("listxattr", h.NodeId, err)
 	}
+	xs = servedXattrs(fs.log, h.NodeId, xs)
 	size := 0
 	for _, x := range xs {
 		size += len(x.Name) + 1

@@ -21,18 +21,27 @@ import (
 
 // newEntry returns the owner and mode of a new entry that the request's caller makes in directory
 // parent, as Linux file systems do: the caller's user, and the caller's group unless parent has the
-// setgid bit; then the new entry gets parent's group and a new directory the setgid bit too. The kernel
-// has already removed the caller's umask from mode (FUSE_DONT_MASK is not negotiated); removing it again
-// is harmless and keeps the promise if it ever is.
-func (fs *fileSystem[D]) newEntry(parent overlay.Node, h *fuse.InHeader, mode, umask uint32, dir bool) (overlay.Caller, uint32, error) {
+// setgid bit; then the new entry gets parent's group and a new directory the setgid bit too. A writable
+// mount negotiates FUSE_DONT_MASK, so the caller's umask arrives apart from mode: it applies unless
+// parent has a default ACL, which then rules instead (POSIX.1e); newEntry returns that ACL for
+// inheritACL.
+func (fs *fileSystem[D]) newEntry(parent overlay.Node, h *fuse.InHeader, mode, umask uint32, dir bool) (overlay.Caller, uint32, []byte, error) {
 	c := overlay.Caller{UID: h.Uid, GID: h.Gid}
-	mode &= 07777 &^ umask
+	mode &= 07777
 	p, err := fs.view.Attr(parent)
 	if err != nil {
-		return c, mode, err
+		return c, mode, nil, err
 	}
 	if p.Type != index.TypeDir {
-		return c, mode, overlay.ErrNotDir
+		return c, mode, nil, overlay.ErrNotDir
+	}
+	xs, err := fs.view.Xattrs(parent)
+	if err != nil {
+		return c, mode, nil, err
+	}
+	def := defaultACL(xs)
+	if def == nil {
+		mode &^= umask
 	}
 	if p.Mode&syscall.S_ISGID != 0 {
 		c.GID = p.GID
@@ -40,7 +49,7 @@ func (fs *fileSystem[D]) newEntry(parent overlay.Node, h *fuse.InHeader, mode, u
 			mode |= syscall.S_ISGID
 		}
 	}
-	return c, mode, nil
+	return c, mode, def, nil
 }
 
 // entry answers a request that made a node: err, or the entry reply for a.
@@ -134,7 +143,7 @@ func (fs *fileSystem[D]) Mknod(cancel <-chan struct{}, in *fuse.MknodIn, name st
 	default:
 		return fuse.EPERM
 	}
-	c, mode, err := fs.newEntry(parent, &in.InHeader, in.Mode, in.Umask, false)
+	c, mode, def, err := fs.newEntry(parent, &in.InHeader, in.Mode, in.Umask, false)
 	if err != nil {
 		return fs.status("mknod", in.NodeId, err)
 	}
@@ -150,6 +159,9 @@ func (fs *fileSystem[D]) Mknod(cancel <-chan struct{}, in *fuse.MknodIn, name st
 		dev := uint64(in.Rdev)
 		a, err = fs.wview.Mknod(parent, name, typ, mode, unix.Major(dev), unix.Minor(dev), c)
 	}
+	if err == nil {
+		a, err = fs.inheritACL(a, def)
+	}
 	return fs.entry("mknod", in.NodeId, out, a, err)
 }
 
@@ -159,10 +171,13 @@ func (fs *fileSystem[D]) Mkdir(cancel <-chan struct{}, in *fuse.MkdirIn, name st
 		return fuse.EROFS
 	}
 	parent := overlay.Node(in.NodeId)
-	c, mode, err := fs.newEntry(parent, &in.InHeader, in.Mode, in.Umask, true)
+	c, mode, def, err := fs.newEntry(parent, &in.InHeader, in.Mode, in.Umask, true)
 	var a overlay.Attr
 	if err == nil {
 		a, err = fs.wview.Mkdir(parent, name, mode, c)
+	}
+	if err == nil {
+		a, err = fs.inheritACL(a, def)
 	}
 	return fs.entry("mkdir", in.NodeId, out, a, err)
 }
@@ -226,7 +241,7 @@ func (fs *fileSystem[D]) Symlink(cancel <-chan struct{}, h *fuse.InHeader, targe
 		return fuse.EROFS
 	}
 	parent := overlay.Node(h.NodeId)
-	c, _, err := fs.newEntry(parent, h, 0o777, 0, false)
+	c, _, _, err := fs.newEntry(parent, h, 0o777, 0, false)
 	var a overlay.Attr
 	if err == nil {
 		a, err = fs.wview.Symlink(parent, name, target, c)
@@ -267,11 +282,16 @@ func (fs *fileSystem[D]) Create(cancel <-chan struct{}, in *fuse.CreateIn, name 
 		return fuse.EROFS
 	}
 	parent := overlay.Node(in.NodeId)
-	c, mode, err := fs.newEntry(parent, &in.InHeader, in.Mode, in.Umask, false)
+	c, mode, def, err := fs.newEntry(parent, &in.InHeader, in.Mode, in.Umask, false)
 	if err != nil {
 		return fs.status("create", in.NodeId, err)
 	}
 	a, f, err := fs.wview.Create(parent, name, mode, c)
+	if err == nil {
+		if a, err = fs.inheritACL(a, def); err != nil {
+			_ = f.Close()
+		}
+	}
 	if err != nil {
 		return fs.status("create", in.NodeId, err)
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"iter"
 	"log/slog"
 	"os"
 	"strings"
@@ -48,7 +49,7 @@ var ErrCorruptTable = errors.New("index: corrupt table file")
 //	  message, then key, value pairs (version 2).
 const (
 	tableMagic      = "IMGFSTBL"
-	tableVersion    = 2
+	tableVersion    = 2 // 2: blob digest and warnings in the header; SCHILY.acl.* text ACLs kept as system.posix_acl_* xattrs
 	tableHeaderSize = 256
 	recordSize      = 64
 	numSections     = 5
@@ -707,6 +708,19 @@ func (t *Table) Sparse(id ID) []SparseRegion {
 		out[i] = sparseRegion(raw, i)
 	}
 	return out
+}
+
+// SparseRegions yields the data regions of a sparse file (Entry.Flags has FlagSparse) in ascending
+// order, without copying the map; nothing otherwise.
+func (t *Table) SparseRegions(id ID) iter.Seq[SparseRegion] {
+	return func(yield func(SparseRegion) bool) {
+		raw, n := t.sparseMap(id)
+		for i := range n {
+			if !yield(sparseRegion(raw, i)) {
+				return
+			}
+		}
+	}
 }
 
 // Hardlinks returns the IDs of every TypeHardlink entry, ascending. The slice may share the table's

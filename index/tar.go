@@ -121,6 +121,7 @@ type paxState struct {
 	spMajor, spMinor, spName, spSize, spReal []byte
 	spMap, spNumBlocks                       []byte
 	hasSpMap                                 bool
+	aclAccess, aclDefault                    []byte // SCHILY.acl.* text (see addTextACLs)
 }
 
 func newScannerAt(ra io.ReaderAt, off, size int64) *tarScanner {
@@ -599,8 +600,14 @@ func (s *tarScanner) member(blk []byte, f *headerFields, off, hdrStart int64) (*
 	if m.Type == TypeChar || m.Type == TypeBlock {
 		m.Devmajor, m.Devminor = uint32(f.devmajor), uint32(f.devmin)
 	}
+	if s.pax.aclAccess != nil || s.pax.aclDefault != nil {
+		s.addTextACLs()
+	}
 	if len(s.xattrRefs) > 0 {
 		m.Xattrs = s.xattrList()
+		if m.Type != TypeSymlink {
+			m.Mode = aclMode(m.Xattrs, m.Mode)
+		}
 	}
 	return m, nil
 }
@@ -925,6 +932,10 @@ func (s *tarScanner) parsePAX(b []byte) error {
 				return ErrTarLimit
 			}
 			p.spMap, p.hasSpMap = s.sparse0, true
+		case "SCHILY.acl.access":
+			p.aclAccess = v
+		case "SCHILY.acl.default":
+			p.aclDefault = v
 		default:
 			if name, ok := bytes.CutPrefix(k, []byte("SCHILY.xattr.")); ok {
 				s.addXattr(name, v)

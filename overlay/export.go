@@ -124,6 +124,8 @@ type exporter struct {
 	xs    []index.Xattr        // scratch for sorting xattrs
 	dirs  []exportDir          // the directories being walked, outermost first
 	num   [32]byte             // scratch for formatting numbers
+
+	sparse *exportSparse // the sparse file whose header is being written, or nil
 }
 
 // exportLink is a node with several names whose first name has been written.
@@ -266,6 +268,11 @@ func (e *exporter) file(n Node, a *Attr, xs []index.Xattr) error {
 	size := f.Size()
 	if size < 0 {
 		return fmt.Errorf("negative size %d: %w", size, ErrInvalid)
+	}
+	if rs, ok, err := dataRegions(f, size); err != nil {
+		return fmt.Errorf("finding the holes: %w", err)
+	} else if ok {
+		return e.sparseFile(f, a, xs, size, rs)
 	}
 	if err := e.header(a, tarRegular, size, "", xs); err != nil {
 		return err
@@ -482,6 +489,9 @@ const (
 // then the ustar header.
 func (e *exporter) header(a *Attr, typ byte, size int64, link string, xs []index.Xattr) error {
 	name := e.path
+	if e.sparse != nil {
+		name = e.sparse.name
+	}
 	prefix, short, fits := splitUstar(name)
 	e.pax = e.pax[:0]
 	// Names are bytes: a path record that is not UTF-8 is kept as is by GNU tar (which knows no
@@ -518,6 +528,9 @@ func (e *exporter) header(a *Attr, typ byte, size int64, link string, xs []index
 			}
 			e.recordXattr(x)
 		}
+	}
+	if e.sparse != nil {
+		e.sparseRecords()
 	}
 
 	if len(e.pax) > 0 {

@@ -375,6 +375,9 @@ const holeChunk = 64 << 10
 // copyData copies the size bytes of member id of l into dst (copy_file_range when the member is a
 // plain file range, else reads; runs of zeros become holes) and fsyncs it.
 func copyData(dst *os.File, l Layer, id index.ID, size int64) error {
+	if sl, ok := l.(SparseLayer); ok && l.Entry(id).Flags&index.FlagSparse != 0 {
+		return copySparse(dst, l, sl, id, size)
+	}
 	var off int64
 	if src, base, ok := l.FileRange(id); ok && src != nil {
 		for off < size {

@@ -75,7 +75,7 @@ type Attr struct {
 	Nlink     uint32
 	UID, GID  uint32
 	Size      int64 // regular files: data size; symlinks: length of the target; directories: 0
-	Blocks    int64 // 512-byte units: ceil(Size/512)
+	Blocks    int64 // 512-byte units: ceil(Size/512); for a sparse file, the 4 KiB blocks its data touches
 	MtimeSec  int64
 	MtimeNsec uint32
 	// Devmajor and Devminor are the device numbers of character and block devices.
@@ -403,6 +403,9 @@ func (v *View) attr(n Node, f frame, e index.Entry) Attr {
 	}
 	if e.Type == index.TypeRegular && a.Size > 0 {
 		a.Blocks = (a.Size + 511) / 512
+		if e.Flags&index.FlagSparse != 0 {
+			a.Blocks = sparseBlocks(v.layers[f.layer], f.id, a.Blocks)
+		}
 	}
 	if e.Type != index.TypeDir {
 		a.Nlink = v.nlink(n)
@@ -674,6 +677,8 @@ type memberFile struct {
 	l    Layer
 	id   index.ID
 	size int64
+
+	holes sparseMap // loaded at the first SeekData
 }
 
 func (f *memberFile) ReadAt(p []byte, off int64) (int, error) { return f.l.ReadAt(f.id, p, off) }

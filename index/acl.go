@@ -1,0 +1,220 @@
+package index
+
+import (
+	"bytes"
+	"encoding/binary"
+	"slices"
+	"strconv"
+)
+
+// POSIX ACLs in tar. Tools write them two ways: as the xattrs system.posix_acl_access and
+// system.posix_acl_default in the kernel's binary form (SCHILY.xattr.* records: containerd, buildkit,
+// GNU tar --xattrs), or as text in SCHILY.acl.access and SCHILY.acl.default (GNU tar --acls, bsdtar
+// --acls, star). The table keeps them as the xattrs, so text records become binary ones here; a member
+// with both keeps its binary record.
+
+// ACL xattr names, and the kernel's ACL entry tags.
+const (
+	xattrACLAccess  = "system.posix_acl_access"
+	xattrACLDefault = "system.posix_acl_default"
+
+	aclUserObj  = 0x01
+	aclUser     = 0x02
+	aclGroupObj = 0x04
+	aclGroup    = 0x08
+	aclMask     = 0x10
+	aclOther    = 0x20
+)
+
+type aclEntry struct {
+	tag, perm uint16
+	id        uint32
+}
+
+// aclFromText converts an ACL in text form to the kernel's xattr form (version 2, then entries of tag,
+// permissions and id, little endian, sorted by tag and id). Entries are separated by commas or
+// newlines and read "tag:qualifier:perms" with an optional fourth field holding the numeric id (star
+// and bsdtar write "user:alice:r--:1000"); tags are user, group, mask and other (or u, g, m, o), an
+// optional "default:" prefix is ignored, and so is anything after '#'. A qualifier that is a name with
+// no numeric id cannot be resolved without the image's user database: ok is false, and so it is for an
+// ACL the kernel would refuse (a missing owner, group or other entry, or a mask missing with named
+// entries, or a duplicate).
+func aclFromText(text []byte) (v []byte, ok bool) {
+	var es []aclEntry
+	for len(text) > 0 {
+		var e []byte
+		if i := bytes.IndexAny(text, ",\n"); i >= 0 {
+			e, text = text[:i], text[i+1:]
+		} else {
+			e, text = text, nil
+		}
+		if i := bytes.IndexByte(e, '#'); i >= 0 {
+			e = e[:i]
+		}
+		e = bytes.TrimSpace(e)
+		if len(e) == 0 {
+			continue
+		}
+		e = bytes.TrimPrefix(e, []byte("default:"))
+		f := bytes.Split(e, []byte(":"))
+		var ent aclEntry
+		switch string(f[0]) {
+		case "user", "u":
+			ent.tag = aclUserObj
+		case "group", "g":
+			ent.tag = aclGroupObj
+		case "mask", "m":
+			ent.tag = aclMask
+		case "other", "o":
+			ent.tag = aclOther
+		default:
+			return nil, false
+		}
+		var qual, perm, id []byte
+		switch len(f) {
+		case 2: // "mask:rwx", "other:r--"
+			if ent.tag != aclMask && ent.tag != aclOther {
+				return nil, false
+			}
+			perm = f[1]
+		case 3:
+			qual, perm = f[1], f[2]
+		case 4:
+			qual, perm, id = f[1], f[2], f[3]
+		default:
+			return nil, false
+		}
+		ent.id = ^uint32(0)
+		if len(qual) > 0 {
+			switch ent.tag {
+			case aclUserObj:
+				ent.tag = aclUser
+			case aclGroupObj:
+				ent.tag = aclGroup
+			default:
+				return nil, false
+			}
+			n, err := strconv.ParseUint(string(qual), 10, 32)
+			if err != nil {
+				if n, err = strconv.ParseUint(string(id), 10, 32); err != nil {
+					return nil, false
+				}
+			}
+			if n == uint64(^uint32(0)) {
+				return nil, false
+			}
+			ent.id = uint32(n)
+		}
+		for _, c := range perm {
+			switch c {
+			case 'r':
+				ent.perm |= 4
+			case 'w':
+				ent.perm |= 2
+			case 'x':
+				ent.perm |= 1
+			case '-':
+			default:
+				return nil, false
+			}
+		}
+		es = append(es, ent)
+	}
+	slices.SortFunc(es, func(a, b aclEntry) int {
+		if a.tag != b.tag {
+			return int(a.tag) - int(b.tag)
+		}
+		switch {
+		case a.id < b.id:
+			return -1
+		case a.id > b.id:
+			return 1
+		}
+		return 0
+	})
+	var seen uint16
+	named := false
+	for i, e := range es {
+		if i > 0 && es[i-1].tag == e.tag && (e.tag != aclUser && e.tag != aclGroup || es[i-1].id == e.id) {
+			return nil, false // a duplicate
+		}
+		seen |= e.tag
+		named = named || e.tag == aclUser || e.tag == aclGroup
+	}
+	if seen&(aclUserObj|aclGroupObj|aclOther) != aclUserObj|aclGroupObj|aclOther || named && seen&aclMask == 0 {
+		return nil, false
+	}
+	v = binary.LittleEndian.AppendUint32(make([]byte, 0, 4+8*len(es)), 2)
+	for _, e := range es {
+		v = binary.LittleEndian.AppendUint16(v, e.tag)
+		v = binary.LittleEndian.AppendUint16(v, e.perm)
+		v = binary.LittleEndian.AppendUint32(v, e.id)
+	}
+	return v, true
+}
+
+// addTextACLs adds the pending member's text ACLs as xattrs, unless it has the binary xattr already.
+func (s *tarScanner) addTextACLs() {
+	for _, a := range []struct {
+		name string
+		text []byte
+	}{{xattrACLAccess, s.pax.aclAccess}, {xattrACLDefault, s.pax.aclDefault}} {
+		if a.text == nil || s.hasXattr(a.name) {
+			continue
+		}
+		if v, ok := aclFromText(a.text); ok {
+			s.addXattr([]byte(a.name), v)
+		}
+	}
+}
+
+// hasXattr reports whether the pending member has an xattr called name.
+func (s *tarScanner) hasXattr(name string) bool {
+	for _, r := range s.xattrRefs {
+		if string(s.xattrBuf[r.off:r.off+r.nameLen]) == name {
+			return true
+		}
+	}
+	return false
+}
+
+// aclMode returns mode with its permission bits taken from the access ACL among xs, when there is one
+// in the kernel's form: the owner's from the owner entry, the group's from the mask (the owning group's
+// entry when there is no mask), other's from the other entry; setuid, setgid and sticky stay. That is
+// the mode a file system gives a file when the ACL is set (tar extraction sets it after the mode), and
+// the kernel consults the ACL only when the group bits are not all clear.
+func aclMode(xs []tarXattr, mode uint32) uint32 {
+	for _, x := range xs {
+		if string(x.Name) != xattrACLAccess {
+			continue
+		}
+		v := x.Value
+		if len(v) < 4 || (len(v)-4)%8 != 0 || binary.LittleEndian.Uint32(v) != 2 || len(v) == 4 {
+			return mode
+		}
+		var user, group, mask, other uint32
+		var seen uint16
+		for i := 4; i < len(v); i += 8 {
+			tag, perm := binary.LittleEndian.Uint16(v[i:]), uint32(binary.LittleEndian.Uint16(v[i+2:])&7)
+			switch tag {
+			case aclUserObj:
+				user = perm
+			case aclGroupObj:
+				group = perm
+			case aclMask:
+				mask = perm
+			case aclOther:
+				other = perm
+			}
+			seen |= tag
+		}
+		if seen&(aclUserObj|aclGroupObj|aclOther) != aclUserObj|aclGroupObj|aclOther {
+			return mode
+		}
+		if seen&aclMask != 0 {
+			group = mask
+		}
+		return mode&^0o777 | user<<6 | group<<3 | other
+	}
+	return mode
+}
