@@ -25,6 +25,7 @@ type upperFS struct {
 	ns     string // namespace of the overlayfs markers written: "trusted." or "user."
 	priv   bool   // the process may set trusted.* xattrs (and so, in practice, chown)
 	xwh    bool   // whiteouts are written as xattr-marked empty files (mknod of 0/0 is refused)
+	ro     bool   // opened read-only: the view over it refuses every change
 	closed atomic.Bool
 	tmpSeq atomic.Uint64
 }
@@ -49,13 +50,16 @@ const tmpPrefix = ".wh..wh..imgfs."
 var forceUserXattrs, forceXattrWhiteouts bool
 
 // openUpperFS opens (creating when missing) upper directory dir, checks or records base, and chooses
-// the form of the markers. fresh reports a directory that was empty and had no base recorded.
-func openUpperFS(dir, base string) (u *upperFS, fresh bool, err error) {
+// the form of the markers. fresh reports a directory that was empty and had no base recorded. With
+// readOnly nothing is written: dir must exist and carry the record of base.
+func openUpperFS(dir, base string, readOnly bool) (u *upperFS, fresh bool, err error) {
 	if dir == "" {
 		return nil, false, fmt.Errorf("overlay: upper directory not given: %w", ErrInvalid)
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, false, fmt.Errorf("creating upper directory: %w", err)
+	if !readOnly {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, false, fmt.Errorf("creating upper directory: %w", err)
+		}
 	}
 	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -86,13 +90,16 @@ func openUpperFS(dir, base string) (u *upperFS, fresh bool, err error) {
 	switch {
 	case tok:
 		if string(tb) != base {
-			return nil, false, fmt.Errorf("upper directory %s was made over base %q, not %q: %w", dir, tb, base, ErrInvalid)
+			return nil, false, fmt.Errorf("upper directory %s was made over base %q, not %q (another image): %w", dir, tb, base, ErrInvalid)
 		}
 	case uok:
 		if string(ub) != base {
-			return nil, false, fmt.Errorf("upper directory %s was made over base %q, not %q: %w", dir, ub, base, ErrInvalid)
+			return nil, false, fmt.Errorf("upper directory %s was made over base %q, not %q (another image): %w", dir, ub, base, ErrInvalid)
 		}
 		u.ns = "user."
+	case readOnly:
+		return nil, false, fmt.Errorf("%s is not an imgfs upper directory (no base record); mount it with --upper first: %w",
+			dir, ErrNotUpper)
 	default:
 		empty, err := dirEmpty(fd)
 		if err != nil {
@@ -112,6 +119,11 @@ func openUpperFS(dir, base string) (u *upperFS, fresh bool, err error) {
 		}
 	}
 	u.priv = u.ns == "trusted."
+	if readOnly {
+		u.ro = true
+		ok = true
+		return u, false, nil
+	}
 	// Since Linux 5.8 anyone may make a 0/0 character device (a whiteout), which overlayfs honours in
 	// an upper directory in every mode; xattr whiteouts are the fallback.
 	u.xwh = forceXattrWhiteouts

@@ -59,7 +59,7 @@ func runExport(c *cli.Context) error {
 		return err
 	}
 	defer o.Close()
-	view, closeView, err := o.view(upperDir, log)
+	view, closeView, err := o.viewOf(upperDir, true, log)
 	if err != nil {
 		return err
 	}

@@ -169,11 +169,19 @@ func (o *opened) overlayLayers() []overlay.Layer {
 // view builds the union of the image's layers, with the upper directory on top when dir is set. The
 // returned function closes what the view holds besides the layers.
 func (o *opened) view(dir string, log *slog.Logger) (*overlay.View, func(), error) {
+	return o.viewOf(dir, false, log)
+}
+
+// viewOf is view; with readOnly the upper directory is only read (it must be one a mount made).
+func (o *opened) viewOf(dir string, readOnly bool, log *slog.Logger) (*overlay.View, func(), error) {
 	opts := overlay.Options{Logger: log}
 	closeUpper := func() {}
 	if dir != "" {
-		up, err := overlay.OpenUpper(overlay.UpperOptions{Dir: dir, Base: o.baseID(), Logger: log})
+		up, err := overlay.OpenUpper(overlay.UpperOptions{Dir: dir, Base: o.baseID(), Logger: log, ReadOnly: readOnly})
 		if err != nil {
+			if readOnly {
+				return nil, nil, err
+			}
 			return nil, nil, fmt.Errorf("upper directory %s: %w", dir, err)
 		}
 		opts.Upper = up
