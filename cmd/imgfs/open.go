@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"syscall"
 
 	"github.com/opencontainers/go-digest"
 	ispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -199,6 +200,10 @@ func (o *opened) viewOf(dir string, readOnly bool, log *slog.Logger) (*overlay.V
 // create it).
 func checkUpperDir(dir string) error {
 	st, err := os.Stat(dir)
+	if errors.Is(err, syscall.ENOTCONN) {
+		return fmt.Errorf("upper directory %s: on a dead FUSE mount (its daemon is gone); clean it up with "+
+			"`imgfs unmount MOUNTPOINT` or `fusermount3 -u MOUNTPOINT`: %w", dir, errors.Unwrap(err))
+	}
 	if err != nil {
 		return fmt.Errorf("upper directory %s: %w", dir, errors.Unwrap(err))
 	}
