@@ -43,7 +43,7 @@ var ErrCorruptTable = errors.New("index: corrupt table file")
 //	hardlinks: u32 IDs of every hardlink entry, ascending.
 const (
 	tableMagic      = "IMGFSTBL"
-	tableVersion    = 1
+	tableVersion    = 2 // 2: empty SCHILY.xattr records delete the xattr
 	tableHeaderSize = 256
 	recordSize      = 64
 	numSections     = 5

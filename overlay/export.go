@@ -51,7 +51,8 @@ const progressEvery = 100 * time.Millisecond
 // children in bytewise order, so the output is deterministic. Member names have no "./" prefix and
 // directories end in "/". The format is POSIX pax: numeric owners only (no user or group names), the
 // permission bits with setuid, setgid and sticky, modification times with nanoseconds, and extended
-// attributes as SCHILY.xattr.* records (binary values kept). Hard links stay hard links: the first
+// attributes as SCHILY.xattr.* records (binary values kept; empty ones skipped with a warning, as pax
+// reads an empty record as a deletion). Hard links stay hard links: the first
 // name met of a node with several names is written as the file, later ones as links to that name.
 // Symlink targets are written verbatim; devices carry their numbers; whiteouts and opaque markers are
 // never written (the view hides them). What a tar cannot hold (sockets) is skipped with a warning.
@@ -511,6 +512,10 @@ func (e *exporter) header(a *Attr, typ byte, size int64, link string, xs []index
 			if x.Name == "" || strings.ContainsAny(x.Name, "=\x00") {
 				e.log.Warn("export: skipping an xattr whose name a tar cannot hold", "path", string(e.path),
 					"xattr", x.Name)
+				continue
+			}
+			if len(x.Value) == 0 {
+				e.log.Warn("export: "+emptyXattrNote, "path", string(e.path), "xattr", x.Name)
 				continue
 			}
 			e.recordXattr(x)
