@@ -24,6 +24,10 @@ type ExportOptions struct {
 	// Progress, when set, is called at most about ten times a second while exporting, and once at the
 	// end, with the members and the bytes of the stream written so far.
 	Progress func(entries, bytes int64)
+	// Skip, when set, is asked about every regular file (its member name, like "a/b.tar"); true leaves
+	// the file out with the warning GNU tar gives for its own archive. The caller uses it to skip the
+	// output it is writing when that lies inside the view.
+	Skip func(name string) bool
 }
 
 // ExportStats say what Export wrote.
@@ -70,6 +74,7 @@ func (v *View) Export(ctx context.Context, w io.Writer, opts ExportOptions) (Exp
 		w:        w,
 		log:      opts.Logger,
 		progress: opts.Progress,
+		skip:     opts.Skip,
 		last:     time.Now(),
 		buf:      make([]byte, 0, exportBufSize),
 		path:     make([]byte, 0, 256),
@@ -102,6 +107,7 @@ type exporter struct {
 	w        io.Writer
 	log      *slog.Logger
 	progress func(entries, bytes int64)
+	skip     func(name string) bool
 	last     time.Time // of the last Progress call
 	tick     int       // members since the clock was last read
 
@@ -192,6 +198,10 @@ func (e *exporter) member(n Node) (*Dir, error) {
 	a, err := e.v.Attr(n)
 	if err != nil {
 		return nil, err
+	}
+	if a.Type == index.TypeRegular && e.skip != nil && e.skip(string(e.path)) {
+		e.log.Warn("export: file is the archive; not dumped", "path", string(e.path))
+		return nil, nil
 	}
 	if a.Type != index.TypeDir && a.Nlink > 1 {
 		if l := e.links[n]; l != nil {
