@@ -76,7 +76,9 @@ type WFile interface {
 type UpperOptions struct {
 	// Dir is the upper directory, in the kernel overlayfs format, so that the same directory also
 	// works as upperdir of "mount -t overlay" over the extracted layers. It is created (0755) when
-	// missing.
+	// missing. Entries are made in a work directory, DIR's sibling .NAME.imgfs-work (DIR/.wh..wh.imgfs-work
+	// when the sibling cannot be on DIR's mount), and renamed into place: a crash leaves nothing in
+	// DIR. OpenUpper empties the work directory (what a killed mount left); Close removes it.
 	Dir string
 	// ReadOnly opens an existing upper directory without writing anything into it: no directory is
 	// created, no base recorded, nothing probed. The directory must carry the base record of Base
