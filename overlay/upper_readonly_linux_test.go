@@ -216,6 +216,12 @@ func TestUpperReadOnlyBindMount(t *testing.T) {
 	if got := roUse(t, up, layers); !slices.Equal(got, want) {
 		t.Errorf("changes on a full file system: %v, want %v", got, want)
 	}
+	// A writable mount still opens, so that files can be removed to make room.
+	v, u := upOpen(t, up, layers)
+	if err := upDo(v, "rm n"); err != nil {
+		t.Errorf("removing an upper file on a full file system: %v", err)
+	}
+	u.Close()
 }
 
 // TestUpperReadOnlyRefusesForeignDirs: a read-only open wants a directory a mount of this very image

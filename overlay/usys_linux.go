@@ -144,19 +144,29 @@ func openUpperFS(dir, base string, readOnly bool) (u *upperFS, fresh bool, err e
 		return u, false, nil
 	}
 	if err := u.openWork(); err != nil {
-		return nil, false, err
+		if !errors.Is(err, unix.ENOSPC) && !errors.Is(err, unix.EDQUOT) {
+			return nil, false, err
+		}
+		// Out of inodes: still mount, so that files can be removed and the work saved by a commit;
+		// entries made meanwhile (which need inodes anyway) are made beside their target.
+		u.work = -1
 	}
 	// Since Linux 5.8 anyone may make a 0/0 character device (a whiteout), which overlayfs honours in
 	// an upper directory in every mode; xattr whiteouts are the fallback.
 	u.xwh = forceXattrWhiteouts
 	if !u.xwh {
-		tmp := u.tmpName()
-		err := unix.Mknodat(u.work, tmp, unix.S_IFCHR, 0)
+		tmp, at := u.tmpName(), u.work
+		if at < 0 {
+			at = fd
+		}
+		err := unix.Mknodat(at, tmp, unix.S_IFCHR, 0)
 		switch {
 		case err == nil:
-			unix.Unlinkat(u.work, tmp, 0)
+			unix.Unlinkat(at, tmp, 0)
 		case errors.Is(err, unix.EPERM):
 			u.xwh = true
+		case errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT):
+			// No inode to probe with: whiteout falls back to the xattr form if mknod is refused later.
 		default:
 			return nil, false, &os.PathError{Op: "mknod", Path: filepath.Join(u.workPath, tmp), Err: err}
 		}
