@@ -297,11 +297,24 @@ func TestDeadMountHint(t *testing.T) {
 	d := startForeground(t, archive, mnt)
 	d.kill(t)
 	defer unix.Unmount(mnt, unix.MNT_DETACH)
-	_, stderr, code := imgfs(t, "diff", "--cache-dir", cacheDir, "--upper", filepath.Join(mnt, "etc"), archive)
-	for _, want := range []string{"dead FUSE mount", "imgfs unmount", "fusermount3 -u"} {
-		if code == 0 || !strings.Contains(stderr, want) {
-			t.Errorf("exit %d, want %q in:\n%s", code, want, stderr)
+	mnt2 := filepath.Join(dir, "mnt2")
+	if err := os.Mkdir(mnt2, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"diff", "--cache-dir", cacheDir, "--upper", filepath.Join(mnt, "etc"), archive},
+		{"mount", "--cache-dir", cacheDir, "--upper", filepath.Join(mnt, "up"), archive, mnt2},
+	} {
+		_, stderr, code := imgfs(t, args...)
+		for _, want := range []string{"dead FUSE mount", "imgfs unmount", "fusermount3 -u"} {
+			if code == 0 || !strings.Contains(stderr, want) {
+				t.Errorf("%s: exit %d, want %q in:\n%s", args[0], code, want, stderr)
+			}
 		}
+	}
+	if isMountpoint(mnt2) {
+		unix.Unmount(mnt2, unix.MNT_DETACH)
+		t.Error("mounted over an upper directory on a dead mount")
 	}
 }
 

@@ -180,6 +180,9 @@ func (o *opened) viewOf(dir string, readOnly bool, log *slog.Logger) (*overlay.V
 	if dir != "" {
 		up, err := overlay.OpenUpper(overlay.UpperOptions{Dir: dir, Base: o.baseID(), Logger: log, ReadOnly: readOnly})
 		if err != nil {
+			if errors.Is(err, syscall.ENOTCONN) {
+				return nil, nil, deadMountError(dir, err)
+			}
 			if readOnly {
 				return nil, nil, err
 			}
@@ -201,8 +204,7 @@ func (o *opened) viewOf(dir string, readOnly bool, log *slog.Logger) (*overlay.V
 func checkUpperDir(dir string) error {
 	st, err := os.Stat(dir)
 	if errors.Is(err, syscall.ENOTCONN) {
-		return fmt.Errorf("upper directory %s: on a dead FUSE mount (its daemon is gone); clean it up with "+
-			"`imgfs unmount MOUNTPOINT` or `fusermount3 -u MOUNTPOINT`: %w", dir, errors.Unwrap(err))
+		return deadMountError(dir, errors.Unwrap(err))
 	}
 	if err != nil {
 		return fmt.Errorf("upper directory %s: %w", dir, errors.Unwrap(err))
@@ -211,4 +213,11 @@ func checkUpperDir(dir string) error {
 		return fmt.Errorf("upper directory %s: not a directory", dir)
 	}
 	return nil
+}
+
+// deadMountError says that upper directory dir lies on a FUSE mount whose daemon is gone (ENOTCONN,
+// "transport endpoint is not connected"), and how to clean it up.
+func deadMountError(dir string, err error) error {
+	return fmt.Errorf("upper directory %s: on a dead FUSE mount (its daemon is gone); clean it up with "+
+		"`imgfs unmount MOUNTPOINT` or `fusermount3 -u MOUNTPOINT`: %w", dir, err)
 }
