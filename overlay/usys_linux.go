@@ -149,7 +149,10 @@ func openUpperFS(dir, base string, readOnly bool) (u *upperFS, fresh bool, err e
 		}
 		// Out of inodes: still mount, so that files can be removed and the work saved by a commit;
 		// entries made meanwhile (which need inodes anyway) are made beside their target.
-		u.work = -1
+		if u.work >= 0 {
+			unix.Close(u.work)
+		}
+		u.work, u.workPath = -1, dir
 	}
 	// Since Linux 5.8 anyone may make a 0/0 character device (a whiteout), which overlayfs honours in
 	// an upper directory in every mode; xattr whiteouts are the fallback.
