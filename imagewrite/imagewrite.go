@@ -196,6 +196,7 @@ func write(ctx context.Context, out string, base *archive.Image, layers []Layer,
 	if err := ctx.Err(); err != nil {
 		return Result{}, err
 	}
+	reclaimTemps(out, p.log)
 	var st store
 	switch p.format {
 	case FormatOCI:

@@ -136,6 +136,11 @@ func newTarStore(out string, created time.Time, sources []baseLayer) (*tarStore,
 	if err != nil {
 		return nil, fmt.Errorf("creating temporary file: %w", err)
 	}
+	if err := lockTemp(f); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, fmt.Errorf("locking temporary file: %w", err)
+	}
 	mtime := created.Truncate(time.Second)
 	if mtime.Unix() < 0 {
 		mtime = time.Unix(0, 0)
@@ -292,14 +297,15 @@ func (s *tarStore) commit() error {
 	if err := s.f.Sync(); err != nil {
 		return fmt.Errorf("syncing: %w", err)
 	}
+	// Renamed while still open, so locked: no reclaimTemps can take it meanwhile.
 	tmp := s.f.Name()
-	if err := s.f.Close(); err != nil {
-		return err
-	}
 	if err := os.Rename(tmp, s.out); err != nil {
 		return err
 	}
 	s.done = true
+	if err := s.f.Close(); err != nil {
+		return err
+	}
 	return syncDir(filepath.Dir(s.out))
 }
 
@@ -315,6 +321,7 @@ func (s *tarStore) abort() {
 // dirStore builds a directory beside out and renames it to out on commit.
 type dirStore struct {
 	out, tmp string
+	lock     *os.File // tmp, open and locked until commit or abort
 	names    map[string]bool
 	dirs     []string
 	seq      int
@@ -341,7 +348,17 @@ func newDirStore(out string) (*dirStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating temporary directory: %w", err)
 	}
-	return &dirStore{out: out, tmp: tmp, names: map[string]bool{}, dirs: []string{""}}, nil
+	lock, err := os.Open(tmp)
+	if err == nil {
+		if err = lockTemp(lock); err != nil {
+			lock.Close()
+		}
+	}
+	if err != nil {
+		os.RemoveAll(tmp)
+		return nil, fmt.Errorf("locking temporary directory: %w", err)
+	}
+	return &dirStore{out: out, tmp: tmp, lock: lock, names: map[string]bool{}, dirs: []string{""}}, nil
 }
 
 func (s *dirStore) path(name string) string { return filepath.Join(s.tmp, filepath.FromSlash(name)) }
@@ -443,6 +460,7 @@ func (s *dirStore) commit() error {
 		return err
 	}
 	s.done = true
+	s.lock.Close()
 	return syncDir(filepath.Dir(s.out))
 }
 
@@ -451,5 +469,6 @@ func (s *dirStore) abort() {
 		return
 	}
 	os.RemoveAll(s.tmp)
+	s.lock.Close()
 	s.done = true
 }

@@ -49,7 +49,7 @@ var ErrCorruptTable = errors.New("index: corrupt table file")
 //	  message, then key, value pairs (version 2).
 const (
 	tableMagic      = "IMGFSTBL"
-	tableVersion    = 2 // 2: blob digest and warnings in the header; SCHILY.acl.* text ACLs kept as system.posix_acl_* xattrs
+	tableVersion    = 2 // 2: blob digest and warnings in the header; SCHILY.acl.* text ACLs kept as system.posix_acl_* xattrs; empty SCHILY.xattr records delete the xattr
 	tableHeaderSize = 256
 	recordSize      = 64
 	numSections     = 5

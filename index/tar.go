@@ -938,7 +938,11 @@ func (s *tarScanner) parsePAX(b []byte) error {
 			p.aclDefault = v
 		default:
 			if name, ok := bytes.CutPrefix(k, []byte("SCHILY.xattr.")); ok {
-				s.addXattr(name, v)
+				if len(v) == 0 {
+					s.dropXattr(name) // POSIX pax: an empty record deletes the keyword, as Go's reader and umoci take it
+				} else {
+					s.addXattr(name, v)
+				}
 			} else if name, ok := bytes.CutPrefix(k, []byte("LIBARCHIVE.xattr.")); ok {
 				s.addLibarchiveXattr(name, v)
 			}
@@ -956,15 +960,35 @@ func (s *tarScanner) addXattr(name, value []byte) {
 	s.xattrBuf = append(s.xattrBuf, value...)
 }
 
-// xattrList returns the pending xattrs sorted by name, the last record of each name kept.
+// dropXattr records the deletion of xattr name by a later record.
+func (s *tarScanner) dropXattr(name []byte) {
+	if len(name) == 0 {
+		return
+	}
+	s.xattrRefs = append(s.xattrRefs, xattrRef{off: len(s.xattrBuf), nameLen: len(name), valueLen: -1})
+	s.xattrBuf = append(s.xattrBuf, name...)
+}
+
+// xattrList returns the pending xattrs sorted by name, the last record of each name kept (none when
+// that record deletes it).
 func (s *tarScanner) xattrList() []tarXattr {
 	s.xattrs = s.xattrs[:0]
+	dropped := false
 	for _, r := range s.xattrRefs {
 		n := s.xattrBuf[r.off : r.off+r.nameLen : r.off+r.nameLen]
-		v := s.xattrBuf[r.off+r.nameLen : r.off+r.nameLen+r.valueLen : r.off+r.nameLen+r.valueLen]
+		var v []byte // nil: deleted
+		if r.valueLen >= 0 {
+			v = s.xattrBuf[r.off+r.nameLen : r.off+r.nameLen+r.valueLen : r.off+r.nameLen+r.valueLen]
+		} else {
+			dropped = true
+		}
 		s.xattrs = append(s.xattrs, tarXattr{Name: n, Value: v})
 	}
-	return sortXattrs(s.xattrs)
+	out := sortXattrs(s.xattrs)
+	if dropped {
+		out = slices.DeleteFunc(out, func(x tarXattr) bool { return x.Value == nil })
+	}
+	return out
 }
 
 // addLibarchiveXattr adds a LIBARCHIVE.xattr record: the name is URL-encoded, the value base64.

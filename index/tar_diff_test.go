@@ -271,7 +271,7 @@ func compareMember(data []byte, g scanned, r refMember) string {
 	var names []string
 	libarchive := false
 	for k := range h.PAXRecords {
-		if name, ok := strings.CutPrefix(k, "SCHILY.xattr."); ok && name != "" {
+		if name, ok := strings.CutPrefix(k, "SCHILY.xattr."); ok && name != "" && h.PAXRecords[k] != "" {
 			names = append(names, name)
 		}
 		if strings.HasPrefix(k, "LIBARCHIVE.xattr.") {

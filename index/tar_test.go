@@ -217,6 +217,18 @@ func TestScanFixtures(t *testing.T) {
 				t.Errorf("xattrs %q", ms[0].Xattrs)
 			}
 		}},
+		{"empty xattr records delete", func(t *testing.T) []byte {
+			// POSIX pax: an empty value deletes the keyword. Go's archive/tar and umoci drop such xattrs.
+			recs := tartest.Concat(pax("SCHILY.xattr.user.a", "1"), pax("SCHILY.xattr.user.a", ""),
+				pax("SCHILY.xattr.user.e", ""), pax("SCHILY.xattr.user.k", "v"), pax("SCHILY.xattr.user.z", ""),
+				pax("SCHILY.xattr.user.z", "back"))
+			return tartest.Concat(rawHeader("p", 'x', int64(len(recs)), false, nil), tartest.Pad(recs),
+				rawHeader("f", '0', 0, false, nil), tartest.End())
+		}, func(t *testing.T, ms []scanned) {
+			if want := []string{"user.k=v", "user.z=back"}; fmt.Sprint(ms[0].Xattrs) != fmt.Sprint(want) {
+				t.Errorf("xattrs %q, want %q", ms[0].Xattrs, want)
+			}
+		}},
 		{"empty archive", func(t *testing.T) []byte { return tartest.End() },
 			func(t *testing.T, ms []scanned) {
 				if len(ms) != 0 {

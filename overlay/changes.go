@@ -50,7 +50,9 @@ func (c Change) String() string { return string(rune(c.Kind)) + " " + c.Path }
 //
 // Whiteouts are character devices 0/0, or empty regular files with the xattr user.overlay.whiteout or
 // trusted.overlay.whiteout; opaque directories carry trusted.overlay.opaque or user.overlay.opaque "y".
-// Names starting with ".wh..wh." (AUFS metadata, or temporaries a writable View left behind) are skipped.
+// As in a writable View, names starting with ".wh." (AUFS metadata, temporaries a writable View left
+// behind, hand-made names) are skipped, and a socket is a whiteout: Deleted when it replaces a lower
+// path, else not a change.
 // The upper directory is read without following any symlink in it. Directories renamed by overlayfs's
 // redirect_dir feature (an overlay.redirect xattr) are refused with an error wrapping
 // errors.ErrUnsupported.
@@ -146,15 +148,15 @@ func (c *changeLister) dir(ctx context.Context, d *changeDir, p string, low chan
 			return err
 		}
 		e := &ents[i]
-		if changeMetaName(e.name) {
-			continue
+		if strings.HasPrefix(e.name, whPrefix) {
+			continue // AUFS metadata, a temporary, or a hand-made ".wh." name: the view never shows one
 		}
 		cp := p + "/" + e.name
 		a, found, err := low.lookup(c.v, e.name)
 		if err != nil {
 			return fmt.Errorf("%s: %w", cp, err)
 		}
-		if e.whiteout {
+		if e.whiteout || e.typ == 0 { // a socket hides the name, as in the view: a layer cannot hold one
 			if found {
 				c.out = append(c.out, Change{cp, Deleted})
 			}

@@ -53,7 +53,8 @@
 //     overlay.opaque="x" or overlay.whiteouts) hides the name. Markers are never listed or found, and
 //     overlayfs's and imgfs's xattrs never show.
 //   - Changing a lower entry copies it up first, with its metadata: the parents (as directories with
-//     the layers' attributes), then the entry, data first into a temporary file of the upper parent,
+//     the layers' attributes), then the entry, data first into a temporary file of the work directory
+//     (beside the upper directory, on its mount, like overlayfs's workdir: see UpperOptions.Dir),
 //     fsynced, then renamed into place; the parent's times are kept. A file with several names in the
 //     layers is copied once and linked under all of them. Removing a lower name leaves a whiteout; a
 //     directory made where the layers show one is opaque. Moving a directory copies up everything the

@@ -24,6 +24,10 @@ type ExportOptions struct {
 	// Progress, when set, is called at most about ten times a second while exporting, and once at the
 	// end, with the members and the bytes of the stream written so far.
 	Progress func(entries, bytes int64)
+	// Skip, when set, is asked about every regular file (its member name, like "a/b.tar"); true leaves
+	// the file out with the warning GNU tar gives for its own archive. The caller uses it to skip the
+	// output it is writing when that lies inside the view.
+	Skip func(name string) bool
 }
 
 // ExportStats say what Export wrote.
@@ -51,7 +55,8 @@ const progressEvery = 100 * time.Millisecond
 // children in bytewise order, so the output is deterministic. Member names have no "./" prefix and
 // directories end in "/". The format is POSIX pax: numeric owners only (no user or group names), the
 // permission bits with setuid, setgid and sticky, modification times with nanoseconds, and extended
-// attributes as SCHILY.xattr.* records (binary values kept). Hard links stay hard links: the first
+// attributes as SCHILY.xattr.* records (binary values kept; empty ones skipped with a warning, as pax
+// reads an empty record as a deletion). Hard links stay hard links: the first
 // name met of a node with several names is written as the file, later ones as links to that name.
 // Symlink targets are written verbatim; devices carry their numbers; whiteouts and opaque markers are
 // never written (the view hides them). What a tar cannot hold (sockets) is skipped with a warning.
@@ -69,6 +74,7 @@ func (v *View) Export(ctx context.Context, w io.Writer, opts ExportOptions) (Exp
 		w:        w,
 		log:      opts.Logger,
 		progress: opts.Progress,
+		skip:     opts.Skip,
 		last:     time.Now(),
 		buf:      make([]byte, 0, exportBufSize),
 		path:     make([]byte, 0, 256),
@@ -101,6 +107,7 @@ type exporter struct {
 	w        io.Writer
 	log      *slog.Logger
 	progress func(entries, bytes int64)
+	skip     func(name string) bool
 	last     time.Time // of the last Progress call
 	tick     int       // members since the clock was last read
 
@@ -193,6 +200,10 @@ func (e *exporter) member(n Node) (*Dir, error) {
 	a, err := e.v.Attr(n)
 	if err != nil {
 		return nil, err
+	}
+	if a.Type == index.TypeRegular && e.skip != nil && e.skip(string(e.path)) {
+		e.log.Warn("export: file is the archive; not dumped", "path", string(e.path))
+		return nil, nil
 	}
 	if a.Type != index.TypeDir && a.Nlink > 1 {
 		if l := e.links[n]; l != nil {
@@ -524,6 +535,10 @@ func (e *exporter) header(a *Attr, typ byte, size int64, link string, xs []index
 			if x.Name == "" || strings.ContainsAny(x.Name, "=\x00") {
 				e.log.Warn("export: skipping an xattr whose name a tar cannot hold", "path", string(e.path),
 					"xattr", x.Name)
+				continue
+			}
+			if len(x.Value) == 0 {
+				e.log.Warn("export: "+emptyXattrNote, "path", string(e.path), "xattr", x.Name)
 				continue
 			}
 			e.recordXattr(x)

@@ -51,7 +51,8 @@ type LayerStats struct {
 // Members: names without "./", directories ending in "/"; PAX format; numeric uid and gid, no user or
 // group names; permission, setuid, setgid and sticky bits; modification times with nanoseconds, no
 // access or change times; symlink targets verbatim; devices with their numbers; FIFOs; extended
-// attributes as SCHILY.xattr.* records, except overlayfs's (trusted.overlay.*, user.overlay.*) and
+// attributes as SCHILY.xattr.* records (an empty value is skipped with a warning: pax reads an empty
+// record as a deletion), except overlayfs's (trusted.overlay.*, user.overlay.*) and
 // imgfs's (trusted.imgfs.*, user.imgfs.*). Files with several names in the upper directory (same inode)
 // are written once, under the first name met, and later names are hard links to it. Whiteouts are
 // empty regular files, mode 0, owner 0:0. Sockets are skipped with a warning (and, when they replace a
@@ -185,6 +186,10 @@ func (lw *layerWriter) dir(ctx context.Context, d *changeDir, prefix string, low
 	return nil
 }
 
+// emptyXattrNote explains why an xattr with an empty value is left out of a tar: POSIX pax reads an
+// empty record as "delete the keyword", and Go's archive/tar, umoci and imgfs's own mounts drop it.
+const emptyXattrNote = "skipping an xattr with an empty value: a tar record cannot hold one (pax reads it as a deletion)"
+
 // whiteout writes a whiteout or opaque marker member.
 func (lw *layerWriter) whiteout(name string) error {
 	return lw.write(&tar.Header{Name: name, Typeflag: tar.TypeReg, ModTime: lw.epoch, Format: tar.FormatPAX})
@@ -229,6 +234,10 @@ func (lw *layerWriter) entry(ctx context.Context, d *changeDir, e *changeEntry, 
 	for _, x := range xs {
 		if strings.IndexByte(x.Name, '=') >= 0 {
 			lw.log.Warn("skipping an xattr whose name a tar cannot hold", "path", d.join(e.name), "xattr", x.Name)
+			continue
+		}
+		if len(x.Value) == 0 {
+			lw.log.Warn(emptyXattrNote, "path", d.join(e.name), "xattr", x.Name)
 			continue
 		}
 		if h.PAXRecords == nil {

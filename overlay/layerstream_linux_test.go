@@ -200,7 +200,8 @@ func clDescribe(typ string, mode, uid, gid uint32, sec, nsec int64, data, link s
 		s += fmt.Sprintf(" %d,%d", dev[0], dev[1])
 	}
 	for _, x := range xs {
-		if !changeXattrIgnored(x.Name) {
+		// An empty value cannot travel in a tar (TestEmptyXattrsSkipped): the kernel shows it, a layer not.
+		if !changeXattrIgnored(x.Name) && len(x.Value) > 0 {
 			s += fmt.Sprintf(" %s=%q", x.Name, x.Value)
 		}
 	}
@@ -698,7 +699,8 @@ func TestKernelMadeUpperDirs(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			clCheckChanges(t, changes, clDiskTree(t, low), merged)
+			// The change set, like the view and the layer, takes a socket for a whiteout.
+			clCheckChanges(t, changes, clDiskTree(t, low), noSockets)
 			if t.Failed() {
 				t.Logf("lower: %+v\noperations:\n%s\nlayer: %q", stacks, strings.Join(ops, "\n"),
 					clListing(t, b, time.Unix(0, 0)))

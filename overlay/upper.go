@@ -29,6 +29,9 @@ var (
 	// ErrCrossDevice means that the upper directory refused to move an entry across file systems (a
 	// mount point inside it). Renaming lower directories does not fail with it: they are copied up.
 	ErrCrossDevice = errors.New("overlay: cross-device link")
+	// ErrNotUpper means that a directory opened read-only as an upper directory carries no base record:
+	// no writable mount made it.
+	ErrNotUpper = errors.New("overlay: not an upper directory")
 )
 
 // Caller is the owner of new entries: the user and group of the process that asked for them. In a
@@ -73,8 +76,15 @@ type WFile interface {
 type UpperOptions struct {
 	// Dir is the upper directory, in the kernel overlayfs format, so that the same directory also
 	// works as upperdir of "mount -t overlay" over the extracted layers. It is created (0755) when
-	// missing.
+	// missing. Entries are made in a work directory, DIR's sibling .NAME.imgfs-work (DIR/.wh..wh.imgfs-work
+	// when the sibling cannot be on DIR's mount), and renamed into place: a crash leaves nothing in
+	// DIR. OpenUpper empties the work directory (what a killed mount left); Close removes it.
 	Dir string
+	// ReadOnly opens an existing upper directory without writing anything into it: no directory is
+	// created, no base recorded, nothing probed. The directory must carry the base record of Base
+	// (ErrNotUpper otherwise), and the view over it refuses every change with ErrReadOnly. diff,
+	// commit and export use it; only a writable mount writes into an upper directory.
+	ReadOnly bool
 	// Base identifies the image below (the chain of its layers' diff IDs, as a string). It is recorded
 	// in Dir on first use as the xattr trusted.imgfs.base (user.imgfs.base when the process may not set
 	// trusted.* xattrs); a Dir recorded for another Base is refused with an error naming both.
@@ -110,13 +120,13 @@ func (u *Upper) Close() error {
 	return u.sys.close()
 }
 
-// Writable reports whether the view has an upper directory.
-func (v *View) Writable() bool { return v.up != nil }
+// Writable reports whether the view has an upper directory opened for writing.
+func (v *View) Writable() bool { return v.up != nil && !v.up.fs.ro }
 
 // Create makes a new regular file called name in directory parent (failing with ErrExist when the name
 // exists), owned by c, with permission bits mode (07777), and returns it opened for reading and writing.
 func (v *View) Create(parent Node, name string, mode uint32, c Caller) (Attr, WFile, error) {
-	if v.up == nil {
+	if !v.Writable() {
 		return Attr{}, nil, ErrReadOnly
 	}
 	return v.up.create(parent, name, mode, c)
@@ -124,7 +134,7 @@ func (v *View) Create(parent Node, name string, mode uint32, c Caller) (Attr, WF
 
 // Mkdir makes a new directory called name in directory parent, owned by c, with permission bits mode.
 func (v *View) Mkdir(parent Node, name string, mode uint32, c Caller) (Attr, error) {
-	if v.up == nil {
+	if !v.Writable() {
 		return Attr{}, ErrReadOnly
 	}
 	return v.up.mkdir(parent, name, mode, c)
@@ -133,7 +143,7 @@ func (v *View) Mkdir(parent Node, name string, mode uint32, c Caller) (Attr, err
 // Mknod makes a FIFO (typ index.TypeFIFO) or, when the process may, a character or block device called
 // name in directory parent. A character device 0/0 is refused with ErrInvalid: it is a whiteout.
 func (v *View) Mknod(parent Node, name string, typ index.Type, mode uint32, major, minor uint32, c Caller) (Attr, error) {
-	if v.up == nil {
+	if !v.Writable() {
 		return Attr{}, ErrReadOnly
 	}
 	return v.up.mknod(parent, name, typ, mode, major, minor, c)
@@ -142,7 +152,7 @@ func (v *View) Mknod(parent Node, name string, typ index.Type, mode uint32, majo
 // Symlink makes a symbolic link called name to target (kept verbatim, never followed) in directory
 // parent.
 func (v *View) Symlink(parent Node, name, target string, c Caller) (Attr, error) {
-	if v.up == nil {
+	if !v.Writable() {
 		return Attr{}, ErrReadOnly
 	}
 	return v.up.symlink(parent, name, target, c)
@@ -151,7 +161,7 @@ func (v *View) Symlink(parent Node, name, target string, c Caller) (Attr, error)
 // Link gives non-directory target the new name newName in directory newParent. A lower file is copied
 // up first (under all its names); every name keeps showing the target's node.
 func (v *View) Link(target Node, newParent Node, newName string) (Attr, error) {
-	if v.up == nil {
+	if !v.Writable() {
 		return Attr{}, ErrReadOnly
 	}
 	return v.up.link(target, newParent, newName)
@@ -160,7 +170,7 @@ func (v *View) Link(target Node, newParent Node, newName string) (Attr, error) {
 // Unlink removes the non-directory called name from directory parent; a name of the layers is hidden
 // by a whiteout.
 func (v *View) Unlink(parent Node, name string) error {
-	if v.up == nil {
+	if !v.Writable() {
 		return ErrReadOnly
 	}
 	return v.up.unlink(parent, name)
@@ -169,7 +179,7 @@ func (v *View) Unlink(parent Node, name string) error {
 // Rmdir removes the empty directory called name from directory parent; ErrNotEmpty when the merged
 // directory has children.
 func (v *View) Rmdir(parent Node, name string) error {
-	if v.up == nil {
+	if !v.Writable() {
 		return ErrReadOnly
 	}
 	return v.up.rmdir(parent, name)
@@ -179,7 +189,7 @@ func (v *View) Rmdir(parent Node, name string) error {
 // Files and whole directories move, also those of the layers (a lower directory is copied up with
 // everything below it, where kernel overlayfs would fail with EXDEV); every moved node keeps its ID.
 func (v *View) Rename(oldParent Node, oldName string, newParent Node, newName string, flags RenameFlags) error {
-	if v.up == nil {
+	if !v.Writable() {
 		return ErrReadOnly
 	}
 	return v.up.rename(oldParent, oldName, newParent, newName, flags)
@@ -188,7 +198,7 @@ func (v *View) Rename(oldParent Node, oldName string, newParent Node, newName st
 // SetAttr changes the attributes of node n that in names, copying n up first, and returns the new
 // attributes.
 func (v *View) SetAttr(n Node, in SetAttrIn) (Attr, error) {
-	if v.up == nil {
+	if !v.Writable() {
 		return Attr{}, ErrReadOnly
 	}
 	return v.up.setAttr(n, in)
@@ -198,7 +208,7 @@ func (v *View) SetAttr(n Node, in SetAttrIn) (Attr, error) {
 // XATTR_CREATE fails with ErrExist when the attribute exists, XATTR_REPLACE with ErrNotExist when it
 // does not. Marker names fail with ErrReservedName.
 func (v *View) SetXattr(n Node, name string, value []byte, flags int) error {
-	if v.up == nil {
+	if !v.Writable() {
 		return ErrReadOnly
 	}
 	return v.up.setXattr(n, name, value, flags)
@@ -207,7 +217,7 @@ func (v *View) SetXattr(n Node, name string, value []byte, flags int) error {
 // RemoveXattr removes extended attribute name of node n, copying n up first; ErrNotExist when it has
 // none of that name.
 func (v *View) RemoveXattr(n Node, name string) error {
-	if v.up == nil {
+	if !v.Writable() {
 		return ErrReadOnly
 	}
 	return v.up.removeXattr(n, name)
@@ -217,6 +227,9 @@ func (v *View) RemoveXattr(n Node, name string) error {
 // however many opens race, and the WFile writes to the upper copy; trunc empties it. Without either it
 // behaves as Open.
 func (v *View) OpenFile(n Node, write, trunc bool) (WFile, error) {
+	if v.up != nil && !v.Writable() && (write || trunc) {
+		return nil, ErrReadOnly
+	}
 	if v.up == nil {
 		if write || trunc {
 			return nil, ErrReadOnly

@@ -12,14 +12,17 @@ import (
 // errUpperOS is the error of writable views where they are not supported.
 var errUpperOS = fmt.Errorf("overlay: writable views need Linux: %w", errors.ErrUnsupported)
 
-type upperFS struct{ dir string }
+type upperFS struct {
+	dir string
+	ro  bool
+}
 
 func (u *upperFS) close() error { return nil }
 
 // OpenUpper fails: writable views need Linux.
 func OpenUpper(opts UpperOptions) (*Upper, error) { return nil, errUpperOS }
 
-type upperState struct{}
+type upperState struct{ fs *upperFS }
 
 func newUpperState(*View, *Upper) (*upperState, error) { return nil, errUpperOS }
 

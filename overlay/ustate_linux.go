@@ -15,9 +15,9 @@ import (
 )
 
 // OpenUpper opens the upper directory of a writable view, creating it when missing, and checks (or, on
-// first use, records) the base it was made over.
+// first use, records) the base it was made over. With opts.ReadOnly it only reads the directory.
 func OpenUpper(opts UpperOptions) (*Upper, error) {
-	sys, fresh, err := openUpperFS(opts.Dir, opts.Base)
+	sys, fresh, err := openUpperFS(opts.Dir, opts.Base, opts.ReadOnly)
 	if err != nil {
 		return nil, err
 	}

@@ -25,8 +25,16 @@ type upperFS struct {
 	ns     string // namespace of the overlayfs markers written: "trusted." or "user."
 	priv   bool   // the process may set trusted.* xattrs (and so, in practice, chown)
 	xwh    bool   // whiteouts are written as xattr-marked empty files (mknod of 0/0 is refused)
+	ro     bool   // opened read-only: the view over it refuses every change
 	closed atomic.Bool
 	tmpSeq atomic.Uint64
+
+	// work holds every entry being made (temporaries, named tmpPrefix...) until it is renamed into
+	// place: a directory on the same mount but outside the upper directory's tree, so that neither a
+	// crash nor the kernel's overlayfs ever shows one in the tree (see openWork); -1 when read-only.
+	work     int
+	workPath string // for messages and removal
+	workIn   bool   // the work directory is inside the upper directory (its parent was unusable)
 }
 
 // resolveBeneath are the openat2 resolve flags of every path in the upper directory.
@@ -40,34 +48,49 @@ const (
 	xBase      = "imgfs.base"
 )
 
-// tmpPrefix starts the names of entries being made in the upper directory. It is a whiteout name, which
-// the view never lists or finds and users may not create.
+// tmpPrefix starts the names of entries being made. They are made in the work directory, not in the
+// upper directory; every udir call on such a name goes there. It is a whiteout name, which the view
+// never lists or finds and users may not create.
 const tmpPrefix = ".wh..wh..imgfs."
+
+// workSuffix names the work directory beside the upper directory DIR: DIR's parent/.NAME.imgfs-work.
+// workInName names it inside DIR when DIR's parent is unusable (read-only, another mount): an AUFS
+// metadata name, which the view and diff hide, though the kernel's overlayfs shows it while it exists.
+const (
+	workSuffix = ".imgfs-work"
+	workInName = ".wh..wh.imgfs-work"
+)
 
 // Test hooks: forceUserXattrs makes OpenUpper write the userxattr markers even as root;
 // forceXattrWhiteouts makes it write xattr whiteouts, as if mknod were refused.
 var forceUserXattrs, forceXattrWhiteouts bool
 
 // openUpperFS opens (creating when missing) upper directory dir, checks or records base, and chooses
-// the form of the markers. fresh reports a directory that was empty and had no base recorded.
-func openUpperFS(dir, base string) (u *upperFS, fresh bool, err error) {
+// the form of the markers. fresh reports a directory that was empty and had no base recorded. With
+// readOnly nothing is written: dir must exist and carry the record of base.
+func openUpperFS(dir, base string, readOnly bool) (u *upperFS, fresh bool, err error) {
 	if dir == "" {
 		return nil, false, fmt.Errorf("overlay: upper directory not given: %w", ErrInvalid)
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, false, fmt.Errorf("creating upper directory: %w", err)
+	if !readOnly {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, false, fmt.Errorf("creating upper directory: %w", err)
+		}
 	}
 	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, false, &os.PathError{Op: "open", Path: dir, Err: err}
 	}
-	u = &upperFS{dir: dir, root: fd, ns: "trusted."}
+	u = &upperFS{dir: dir, root: fd, ns: "trusted.", work: -1}
 	ok := false
-	defer func() {
+	defer func(u *upperFS) {
 		if !ok {
 			unix.Close(fd)
+			if u.work >= 0 {
+				unix.Close(u.work)
+			}
 		}
-	}()
+	}(u)
 	var st, pst unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		return nil, false, &os.PathError{Op: "stat", Path: dir, Err: err}
@@ -86,13 +109,16 @@ func openUpperFS(dir, base string) (u *upperFS, fresh bool, err error) {
 	switch {
 	case tok:
 		if string(tb) != base {
-			return nil, false, fmt.Errorf("upper directory %s was made over base %q, not %q: %w", dir, tb, base, ErrInvalid)
+			return nil, false, fmt.Errorf("upper directory %s was made over base %q, not %q (another image): %w", dir, tb, base, ErrInvalid)
 		}
 	case uok:
 		if string(ub) != base {
-			return nil, false, fmt.Errorf("upper directory %s was made over base %q, not %q: %w", dir, ub, base, ErrInvalid)
+			return nil, false, fmt.Errorf("upper directory %s was made over base %q, not %q (another image): %w", dir, ub, base, ErrInvalid)
 		}
 		u.ns = "user."
+	case readOnly:
+		return nil, false, fmt.Errorf("%s is not an imgfs upper directory (no base record); mount it with --upper first: %w",
+			dir, ErrNotUpper)
 	default:
 		empty, err := dirEmpty(fd)
 		if err != nil {
@@ -112,19 +138,40 @@ func openUpperFS(dir, base string) (u *upperFS, fresh bool, err error) {
 		}
 	}
 	u.priv = u.ns == "trusted."
+	if readOnly {
+		u.ro = true
+		ok = true
+		return u, false, nil
+	}
+	if err := u.openWork(); err != nil {
+		if !errors.Is(err, unix.ENOSPC) && !errors.Is(err, unix.EDQUOT) {
+			return nil, false, err
+		}
+		// Out of inodes: still mount, so that files can be removed and the work saved by a commit;
+		// entries made meanwhile (which need inodes anyway) are made beside their target.
+		if u.work >= 0 {
+			unix.Close(u.work)
+		}
+		u.work, u.workPath = -1, dir
+	}
 	// Since Linux 5.8 anyone may make a 0/0 character device (a whiteout), which overlayfs honours in
 	// an upper directory in every mode; xattr whiteouts are the fallback.
 	u.xwh = forceXattrWhiteouts
 	if !u.xwh {
-		tmp := u.tmpName()
-		err := unix.Mknodat(fd, tmp, unix.S_IFCHR, 0)
+		tmp, at := u.tmpName(), u.work
+		if at < 0 {
+			at = fd
+		}
+		err := unix.Mknodat(at, tmp, unix.S_IFCHR, 0)
 		switch {
 		case err == nil:
-			unix.Unlinkat(fd, tmp, 0)
+			unix.Unlinkat(at, tmp, 0)
 		case errors.Is(err, unix.EPERM):
 			u.xwh = true
+		case errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT):
+			// No inode to probe with: whiteout falls back to the xattr form if mknod is refused later.
 		default:
-			return nil, false, &os.PathError{Op: "mknod", Path: filepath.Join(dir, tmp), Err: err}
+			return nil, false, &os.PathError{Op: "mknod", Path: filepath.Join(u.workPath, tmp), Err: err}
 		}
 	}
 	ok = true
@@ -135,7 +182,111 @@ func (u *upperFS) close() error {
 	if u.closed.Swap(true) {
 		return nil
 	}
+	if u.work >= 0 {
+		// Nothing is being made any more: an empty work directory goes (a non-empty one waits for the
+		// next mount to reclaim it).
+		unix.Close(u.work)
+		if u.workIn {
+			unix.Unlinkat(u.root, workInName, unix.AT_REMOVEDIR)
+		} else {
+			unix.Rmdir(u.workPath)
+		}
+	}
 	return unix.Close(u.root)
+}
+
+// openWork opens (making it when missing) the work directory, locks it and empties it of what a
+// killed mount left: the kernel's overlayfs convention of a separate work directory on the upper
+// directory's mount, which rename(2) needs. It is DIR's sibling .NAME.imgfs-work; when that cannot be
+// made or is on another mount (DIR is a mount point, or its parent read-only), it is workInName inside
+// DIR.
+func (u *upperFS) openWork() error {
+	var rst unix.Statx_t
+	if err := unix.Statx(u.root, "", unix.AT_EMPTY_PATH, unix.STATX_MNT_ID, &rst); err != nil {
+		return &os.PathError{Op: "statx", Path: u.dir, Err: err}
+	}
+	abs, err := filepath.Abs(u.dir)
+	if err != nil {
+		return err
+	}
+	sib := filepath.Join(filepath.Dir(abs), "."+filepath.Base(abs)+workSuffix)
+	fd, err := openWorkAt(unix.AT_FDCWD, sib)
+	if err == nil {
+		var wst unix.Statx_t
+		if e := unix.Statx(fd, "", unix.AT_EMPTY_PATH, unix.STATX_MNT_ID, &wst); e != nil ||
+			wst.Mask&unix.STATX_MNT_ID == 0 || wst.Mnt_id != rst.Mnt_id || wst.Dev_major != rst.Dev_major ||
+			wst.Dev_minor != rst.Dev_minor {
+			unix.Close(fd)
+			unix.Rmdir(sib)
+			err = unix.EXDEV
+		}
+	}
+	if err == nil {
+		u.work, u.workPath = fd, sib
+	} else {
+		fd, err := openWorkAt(u.root, workInName)
+		if err != nil {
+			return &os.PathError{Op: "mkdir", Path: filepath.Join(u.dir, workInName), Err: err}
+		}
+		u.work, u.workPath, u.workIn = fd, filepath.Join(u.dir, workInName), true
+	}
+	if err := unix.Flock(u.work, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		return fmt.Errorf("upper directory %s: its work directory %s is in use by another mount: %w", u.dir, u.workPath, err)
+	}
+	if err := removeChildren(u.work); err != nil {
+		return &os.PathError{Op: "reclaiming", Path: u.workPath, Err: err}
+	}
+	return nil
+}
+
+// openWorkAt makes (0700) and opens directory name of dirfd, which must be a directory of ours.
+func openWorkAt(dirfd int, name string) (int, error) {
+	if err := unix.Mkdirat(dirfd, name, 0o700); err != nil && err != unix.EEXIST {
+		return -1, err
+	}
+	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Uid != uint32(os.Geteuid()) {
+		unix.Close(fd)
+		return -1, unix.EPERM
+	}
+	return fd, nil
+}
+
+// removeChildren removes everything in directory fd, never following a symlink.
+func removeChildren(fd int) error {
+	var names []string
+	d, err := unix.Openat(fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	err = getdents(d, func(_ uint64, _ uint8, name string) bool { names = append(names, name); return true })
+	unix.Close(d)
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		err := unix.Unlinkat(fd, name, 0)
+		if err == unix.EISDIR || err == unix.EPERM {
+			sub, e := unix.Openat(fd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+			if e != nil {
+				return e
+			}
+			e = removeChildren(sub)
+			unix.Close(sub)
+			if e != nil {
+				return e
+			}
+			err = unix.Unlinkat(fd, name, unix.AT_REMOVEDIR)
+		}
+		if err != nil && err != unix.ENOENT {
+			return err
+		}
+	}
+	return nil
 }
 
 // procFD names descriptor fd through /proc: xattr calls on it reach the very file fd refers to (a
@@ -358,13 +509,21 @@ func (d udir) path(name string) string {
 
 func (d udir) err(op, name string, e error) error { return d.u.errp(op, d.path(name), e) }
 
+// at returns the directory descriptor that holds name: the work directory for a temporary, else d.
+func (d udir) at(name string) int {
+	if d.u.work >= 0 && strings.HasPrefix(name, tmpPrefix) {
+		return d.u.work
+	}
+	return d.fd
+}
+
 // stat lstat()s name in d ("" for d itself).
 func (d udir) stat(name string, st *unix.Stat_t) error {
 	flags := unix.AT_SYMLINK_NOFOLLOW
 	if name == "" {
 		flags |= unix.AT_EMPTY_PATH
 	}
-	if err := unix.Fstatat(d.fd, name, st, flags); err != nil {
+	if err := unix.Fstatat(d.at(name), name, st, flags); err != nil {
 		return d.err("lstat", name, err)
 	}
 	return nil
@@ -372,7 +531,7 @@ func (d udir) stat(name string, st *unix.Stat_t) error {
 
 // openChild opens name in d with flags (never following it).
 func (d udir) openChild(name string, flags int, mode uint32) (int, error) {
-	return d.u.openBeneath(d.fd, name, d.path(name), flags, mode)
+	return d.u.openBeneath(d.at(name), name, d.path(name), flags, mode)
 }
 
 // withChild calls fn with an O_PATH descriptor of name in d (d itself when name is "").
@@ -516,21 +675,21 @@ func (d udir) makeTemp(mk func(tmp string) error) (string, error) {
 }
 
 func (d udir) mkdir(name string, mode uint32) error {
-	if err := unix.Mkdirat(d.fd, name, mode); err != nil {
+	if err := unix.Mkdirat(d.at(name), name, mode); err != nil {
 		return d.err("mkdir", name, err)
 	}
 	return nil
 }
 
 func (d udir) mknod(name string, mode uint32, dev uint64) error {
-	if err := unix.Mknodat(d.fd, name, mode, int(dev)); err != nil {
+	if err := unix.Mknodat(d.at(name), name, mode, int(dev)); err != nil {
 		return d.err("mknod", name, err)
 	}
 	return nil
 }
 
 func (d udir) symlink(target, name string) error {
-	if err := unix.Symlinkat(target, d.fd, name); err != nil {
+	if err := unix.Symlinkat(target, d.at(name), name); err != nil {
 		return d.err("symlink", name, err)
 	}
 	return nil
@@ -539,7 +698,7 @@ func (d udir) symlink(target, name string) error {
 func (d udir) readlink(name string) (string, error) {
 	buf := make([]byte, 256)
 	for {
-		n, err := unix.Readlinkat(d.fd, name, buf)
+		n, err := unix.Readlinkat(d.at(name), name, buf)
 		if err != nil {
 			return "", d.err("readlink", name, err)
 		}
@@ -555,7 +714,7 @@ func (d udir) unlink(name string, dir bool) error {
 	if dir {
 		flags = unix.AT_REMOVEDIR
 	}
-	if err := unix.Unlinkat(d.fd, name, flags); err != nil {
+	if err := unix.Unlinkat(d.at(name), name, flags); err != nil {
 		return d.err("unlink", name, err)
 	}
 	return nil
@@ -563,7 +722,7 @@ func (d udir) unlink(name string, dir bool) error {
 
 // rename moves name of d to newName of nd with renameat2 flags.
 func (d udir) rename(name string, nd udir, newName string, flags uint) error {
-	if err := unix.Renameat2(d.fd, name, nd.fd, newName, flags); err != nil {
+	if err := unix.Renameat2(d.at(name), name, nd.at(newName), newName, flags); err != nil {
 		return d.u.errp("rename", d.path(name)+" to "+nd.path(newName), err)
 	}
 	return nil
@@ -571,7 +730,7 @@ func (d udir) rename(name string, nd udir, newName string, flags uint) error {
 
 // link makes newName of nd a hard link to name of d.
 func (d udir) link(name string, nd udir, newName string) error {
-	if err := unix.Linkat(d.fd, name, nd.fd, newName, 0); err != nil {
+	if err := unix.Linkat(d.at(name), name, nd.at(newName), newName, 0); err != nil {
 		return d.u.errp("link", d.path(name)+" to "+nd.path(newName), err)
 	}
 	return nil
@@ -583,7 +742,7 @@ func (d udir) chown(name string, uid, gid int) error {
 	if name == "" {
 		flags |= unix.AT_EMPTY_PATH
 	}
-	if err := unix.Fchownat(d.fd, name, uid, gid, flags); err != nil {
+	if err := unix.Fchownat(d.at(name), name, uid, gid, flags); err != nil {
 		return d.err("chown", name, err)
 	}
 	return nil
@@ -596,7 +755,7 @@ func (d udir) chmod(name string, mode uint32) error {
 	if name == "" {
 		flags |= unix.AT_EMPTY_PATH
 	}
-	err := unix.Fchmodat(d.fd, name, mode, flags)
+	err := unix.Fchmodat(d.at(name), name, mode, flags)
 	if err == unix.EOPNOTSUPP || err == unix.ENOSYS || err == unix.EINVAL {
 		// No fchmodat2 (or a symlink): change it through an O_PATH descriptor.
 		err = d.withChild(name, func(fd int) error {
@@ -630,7 +789,7 @@ func (d udir) utimes(name string, atime, mtime *time.Time) error {
 	if name == "" {
 		flags |= unix.AT_EMPTY_PATH
 	}
-	if err := unix.UtimesNanoAt(d.fd, name, ts, flags); err != nil {
+	if err := unix.UtimesNanoAt(d.at(name), name, ts, flags); err != nil {
 		if name == "" && err == unix.EINVAL {
 			err = unix.UtimesNanoAt(unix.AT_FDCWD, procFD(d.fd), ts, 0)
 		}
@@ -653,7 +812,7 @@ func (d udir) setTimes(name string, st *unix.Stat_t) error {
 // It reports whether it made an xattr whiteout.
 func (d udir) whiteout(name string) (xattr bool, err error) {
 	if !d.u.xwh {
-		err := unix.Mknodat(d.fd, name, unix.S_IFCHR, 0)
+		err := unix.Mknodat(d.at(name), name, unix.S_IFCHR, 0)
 		if err == nil {
 			return false, nil
 		}
@@ -670,7 +829,7 @@ func (d udir) whiteout(name string) (xattr bool, err error) {
 	}
 	unix.Close(fd)
 	if err := d.setxattr(name, d.u.ns+xWhiteout, []byte("y"), 0); err != nil {
-		unix.Unlinkat(d.fd, name, 0)
+		unix.Unlinkat(d.at(name), name, 0)
 		return false, err
 	}
 	return true, nil

@@ -78,12 +78,13 @@ func runDiff(c *cli.Context) error {
 	return nil
 }
 
-// lowerForUpper checks that dir was made over this image (recording it when dir has no record yet)
-// and returns the read-only view of the image's layers that dir's changes apply to.
+// lowerForUpper checks, without writing anything into dir, that a writable mount of this image made
+// dir (its base record), and returns the read-only view of the image's layers that dir's changes
+// apply to.
 func (o *opened) lowerForUpper(dir string, log *slog.Logger) (*overlay.View, error) {
-	up, err := overlay.OpenUpper(overlay.UpperOptions{Dir: dir, Base: o.baseID(), Logger: log})
+	up, err := overlay.OpenUpper(overlay.UpperOptions{Dir: dir, Base: o.baseID(), Logger: log, ReadOnly: true})
 	if err != nil {
-		return nil, fmt.Errorf("upper directory %s: %w", dir, err)
+		return nil, err
 	}
 	up.Close()
 	v, err := overlay.New(o.overlayLayers(), overlay.Options{Logger: log})

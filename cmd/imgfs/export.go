@@ -59,7 +59,7 @@ func runExport(c *cli.Context) error {
 		return err
 	}
 	defer o.Close()
-	view, closeView, err := o.view(upperDir, log)
+	view, closeView, err := o.viewOf(upperDir, true, log)
 	if err != nil {
 		return err
 	}
@@ -77,6 +77,11 @@ func runExport(c *cli.Context) error {
 	pr := newProgress(c.Bool("quiet"), "exporting", 1) // draws only on a terminal
 	slot := pr.slot(0)
 	opts := overlay.ExportOptions{Logger: log}
+	if file != nil {
+		opts.Skip = ownOutputSkip(file.File)
+	} else {
+		opts.Skip = ownOutputSkip(os.Stdout)
+	}
 	if slot != nil {
 		opts.Progress = func(entries, bytes int64) { slot(index.Progress{Entries: entries, Bytes: bytes}) }
 	}

@@ -149,7 +149,7 @@ func copyCheckedTar(ctx context.Context, w io.Writer, r io.Reader, name string) 
 			break
 		}
 		if err != nil {
-			if members == 0 && !errors.Is(err, io.ErrUnexpectedEOF) {
+			if members == 0 { // also text shorter than one header block: not a truncated tar
 				return fmt.Errorf("%s: not a tar archive (%v)", name, err)
 			}
 			if errors.Is(err, io.ErrUnexpectedEOF) {
@@ -221,6 +221,10 @@ func parseChanges(lines []string) ([]string, error) {
 	return lines, nil
 }
 
+// maxTarTime is the latest modification time a ustar header holds (11 octal digits), which the
+// archives' own members use.
+const maxTarTime = 1<<33 - 1
+
 // creationTime is SOURCE_DATE_EPOCH when set (reproducible builds), else now.
 func creationTime() (time.Time, error) {
 	s := os.Getenv("SOURCE_DATE_EPOCH")
@@ -230,6 +234,10 @@ func creationTime() (time.Time, error) {
 	var sec int64
 	if _, err := fmt.Sscan(s, &sec); err != nil || sec < 0 {
 		return time.Time{}, fmt.Errorf("SOURCE_DATE_EPOCH=%q: want seconds since 1970", s)
+	}
+	if sec > maxTarTime {
+		return time.Time{}, fmt.Errorf("SOURCE_DATE_EPOCH=%s: out of range for a tar mtime (max %d, %s)", s, int64(maxTarTime),
+			time.Unix(maxTarTime, 0).UTC().Format(time.RFC3339))
 	}
 	return time.Unix(sec, 0).UTC(), nil
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"syscall"
 
 	"github.com/opencontainers/go-digest"
 	ispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -172,11 +173,22 @@ func (o *opened) overlayLayers() []overlay.Layer {
 // view builds the union of the image's layers, with the upper directory on top when dir is set. The
 // returned function closes what the view holds besides the layers.
 func (o *opened) view(dir string, log *slog.Logger) (*overlay.View, func(), error) {
+	return o.viewOf(dir, false, log)
+}
+
+// viewOf is view; with readOnly the upper directory is only read (it must be one a mount made).
+func (o *opened) viewOf(dir string, readOnly bool, log *slog.Logger) (*overlay.View, func(), error) {
 	opts := overlay.Options{Logger: log}
 	closeUpper := func() {}
 	if dir != "" {
-		up, err := overlay.OpenUpper(overlay.UpperOptions{Dir: dir, Base: o.baseID(), Logger: log})
+		up, err := overlay.OpenUpper(overlay.UpperOptions{Dir: dir, Base: o.baseID(), Logger: log, ReadOnly: readOnly})
 		if err != nil {
+			if errors.Is(err, syscall.ENOTCONN) {
+				return nil, nil, deadMountError(dir, err)
+			}
+			if readOnly {
+				return nil, nil, err
+			}
 			return nil, nil, fmt.Errorf("upper directory %s: %w", dir, err)
 		}
 		opts.Upper = up
@@ -194,6 +206,9 @@ func (o *opened) view(dir string, log *slog.Logger) (*overlay.View, func(), erro
 // create it).
 func checkUpperDir(dir string) error {
 	st, err := os.Stat(dir)
+	if errors.Is(err, syscall.ENOTCONN) {
+		return deadMountError(dir, errors.Unwrap(err))
+	}
 	if err != nil {
 		return fmt.Errorf("upper directory %s: %w", dir, errors.Unwrap(err))
 	}
@@ -201,4 +216,11 @@ func checkUpperDir(dir string) error {
 		return fmt.Errorf("upper directory %s: not a directory", dir)
 	}
 	return nil
+}
+
+// deadMountError says that upper directory dir lies on a FUSE mount whose daemon is gone (ENOTCONN,
+// "transport endpoint is not connected"), and how to clean it up.
+func deadMountError(dir string, err error) error {
+	return fmt.Errorf("upper directory %s: on a dead FUSE mount (its daemon is gone); clean it up with "+
+		"`imgfs unmount MOUNTPOINT` or `fusermount3 -u MOUNTPOINT`: %w", dir, err)
 }
