@@ -235,13 +235,11 @@ func (s *upperState) classify(d udir, name string, st *unix.Stat_t, xwh bool) (i
 				return uWhiteout, nil
 			}
 		}
-	case unix.S_IFSOCK:
-		return uWhiteout, nil // a layer cannot hold sockets: hidden, as a whiteout
 	}
 	return uEntry, nil
 }
 
-// typeOfMode returns the type of a file of mode m; 0 for sockets.
+// typeOfMode returns the type of a file of mode m.
 func typeOfMode(m uint32) index.Type {
 	switch m & unix.S_IFMT {
 	case unix.S_IFREG:
@@ -256,6 +254,8 @@ func typeOfMode(m uint32) index.Type {
 		return index.TypeBlock
 	case unix.S_IFIFO:
 		return index.TypeFIFO
+	case unix.S_IFSOCK:
+		return index.TypeSocket
 	}
 	return 0
 }
@@ -273,6 +273,8 @@ func typeOfDT(dt uint8) index.Type {
 		return index.TypeBlock
 	case unix.DT_FIFO:
 		return index.TypeFIFO
+	case unix.DT_SOCK:
+		return index.TypeSocket
 	}
 	return 0
 }
@@ -282,6 +284,7 @@ func (s *upperState) attrOf(n Node, st *unix.Stat_t) Attr {
 	a := Attr{
 		Node: n, Type: typeOfMode(st.Mode), Mode: st.Mode & 0o7777, Nlink: uint32(st.Nlink),
 		UID: st.Uid, GID: st.Gid, MtimeSec: st.Mtim.Sec, MtimeNsec: uint32(st.Mtim.Nsec),
+		Times: true, AtimeSec: st.Atim.Sec, AtimeNsec: uint32(st.Atim.Nsec), CtimeSec: st.Ctim.Sec, CtimeNsec: uint32(st.Ctim.Nsec),
 		Layer: len(s.v.layers),
 	}
 	switch a.Type {
@@ -290,7 +293,9 @@ func (s *upperState) attrOf(n Node, st *unix.Stat_t) Attr {
 	case index.TypeSymlink:
 		a.Mode, a.Size = 0o777, st.Size
 	case index.TypeDir:
-		a.Nlink = 1
+		if s.lowerOf(n) != nil {
+			a.Nlink = 1 // merged with the layers' directory: overlayfs reports 1 too
+		}
 	case index.TypeChar, index.TypeBlock:
 		a.Devmajor, a.Devminor = unix.Major(st.Rdev), unix.Minor(st.Rdev)
 	}

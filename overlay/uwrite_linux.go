@@ -571,6 +571,10 @@ func (s *upperState) mknod(p Node, name string, typ index.Type, mode uint32, maj
 		fmtBits = unix.S_IFCHR
 	case index.TypeBlock:
 		fmtBits = unix.S_IFBLK
+	case index.TypeSocket:
+		// What bind(2) of a UNIX socket makes: a socket file (a commit leaves it out, as a tar cannot
+		// hold one, and as docker does).
+		fmtBits, major, minor = unix.S_IFSOCK, 0, 0
 	default:
 		return Attr{}, ErrInvalid
 	}
