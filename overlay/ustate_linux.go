@@ -57,6 +57,8 @@ type upperState struct {
 
 	linksOnce sync.Once
 	byTarget  []int32 // indexes of v.links sorted by target, for finding the names of a node
+
+	onDirCopyUp atomic.Pointer[func(Node)] // see View.OnDirCopyUp
 }
 
 // uname is a name in a directory of the view.
@@ -115,6 +117,16 @@ func newUpperState(v *View, u *Upper) (*upperState, error) {
 	u.bound = true
 	u.fresh = false
 	return s, nil
+}
+
+// OnDirCopyUp sets fn to be called with every lower directory that a change copies up (while the
+// change holds the view's write lock: fn must not call the view). Such a directory's attributes change
+// without a change of its own: it then merges the layers' directory with the upper one, and reports
+// nlink 1 as overlayfs does instead of its count of subdirectories; a cache of them must be dropped.
+func (v *View) OnDirCopyUp(fn func(n Node)) {
+	if v.up != nil {
+		v.up.onDirCopyUp.Store(&fn)
+	}
 }
 
 // rootDir returns the upper directory's root (not to be closed).

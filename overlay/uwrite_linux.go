@@ -93,6 +93,9 @@ func (s *upperState) ensureDir(n Node) error {
 			if err := s.copyUpDir(cur, c, a.Node); err != nil {
 				return err
 			}
+			if fn := s.onDirCopyUp.Load(); fn != nil {
+				(*fn)(a.Node)
+			}
 		}
 		cur = a.Node
 	}
