@@ -860,6 +860,54 @@ func posixDir(t *testing.T) string {
 	return d
 }
 
+// posixTrees makes the three trees of the suite: a plain directory holding posixImage, the kernel's
+// overlayfs over it extracted, and a writable imgfs mount of it, all reachable by every user.
+func posixTrees(t *testing.T) (plain, ovl, mnt string) {
+	t.Helper()
+	base := posixDir(t)
+	plain = filepath.Join(base, "plain")
+	lower, upper, work := filepath.Join(base, "lower"), filepath.Join(base, "upper"), filepath.Join(base, "work")
+	ovl = filepath.Join(base, "ovl")
+	for _, d := range []string{plain, lower, upper, work, ovl} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	extract(t, plain, posixImage)
+	extract(t, lower, posixImage)
+	for _, r := range []string{plain, lower} {
+		if err := unix.Chmod(filepath.Join(r, "pub"), 0o777); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// index=on: overlayfs keeps the names of a hard-linked lower file one file when it copies it up.
+	opts := "lowerdir=" + lower + ",upperdir=" + upper + ",workdir=" + work + ",index=on"
+	if err := unix.Mount("overlay", ovl, "overlay", 0, opts); err != nil {
+		t.Fatalf("mount overlay %s: %v", opts, err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(ovl, 0); err != nil {
+			t.Errorf("unmount overlay: %v", err)
+		}
+	})
+	v, dir := newUpperView(t, posixImage...)
+	mnt = filepath.Join(base, "imgfs")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := mount(mnt, newFileSystem(v, Options{UpperDir: dir}), Options{DirectMount: true, FsName: "imgfs-test", AllowOther: true})
+	if err != nil {
+		t.Fatalf("mount imgfs: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := srv.Unmount(); err != nil {
+			t.Errorf("unmount: %v", err)
+		}
+		srv.Wait()
+	})
+	return plain, ovl, mnt
+}
+
 // TestPosixDiff runs each scenario on a plain directory, on the kernel's overlayfs and on imgfs, and
 // compares every result and the trees they leave.
 func TestPosixDiff(t *testing.T) {
@@ -868,47 +916,7 @@ func TestPosixDiff(t *testing.T) {
 	}
 	for _, sc := range posixScenarios {
 		t.Run(sc.name, func(t *testing.T) {
-			base := posixDir(t)
-			plain := filepath.Join(base, "plain")
-			lower, upper, work, ovl := filepath.Join(base, "lower"), filepath.Join(base, "upper"), filepath.Join(base, "work"), filepath.Join(base, "ovl")
-			for _, d := range []string{plain, lower, upper, work, ovl} {
-				if err := os.Mkdir(d, 0o755); err != nil {
-					t.Fatal(err)
-				}
-			}
-			extract(t, plain, posixImage)
-			extract(t, lower, posixImage)
-			for _, r := range []string{plain, lower} {
-				if err := unix.Chmod(filepath.Join(r, "pub"), 0o777); err != nil {
-					t.Fatal(err)
-				}
-			}
-			// index=on: overlayfs keeps the names of a hard-linked lower file one file when it copies it up.
-			opts := "lowerdir=" + lower + ",upperdir=" + upper + ",workdir=" + work + ",index=on"
-			if err := unix.Mount("overlay", ovl, "overlay", 0, opts); err != nil {
-				t.Fatalf("mount overlay %s: %v", opts, err)
-			}
-			t.Cleanup(func() {
-				if err := unix.Unmount(ovl, 0); err != nil {
-					t.Errorf("unmount overlay: %v", err)
-				}
-			})
-			v, dir := newUpperView(t, posixImage...)
-			mnt := filepath.Join(base, "imgfs")
-			if err := os.Mkdir(mnt, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			srv, err := mount(mnt, newFileSystem(v, Options{UpperDir: dir}), Options{DirectMount: true, FsName: "imgfs-test", AllowOther: true})
-			if err != nil {
-				t.Fatalf("mount imgfs: %v", err)
-			}
-			t.Cleanup(func() {
-				if err := srv.Unmount(); err != nil {
-					t.Errorf("unmount: %v", err)
-				}
-				srv.Wait()
-			})
-
+			plain, ovl, mnt := posixTrees(t)
 			want := posixScript(t, plain, sc.ops)
 			kern := posixScript(t, ovl, sc.ops)
 			got := posixScript(t, mnt, sc.ops)
@@ -939,5 +947,34 @@ func TestPosixDiff(t *testing.T) {
 				t.Errorf("trees differ:\nimgfs:\n%s\nplain directory:\n%s", strings.Join(treeG, "\n"), strings.Join(treeP, "\n"))
 			}
 		})
+	}
+}
+
+// TestPosixDirRenameNlink moves a lower directory whose subdirectory a change had made merged (nlink
+// 1): after the move nothing merges below it, and the subdirectory counts its own subdirectories again,
+// as on a plain directory. (overlayfs refuses to move a merged directory without redirect_dir: EXDEV.)
+func TestPosixDirRenameNlink(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: mounts overlayfs")
+	}
+	plain, _, mnt := posixTrees(t)
+	ops := []string{
+		"stat lower/sub",
+		"open lower/sub/deeper/new O_WRONLY|O_CREAT 0644",
+		"stat lower/sub",
+		"rename lower moved",
+		"stat moved/sub",
+		"stat moved/sub/deeper",
+		"stat moved",
+	}
+	want := posixScript(t, plain, ops)
+	got := posixScript(t, mnt, ops)
+	if got[2] != "OK mode=40755 uid=0 gid=0 nlink=1" {
+		t.Errorf("lower/sub merged: %s, want nlink 1 (as overlayfs)", got[2])
+	}
+	for i := 3; i < len(ops); i++ {
+		if got[i] != want[i] {
+			t.Errorf("%s: %s on imgfs, %s on the plain directory", ops[i], got[i], want[i])
+		}
 	}
 }

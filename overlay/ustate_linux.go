@@ -59,6 +59,7 @@ type upperState struct {
 	byTarget  []int32 // indexes of v.links sorted by target, for finding the names of a node
 
 	onDirCopyUp atomic.Pointer[func(Node)] // see View.OnDirCopyUp
+	completed   []Node                     // directories made complete by the running rename (under wmu)
 }
 
 // uname is a name in a directory of the view.
@@ -123,6 +124,9 @@ func newUpperState(v *View, u *Upper) (*upperState, error) {
 // change holds the view's write lock: fn must not call the view). Such a directory's attributes change
 // without a change of its own: it then merges the layers' directory with the upper one, and reports
 // nlink 1 as overlayfs does instead of its count of subdirectories; a cache of them must be dropped.
+//
+// A directory that a rename moves stops merging the layers' directories below it: fn is called with
+// each directory below it that merged one, once the rename is done.
 func (v *View) OnDirCopyUp(fn func(n Node)) {
 	if v.up != nil {
 		v.up.onDirCopyUp.Store(&fn)

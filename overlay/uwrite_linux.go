@@ -897,6 +897,7 @@ func (s *upperState) makeComplete(d Node) error {
 	if s.lowerOf(d) == nil {
 		return nil
 	}
+	s.completed = append(s.completed, d)
 	dir, err := s.readDirNL(d)
 	if err != nil {
 		return err
@@ -926,6 +927,15 @@ func (s *upperState) prepareMove(a Attr) error {
 func (s *upperState) rename(op Node, on string, np Node, nn string, flags RenameFlags) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	defer func() {
+		// The directories made complete no longer merge a lower one where they are now.
+		if fn := s.onDirCopyUp.Load(); fn != nil {
+			for _, n := range s.completed {
+				(*fn)(n)
+			}
+		}
+		s.completed = s.completed[:0]
+	}()
 	if flags&^(RenameNoReplace|RenameExchange) != 0 || flags == RenameNoReplace|RenameExchange {
 		return ErrInvalid
 	}
