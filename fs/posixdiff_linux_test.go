@@ -90,7 +90,7 @@ var posixScenarios = []struct {
 		"times f",
 		"ctime f utimens f now now",
 		"ctime f utimens f omit omit",
-		"ctime f rename f f2",
+		"ctime f>f2 rename f f2",
 		"stat f2",
 		"ctime . rename f2 f",
 		"chmod f 04755",
@@ -124,6 +124,7 @@ var posixScenarios = []struct {
 		"ctime lower truncate lower/g 3",
 		"read lower/g",
 		"ctime lower rename lower/g lower/g2",
+		"ctime lower/g2>lower/g3 rename lower/g2 lower/g3",
 		"rename lower/link lower/link2",
 		"readlink lower/link2",
 		"stat lower",
@@ -154,7 +155,7 @@ var posixScenarios = []struct {
 		"ctime d/a rename d/a/x d/b/x",
 		"stat d/a",
 		"stat d/b",
-		"ctime d/b/x rename d/b/x d/x",
+		"ctime d/b/x>d/x rename d/b/x d/x",
 		"stat d",
 		"stat d/b",
 		"rename d d/a/inside",
@@ -235,8 +236,8 @@ var posixScenarios = []struct {
 		"ctime s chown s 3 4",
 		"ctime sock link sock sock2",
 		"stat sock",
-		"ctime sock rename sock sock3",
-		"ctime p rename p p2",
+		"ctime sock>sock3 rename sock sock3",
+		"ctime p>p2 rename p p2",
 		"ctime sock2 unlink sock3",
 		"stat sock2",
 		"rename c b",
@@ -382,6 +383,36 @@ var posixScenarios = []struct {
 		"@65534 unlink pub/x",
 		"stat t",
 		"readdir t",
+	}},
+	{"setgid directory and privilege bits", []string{
+		"mkdir g 0775",
+		"chown g 0 99",
+		"chmod g 02775",
+		"open g/f O_CREAT|O_WRONLY 0644",
+		"stat g/f",
+		"mkdir g/sub 0755",
+		"stat g/sub",
+		"mkfifo g/p 0644",
+		"stat g/p",
+		"symlink x g/l",
+		"lstat g/l",
+		"mknod g/s s 0644 0 0",
+		"stat g/s",
+		"@65534 open g/u O_CREAT|O_WRONLY 0644",
+		"open pub/s O_CREAT|O_WRONLY 0666",
+		"chown pub/s 65534 65534",
+		"chmod pub/s 06777",
+		"stat pub/s",
+		"@65533 write pub/s data",
+		"stat pub/s",
+		"chmod pub/s 06777",
+		"@65533 truncate pub/s 1",
+		"stat pub/s",
+		"chmod pub/s 06777",
+		"chown pub/s 65534 65534",
+		"stat pub/s",
+		"@65534 chmod pub/s 02777",
+		"@65534 stat pub/s",
 	}},
 	{"non-searchable and unreadable directories", []string{
 		"mkdir n 0755",
@@ -533,14 +564,19 @@ func posixOp(root string, f []string) string {
 	p := func(i int) string { return filepath.Join(root, f[i]) }
 	switch f[0] {
 	case "ctime":
-		// ctime PATH OP...: whether OP moves PATH's ctime and mtime.
+		// ctime PATH OP...: whether OP moves PATH's ctime and mtime; PATH>NEW: PATH's before, NEW's
+		// after (OP renames PATH to NEW).
+		before, after, ok := strings.Cut(f[1], ">")
+		if !ok {
+			after = before
+		}
 		var a, b unix.Stat_t
-		if err := unix.Lstat(p(1), &a); err != nil {
+		if err := unix.Lstat(filepath.Join(root, before), &a); err != nil {
 			return "before: " + posixErr(err)
 		}
 		time.Sleep(10 * time.Millisecond) // beyond the coarse clock's tick, for file systems that use it
 		r := posixOp(root, f[2:])
-		if err := unix.Lstat(p(1), &b); err != nil {
+		if err := unix.Lstat(filepath.Join(root, after), &b); err != nil {
 			return r + " after: " + posixErr(err)
 		}
 		moved := func(x, y unix.Timespec) string {
@@ -925,6 +961,7 @@ func TestPosixDiff(t *testing.T) {
 					// A directory merged from the layer and the upper directory: nlink 1 on overlayfs.
 					want[i] = posixNlink.ReplaceAllString(want[i], "nlink=1")
 				}
+				t.Logf("%s: %s", l, got[i])
 				if got[i] != want[i] || got[i] != kern[i] {
 					t.Errorf("%s:\n\timgfs     %s\n\toverlayfs %s\n\tplain     %s", l, got[i], kern[i], want[i])
 				}
