@@ -448,7 +448,11 @@ func TestMain(m *testing.M) {
 	if os.Getenv("IMGFS_POSIX_HELPER") != "" {
 		os.Exit(posixHelper())
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if posixHelperBin.path != "" {
+		os.RemoveAll(filepath.Dir(posixHelperBin.path))
+	}
+	os.Exit(code)
 }
 
 // posixRequest is what a child process is given on its standard input: a root and operations.
