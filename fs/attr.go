@@ -36,6 +36,8 @@ func typeMode(t index.Type) (uint32, bool) {
 		return syscall.S_IFBLK, true
 	case index.TypeFIFO:
 		return syscall.S_IFIFO, true
+	case index.TypeSocket:
+		return syscall.S_IFSOCK, true
 	}
 	return 0, false
 }
@@ -47,18 +49,24 @@ func (fs *fileSystem[D]) fillAttr(out *fuse.Attr, a overlay.Attr) error {
 	if !ok {
 		return fmt.Errorf("node %d has type %v", a.Node, a.Type)
 	}
-	mtime := uint64(a.MtimeSec) // the kernel reads it back as signed: times before 1970 survive
-	nsec := min(a.MtimeNsec, 999_999_999)
+	// The kernel reads times back as signed: times before 1970 survive. The layers keep no atime or
+	// ctime: they show the mtime; upper entries have their own.
+	mtime, nsec := uint64(a.MtimeSec), min(a.MtimeNsec, 999_999_999)
+	atime, ansec, ctime, cnsec := mtime, nsec, mtime, nsec
+	if a.Times {
+		atime, ansec = uint64(a.AtimeSec), min(a.AtimeNsec, 999_999_999)
+		ctime, cnsec = uint64(a.CtimeSec), min(a.CtimeNsec, 999_999_999)
+	}
 	*out = fuse.Attr{
 		Ino:       uint64(a.Node),
 		Size:      uint64(max(a.Size, 0)),
 		Blocks:    uint64(max(a.Blocks, 0)),
-		Atime:     mtime,
+		Atime:     atime,
 		Mtime:     mtime,
-		Ctime:     mtime,
-		Atimensec: nsec,
+		Ctime:     ctime,
+		Atimensec: ansec,
 		Mtimensec: nsec,
-		Ctimensec: nsec,
+		Ctimensec: cnsec,
 		Mode:      typ | a.Mode&07777,
 		Nlink:     a.Nlink,
 		Owner:     fuse.Owner{Uid: a.UID, Gid: a.GID},

@@ -29,12 +29,13 @@
 //     setgid directory they take its group, and new directories its setgid bit. Names starting with
 //     ".wh." are refused with EPERM (the layers use them as whiteouts).
 //   - Unsupported on writable views: fallocate (EOPNOTSUPP; posix_fallocate(3) then writes zeros),
-//     O_TMPFILE (EOPNOTSUPP), sockets made with mknod or bind (EPERM), RENAME_WHITEOUT (EINVAL).
+//     O_TMPFILE (EOPNOTSUPP), RENAME_WHITEOUT (EINVAL).
 //     copy_file_range and SEEK_DATA/SEEK_HOLE are left to the kernel's generic versions. File locks are
 //     the kernel's, local to the machine.
 //   - Directories report st_size 4096 and 8 blocks, not their number of entries, so that stat never
 //     lists a directory. A symbolic link reports the length of its target.
-//   - atime and ctime equal mtime; st_blksize is 4096; st_ino is the node.
+//   - Entries of the layers show their mtime as atime and ctime (a tar keeps neither); entries of the
+//     upper directory show its files' own times. st_blksize is 4096; st_ino is the node.
 //   - In listings, ".." has d_ino unknown (0xffffffff) except at the root: the view has no parent link.
 //   - go-fuse answers the name ".go-fuse-epoll-hack" in the root itself.
 package fs

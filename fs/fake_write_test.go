@@ -115,7 +115,7 @@ func (v *fakeWView) Mknod(parent overlay.Node, name string, typ index.Type, mode
 		return overlay.Attr{}, err
 	}
 	switch typ {
-	case index.TypeFIFO, index.TypeChar, index.TypeBlock:
+	case index.TypeFIFO, index.TypeChar, index.TypeBlock, index.TypeSocket:
 	default:
 		return overlay.Attr{}, fmt.Errorf("mknod %v: %w", typ, overlay.ErrInvalid)
 	}

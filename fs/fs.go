@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/imgfs/imgfs/overlay"
 )
 
 // DefaultTimeout is how long the kernel may cache entries and attributes when Options leave the timeouts
@@ -108,6 +110,19 @@ func newFileSystem[D Dir](view View[D], opts Options) *fileSystem[D] {
 		fsys.wview, fsys.upperDir = w, opts.UpperDir
 	}
 	return fsys
+}
+
+// Init is called by the server before it serves: a writable view that copies directories up tells the
+// kernel to drop their cached attributes (FUSE_NOTIFY_INVAL_INODE; the kernel does not call back, so
+// this is safe while a request is being answered).
+func (fs *fileSystem[D]) Init(srv *fuse.Server) {
+	if n, ok := fs.wview.(DirCopyUpNotifier); ok && fs.writable() {
+		n.OnDirCopyUp(func(node overlay.Node) {
+			if st := srv.InodeNotify(uint64(node), -1, 0); st != fuse.OK && st != fuse.ENOENT {
+				fs.log.Debug("invalidating a copied-up directory's attributes", "node", uint64(node), "status", st)
+			}
+		})
+	}
 }
 
 // writable reports whether the file system accepts changes.

@@ -41,6 +41,13 @@ type UsageReporter interface {
 	Usage() (bytes, files int64)
 }
 
+// DirCopyUpNotifier is an optional ability of a WritableView: it tells fn of every directory whose
+// attributes a change elsewhere changed (a lower directory copied up, whose link count becomes 1), so
+// that the kernel's cache of them can be dropped.
+type DirCopyUpNotifier interface {
+	OnDirCopyUp(fn func(n overlay.Node))
+}
+
 // WritableView is the optional ability of a View to change: the methods of *overlay.View over an upper
 // directory. A view that has it and whose Writable reports true is served read-write; any other view is
 // served read-only and every change fails with EROFS.
@@ -96,4 +103,5 @@ type WritableView interface {
 var (
 	_ View[*overlay.Dir] = (*overlay.View)(nil)
 	_ WritableView       = (*overlay.View)(nil)
+	_ DirCopyUpNotifier  = (*overlay.View)(nil)
 )

@@ -122,9 +122,9 @@ func (fs *fileSystem[D]) SetAttr(cancel <-chan struct{}, in *fuse.SetAttrIn, out
 	return fuse.OK
 }
 
-// Mknod answers MKNOD: FIFOs and devices, and regular files (mknod(2) with S_IFREG, which open(2)
-// with O_CREAT does not use). Sockets cannot be stored: EPERM, as mknod(2) documents for a type the
-// file system does not support.
+// Mknod answers MKNOD: FIFOs, devices and sockets (bind(2) of a UNIX socket makes one with MKNOD), and
+// regular files (mknod(2) with S_IFREG, which open(2) with O_CREAT does not use). An unknown type is
+// EPERM, as mknod(2) documents for a type the file system does not support.
 func (fs *fileSystem[D]) Mknod(cancel <-chan struct{}, in *fuse.MknodIn, name string, out *fuse.EntryOut) fuse.Status {
 	if !fs.writable() {
 		return fuse.EROFS
@@ -140,6 +140,8 @@ func (fs *fileSystem[D]) Mknod(cancel <-chan struct{}, in *fuse.MknodIn, name st
 		typ = index.TypeChar
 	case syscall.S_IFBLK:
 		typ = index.TypeBlock
+	case syscall.S_IFSOCK:
+		typ = index.TypeSocket
 	default:
 		return fuse.EPERM
 	}

@@ -160,7 +160,8 @@ func TestMkdirMknodSymlink(t *testing.T) {
 		{"chr", syscall.S_IFCHR | 0o600, uint32(unix.Mkdev(1, 3)), fuse.OK, syscall.S_IFCHR | 0o600, 1, 3},
 		{"blk", syscall.S_IFBLK | 0o600, uint32(unix.Mkdev(259, 1<<19+5)), fuse.OK, syscall.S_IFBLK | 0o600, 259, 1<<19 + 5},
 		{"reg", syscall.S_IFREG | 0o640, 0, fuse.OK, syscall.S_IFREG | 0o640, 0, 0},
-		{"sock", syscall.S_IFSOCK | 0o600, 0, fuse.EPERM, 0, 0, 0},
+		{"sock", syscall.S_IFSOCK | 0o600, 0, fuse.OK, syscall.S_IFSOCK | 0o600, 0, 0}, // what bind(2) asks
+		{"door", 0o170000 | 0o600, 0, fuse.EPERM, 0, 0, 0},
 		{".wh.fifo", syscall.S_IFIFO | 0o600, 0, fuse.EPERM, 0, 0, 0},
 		{"fifo", syscall.S_IFIFO | 0o600, 0, fuse.Status(syscall.EEXIST), 0, 0, 0},
 	} {

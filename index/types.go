@@ -24,6 +24,9 @@ const (
 	TypeChar
 	TypeBlock
 	TypeFIFO
+	// TypeSocket is a UNIX socket. No layer holds one (a tar cannot); only a writable view's upper
+	// directory can.
+	TypeSocket
 )
 
 func (t Type) String() string {
@@ -42,6 +45,8 @@ func (t Type) String() string {
 		return "block"
 	case TypeFIFO:
 		return "fifo"
+	case TypeSocket:
+		return "socket"
 	}
 	return "unknown"
 }

@@ -51,8 +51,8 @@ func (c Change) String() string { return string(rune(c.Kind)) + " " + c.Path }
 // Whiteouts are character devices 0/0, or empty regular files with the xattr user.overlay.whiteout or
 // trusted.overlay.whiteout; opaque directories carry trusted.overlay.opaque or user.overlay.opaque "y".
 // As in a writable View, names starting with ".wh." (AUFS metadata, temporaries a writable View left
-// behind, hand-made names) are skipped, and a socket is a whiteout: Deleted when it replaces a lower
-// path, else not a change.
+// behind, hand-made names) are skipped. A socket is listed as WriteLayer commits it: a layer cannot hold
+// one, so it is a whiteout, Deleted when it replaces a lower path, else not a change (the mount shows it).
 // The upper directory is read without following any symlink in it. Directories renamed by overlayfs's
 // redirect_dir feature (an overlay.redirect xattr) are refused with an error wrapping
 // errors.ErrUnsupported.
@@ -156,7 +156,7 @@ func (c *changeLister) dir(ctx context.Context, d *changeDir, p string, low chan
 		if err != nil {
 			return fmt.Errorf("%s: %w", cp, err)
 		}
-		if e.whiteout || e.typ == 0 { // a socket hides the name, as in the view: a layer cannot hold one
+		if e.whiteout || e.typ == 0 { // a socket: the commit keeps only the whiteout of what it replaces
 			if found {
 				c.out = append(c.out, Change{cp, Deleted})
 			}

@@ -12,8 +12,9 @@ import (
 )
 
 // TestChangesAgreeWithView: the change set lists exactly what the view over the same upper directory
-// shows differently from the lower view, also for what the view hides: hand-made ".wh." names (which
-// are neither shown nor whiteouts) and sockets (whiteouts).
+// shows differently from the lower view, also for hand-made ".wh." names (which the view neither shows
+// nor takes as whiteouts). Sockets, which the view shows but a layer cannot hold, are listed as the commit
+// writes them: a whiteout of the lower path they replace, nothing else.
 func TestChangesAgreeWithView(t *testing.T) {
 	clRequireRoot(t)
 	lowerMembers := []tartest.Member{tartest.File("etc/motd", "m"), tartest.File("etc/keep", "k"),
@@ -61,8 +62,12 @@ func TestChangesAgreeWithView(t *testing.T) {
 		}
 		return err == nil
 	}
+	sockets := map[string]bool{"/run/s": true, "/srv/sock": true}
 	for p := range paths {
 		inLow, inUp := exists(lower, p), exists(v, p)
+		if sockets[p] {
+			inUp = false // what the commit keeps of a socket
+		}
 		i := slices.IndexFunc(got, func(c Change) bool { return c.Path == p })
 		switch {
 		case inUp && !inLow && i < 0:

@@ -23,6 +23,7 @@ type onode struct {
 	kids    map[string]*onode
 	src     frame // directory: the entry that gave the attributes, unless implied
 	implied bool  // directory: attributes are the implied defaults
+	layers  int   // directory: how many layers have it since it was last made or emptied (opaque)
 	ino     *oino // non-directory
 }
 
@@ -137,6 +138,7 @@ func applyLayer(root *onode, li int, l Layer) {
 		if d := oLookup(root, o); d != nil && d.dir {
 			d.kids = map[string]*onode{}
 			d.implied = true
+			d.layers = 0
 		}
 	}
 	inos := map[index.ID]*oino{}
@@ -163,6 +165,7 @@ func applyLayer(root *onode, li int, l Layer) {
 		return inos[t]
 	}
 
+	root.layers++
 	if e := l.Entry(0); e.Type == index.TypeDir && e.Flags&index.FlagImplied == 0 {
 		root.src, root.implied = frame{uint32(li), 0}, false
 	}
@@ -181,12 +184,13 @@ func applyLayer(root *onode, li int, l Layer) {
 		case index.TypeDir:
 			implied := e.Flags&index.FlagImplied != 0
 			if ex := parent.kids[name]; ex != nil && ex.dir {
+				ex.layers++
 				if !implied {
 					ex.src, ex.implied = frame{uint32(li), index.ID(id)}, false
 				}
 			} else {
 				n := newODir()
-				n.src, n.implied = frame{uint32(li), index.ID(id)}, implied
+				n.src, n.implied, n.layers = frame{uint32(li), index.ID(id)}, implied, 1
 				parent.kids[name] = n
 			}
 		case index.TypeHardlink:
@@ -207,7 +211,7 @@ type listing map[string]string
 
 func describe(layers []Layer, f frame, dir, implied bool, nlink int, group string) string {
 	if dir && implied {
-		return "dir mode=755 uid=0 gid=0 mtime=0.0 layer=-1 nlink=1 xattrs=[]"
+		return fmt.Sprintf("dir mode=755 uid=0 gid=0 mtime=0.0 layer=-1 nlink=%d xattrs=[]", nlink)
 	}
 	l := layers[f.layer]
 	e := l.Entry(f.id)
@@ -245,7 +249,7 @@ func describe(layers []Layer, f frame, dir, implied bool, nlink int, group strin
 // oracleListing lists the visible part of an oracle tree (names starting with ".wh." are AUFS metadata
 // kept only for resolving hard links).
 func oracleListing(layers []Layer, root *onode) listing {
-	out := listing{"": describe(layers, root.src, true, root.implied, 1, "")}
+	out := listing{"": describe(layers, root.src, true, root.implied, oDirNlink(root), "")}
 	names := map[*oino][]string{}
 	var walk func(n *onode, p string)
 	walk = func(n *onode, p string) {
@@ -255,7 +259,7 @@ func oracleListing(layers []Layer, root *onode) listing {
 			}
 			cp := join(p, name)
 			if c.dir {
-				out[cp] = describe(layers, c.src, true, c.implied, 1, "")
+				out[cp] = describe(layers, c.src, true, c.implied, oDirNlink(c), "")
 				walk(c, cp)
 			} else {
 				names[c.ino] = append(names[c.ino], cp)
@@ -270,6 +274,21 @@ func oracleListing(layers []Layer, root *onode) listing {
 		}
 	}
 	return out
+}
+
+// oDirNlink is a directory's link count as overlayfs shows it over the extracted layers: that of the
+// extracted directory (2 and one per subdirectory) when one layer alone made it, else 1 (merged).
+func oDirNlink(n *onode) int {
+	if n.layers != 1 {
+		return 1
+	}
+	c := 2
+	for name, k := range n.kids {
+		if k.dir && !strings.HasPrefix(name, ".wh.") {
+			c++
+		}
+	}
+	return c
 }
 
 func groupName(ps []string) string {

@@ -55,3 +55,6 @@ func (s *upperState) create(Node, string, uint32, Caller) (Attr, WFile, error) {
 func (s *upperState) mknod(Node, string, index.Type, uint32, uint32, uint32, Caller) (Attr, error) {
 	return Attr{}, errUpperOS
 }
+
+// OnDirCopyUp does nothing: there are no writable views.
+func (v *View) OnDirCopyUp(fn func(n Node)) {}

@@ -57,6 +57,9 @@ type upperState struct {
 
 	linksOnce sync.Once
 	byTarget  []int32 // indexes of v.links sorted by target, for finding the names of a node
+
+	onDirCopyUp atomic.Pointer[func(Node)] // see View.OnDirCopyUp
+	completed   []Node                     // directories made complete by the running rename (under wmu)
 }
 
 // uname is a name in a directory of the view.
@@ -115,6 +118,19 @@ func newUpperState(v *View, u *Upper) (*upperState, error) {
 	u.bound = true
 	u.fresh = false
 	return s, nil
+}
+
+// OnDirCopyUp sets fn to be called with every lower directory that a change copies up (while the
+// change holds the view's write lock: fn must not call the view). Such a directory's attributes change
+// without a change of its own: it then merges the layers' directory with the upper one, and reports
+// nlink 1 as overlayfs does instead of its count of subdirectories; a cache of them must be dropped.
+//
+// A directory that a rename moves stops merging the layers' directories below it: fn is called with
+// each directory below it that merged one, once the rename is done.
+func (v *View) OnDirCopyUp(fn func(n Node)) {
+	if v.up != nil {
+		v.up.onDirCopyUp.Store(&fn)
+	}
 }
 
 // rootDir returns the upper directory's root (not to be closed).
@@ -235,13 +251,11 @@ func (s *upperState) classify(d udir, name string, st *unix.Stat_t, xwh bool) (i
 				return uWhiteout, nil
 			}
 		}
-	case unix.S_IFSOCK:
-		return uWhiteout, nil // a layer cannot hold sockets: hidden, as a whiteout
 	}
 	return uEntry, nil
 }
 
-// typeOfMode returns the type of a file of mode m; 0 for sockets.
+// typeOfMode returns the type of a file of mode m.
 func typeOfMode(m uint32) index.Type {
 	switch m & unix.S_IFMT {
 	case unix.S_IFREG:
@@ -256,6 +270,8 @@ func typeOfMode(m uint32) index.Type {
 		return index.TypeBlock
 	case unix.S_IFIFO:
 		return index.TypeFIFO
+	case unix.S_IFSOCK:
+		return index.TypeSocket
 	}
 	return 0
 }
@@ -273,6 +289,8 @@ func typeOfDT(dt uint8) index.Type {
 		return index.TypeBlock
 	case unix.DT_FIFO:
 		return index.TypeFIFO
+	case unix.DT_SOCK:
+		return index.TypeSocket
 	}
 	return 0
 }
@@ -282,6 +300,7 @@ func (s *upperState) attrOf(n Node, st *unix.Stat_t) Attr {
 	a := Attr{
 		Node: n, Type: typeOfMode(st.Mode), Mode: st.Mode & 0o7777, Nlink: uint32(st.Nlink),
 		UID: st.Uid, GID: st.Gid, MtimeSec: st.Mtim.Sec, MtimeNsec: uint32(st.Mtim.Nsec),
+		Times: true, AtimeSec: st.Atim.Sec, AtimeNsec: uint32(st.Atim.Nsec), CtimeSec: st.Ctim.Sec, CtimeNsec: uint32(st.Ctim.Nsec),
 		Layer: len(s.v.layers),
 	}
 	switch a.Type {
@@ -290,7 +309,9 @@ func (s *upperState) attrOf(n Node, st *unix.Stat_t) Attr {
 	case index.TypeSymlink:
 		a.Mode, a.Size = 0o777, st.Size
 	case index.TypeDir:
-		a.Nlink = 1
+		if s.lowerOf(n) != nil {
+			a.Nlink = 1 // merged with the layers' directory: overlayfs reports 1 too
+		}
 	case index.TypeChar, index.TypeBlock:
 		a.Devmajor, a.Devminor = unix.Major(st.Rdev), unix.Minor(st.Rdev)
 	}

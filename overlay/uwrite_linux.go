@@ -93,6 +93,9 @@ func (s *upperState) ensureDir(n Node) error {
 			if err := s.copyUpDir(cur, c, a.Node); err != nil {
 				return err
 			}
+			if fn := s.onDirCopyUp.Load(); fn != nil {
+				(*fn)(a.Node)
+			}
 		}
 		cur = a.Node
 	}
@@ -574,6 +577,10 @@ func (s *upperState) mknod(p Node, name string, typ index.Type, mode uint32, maj
 		fmtBits = unix.S_IFCHR
 	case index.TypeBlock:
 		fmtBits = unix.S_IFBLK
+	case index.TypeSocket:
+		// What bind(2) of a UNIX socket makes: a socket file (a commit leaves it out, as a tar cannot
+		// hold one, and as docker does).
+		fmtBits, major, minor = unix.S_IFSOCK, 0, 0
 	default:
 		return Attr{}, ErrInvalid
 	}
@@ -893,6 +900,7 @@ func (s *upperState) makeComplete(d Node) error {
 	if s.lowerOf(d) == nil {
 		return nil
 	}
+	s.completed = append(s.completed, d)
 	dir, err := s.readDirNL(d)
 	if err != nil {
 		return err
@@ -922,6 +930,15 @@ func (s *upperState) prepareMove(a Attr) error {
 func (s *upperState) rename(op Node, on string, np Node, nn string, flags RenameFlags) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	defer func() {
+		// The directories made complete no longer merge a lower one where they are now.
+		if fn := s.onDirCopyUp.Load(); fn != nil {
+			for _, n := range s.completed {
+				(*fn)(n)
+			}
+		}
+		s.completed = s.completed[:0]
+	}()
 	if flags&^(RenameNoReplace|RenameExchange) != 0 || flags == RenameNoReplace|RenameExchange {
 		return ErrInvalid
 	}

@@ -71,13 +71,23 @@ type Attr struct {
 	Type index.Type
 	// Mode holds the permission, setuid, setgid and sticky bits (07777).
 	Mode uint32
-	// Nlink is the number of names in the merged view that resolve to the node; 1 for directories.
+	// Nlink is the number of names in the merged view that resolve to the node. Directories count as
+	// overlayfs counts them: 2 plus their subdirectories when one layer or the upper directory alone
+	// holds them, 1 when they are merged from several (counting would cost a listing of each).
 	Nlink     uint32
 	UID, GID  uint32
 	Size      int64 // regular files: data size; symlinks: length of the target; directories: 0
 	Blocks    int64 // 512-byte units: ceil(Size/512); for a sparse file, the 4 KiB blocks its data touches
 	MtimeSec  int64
 	MtimeNsec uint32
+	// Times says that AtimeSec, AtimeNsec, CtimeSec and CtimeNsec hold the access and change times:
+	// those of an entry of the upper directory (its file's own). Layers keep neither: their entries show
+	// the modification time for both.
+	Times     bool
+	AtimeSec  int64
+	AtimeNsec uint32
+	CtimeSec  int64
+	CtimeNsec uint32
 	// Devmajor and Devminor are the device numbers of character and block devices.
 	Devmajor, Devminor uint32
 	// Layer is the index of the layer whose entry supplied the attributes, -1 when they are synthesized
@@ -170,7 +180,7 @@ func New(layers []Layer, opts Options) (*View, error) {
 	}
 	v.cache.init(4096)
 	v.root = v.rootStack(len(layers) - 1)
-	v.rootAttr = Attr{Node: Root, Type: index.TypeDir, Mode: 0o755, Nlink: 1, Layer: -1}
+	v.rootAttr = Attr{Node: Root, Type: index.TypeDir, Mode: 0o755, Nlink: v.dirNlink(Root, frame{}), Layer: -1}
 	for _, f := range v.root {
 		e := layers[f.layer].Entry(0)
 		if e.Type == index.TypeDir && e.Flags&index.FlagImplied == 0 {
@@ -386,6 +396,7 @@ func (v *View) attr(n Node, f frame, e index.Entry) Attr {
 	a := Attr{Node: n, Type: e.Type, Nlink: 1, Layer: int(f.layer)}
 	if e.Type == index.TypeDir && e.Flags&index.FlagImplied != 0 {
 		a.Mode, a.Layer = 0o755, -1
+		a.Nlink = v.dirNlink(n, f)
 		return a
 	}
 	a.Mode = e.Mode & 0o7777
@@ -409,8 +420,38 @@ func (v *View) attr(n Node, f frame, e index.Entry) Attr {
 	}
 	if e.Type != index.TypeDir {
 		a.Nlink = v.nlink(n)
+	} else {
+		a.Nlink = v.dirNlink(n, f)
 	}
 	return a
+}
+
+// dirNlink returns the link count of lower directory n whose owner is f, as overlayfs reports it: the
+// count of the layer's own directory (2 plus its subdirectories) when one layer alone holds the
+// directory, 1 when several are merged into it.
+func (v *View) dirNlink(n Node, f frame) uint32 {
+	var st stack
+	if n == Root {
+		st = v.root
+	} else {
+		var err error
+		if st, err = v.stackOf(f); err != nil {
+			return 1
+		}
+	}
+	if len(st) != 1 {
+		return 1
+	}
+	g := st[0]
+	l := v.layers[g.layer]
+	first, cnt := l.Children(g.id)
+	nl := uint32(2)
+	for id := first; id < first+index.ID(cnt); id++ {
+		if l.Entry(id).Type == index.TypeDir && !strings.HasPrefix(l.Name(id), whPrefix) && !v.hidden(g, l.Name(id)) {
+			nl++
+		}
+	}
+	return nl
 }
 
 // Lookup returns the attributes of the entry called name in directory parent. Whiteout names (".wh.*")

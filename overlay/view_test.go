@@ -263,17 +263,18 @@ func TestDirectoryAttributes(t *testing.T) {
 		layer   int
 		mtime   int64
 		implied bool
+		nlink   uint32 // as overlayfs counts: 2 and the subdirectories for a directory of one layer, else 1
 	}{
-		{"topmost non-implied entry", []members{{withTime(dirMode("d", 0o700, 7))}, {file("d/x", "")}}, "d", 0o700, 7, 0, mt.Unix(), false},
-		{"upper entry wins", []members{{dirMode("d", 0o700, 7)}, {dirMode("d", 0o750, 8)}}, "d", 0o750, 8, 1, 1704067200, false},
-		{"implied everywhere", []members{{file("d/x", "")}, {file("d/y", "")}}, "d", 0o755, 0, -1, 0, true},
-		{"stack ends at a whiteout", []members{{dirMode("d", 0o700, 7)}, {tartest.Whiteout("", "d"), file("d/x", "")}}, "d", 0o755, 0, -1, 0, true},
-		{"stack ends at an opaque marker", []members{{dirMode("d", 0o700, 7)}, {tartest.Opaque("d")}}, "d", 0o755, 0, -1, 0, true},
-		{"opaque directory's own entry counts", []members{{dirMode("d", 0o700, 7)}, {dirMode("d", 0o711, 9), tartest.Opaque("d")}}, "d", 0o711, 9, 1, 1704067200, false},
-		{"stack ends at a non-directory", []members{{dirMode("d", 0o700, 7)}, {file("d", "")}, {file("d/x", "")}}, "d", 0o755, 0, -1, 0, true},
-		{"root from the topmost root member", []members{{dirMode(".", 0o700, 3)}, {file("a", "")}}, "", 0o700, 3, 0, 1704067200, false},
-		{"root implied", []members{{file("a", "")}}, "", 0o755, 0, -1, 0, true},
-		{"root of no layers", nil, "", 0o755, 0, -1, 0, true},
+		{"topmost non-implied entry", []members{{withTime(dirMode("d", 0o700, 7))}, {file("d/x", "")}}, "d", 0o700, 7, 0, mt.Unix(), false, 1},
+		{"upper entry wins", []members{{dirMode("d", 0o700, 7)}, {dirMode("d", 0o750, 8)}}, "d", 0o750, 8, 1, 1704067200, false, 1},
+		{"implied everywhere", []members{{file("d/x", "")}, {file("d/y", "")}}, "d", 0o755, 0, -1, 0, true, 1},
+		{"stack ends at a whiteout", []members{{dirMode("d", 0o700, 7)}, {tartest.Whiteout("", "d"), file("d/x", "")}}, "d", 0o755, 0, -1, 0, true, 2},
+		{"stack ends at an opaque marker", []members{{dirMode("d", 0o700, 7)}, {tartest.Opaque("d")}}, "d", 0o755, 0, -1, 0, true, 2},
+		{"opaque directory's own entry counts", []members{{dirMode("d", 0o700, 7)}, {dirMode("d", 0o711, 9), tartest.Opaque("d")}}, "d", 0o711, 9, 1, 1704067200, false, 2},
+		{"stack ends at a non-directory", []members{{dirMode("d", 0o700, 7)}, {file("d", "")}, {file("d/x", "")}}, "d", 0o755, 0, -1, 0, true, 2},
+		{"root from the topmost root member", []members{{dirMode(".", 0o700, 3)}, {file("a", "")}}, "", 0o700, 3, 0, 1704067200, false, 1},
+		{"root implied", []members{{file("a", ""), dir("b"), dir("b/c")}}, "", 0o755, 0, -1, 0, true, 3},
+		{"root of no layers", nil, "", 0o755, 0, -1, 0, true, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -285,8 +286,8 @@ func TestDirectoryAttributes(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if a.Type != index.TypeDir || a.Mode != tt.mode || a.UID != tt.uid || a.Layer != tt.layer || a.MtimeSec != tt.mtime || a.Nlink != 1 {
-				t.Errorf("got %+v, want mode %o uid %d layer %d mtime %d", a, tt.mode, tt.uid, tt.layer, tt.mtime)
+			if a.Type != index.TypeDir || a.Mode != tt.mode || a.UID != tt.uid || a.Layer != tt.layer || a.MtimeSec != tt.mtime || a.Nlink != tt.nlink {
+				t.Errorf("got %+v, want mode %o uid %d layer %d mtime %d nlink %d", a, tt.mode, tt.uid, tt.layer, tt.mtime, tt.nlink)
 			}
 			if tt.layers != nil {
 				checkOracle(t, layersOf(tt.layers...))
