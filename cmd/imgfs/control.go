@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -247,23 +248,45 @@ type pausePath struct{ what, dir string }
 
 // pauseUpper makes sure nothing changes upper directory dir until release is called: it pauses the
 // live mount of dir, or, with no mount, locks dir so that none starts meanwhile. It refuses, before
-// pausing, when anything in w lies in that mount. ctx ending releases the pause at once.
+// pausing, when anything in w lies in that mount. ctx ending releases the pause at once. A mount that
+// goes away meanwhile (it is unmounting, or its daemon died and left its socket behind) drops its lock,
+// so the lock is tried again whenever its socket does not answer, for about ten seconds.
 func pauseUpper(ctx context.Context, dir string, w pauseWrites, log *slog.Logger) (release func(), err error) {
-	lk, err := lockUpperShared(dir)
-	if err == nil {
-		return func() { lk.Close() }, nil
+	var last error
+	for try := 0; try < 50; try++ {
+		lk, err := lockUpperShared(dir)
+		if err == nil {
+			return func() { lk.Close() }, nil
+		}
+		if !errors.Is(err, errUpperBusy) {
+			return nil, err
+		}
+		id, err := upperDirID(dir)
+		if err != nil {
+			return nil, err
+		}
+		c, err := dialControl(id)
+		if err == nil {
+			release, err = pauseLive(ctx, c, dir, w, log)
+			if err == nil || !errors.Is(err, errControlGone) {
+				return release, err
+			}
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
-	if !errors.Is(err, errUpperBusy) {
-		return nil, err
-	}
-	id, err := upperDirID(dir)
-	if err != nil {
-		return nil, err
-	}
-	c, err := dialControl(ctx, id)
-	if err != nil {
-		return nil, fmt.Errorf("upper directory %s is used by a live mount whose control socket did not answer (%v): unmount it, or commit with --pause=false", dir, err)
-	}
+	return nil, fmt.Errorf("upper directory %s is used by a live mount whose control socket did not answer (%v): unmount it, or commit with --pause=false", dir, last)
+}
+
+// errControlGone means the mount's control connection closed before it answered: the mount is going.
+var errControlGone = errors.New("the live mount closed its control connection")
+
+// pauseLive asks the live mount behind connection c to pause; it owns c.
+func pauseLive(ctx context.Context, c net.Conn, dir string, w pauseWrites, log *slog.Logger) (release func(), err error) {
 	var once sync.Once
 	done := func() { once.Do(func() { fmt.Fprintln(c, "thaw"); c.Close() }) }
 	stop := context.AfterFunc(ctx, done)
@@ -282,7 +305,7 @@ func pauseUpper(ctx context.Context, dir string, w pauseWrites, log *slog.Logger
 		line, err = request(c, r, "info")
 	}
 	if err != nil {
-		return nil, fmt.Errorf("asking the live mount of %s: %w", dir, err)
+		return nil, fmt.Errorf("asking the live mount of %s: %w", dir, gone(err))
 	}
 	m, err := parseMountInfo(line)
 	if err != nil {
@@ -296,7 +319,7 @@ func pauseUpper(ctx context.Context, dir string, w pauseWrites, log *slog.Logger
 		err = errors.New(line)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("pausing the live mount of %s: %w", dir, err)
+		return nil, fmt.Errorf("pausing the live mount of %s: %w", dir, gone(err))
 	}
 	c.SetDeadline(time.Time{})
 	ok = true
@@ -304,29 +327,30 @@ func pauseUpper(ctx context.Context, dir string, w pauseWrites, log *slog.Logger
 	return func() { stop(); done() }, nil
 }
 
-// dialControl connects to the control socket of the mount of directory id, waiting a little for a mount
-// that holds the lock but does not listen yet (it is starting).
-func dialControl(ctx context.Context, id dirID) (net.Conn, error) {
+// gone marks the errors of a connection the server closed as errControlGone.
+func gone(err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, unix.ECONNRESET) ||
+		errors.Is(err, unix.EPIPE) {
+		return fmt.Errorf("%w: %w", errControlGone, err)
+	}
+	return err
+}
+
+// dialControl connects to the control socket of the mount of directory id.
+func dialControl(id dirID) (net.Conn, error) {
 	var last error
-	for try := 0; try < 50; try++ {
-		for _, d := range socketDirs() {
-			if err := checkPrivateDir(d); err != nil {
-				if !errors.Is(err, unix.ENOENT) {
-					last = err
-				}
-				continue
+	for _, d := range socketDirs() {
+		if err := checkPrivateDir(d); err != nil {
+			if !errors.Is(err, unix.ENOENT) {
+				last = err
 			}
-			c, err := net.DialTimeout("unix", filepath.Join(d, socketName(id)), 2*time.Second)
-			if err == nil {
-				return c, nil
-			}
-			last = err
+			continue
 		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(200 * time.Millisecond):
+		c, err := net.DialTimeout("unix", filepath.Join(d, socketName(id)), 2*time.Second)
+		if err == nil {
+			return c, nil
 		}
+		last = err
 	}
 	if last == nil {
 		last = errors.New("no control socket directory")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -185,4 +186,46 @@ func TestControlMountStarting(t *testing.T) {
 	}
 	res.release()
 	waitThawed(t, f)
+}
+
+// TestPauseMountGoing: a mount that is going away (it holds the lock, its socket accepts but closes
+// without answering, then it drops the lock) must not fail the commit: pauseUpper takes the lock then.
+// Commits run right after `imgfs unmount` met exactly this.
+func TestPauseMountGoing(t *testing.T) {
+	t.Setenv("XDG_RUNTIME_DIR", t.TempDir())
+	dir := t.TempDir()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	lk, err := lockUpper(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sockDir := socketDirs()[0]
+	if err := privateDir(sockDir); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("unix", filepath.Join(sockDir, socketName(lk.id)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		// The daemon is exiting: it still accepts, but closes every connection unanswered, then its
+		// lock and its socket go.
+		time.AfterFunc(500*time.Millisecond, func() { lk.Close(); l.Close() })
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	release, err := pauseUpper(context.Background(), dir, pauseWrites{}, log)
+	if err != nil {
+		t.Fatalf("commit after the mount went away: %v", err)
+	}
+	if _, err := lockUpper(dir); !errors.Is(err, errUpperBusy) {
+		t.Errorf("the commit does not hold the directory's lock: %v", err)
+	}
+	release()
 }
