@@ -33,6 +33,9 @@ var errUpperBusy = errors.New("in use by another mount or a commit")
 
 // lockUpper locks upper directory dir for a writable mount (exclusive), creating it when missing.
 func lockUpper(dir string) (*upperLock, error) {
+	if _, err := os.Stat(dir); errors.Is(err, unix.ENOTCONN) {
+		return nil, deadMountError(dir, errors.Unwrap(err))
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("upper directory %s: %w", dir, errors.Unwrap(err))
 	}
@@ -45,6 +48,9 @@ func lockUpperShared(dir string) (*upperLock, error) { return flockDir(dir, unix
 
 func flockDir(dir string, how int) (*upperLock, error) {
 	f, err := os.OpenFile(dir, os.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ENOTCONN) {
+		return nil, deadMountError(dir, errors.Unwrap(err))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("upper directory %s: %w", dir, errors.Unwrap(err))
 	}
