@@ -341,11 +341,11 @@ func (p *plan) run(ctx context.Context, st store) (Result, error) {
 			p.log.Debug("copied base layer", "digest", l.Digest, "bytes", l.Size, "took", time.Since(start))
 		}
 		mt := l.MediaType
-		if p.format == FormatDockerArchive || mt == "" || isPlainLayerType(mt) && mt != layerMediaType(l.comp) {
+		if p.format == FormatDockerArchive || mt == "" || isPlainLayerType(mt) && mt != archive.LayerMediaType(l.comp) {
 			if p.format != FormatDockerArchive && mt != "" {
 				p.log.Warn("base layer media type does not match its content; corrected", "digest", l.Digest, "was", mt, "compression", l.comp)
 			}
-			mt = layerMediaType(l.comp)
+			mt = archive.LayerMediaType(l.comp)
 		}
 		res.Layers = append(res.Layers, LayerInfo{Digest: l.Digest, DiffID: l.DiffID, MediaType: mt, Size: l.blob.Size})
 		lay.addLayer(name, ispec.Descriptor{MediaType: mt, Digest: l.Digest, Size: l.blob.Size, Annotations: l.Annotations})
@@ -410,17 +410,6 @@ func checkTime(t time.Time) error {
 		return errorf(ErrInvalid, "created time %s: year out of range", t)
 	}
 	return nil
-}
-
-// layerMediaType is the OCI media type of a layer blob compressed with c.
-func layerMediaType(c index.Compression) string {
-	switch c {
-	case index.CompressionGzip:
-		return ispec.MediaTypeImageLayerGzip
-	case index.CompressionZstd:
-		return ispec.MediaTypeImageLayerZstd
-	}
-	return ispec.MediaTypeImageLayer
 }
 
 // isPlainLayerType says whether mt is one of the three usual OCI layer media types (which differ only by
