@@ -9,27 +9,15 @@ import (
 	"strings"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/imgfs/imgfs/index"
 )
 
-// checkDigest accepts exactly "sha256:" + 64 or "sha512:" + 128 lowercase hex digits. Nothing else is used
+// checkDigest is index.CheckDigest, the one digest rule, as an ErrInvalid error. Nothing else is used
 // as a digest, and in particular never as part of a path (CVE-2024-3727: "sha256:../../x").
 func checkDigest(d digest.Digest) error {
-	s := string(d)
-	alg, enc, ok := strings.Cut(s, ":")
-	if !ok {
-		return invalidf("invalid digest %q", clip(s))
-	}
-	var n int
-	switch alg {
-	case "sha256":
-		n = 64
-	case "sha512":
-		n = 128
-	default:
-		return invalidf("invalid digest %q: algorithm %q not supported", clip(s), clip(alg))
-	}
-	if len(enc) != n || !isLowerHex(enc) {
-		return invalidf("invalid digest %q: want %d lowercase hex digits", clip(s), n)
+	if err := index.CheckDigest(d); err != nil {
+		return invalidf("%w", err)
 	}
 	return nil
 }

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -290,10 +289,10 @@ func prepare(base *archive.Image, layers []Layer, cfg Config, opts Options) (*pl
 		if err != nil {
 			return nil, errorf(ErrBase, "base layer %d %s: %w", i+1, l.Digest, err)
 		}
-		if err := checkDigest(l.Digest); err != nil {
+		if err := index.CheckDigest(l.Digest); err != nil {
 			return nil, errorf(ErrBase, "base layer %d: %w", i+1, err)
 		}
-		if err := checkDigest(l.DiffID); err != nil {
+		if err := index.CheckDigest(l.DiffID); err != nil {
 			return nil, errorf(ErrBase, "base layer %d: diff_id: %w", i+1, err)
 		}
 		c, err := index.DetectCompression(io.NewSectionReader(b.R, b.Off, b.Size), 0)
@@ -416,23 +415,6 @@ func checkTime(t time.Time) error {
 // compression).
 func isPlainLayerType(mt string) bool {
 	return mt == ispec.MediaTypeImageLayer || mt == ispec.MediaTypeImageLayerGzip || mt == ispec.MediaTypeImageLayerZstd
-}
-
-// checkDigest accepts "sha256:" + 64 lowercase hex digits (or sha512 with 128): digests become file
-// names.
-func checkDigest(d digest.Digest) error {
-	alg, hex, ok := strings.Cut(string(d), ":")
-	n := 0
-	switch alg {
-	case "sha256":
-		n = 64
-	case "sha512":
-		n = 128
-	}
-	if !ok || n == 0 || len(hex) != n || strings.Trim(hex, "0123456789abcdef") != "" {
-		return fmt.Errorf("malformed digest %q", clip(string(d)))
-	}
-	return nil
 }
 
 // clip shortens a string for an error message.
