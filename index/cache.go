@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/imgfs/imgfs/internal/atomicfile"
 )
 
 // tableDir is where tables of this format version live under a cache root.
@@ -83,11 +85,6 @@ func storeTable(b *builder, info TableInfo, path, tmpDir string) (*Table, error)
 	if err := b.write(f, l, info); err != nil {
 		return nil, fmt.Errorf("writing table %s: %w", tmp, err)
 	}
-	if path != "" {
-		if err := f.Sync(); err != nil {
-			return nil, fmt.Errorf("writing table %s: %w", tmp, err)
-		}
-	}
 	t, err := openTableFile(f)
 	if err != nil {
 		return nil, err
@@ -95,15 +92,11 @@ func storeTable(b *builder, info TableInfo, path, tmpDir string) (*Table, error)
 	if path == "" {
 		return t, nil // tmp is removed by the deferred function; the mapping stays valid
 	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := atomicfile.Rename(f, path); err != nil {
 		t.Close()
 		return nil, fmt.Errorf("storing table: %w", err)
 	}
 	tmp = ""
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
 	return t, nil
 }
 
