@@ -241,25 +241,6 @@ func (s *upperState) classify(d udir, name string, st *unix.Stat_t, xwh bool) (i
 	return uEntry, nil
 }
 
-// typeOfMode returns the type of a file of mode m; 0 for sockets.
-func typeOfMode(m uint32) index.Type {
-	switch m & unix.S_IFMT {
-	case unix.S_IFREG:
-		return index.TypeRegular
-	case unix.S_IFDIR:
-		return index.TypeDir
-	case unix.S_IFLNK:
-		return index.TypeSymlink
-	case unix.S_IFCHR:
-		return index.TypeChar
-	case unix.S_IFBLK:
-		return index.TypeBlock
-	case unix.S_IFIFO:
-		return index.TypeFIFO
-	}
-	return 0
-}
-
 // typeOfDT returns the type of a directory entry of d_type dt; 0 when it must be lstat()ed.
 func typeOfDT(dt uint8) index.Type {
 	switch dt {
@@ -280,7 +261,7 @@ func typeOfDT(dt uint8) index.Type {
 // attrOf returns the attributes of node n whose upper file has stat st.
 func (s *upperState) attrOf(n Node, st *unix.Stat_t) Attr {
 	a := Attr{
-		Node: n, Type: typeOfMode(st.Mode), Mode: st.Mode & 0o7777, Nlink: uint32(st.Nlink),
+		Node: n, Type: index.TypeOfMode(st.Mode), Mode: st.Mode & 0o7777, Nlink: uint32(st.Nlink),
 		UID: st.Uid, GID: st.Gid, MtimeSec: st.Mtim.Sec, MtimeNsec: uint32(st.Mtim.Nsec),
 		Layer: len(s.v.layers),
 	}
@@ -630,7 +611,7 @@ func (s *upperState) lookupNL(p Node, name string) (Attr, error) {
 	}
 	switch kind {
 	case uEntry:
-		n, err := s.nodeAt(p, name, typeOfMode(st.Mode), st.Ino, d, nil)
+		n, err := s.nodeAt(p, name, index.TypeOfMode(st.Mode), st.Ino, d, nil)
 		if err != nil {
 			return Attr{}, err
 		}
@@ -702,7 +683,7 @@ func (s *upperState) listUpper(n Node, r urec) ([]upperEnt, error) {
 			return nil, err
 		}
 		e.wh = kind == uWhiteout
-		e.typ = typeOfMode(st.Mode)
+		e.typ = index.TypeOfMode(st.Mode)
 		if kind == uAbsent {
 			e.wh, e.typ = true, 0 // gone meanwhile: shows nothing
 		}
