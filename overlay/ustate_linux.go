@@ -547,11 +547,11 @@ func (s *upperState) setFlags(n Node, opaque, xwh *bool) {
 func (s *upperState) attr(n Node) (Attr, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.attrNL(n)
+	return s.attrLocked(n)
 }
 
-// attrNL is attr for callers that hold mu or wmu.
-func (s *upperState) attrNL(n Node) (Attr, error) {
+// attrLocked is attr for callers that hold mu or wmu.
+func (s *upperState) attrLocked(n Node) (Attr, error) {
 	if !s.has(n) {
 		if n&upperBit != 0 {
 			return Attr{}, ErrNotExist
@@ -574,11 +574,11 @@ func (s *upperState) attrNL(n Node) (Attr, error) {
 func (s *upperState) lookup(p Node, name string) (Attr, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.lookupNL(p, name)
+	return s.lookupLocked(p, name)
 }
 
-// lookupNL is lookup for callers that hold mu or wmu.
-func (s *upperState) lookupNL(p Node, name string) (Attr, error) {
+// lookupLocked is lookup for callers that hold mu or wmu.
+func (s *upperState) lookupLocked(p Node, name string) (Attr, error) {
 	if err := checkName(name); err != nil {
 		return Attr{}, err
 	}
@@ -641,7 +641,7 @@ func (s *upperState) lowerChild(st stack, name string) (Attr, error) {
 		s.v.cache.put(f, r.dir)
 	}
 	if s.has(n) {
-		return s.attrNL(n)
+		return s.attrLocked(n)
 	}
 	return s.v.lowerAttr(n)
 }
@@ -696,11 +696,11 @@ func (s *upperState) listUpper(n Node, r urec) ([]upperEnt, error) {
 func (s *upperState) readDir(n Node) (*Dir, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.readDirNL(n)
+	return s.readDirLocked(n)
 }
 
-// readDirNL is readDir for callers that hold mu or wmu.
-func (s *upperState) readDirNL(n Node) (*Dir, error) {
+// readDirLocked is readDir for callers that hold mu or wmu.
+func (s *upperState) readDirLocked(n Node) (*Dir, error) {
 	r, ok := s.get(n)
 	if !ok {
 		if n&upperBit != 0 {
@@ -785,11 +785,11 @@ func (s *upperState) readlink(n Node) (string, error) {
 func (s *upperState) xattrs(n Node) ([]index.Xattr, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.xattrsNL(n)
+	return s.xattrsLocked(n)
 }
 
-// xattrsNL is xattrs for callers that hold mu or wmu.
-func (s *upperState) xattrsNL(n Node) ([]index.Xattr, error) {
+// xattrsLocked is xattrs for callers that hold mu or wmu.
+func (s *upperState) xattrsLocked(n Node) ([]index.Xattr, error) {
 	if !s.has(n) {
 		if n&upperBit != 0 {
 			return nil, ErrNotExist
