@@ -102,7 +102,7 @@ func (a *Archive) repositoriesNames(repos map[string]map[string]string, layers [
 	var names []string
 	for repo, tags := range repos {
 		for tag, id := range tags {
-			if len(id) != 64 || !isLowerHex(id) {
+			if sha256Of(id) == "" {
 				continue
 			}
 			if path.Dir(top) == id {
