@@ -9,40 +9,27 @@ import (
 	"strings"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/imgfs/imgfs/index"
 )
 
-// checkDigest accepts exactly "sha256:" + 64 or "sha512:" + 128 lowercase hex digits. Nothing else is used
+// checkDigest is index.CheckDigest, the one digest rule, as an ErrInvalid error. Nothing else is used
 // as a digest, and in particular never as part of a path (CVE-2024-3727: "sha256:../../x").
 func checkDigest(d digest.Digest) error {
-	s := string(d)
-	alg, enc, ok := strings.Cut(s, ":")
-	if !ok {
-		return invalidf("invalid digest %q", clip(s))
-	}
-	var n int
-	switch alg {
-	case "sha256":
-		n = 64
-	case "sha512":
-		n = 128
-	default:
-		return invalidf("invalid digest %q: algorithm %q not supported", clip(s), clip(alg))
-	}
-	if len(enc) != n || !isLowerHex(enc) {
-		return invalidf("invalid digest %q: want %d lowercase hex digits", clip(s), n)
+	if err := index.CheckDigest(d); err != nil {
+		return invalidf("%w", err)
 	}
 	return nil
 }
 
-// isLowerHex says whether s is made of 0-9 and a-f only.
-func isLowerHex(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
+// sha256Of returns the sha256 digest whose hex digits are enc, or "" when enc is not 64 lowercase hex
+// digits.
+func sha256Of(enc string) digest.Digest {
+	d := digest.NewDigestFromEncoded(digest.SHA256, enc)
+	if index.CheckDigest(d) != nil {
+		return ""
 	}
-	return true
+	return d
 }
 
 // blobPath is the path of a blob in an OCI layout. d must have passed checkDigest.
@@ -77,10 +64,7 @@ func sha256Digest(b []byte) digest.Digest {
 func digestFromName(name string) digest.Digest {
 	dir, base := path.Split(name)
 	if dir == "blobs/sha256/" {
-		if len(base) == 64 && isLowerHex(base) {
-			return digest.NewDigestFromEncoded(digest.SHA256, base)
-		}
-		return ""
+		return sha256Of(base)
 	}
 	base = strings.TrimPrefix(base, "sha256:")
 	for _, ext := range []string{".tar.gz", ".tar.zst", ".tgz", ".tar", ".json"} {
@@ -89,10 +73,7 @@ func digestFromName(name string) digest.Digest {
 			break
 		}
 	}
-	if len(base) == 64 && isLowerHex(base) {
-		return digest.NewDigestFromEncoded(digest.SHA256, base)
-	}
-	return ""
+	return sha256Of(base)
 }
 
 // shortDigest abbreviates a digest for messages: "sha256:0123456789ab".

@@ -102,7 +102,7 @@ func (a *Archive) repositoriesNames(repos map[string]map[string]string, layers [
 	var names []string
 	for repo, tags := range repos {
 		for tag, id := range tags {
-			if len(id) != 64 || !isLowerHex(id) {
+			if sha256Of(id) == "" {
 				continue
 			}
 			if path.Dir(top) == id {
@@ -153,7 +153,7 @@ func (a *Archive) loadLegacyImage(ctx context.Context, e *entry) (*Image, error)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", lw, err)
 		}
-		mt := layerMediaType(c)
+		mt := LayerMediaType(c)
 		descs[i] = ispec.Descriptor{MediaType: mt, Digest: d, Size: b.Size}
 		layers[i] = Layer{Digest: d, DiffID: diffID, MediaType: mt, Size: b.Size, Source: real, a: a, blob: b}
 	}
@@ -177,8 +177,9 @@ func (a *Archive) loadLegacyImage(ctx context.Context, e *entry) (*Image, error)
 	}, nil
 }
 
-// layerMediaType is the OCI layer media type for a blob's compression.
-func layerMediaType(c index.Compression) string {
+// LayerMediaType is the OCI layer media type of a blob compressed with c: the one rule by which both
+// a docker-save layer read here and a layer imagewrite writes are typed.
+func LayerMediaType(c index.Compression) string {
 	switch c {
 	case index.CompressionGzip:
 		return ispec.MediaTypeImageLayerGzip

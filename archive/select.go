@@ -11,6 +11,9 @@ import (
 // minDigestPrefix is the shortest hex prefix accepted as a digest reference.
 const minDigestPrefix = 12
 
+// isHexDigits says whether s, a digest prefix a user typed, is lowercase hex digits only.
+func isHexDigits(s string) bool { return strings.Trim(s, "0123456789abcdef") == "" }
+
 // selectEntry picks the entry ref and platform designate (see Archive.Image).
 func (a *Archive) selectEntry(ref string, want *ispec.Platform) (*entry, error) {
 	if len(a.entries) == 0 {
@@ -86,12 +89,12 @@ func (a *Archive) match(ref string) ([]*entry, error) {
 		return a.matchDigest(d), nil
 	}
 	if alg, hex, ok := strings.Cut(ref, ":"); ok && (alg == "sha256" || alg == "sha512") {
-		if len(hex) < minDigestPrefix || !isLowerHex(hex) {
+		if len(hex) < minDigestPrefix || !isHexDigits(hex) {
 			return nil, errorf(ErrNotFound, "reference %q: want %s: and at least %d lowercase hex digits", clip(ref), alg, minDigestPrefix)
 		}
 		return a.matchDigest(ref), nil
 	}
-	if len(ref) >= minDigestPrefix && isLowerHex(ref) {
+	if len(ref) >= minDigestPrefix && isHexDigits(ref) {
 		if c := a.matchDigest(ref); len(c) > 0 {
 			return c, nil
 		}

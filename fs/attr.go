@@ -2,7 +2,6 @@ package fs
 
 import (
 	"fmt"
-	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
@@ -21,25 +20,14 @@ const (
 	generation = 1
 )
 
-// typeMode returns the S_IF* bits of a node type, and false for a type that has none.
+// typeMode returns the S_IF* bits of a node type, and false for a type that has none. A hard link is
+// its target: a regular file.
 func typeMode(t index.Type) (uint32, bool) {
-	switch t {
-	case index.TypeRegular, index.TypeHardlink: // a hard link is its target: a regular file
-		return syscall.S_IFREG, true
-	case index.TypeDir:
-		return syscall.S_IFDIR, true
-	case index.TypeSymlink:
-		return syscall.S_IFLNK, true
-	case index.TypeChar:
-		return syscall.S_IFCHR, true
-	case index.TypeBlock:
-		return syscall.S_IFBLK, true
-	case index.TypeFIFO:
-		return syscall.S_IFIFO, true
-	case index.TypeSocket:
-		return syscall.S_IFSOCK, true
+	if t == index.TypeHardlink {
+		t = index.TypeRegular
 	}
-	return 0, false
+	m := t.Mode()
+	return m, m != 0
 }
 
 // fillAttr converts the view's attributes to the kernel's. Symbolic links whose size the view leaves 0

@@ -228,6 +228,8 @@ func (f *fakeFile) FileRange() (*os.File, int64, bool) {
 	return f.n.file, f.n.base, f.n.file != nil && !f.n.noRange
 }
 
+func (f *fakeFile) Close() error { return nil }
+
 var _ io.ReaderAt = (*fakeFile)(nil)
 
 // fixture is a view holding one node of each kind, with the nodes kept for assertions.

@@ -366,7 +366,7 @@ func (v *fakeWView) OpenFile(n overlay.Node, write, trunc bool) (overlay.WFile, 
 }
 
 // Open returns a file that reads the node's current data, whatever is written after it was opened. It
-// can be neither synced nor closed.
+// cannot be synced; closing it does nothing.
 func (v *fakeWView) Open(n overlay.Node) (overlay.File, error) {
 	f, err := v.fakeView.Open(n)
 	if err != nil {
@@ -381,6 +381,7 @@ type fakeRFile struct{ f *fakeWFile }
 func (r fakeRFile) ReadAt(p []byte, off int64) (int, error) { return r.f.ReadAt(p, off) }
 func (r fakeRFile) Size() int64                             { return r.f.Size() }
 func (r fakeRFile) FileRange() (*os.File, int64, bool)      { return nil, 0, false }
+func (r fakeRFile) Close() error                            { return nil }
 
 func (v *fakeWView) Sync() error {
 	v.syncs.Add(1)

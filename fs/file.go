@@ -148,10 +148,8 @@ func (fs *fileSystem[D]) Release(cancel <-chan struct{}, in *fuse.ReleaseIn) {
 	if !ok {
 		return
 	}
-	if c, ok := h.f.(io.Closer); ok {
-		if err := c.Close(); err != nil {
-			fs.log.Debug("release: closing the file", "node", uint64(h.node), "err", err)
-		}
+	if err := h.f.Close(); err != nil {
+		fs.log.Debug("release: closing the file", "node", uint64(h.node), "err", err)
 	}
 }
 

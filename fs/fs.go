@@ -86,13 +86,8 @@ type fileSystem[D Dir] struct {
 
 var _ fuse.RawFileSystem = (*fileSystem[Dir])(nil)
 
-// New returns a FUSE file system serving view: read-write when view is a WritableView whose Writable
-// reports true, read-only otherwise. It is what Mount serves; use it directly to serve the view with a
-// fuse.Server of one's own (mounted read-write when the view is writable).
-func New[D Dir](view View[D], opts Options) fuse.RawFileSystem {
-	return newFileSystem(view, opts)
-}
-
+// newFileSystem returns the FUSE file system Mount serves for view: read-write when view is a
+// WritableView whose Writable reports true, read-only otherwise.
 func newFileSystem[D Dir](view View[D], opts Options) *fileSystem[D] {
 	log := opts.Logger
 	if log == nil {

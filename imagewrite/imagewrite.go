@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -291,10 +290,10 @@ func prepare(base *archive.Image, layers []Layer, cfg Config, opts Options) (*pl
 		if err != nil {
 			return nil, errorf(ErrBase, "base layer %d %s: %w", i+1, l.Digest, err)
 		}
-		if err := checkDigest(l.Digest); err != nil {
+		if err := index.CheckDigest(l.Digest); err != nil {
 			return nil, errorf(ErrBase, "base layer %d: %w", i+1, err)
 		}
-		if err := checkDigest(l.DiffID); err != nil {
+		if err := index.CheckDigest(l.DiffID); err != nil {
 			return nil, errorf(ErrBase, "base layer %d: diff_id: %w", i+1, err)
 		}
 		c, err := index.DetectCompression(io.NewSectionReader(b.R, b.Off, b.Size), 0)
@@ -342,11 +341,11 @@ func (p *plan) run(ctx context.Context, st store) (Result, error) {
 			p.log.Debug("copied base layer", "digest", l.Digest, "bytes", l.Size, "took", time.Since(start))
 		}
 		mt := l.MediaType
-		if p.format == FormatDockerArchive || mt == "" || isPlainLayerType(mt) && mt != layerMediaType(l.comp) {
+		if p.format == FormatDockerArchive || mt == "" || isPlainLayerType(mt) && mt != archive.LayerMediaType(l.comp) {
 			if p.format != FormatDockerArchive && mt != "" {
 				p.log.Warn("base layer media type does not match its content; corrected", "digest", l.Digest, "was", mt, "compression", l.comp)
 			}
-			mt = layerMediaType(l.comp)
+			mt = archive.LayerMediaType(l.comp)
 		}
 		res.Layers = append(res.Layers, LayerInfo{Digest: l.Digest, DiffID: l.DiffID, MediaType: mt, Size: l.blob.Size})
 		lay.addLayer(name, ispec.Descriptor{MediaType: mt, Digest: l.Digest, Size: l.blob.Size, Annotations: l.Annotations})
@@ -413,38 +412,10 @@ func checkTime(t time.Time) error {
 	return nil
 }
 
-// layerMediaType is the OCI media type of a layer blob compressed with c.
-func layerMediaType(c index.Compression) string {
-	switch c {
-	case index.CompressionGzip:
-		return ispec.MediaTypeImageLayerGzip
-	case index.CompressionZstd:
-		return ispec.MediaTypeImageLayerZstd
-	}
-	return ispec.MediaTypeImageLayer
-}
-
 // isPlainLayerType says whether mt is one of the three usual OCI layer media types (which differ only by
 // compression).
 func isPlainLayerType(mt string) bool {
 	return mt == ispec.MediaTypeImageLayer || mt == ispec.MediaTypeImageLayerGzip || mt == ispec.MediaTypeImageLayerZstd
-}
-
-// checkDigest accepts "sha256:" + 64 lowercase hex digits (or sha512 with 128): digests become file
-// names.
-func checkDigest(d digest.Digest) error {
-	alg, hex, ok := strings.Cut(string(d), ":")
-	n := 0
-	switch alg {
-	case "sha256":
-		n = 64
-	case "sha512":
-		n = 128
-	}
-	if !ok || n == 0 || len(hex) != n || strings.Trim(hex, "0123456789abcdef") != "" {
-		return fmt.Errorf("malformed digest %q", clip(string(d)))
-	}
-	return nil
 }
 
 // clip shortens a string for an error message.

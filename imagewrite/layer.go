@@ -10,6 +10,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/imgfs/imgfs/archive"
 	"github.com/imgfs/imgfs/index"
 )
 
@@ -55,7 +56,7 @@ func writeLayer(ctx context.Context, st store, lay layout, l Layer, comp index.C
 	if diff != nil {
 		diffID = digest.NewDigest(digest.SHA256, diff)
 	}
-	return LayerInfo{Digest: d, DiffID: diffID, MediaType: layerMediaType(comp), Size: size}, name, nil
+	return LayerInfo{Digest: d, DiffID: diffID, MediaType: archive.LayerMediaType(comp), Size: size}, name, nil
 }
 
 // layerInput is the writer handed to Layer.Write: it checks ctx, hashes, counts and forwards.

@@ -19,6 +19,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/internal/atomicfile"
 )
 
 // store is where an image's files go: a tar file or a directory, made visible by commit only.
@@ -94,28 +95,14 @@ func copyVerify(ctx context.Context, w io.Writer, b index.Blob, want digest.Dige
 // tempName is the prefix of temporary files and directories made beside out.
 func tempName(out string) string { return "." + filepath.Base(out) + ".imgfs-tmp-*" }
 
-// syncDir fsyncs a directory so that a rename in it is durable.
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = f.Sync()
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
 // tarStore writes a tar file: members are written in order with fixed attributes; a streamed member's
 // header is reserved and written once its size and name are known.
 type tarStore struct {
 	out   string
-	f     *os.File
+	f     *atomicfile.File
 	pos   int64
 	mtime time.Time
 	names map[string]bool
-	done  bool
 }
 
 func newTarStore(out string, created time.Time, sources []baseLayer) (*tarStore, error) {
@@ -132,13 +119,12 @@ func newTarStore(out string, created time.Time, sources []baseLayer) (*tarStore,
 			}
 		}
 	}
-	f, err := os.CreateTemp(filepath.Dir(out), tempName(out))
+	f, err := atomicfile.Create(out, tempName(out))
 	if err != nil {
 		return nil, fmt.Errorf("creating temporary file: %w", err)
 	}
-	if err := lockTemp(f); err != nil {
-		f.Close()
-		os.Remove(f.Name())
+	if err := lockTemp(f.File); err != nil {
+		f.Abort()
 		return nil, fmt.Errorf("locking temporary file: %w", err)
 	}
 	mtime := created.Truncate(time.Second)
@@ -294,29 +280,11 @@ func (s *tarStore) commit() error {
 	if err := s.f.Chmod(0o644); err != nil {
 		return err
 	}
-	if err := s.f.Sync(); err != nil {
-		return fmt.Errorf("syncing: %w", err)
-	}
-	// Renamed while still open, so locked: no reclaimTemps can take it meanwhile.
-	tmp := s.f.Name()
-	if err := os.Rename(tmp, s.out); err != nil {
-		return err
-	}
-	s.done = true
-	if err := s.f.Close(); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(s.out))
+	// Commit renames the file while it is still open, so still locked: no reclaimTemps can take it.
+	return s.f.Commit()
 }
 
-func (s *tarStore) abort() {
-	if s.done {
-		return
-	}
-	s.f.Close()
-	os.Remove(s.f.Name())
-	s.done = true
-}
+func (s *tarStore) abort() { s.f.Abort() }
 
 // dirStore builds a directory beside out and renames it to out on commit.
 type dirStore struct {
@@ -444,7 +412,7 @@ func (s *dirStore) streamBlob(ctx context.Context, nameOf func(digest.Digest) st
 
 func (s *dirStore) commit() error {
 	for i := len(s.dirs) - 1; i >= 0; i-- {
-		if err := syncDir(s.path(s.dirs[i])); err != nil {
+		if err := atomicfile.SyncDir(s.path(s.dirs[i])); err != nil {
 			return fmt.Errorf("syncing: %w", err)
 		}
 	}
@@ -461,7 +429,7 @@ func (s *dirStore) commit() error {
 	}
 	s.done = true
 	s.lock.Close()
-	return syncDir(filepath.Dir(s.out))
+	return atomicfile.SyncDir(filepath.Dir(s.out))
 }
 
 func (s *dirStore) abort() {

@@ -97,7 +97,7 @@ func TestWriteCommit(t *testing.T) {
 				if want := digest.FromBytes(layerTar); nl.DiffID != want {
 					t.Errorf("new layer diff_id %s, want %s", nl.DiffID, want)
 				}
-				if want := layerMediaType(c); nl.MediaType != want {
+				if want := archive.LayerMediaType(c); nl.MediaType != want {
 					t.Errorf("new layer media type %s, want %s", nl.MediaType, want)
 				}
 

@@ -7,23 +7,12 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/imgfs/imgfs/internal/atomicfile"
 )
-
-// ErrInvalidDigest means a digest is not "sha256:" followed by 64 lowercase hex digits.
-var ErrInvalidDigest = errors.New("index: invalid digest")
-
-// checkDigest validates a digest string strictly; it is used as a path component only after this.
-func checkDigest(d digest.Digest) (string, error) {
-	h, ok := strings.CutPrefix(string(d), "sha256:")
-	if !ok || len(h) != 64 || !isLowerHex(h) {
-		return "", fmt.Errorf("%w: %.80q", ErrInvalidDigest, d)
-	}
-	return h, nil
-}
 
 // tableDir is where tables of this format version live under a cache root.
 func tableDir(cacheDir string) string {
@@ -33,11 +22,11 @@ func tableDir(cacheDir string) string {
 // tablePath returns the cache path of the table of the blob with digest d and diff_id x: tables are
 // keyed by the pair that was verified.
 func tablePath(cacheDir string, d, x digest.Digest) (string, error) {
-	hd, err := checkDigest(d)
+	hd, err := checkSHA256(d)
 	if err != nil {
 		return "", err
 	}
-	hx, err := checkDigest(x)
+	hx, err := checkSHA256(x)
 	if err != nil {
 		return "", err
 	}
@@ -96,11 +85,6 @@ func storeTable(b *builder, info TableInfo, path, tmpDir string) (*Table, error)
 	if err := b.write(f, l, info); err != nil {
 		return nil, fmt.Errorf("writing table %s: %w", tmp, err)
 	}
-	if path != "" {
-		if err := f.Sync(); err != nil {
-			return nil, fmt.Errorf("writing table %s: %w", tmp, err)
-		}
-	}
 	t, err := openTableFile(f)
 	if err != nil {
 		return nil, err
@@ -108,15 +92,11 @@ func storeTable(b *builder, info TableInfo, path, tmpDir string) (*Table, error)
 	if path == "" {
 		return t, nil // tmp is removed by the deferred function; the mapping stays valid
 	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := atomicfile.Rename(f, path); err != nil {
 		t.Close()
 		return nil, fmt.Errorf("storing table: %w", err)
 	}
 	tmp = ""
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
 	return t, nil
 }
 

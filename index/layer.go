@@ -69,7 +69,7 @@ func Open(ctx context.Context, blob Blob, opts Options) (*Layer, error) {
 	}
 	for _, d := range []digest.Digest{opts.DiffID, opts.Digest} {
 		if d != "" {
-			if _, err := checkDigest(d); err != nil {
+			if _, err := checkSHA256(d); err != nil {
 				return nil, fmt.Errorf("opening layer: %w", err)
 			}
 		}

@@ -317,24 +317,14 @@ func encodeHeader(n int, info TableInfo, secs [numSections][2]uint64, bodyCRC ui
 // digestBytes returns the 32 bytes of a valid sha256 digest string.
 func digestBytes(d digest.Digest) ([32]byte, bool) {
 	var out [32]byte
-	h, ok := strings.CutPrefix(string(d), "sha256:")
-	if !ok || len(h) != 64 || !isLowerHex(h) {
+	h, err := checkSHA256(d)
+	if err != nil {
 		return out, false
 	}
 	if _, err := hex.Decode(out[:], []byte(h)); err != nil {
 		return out, false
 	}
 	return out, true
-}
-
-func isLowerHex(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
 }
 
 // parseTable checks a whole table file (header, layout, checksums, root record) and returns a Table

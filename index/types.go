@@ -51,6 +51,63 @@ func (t Type) String() string {
 	return "unknown"
 }
 
+// The file-type bits of a mode (st_mode, a tar header's mode, a FUSE request's mode), as POSIX numbers
+// them; they are the same on every Unix.
+const (
+	modeTypeMask = 0o170000 // S_IFMT
+	modeFIFO     = 0o010000 // S_IFIFO
+	modeChar     = 0o020000 // S_IFCHR
+	modeDir      = 0o040000 // S_IFDIR
+	modeBlock    = 0o060000 // S_IFBLK
+	modeRegular  = 0o100000 // S_IFREG
+	modeSymlink  = 0o120000 // S_IFLNK
+	modeSocket   = 0o140000 // S_IFSOCK
+)
+
+// TypeOfMode returns the type of a file whose mode (st_mode) is m: the one mapping of the S_IF* bits to
+// a Type. It returns 0 for bits that name no type.
+func TypeOfMode(m uint32) Type {
+	switch m & modeTypeMask {
+	case modeRegular:
+		return TypeRegular
+	case modeDir:
+		return TypeDir
+	case modeSymlink:
+		return TypeSymlink
+	case modeChar:
+		return TypeChar
+	case modeBlock:
+		return TypeBlock
+	case modeFIFO:
+		return TypeFIFO
+	case modeSocket:
+		return TypeSocket
+	}
+	return 0
+}
+
+// Mode returns the S_IF* bits of a file of type t, the inverse of TypeOfMode; 0 for TypeHardlink (a
+// link has the type of its target) and for unknown types.
+func (t Type) Mode() uint32 {
+	switch t {
+	case TypeRegular:
+		return modeRegular
+	case TypeDir:
+		return modeDir
+	case TypeSymlink:
+		return modeSymlink
+	case TypeChar:
+		return modeChar
+	case TypeBlock:
+		return modeBlock
+	case TypeFIFO:
+		return modeFIFO
+	case TypeSocket:
+		return modeSocket
+	}
+	return 0
+}
+
 // Flags qualify an entry.
 type Flags uint16
 

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/imgfs/imgfs/internal/atomicfile"
 )
 
 // What the cache trusts, and why.
@@ -108,21 +110,18 @@ func writeRecord(path string, r *verifiedRecord) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("storing verified record: %w", err)
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".record-*.tmp")
+	f, err := atomicfile.Create(path, ".record-*.tmp")
 	if err != nil {
 		return fmt.Errorf("storing verified record: %w", err)
 	}
 	if _, err := f.Write(append(b, '\n')); err != nil {
-		f.Close()
-		os.Remove(f.Name())
+		f.Abort()
 		return fmt.Errorf("storing verified record: %w", err)
 	}
-	err = commitFile(f, path)
-	f.Close()
-	if err != nil {
-		os.Remove(f.Name())
+	if err := f.Commit(); err != nil {
+		return fmt.Errorf("storing verified record: %w", err)
 	}
-	return err
+	return nil
 }
 
 // sourceIdentity names the bytes of blob so that a change to them is seen: the identity of the file

@@ -273,9 +273,7 @@ func (e *exporter) file(n Node, a *Attr, xs []index.Xattr) error {
 	if err != nil {
 		return err
 	}
-	if c, ok := f.(io.Closer); ok {
-		defer c.Close()
-	}
+	defer f.Close()
 	size := f.Size()
 	if size < 0 {
 		return fmt.Errorf("negative size %d: %w", size, ErrInvalid)

@@ -58,7 +58,7 @@ func (h *upHandle) switchUp() *hsrc {
 		h.src.Store(nc)
 		return nc
 	}
-	f, err := h.s.openUpperNL(h.node, unix.O_RDONLY, h)
+	f, err := h.s.openUpperLocked(h.node, unix.O_RDONLY, h)
 	if err != nil {
 		h.s.log.Warn("overlay: opening the upper copy of an open file", "node", h.node, "err", err)
 		return c
@@ -143,8 +143,8 @@ func (h *upHandle) Close() error {
 	return c.f.Close()
 }
 
-// openUpperNL opens node n's upper file with flags for handle h (caller holds mu or wmu).
-func (s *upperState) openUpperNL(n Node, flags int, h *upHandle) (*os.File, error) {
+// openUpperLocked opens node n's upper file with flags for handle h (caller holds mu or wmu).
+func (s *upperState) openUpperLocked(n Node, flags int, h *upHandle) (*os.File, error) {
 	d, name, err := s.target(n)
 	if err != nil {
 		return nil, err
@@ -209,7 +209,7 @@ func (s *upperState) openRead(n Node) (*upHandle, error) {
 		default:
 			return nil, ErrInvalid
 		}
-		f, err := s.openUpperNL(n, unix.O_RDONLY, h)
+		f, err := s.openUpperLocked(n, unix.O_RDONLY, h)
 		if err != nil {
 			return nil, err
 		}
@@ -234,7 +234,7 @@ func (s *upperState) openFile(n Node, write, trunc bool) (WFile, error) {
 		return s.openRead(n)
 	}
 	s.wmu.Lock()
-	a, err := s.attrNL(n)
+	a, err := s.attrLocked(n)
 	if err == nil {
 		switch a.Type {
 		case index.TypeRegular:
@@ -255,9 +255,9 @@ func (s *upperState) openFile(n Node, write, trunc bool) (WFile, error) {
 	}
 	h := &upHandle{s: s, node: n, write: write}
 	s.mu.RLock()
-	f, err := s.openUpperNL(n, unix.O_RDWR, h)
+	f, err := s.openUpperLocked(n, unix.O_RDWR, h)
 	if err != nil && errors.Is(err, unix.EACCES) {
-		f, err = s.openUpperNL(n, unix.O_WRONLY, h)
+		f, err = s.openUpperLocked(n, unix.O_WRONLY, h)
 	}
 	s.mu.RUnlock()
 	if err != nil {

@@ -1099,7 +1099,7 @@ func upRenderDisk(t *testing.T, root string) []string {
 		if err := unix.Lstat(p, &st); err != nil {
 			t.Fatalf("lstat %s: %v", p, err)
 		}
-		typ := typeOfMode(st.Mode)
+		typ := index.TypeOfMode(st.Mode)
 		mode := st.Mode & 0o7777
 		s := fmt.Sprintf("%s %s %04o %d:%d", rel, typ, mode, st.Uid, st.Gid)
 		switch typ {

@@ -255,27 +255,6 @@ func (s *upperState) classify(d udir, name string, st *unix.Stat_t, xwh bool) (i
 	return uEntry, nil
 }
 
-// typeOfMode returns the type of a file of mode m.
-func typeOfMode(m uint32) index.Type {
-	switch m & unix.S_IFMT {
-	case unix.S_IFREG:
-		return index.TypeRegular
-	case unix.S_IFDIR:
-		return index.TypeDir
-	case unix.S_IFLNK:
-		return index.TypeSymlink
-	case unix.S_IFCHR:
-		return index.TypeChar
-	case unix.S_IFBLK:
-		return index.TypeBlock
-	case unix.S_IFIFO:
-		return index.TypeFIFO
-	case unix.S_IFSOCK:
-		return index.TypeSocket
-	}
-	return 0
-}
-
 // typeOfDT returns the type of a directory entry of d_type dt; 0 when it must be lstat()ed.
 func typeOfDT(dt uint8) index.Type {
 	switch dt {
@@ -298,7 +277,7 @@ func typeOfDT(dt uint8) index.Type {
 // attrOf returns the attributes of node n whose upper file has stat st.
 func (s *upperState) attrOf(n Node, st *unix.Stat_t) Attr {
 	a := Attr{
-		Node: n, Type: typeOfMode(st.Mode), Mode: st.Mode & 0o7777, Nlink: uint32(st.Nlink),
+		Node: n, Type: index.TypeOfMode(st.Mode), Mode: st.Mode & 0o7777, Nlink: uint32(st.Nlink),
 		UID: st.Uid, GID: st.Gid, MtimeSec: st.Mtim.Sec, MtimeNsec: uint32(st.Mtim.Nsec),
 		Times: true, AtimeSec: st.Atim.Sec, AtimeNsec: uint32(st.Atim.Nsec), CtimeSec: st.Ctim.Sec, CtimeNsec: uint32(st.Ctim.Nsec),
 		Layer: len(s.v.layers),
@@ -587,11 +566,11 @@ func (s *upperState) setFlags(n Node, opaque, xwh *bool) {
 func (s *upperState) attr(n Node) (Attr, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.attrNL(n)
+	return s.attrLocked(n)
 }
 
-// attrNL is attr for callers that hold mu or wmu.
-func (s *upperState) attrNL(n Node) (Attr, error) {
+// attrLocked is attr for callers that hold mu or wmu.
+func (s *upperState) attrLocked(n Node) (Attr, error) {
 	if !s.has(n) {
 		if n&upperBit != 0 {
 			return Attr{}, ErrNotExist
@@ -614,11 +593,11 @@ func (s *upperState) attrNL(n Node) (Attr, error) {
 func (s *upperState) lookup(p Node, name string) (Attr, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.lookupNL(p, name)
+	return s.lookupLocked(p, name)
 }
 
-// lookupNL is lookup for callers that hold mu or wmu.
-func (s *upperState) lookupNL(p Node, name string) (Attr, error) {
+// lookupLocked is lookup for callers that hold mu or wmu.
+func (s *upperState) lookupLocked(p Node, name string) (Attr, error) {
 	if err := checkName(name); err != nil {
 		return Attr{}, err
 	}
@@ -651,7 +630,7 @@ func (s *upperState) lookupNL(p Node, name string) (Attr, error) {
 	}
 	switch kind {
 	case uEntry:
-		n, err := s.nodeAt(p, name, typeOfMode(st.Mode), st.Ino, d, nil)
+		n, err := s.nodeAt(p, name, index.TypeOfMode(st.Mode), st.Ino, d, nil)
 		if err != nil {
 			return Attr{}, err
 		}
@@ -681,7 +660,7 @@ func (s *upperState) lowerChild(st stack, name string) (Attr, error) {
 		s.v.cache.put(f, r.dir)
 	}
 	if s.has(n) {
-		return s.attrNL(n)
+		return s.attrLocked(n)
 	}
 	return s.v.lowerAttr(n)
 }
@@ -723,7 +702,7 @@ func (s *upperState) listUpper(n Node, r urec) ([]upperEnt, error) {
 			return nil, err
 		}
 		e.wh = kind == uWhiteout
-		e.typ = typeOfMode(st.Mode)
+		e.typ = index.TypeOfMode(st.Mode)
 		if kind == uAbsent {
 			e.wh, e.typ = true, 0 // gone meanwhile: shows nothing
 		}
@@ -736,11 +715,11 @@ func (s *upperState) listUpper(n Node, r urec) ([]upperEnt, error) {
 func (s *upperState) readDir(n Node) (*Dir, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.readDirNL(n)
+	return s.readDirLocked(n)
 }
 
-// readDirNL is readDir for callers that hold mu or wmu.
-func (s *upperState) readDirNL(n Node) (*Dir, error) {
+// readDirLocked is readDir for callers that hold mu or wmu.
+func (s *upperState) readDirLocked(n Node) (*Dir, error) {
 	r, ok := s.get(n)
 	if !ok {
 		if n&upperBit != 0 {
@@ -825,11 +804,11 @@ func (s *upperState) readlink(n Node) (string, error) {
 func (s *upperState) xattrs(n Node) ([]index.Xattr, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.xattrsNL(n)
+	return s.xattrsLocked(n)
 }
 
-// xattrsNL is xattrs for callers that hold mu or wmu.
-func (s *upperState) xattrsNL(n Node) ([]index.Xattr, error) {
+// xattrsLocked is xattrs for callers that hold mu or wmu.
+func (s *upperState) xattrsLocked(n Node) ([]index.Xattr, error) {
 	if !s.has(n) {
 		if n&upperBit != 0 {
 			return nil, ErrNotExist

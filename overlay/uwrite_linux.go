@@ -82,7 +82,7 @@ func (s *upperState) ensureDir(n Node) error {
 	// up everything below it.
 	cur := Root
 	for c := range strings.SplitSeq(s.v.layers[f.layer].Path(f.id), "/") {
-		a, err := s.lookupNL(cur, c)
+		a, err := s.lookupLocked(cur, c)
 		if err != nil {
 			return err
 		}
@@ -185,7 +185,7 @@ func (s *upperState) resolveDir(p string) (Node, error) {
 		return cur, nil
 	}
 	for c := range strings.SplitSeq(p, "/") {
-		a, err := s.lookupNL(cur, c)
+		a, err := s.lookupLocked(cur, c)
 		if err != nil {
 			return 0, err
 		}
@@ -214,7 +214,7 @@ func (s *upperState) lowerNames(n Node, f frame) ([]uname, error) {
 		if err != nil {
 			continue
 		}
-		a, err := s.lookupNL(parent, base)
+		a, err := s.lookupLocked(parent, base)
 		if err != nil || a.Node != n {
 			continue
 		}
@@ -462,14 +462,14 @@ func (s *upperState) newEntry(p Node, name string, typ index.Type, mode uint32, 
 	if err := checkNewName(name); err != nil {
 		return Attr{}, err
 	}
-	pa, err := s.attrNL(p)
+	pa, err := s.attrLocked(p)
 	if err != nil {
 		return Attr{}, err
 	}
 	if pa.Type != index.TypeDir {
 		return Attr{}, ErrNotDir
 	}
-	if _, err := s.lookupNL(p, name); err == nil {
+	if _, err := s.lookupLocked(p, name); err == nil {
 		return Attr{}, ErrExist
 	} else if !errors.Is(err, ErrNotExist) {
 		return Attr{}, err
@@ -605,21 +605,21 @@ func (s *upperState) link(target, np Node, nn string) (Attr, error) {
 	if err := checkNewName(nn); err != nil {
 		return Attr{}, err
 	}
-	ta, err := s.attrNL(target)
+	ta, err := s.attrLocked(target)
 	if err != nil {
 		return Attr{}, err
 	}
 	if ta.Type == index.TypeDir {
 		return Attr{}, ErrIsDir
 	}
-	pa, err := s.attrNL(np)
+	pa, err := s.attrLocked(np)
 	if err != nil {
 		return Attr{}, err
 	}
 	if pa.Type != index.TypeDir {
 		return Attr{}, ErrNotDir
 	}
-	if _, err := s.lookupNL(np, nn); err == nil {
+	if _, err := s.lookupLocked(np, nn); err == nil {
 		return Attr{}, ErrExist
 	} else if !errors.Is(err, ErrNotExist) {
 		return Attr{}, err
@@ -716,7 +716,7 @@ func (s *upperState) replaceWithWhiteout(p Node, d udir, name string, dir bool) 
 func (s *upperState) unlink(p Node, name string) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	a, err := s.lookupNL(p, name)
+	a, err := s.lookupLocked(p, name)
 	if err != nil {
 		return err
 	}
@@ -832,14 +832,14 @@ func (s *upperState) dropDir(n Node, l uname) {
 func (s *upperState) rmdir(p Node, name string) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	a, err := s.lookupNL(p, name)
+	a, err := s.lookupLocked(p, name)
 	if err != nil {
 		return err
 	}
 	if a.Type != index.TypeDir {
 		return ErrNotDir
 	}
-	if d, err := s.readDirNL(a.Node); err != nil {
+	if d, err := s.readDirLocked(a.Node); err != nil {
 		return err
 	} else if d.Len() > 0 {
 		return ErrNotEmpty
@@ -901,7 +901,7 @@ func (s *upperState) makeComplete(d Node) error {
 		return nil
 	}
 	s.completed = append(s.completed, d)
-	dir, err := s.readDirNL(d)
+	dir, err := s.readDirLocked(d)
 	if err != nil {
 		return err
 	}
@@ -949,11 +949,11 @@ func (s *upperState) rename(op Node, on string, np Node, nn string, flags Rename
 		return err
 	}
 	exch := flags&RenameExchange != 0
-	src, err := s.lookupNL(op, on)
+	src, err := s.lookupLocked(op, on)
 	if err != nil {
 		return err
 	}
-	dst, err := s.lookupNL(np, nn)
+	dst, err := s.lookupLocked(np, nn)
 	exists := err == nil
 	if err != nil && !errors.Is(err, ErrNotExist) {
 		return err
@@ -981,7 +981,7 @@ func (s *upperState) rename(op Node, on string, np Node, nn string, flags Rename
 		case src.Type != index.TypeDir && dst.Type == index.TypeDir:
 			return ErrIsDir
 		case dst.Type == index.TypeDir:
-			if d, err := s.readDirNL(dst.Node); err != nil {
+			if d, err := s.readDirLocked(dst.Node); err != nil {
 				return err
 			} else if d.Len() > 0 {
 				return ErrNotEmpty
@@ -1159,7 +1159,7 @@ func (s *upperState) upTarget(n Node) (udir, string, error) {
 func (s *upperState) setAttr(n Node, in SetAttrIn) (Attr, error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	a, err := s.attrNL(n)
+	a, err := s.attrLocked(n)
 	if err != nil {
 		return Attr{}, err
 	}
@@ -1238,7 +1238,7 @@ func (s *upperState) truncate(d udir, name string, size int64) error {
 
 // hasXattr reports whether node n shows extended attribute name.
 func (s *upperState) hasXattr(n Node, name string) (bool, error) {
-	xs, err := s.xattrsNL(n)
+	xs, err := s.xattrsLocked(n)
 	if err != nil {
 		return false, err
 	}

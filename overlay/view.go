@@ -111,6 +111,8 @@ type File interface {
 	Size() int64
 	// FileRange returns a plain file range holding the data, when there is one, for zero-copy reads.
 	FileRange() (f *os.File, off int64, ok bool)
+	// Close releases the file; every File that Open returned must be closed once.
+	Close() error
 }
 
 // View is the read-only union of ordered image layers. It is safe for concurrent use. Its memory does not
@@ -663,9 +665,8 @@ func (v *View) lowerXattrs(n Node) ([]index.Xattr, error) {
 	return out, nil
 }
 
-// Open returns the data of regular file n. On a writable view the File also has a Close method (an
-// io.Closer) that callers should call when done; a File opened on a lower file reads the upper copy once
-// the file has been copied up.
+// Open returns the data of regular file n, which the caller closes when done. On a writable view a File
+// opened on a lower file reads the upper copy once the file has been copied up.
 func (v *View) Open(n Node) (File, error) {
 	if v.up != nil {
 		return v.up.open(n)
@@ -725,3 +726,6 @@ type memberFile struct {
 func (f *memberFile) ReadAt(p []byte, off int64) (int, error) { return f.l.ReadAt(f.id, p, off) }
 func (f *memberFile) Size() int64                             { return f.size }
 func (f *memberFile) FileRange() (*os.File, int64, bool)      { return f.l.FileRange(f.id) }
+
+// Close does nothing: a member file holds nothing of its own (the layer owns the data).
+func (f *memberFile) Close() error { return nil }

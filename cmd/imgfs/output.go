@@ -3,21 +3,18 @@ package main
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"syscall"
+
+	"github.com/imgfs/imgfs/internal/atomicfile"
 )
 
-// atomicFile is an output written to a temporary file beside its target and renamed into place only
-// when complete, so an error or a crash never leaves a half-written target.
-type atomicFile struct {
-	*os.File
-	target string
-	done   bool
-}
+// atomicFile is an output that appears at its target only once complete.
+type atomicFile = atomicfile.File
 
+// createAtomic creates an output written to a temporary file beside target and renamed into place
+// only by Commit, so an error or a crash never leaves a half-written target.
 func createAtomic(target string) (*atomicFile, error) {
-	dir := filepath.Dir(target)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(target)+".tmp-*")
+	f, err := atomicfile.Create(target, "")
 	if err != nil {
 		return nil, fmt.Errorf("creating %s: %w", target, err)
 	}
@@ -25,41 +22,8 @@ func createAtomic(target string) (*atomicFile, error) {
 	mask := syscall.Umask(0)
 	syscall.Umask(mask)
 	if err := f.Chmod(0o666 &^ os.FileMode(mask)); err != nil {
-		f.Close()
-		os.Remove(f.Name())
+		f.Abort()
 		return nil, fmt.Errorf("creating %s: %w", target, err)
 	}
-	return &atomicFile{File: f, target: target}, nil
-}
-
-// Commit syncs the file and renames it over the target.
-func (a *atomicFile) Commit() error {
-	if err := a.File.Sync(); err != nil {
-		a.Abort()
-		return fmt.Errorf("writing %s: %w", a.target, err)
-	}
-	if err := a.File.Close(); err != nil {
-		a.Abort()
-		return fmt.Errorf("writing %s: %w", a.target, err)
-	}
-	if err := os.Rename(a.File.Name(), a.target); err != nil {
-		os.Remove(a.File.Name())
-		return fmt.Errorf("writing %s: %w", a.target, err)
-	}
-	a.done = true
-	if d, err := os.Open(filepath.Dir(a.target)); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
-}
-
-// Abort removes the temporary file; after Commit it does nothing.
-func (a *atomicFile) Abort() {
-	if a.done {
-		return
-	}
-	a.done = true
-	a.File.Close()
-	os.Remove(a.File.Name())
+	return f, nil
 }

@@ -11,10 +11,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"time"
 
+	"github.com/imgfs/imgfs/internal/atomicfile"
 	"github.com/imgfs/imgfs/internal/tartest"
 )
 
@@ -169,21 +168,13 @@ func history(n int) []map[string]any {
 }
 
 func writeAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".sample-*.tmp")
+	f, err := atomicfile.Create(path, ".sample-*.tmp")
 	if err != nil {
 		return err
 	}
-	defer os.Remove(f.Name())
 	if _, err := f.Write(data); err != nil {
-		f.Close()
+		f.Abort()
 		return err
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
+	return f.Commit()
 }
