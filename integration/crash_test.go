@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -252,5 +253,127 @@ func TestCommitKilledLeavesNoTemp(t *testing.T) {
 	}
 	if _, stderr, code := imgfs(t, "inspect", "--cache-dir", cacheDir, out); code != 0 {
 		t.Errorf("inspect of the commit: exit %d: %s", code, stderr)
+	}
+}
+
+// TestOutputKilledIsOldOrNew runs export -o, import -o and commit -o over an existing OUT and stops
+// each with SIGTERM, SIGINT or SIGKILL at a random point (seeded; IMGFS_CRASH_SEED picks another run)
+// after its temporary appeared: OUT is then byte for byte the old file or the complete new one (as an
+// uninterrupted run writes it), SIGTERM and SIGINT leave no temporary, and the next run to the same
+// OUT reclaims what a SIGKILL left.
+func TestOutputKilledIsOldOrNew(t *testing.T) {
+	requireFUSE(t)
+	seed := uint64(20261204)
+	if s := os.Getenv("IMGFS_CRASH_SEED"); s != "" {
+		seed, _ = strconv.ParseUint(s, 10, 64)
+	}
+	t.Logf("seed %d", seed)
+	r := rand.New(rand.NewPCG(seed, 1))
+	base := t.TempDir()
+	archive, _, _ := crashImage(t, base)
+	upper := filepath.Join(base, "upper")
+	mnt := mountImage(t, archive, "--upper", upper)
+	if err := os.WriteFile(filepath.Join(mnt, "tree/new.txt"), []byte("new\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	unmountOrDie(t, mnt)
+	waitControlGone(t, upper)
+	flat := filepath.Join(base, "flat.tar")
+	if _, stderr, code := imgfs(t, "export", "-q", "--cache-dir", cacheDir, "-o", flat, archive); code != 0 {
+		t.Fatalf("export: exit %d: %s", code, stderr)
+	}
+	out := filepath.Join(base, "out.tar")
+	old := []byte("the old output\n")
+	temps := func() []string {
+		m, _ := filepath.Glob(filepath.Join(base, ".out.tar.*")) // any temporary name
+		return m
+	}
+	cmds := map[string][]string{
+		"export": {"export", "-q", "--cache-dir", cacheDir, "--compression", "gzip", "-o", out, archive},
+		"import": {"import", "-q", "--compression", "gzip", "-o", out, flat},
+		"commit": {"commit", "-q", "--cache-dir", cacheDir, "--upper", upper, "-o", out, archive},
+	}
+	run := func(args []string) *exec.Cmd {
+		cmd := exec.Command(imgfsBin, args...)
+		cmd.Env = append(os.Environ(), "SOURCE_DATE_EPOCH=1700000000")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return cmd
+	}
+	for _, name := range []string{"export", "import", "commit"} {
+		args := cmds[name]
+		os.Remove(out)
+		cmd := run(args)
+		// fresh lists the temporaries not in before: a run's own (a SIGKILL's stays until the next
+		// run reclaims it).
+		fresh := func(before []string) []string {
+			var m []string
+			for _, p := range temps() {
+				if !slices.Contains(before, p) {
+					m = append(m, p)
+				}
+			}
+			return m
+		}
+		waitTemp := func(before []string) {
+			for i := 0; i < 2000 && len(fresh(before)) == 0; i++ {
+				time.Sleep(time.Millisecond)
+			}
+		}
+		waitTemp(nil)
+		start := time.Now() // the window in which OUT is written
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		took := max(time.Since(start), time.Millisecond)
+		want, err := os.ReadFile(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		killedMidway := 0
+		for it := range 9 {
+			sig := []unix.Signal{unix.SIGTERM, unix.SIGINT, unix.SIGKILL}[it%3]
+			if err := os.WriteFile(out, old, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			before := temps()
+			cmd := run(args)
+			waitTemp(before)
+			delay := time.Duration(r.Int64N(int64(took / 2)))
+			time.Sleep(delay)
+			midway := len(fresh(before)) != 0
+			cmd.Process.Signal(sig)
+			cmd.Wait()
+			got, err := os.ReadFile(out)
+			switch {
+			case err != nil:
+				t.Errorf("%s %v after %v: %v", name, sig, delay, err)
+			case bytes.Equal(got, old):
+				if midway {
+					killedMidway++
+				}
+			case !bytes.Equal(got, want):
+				t.Errorf("%s %v after %v: OUT is neither the old nor the new file (%d bytes)", name, sig, delay, len(got))
+			}
+			m := fresh(before)
+			if sig != unix.SIGKILL && len(m) != 0 {
+				t.Errorf("%s %v after %v left %q", name, sig, delay, m)
+			}
+			t.Logf("%s: %v %v after the temporary appeared (writing takes %v): old output %v, temporaries left %d",
+				name, sig, delay.Round(time.Millisecond), took.Round(time.Millisecond), bytes.Equal(got, old), len(m))
+		}
+		if killedMidway == 0 {
+			t.Errorf("%s: no run was stopped while writing", name)
+		}
+		if err := run(args).Wait(); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if m := temps(); len(m) != 0 {
+			t.Errorf("%s: a run after the kills left %q", name, m)
+		}
+		if got, _ := os.ReadFile(out); !bytes.Equal(got, want) {
+			t.Errorf("%s: the run after the kills wrote other bytes", name)
+		}
 	}
 }

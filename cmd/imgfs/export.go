@@ -68,7 +68,7 @@ func runExport(c *cli.Context) error {
 	var w io.Writer = os.Stdout
 	var file *atomicFile
 	if out != "-" {
-		if file, err = createAtomic(out); err != nil {
+		if file, err = createAtomic(out, log); err != nil {
 			return err
 		}
 		defer file.Abort()

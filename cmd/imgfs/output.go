@@ -2,22 +2,25 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"syscall"
+
+	"github.com/imgfs/imgfs/imagewrite"
 )
 
 // atomicFile is an output written to a temporary file beside its target and renamed into place only
-// when complete, so an error or a crash never leaves a half-written target.
+// when complete, so an error or a crash never leaves a half-written target. The temporary is
+// imagewrite's (locked while written), so one a SIGKILL left is reclaimed by the next write to target.
 type atomicFile struct {
 	*os.File
 	target string
 	done   bool
 }
 
-func createAtomic(target string) (*atomicFile, error) {
-	dir := filepath.Dir(target)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(target)+".tmp-*")
+func createAtomic(target string, log *slog.Logger) (*atomicFile, error) {
+	f, err := imagewrite.CreateTemp(target, log)
 	if err != nil {
 		return nil, fmt.Errorf("creating %s: %w", target, err)
 	}
@@ -38,15 +41,15 @@ func (a *atomicFile) Commit() error {
 		a.Abort()
 		return fmt.Errorf("writing %s: %w", a.target, err)
 	}
-	if err := a.File.Close(); err != nil {
+	// Renamed while still open, so locked: no reclaim by another write to target can take it.
+	if err := os.Rename(a.File.Name(), a.target); err != nil {
 		a.Abort()
 		return fmt.Errorf("writing %s: %w", a.target, err)
 	}
-	if err := os.Rename(a.File.Name(), a.target); err != nil {
-		os.Remove(a.File.Name())
+	a.done = true
+	if err := a.File.Close(); err != nil {
 		return fmt.Errorf("writing %s: %w", a.target, err)
 	}
-	a.done = true
 	if d, err := os.Open(filepath.Dir(a.target)); err == nil {
 		d.Sync()
 		d.Close()
