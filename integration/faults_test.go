@@ -7,8 +7,11 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/imgfs/imgfs/internal/sample"
 	"github.com/imgfs/imgfs/internal/tartest"
@@ -125,4 +128,140 @@ func TestArchiveChangedUnderLiveMount(t *testing.T) {
 			}
 		}
 	}
+}
+
+// smallTmpfs mounts an 8 MiB tmpfs and returns its path; it is unmounted at cleanup.
+func smallTmpfs(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "imgfs-small-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=8m"); err != nil {
+		os.Remove(dir)
+		t.Fatalf("mount tmpfs: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(dir, 0); err != nil {
+			unix.Unmount(dir, unix.MNT_DETACH)
+		}
+		os.Remove(dir)
+	})
+	return dir
+}
+
+// TestOutOfSpace puts the upper directory and the commit output on an 8 MiB tmpfs: a write that fills
+// it gets ENOSPC, a copy-up of a 16 MiB lower file gets ENOSPC and leaves nothing behind, and a commit
+// whose output does not fit fails with one "no space left on device" line naming OUT, leaves the old
+// OUT as it was and no temporary. A remount then shows the same tree, with what was written before.
+func TestOutOfSpace(t *testing.T) {
+	requireFUSE(t)
+	r := rand.New(rand.NewPCG(3, 4))
+	big := make([]byte, 16<<20)
+	for i := range big {
+		big[i] = byte(r.Uint32())
+	}
+	dir := t.TempDir()
+	archive := filepath.Join(dir, "img.tar")
+	ms := []tartest.Member{tartest.File("small.txt", "small\n"), {Name: "big.bin", Body: big, Mode: 0o644}}
+	if err := sample.WriteArchive(archive, "faults:1", [][]tartest.Member{ms}, false); err != nil {
+		t.Fatal(err)
+	}
+	small := smallTmpfs(t)
+	upper := filepath.Join(small, "upper")
+	mnt := filepath.Join(dir, "mnt")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d := startForeground(t, archive, mnt, "--upper", upper)
+	kept := bytes.Repeat([]byte("kept\n"), 1000)
+	if err := os.WriteFile(filepath.Join(mnt, "kept.txt"), kept, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	// A write that fills the file system.
+	f, err := os.Create(filepath.Join(mnt, "fill.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := big[:1<<20]
+	for i := 0; i < 16 && err == nil; i++ {
+		_, err = f.Write(chunk)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if !errors.Is(err, syscall.ENOSPC) {
+		t.Errorf("writing 16 MiB into an 8 MiB upper directory: %v, want ENOSPC", err)
+	}
+	if err := os.Remove(filepath.Join(mnt, "fill.bin")); err != nil {
+		t.Fatal(err)
+	}
+
+	// A copy-up of a lower file larger than the space.
+	f, err = os.OpenFile(filepath.Join(mnt, "big.bin"), os.O_WRONLY|os.O_APPEND, 0)
+	if err == nil {
+		_, err = f.Write([]byte("more"))
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if !errors.Is(err, syscall.ENOSPC) {
+		t.Errorf("copy-up of a 16 MiB file into an 8 MiB upper directory: %v, want ENOSPC", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(mnt, "big.bin")); err != nil || !bytes.Equal(b, big) {
+		t.Errorf("big.bin after the failed copy-up: %d bytes, %v; want the lower file", len(b), err)
+	}
+	if _, err := os.Lstat(filepath.Join(upper, "big.bin")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the failed copy-up left big.bin in the upper directory: %v", err)
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(small, &st); err != nil {
+		t.Fatal(err)
+	}
+	if free := int64(st.Bavail) * st.Bsize; free < 7<<20 {
+		t.Errorf("after the failed writes %d bytes are free of 8 MiB: something was left behind", free)
+	}
+	view := walkTree(t, mnt, true)
+	d.stop(t)
+	waitControlGone(t, upper)
+
+	// A commit whose output does not fit.
+	out := filepath.Join(small, "out.tar")
+	old := []byte("the old output\n")
+	if err := os.WriteFile(out, old, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, code := imgfs(t, "commit", "-q", "--cache-dir", cacheDir, "--upper", upper, "-o", out, archive)
+	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	if code == 0 || len(lines) != 1 || !strings.Contains(stderr, "no space left on device") || !strings.Contains(stderr, out) {
+		t.Errorf("commit into a full file system: exit %d, stderr %q; want one line naming %s and saying no space left on device", code, stderr, out)
+	}
+	if b, err := os.ReadFile(out); err != nil || !bytes.Equal(b, old) {
+		t.Errorf("the old output after the failed commit: %q %v", b, err)
+	}
+	if m, _ := filepath.Glob(filepath.Join(small, ".out.tar*")); len(m) != 0 {
+		t.Errorf("the failed commit left %q", m)
+	}
+	_, stderr, code = imgfs(t, "export", "-q", "--cache-dir", cacheDir, "--upper", upper, "-o", out, archive)
+	if code == 0 || !strings.Contains(stderr, "no space left on device") || !strings.Contains(stderr, out) {
+		t.Errorf("export into a full file system: exit %d, stderr %q; want an error naming %s and saying no space left on device", code, stderr, out)
+	}
+	if b, err := os.ReadFile(out); err != nil || !bytes.Equal(b, old) {
+		t.Errorf("the old output after the failed export: %q %v", b, err)
+	}
+	if m, _ := filepath.Glob(filepath.Join(small, ".out.tar*")); len(m) != 0 {
+		t.Errorf("the failed export left %q", m)
+	}
+
+	// The remount shows the same tree.
+	d = startForeground(t, archive, mnt, "--upper", upper)
+	compareTrees(t, view, walkTree(t, mnt, true), false)
+	if b, err := os.ReadFile(filepath.Join(mnt, "kept.txt")); err != nil || !bytes.Equal(b, kept) {
+		t.Errorf("kept.txt after the remount: %d bytes, %v", len(b), err)
+	}
+	d.stop(t)
 }

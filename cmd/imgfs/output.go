@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -55,6 +57,15 @@ func (a *atomicFile) Commit() error {
 		d.Close()
 	}
 	return nil
+}
+
+// Write writes to the temporary; an error names the target, which the user knows, not the temporary.
+func (a *atomicFile) Write(p []byte) (int, error) {
+	n, err := a.File.Write(p)
+	if pe, ok := errors.AsType[*fs.PathError](err); ok && pe.Path == a.File.Name() {
+		err = &fs.PathError{Op: pe.Op, Path: a.target, Err: pe.Err}
+	}
+	return n, err
 }
 
 // Abort removes the temporary file; after Commit it does nothing.
