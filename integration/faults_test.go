@@ -114,6 +114,9 @@ func TestArchiveChangedUnderLiveMount(t *testing.T) {
 						if b, err := os.ReadFile(filepath.Join(dir, "upper", "data.bin")); err == nil {
 							t.Errorf("a failed copy-up left data.bin (%d bytes) in the upper directory", len(b))
 						}
+						if ents, err := os.ReadDir(filepath.Join(dir, ".upper.imgfs-work")); err != nil || len(ents) != 0 {
+							t.Errorf("the work directory after a failed copy-up: %v %v", ents, err)
+						}
 						return
 					}
 					b, err = os.ReadFile(filepath.Join(mnt, "data.bin"))
@@ -153,7 +156,7 @@ func smallTmpfs(t *testing.T) string {
 // TestOutOfSpace puts the upper directory and the commit output on an 8 MiB tmpfs: a write that fills
 // it gets ENOSPC, a copy-up of a 16 MiB lower file gets ENOSPC and leaves nothing behind, and a commit
 // whose output does not fit fails with one "no space left on device" line naming OUT, leaves the old
-// OUT as it was and no temporary. A remount then shows the same tree, with what was written before.
+// OUT as it was and no temporary; so do an export and an import. A remount then shows the same tree, with what was written before.
 func TestOutOfSpace(t *testing.T) {
 	requireFUSE(t)
 	r := rand.New(rand.NewPCG(3, 4))
@@ -255,6 +258,21 @@ func TestOutOfSpace(t *testing.T) {
 	}
 	if m, _ := filepath.Glob(filepath.Join(small, ".out.tar*")); len(m) != 0 {
 		t.Errorf("the failed export left %q", m)
+	}
+
+	flat := filepath.Join(dir, "flat.tar")
+	if _, stderr, code := imgfs(t, "export", "-q", "--cache-dir", cacheDir, "-o", flat, archive); code != 0 {
+		t.Fatalf("export: exit %d: %s", code, stderr)
+	}
+	_, stderr, code = imgfs(t, "import", "-q", "--compression", "none", "-o", out, flat)
+	if code == 0 || !strings.Contains(stderr, "no space left on device") || !strings.Contains(stderr, out) {
+		t.Errorf("import into a full file system: exit %d, stderr %q; want an error naming %s and saying no space left on device", code, stderr, out)
+	}
+	if b, err := os.ReadFile(out); err != nil || !bytes.Equal(b, old) {
+		t.Errorf("the old output after the failed import: %q %v", b, err)
+	}
+	if m, _ := filepath.Glob(filepath.Join(small, ".out.tar*")); len(m) != 0 {
+		t.Errorf("the failed import left %q", m)
 	}
 
 	// The remount shows the same tree.
