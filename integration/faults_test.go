@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -282,4 +283,94 @@ func TestOutOfSpace(t *testing.T) {
 		t.Errorf("kept.txt after the remount: %d bytes, %v", len(b), err)
 	}
 	d.stop(t)
+}
+
+// TestOutOfSpaceAtRandomPoints writes commit, export and import outputs onto tmpfs file systems of
+// seeded sizes from a few KiB to more than the output needs, so that the space runs out at a different
+// point of each write (the layer, the config, the manifest, the end-of-archive): each run either
+// writes the complete output (equal to the one written with room to spare) or fails saying "no space
+// left on device", with the old OUT untouched and no temporary left.
+func TestOutOfSpaceAtRandomPoints(t *testing.T) {
+	requireFUSE(t)
+	r := rand.New(rand.NewPCG(5, 6))
+	big := make([]byte, 3<<20)
+	for i := range big {
+		big[i] = byte(r.Uint32())
+	}
+	dir := t.TempDir()
+	archive := filepath.Join(dir, "img.tar")
+	ms := []tartest.Member{tartest.File("small.txt", "small\n"), {Name: "big.bin", Body: big, Mode: 0o644}}
+	if err := sample.WriteArchive(archive, "faults:1", [][]tartest.Member{ms}, false); err != nil {
+		t.Fatal(err)
+	}
+	upper := filepath.Join(dir, "upper")
+	mnt := mountImage(t, archive, "--upper", upper)
+	if err := os.WriteFile(filepath.Join(mnt, "new.bin"), big[:1<<20], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	unmountOrDie(t, mnt)
+	waitControlGone(t, upper)
+	flat := filepath.Join(dir, "flat.tar")
+	if _, stderr, code := imgfs(t, "export", "-q", "--cache-dir", cacheDir, "-o", flat, archive); code != 0 {
+		t.Fatalf("export: exit %d: %s", code, stderr)
+	}
+	t.Setenv("SOURCE_DATE_EPOCH", "1700000000")
+	for _, name := range []string{"commit", "export", "import"} {
+		args := func(out string) []string {
+			switch name {
+			case "commit":
+				return []string{"commit", "-q", "--cache-dir", cacheDir, "--upper", upper, "-o", out, archive}
+			case "export":
+				return []string{"export", "-q", "--cache-dir", cacheDir, "--upper", upper, "-o", out, archive}
+			}
+			return []string{"import", "-q", "-o", out, flat}
+		}
+		ref := filepath.Join(dir, name+".ref")
+		if _, stderr, code := imgfs(t, args(ref)...); code != 0 {
+			t.Fatalf("%s: exit %d: %s", name, code, stderr)
+		}
+		want, err := os.ReadFile(ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		failed := 0
+		for range 5 {
+			size := 16<<10 + r.Int64N(int64(len(want))*5/4)
+			small, err := os.MkdirTemp("", "imgfs-small-")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := unix.Mount("tmpfs", small, "tmpfs", 0, "size="+strconv.FormatInt(size, 10)); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { unix.Unmount(small, unix.MNT_DETACH); os.Remove(small) })
+			out := filepath.Join(small, "out.tar")
+			old := []byte("the old output\n")
+			if err := os.WriteFile(out, old, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, stderr, code := imgfs(t, args(out)...)
+			got, _ := os.ReadFile(out)
+			switch {
+			case code == 0 && !bytes.Equal(got, want):
+				t.Errorf("%s into %d bytes: exit 0 but OUT is not the complete output", name, size)
+			case code != 0 && (!strings.Contains(stderr, "no space left on device") || !strings.Contains(stderr, out)):
+				t.Errorf("%s into %d bytes: exit %d: %q, want no space left on device naming %s", name, size, code, stderr, out)
+			case code != 0 && !bytes.Equal(got, old):
+				t.Errorf("%s into %d bytes: a failed run changed OUT (%d bytes)", name, size, len(got))
+			}
+			if code != 0 {
+				failed++
+			}
+			if m, _ := filepath.Glob(filepath.Join(small, ".out.tar*")); len(m) != 0 {
+				t.Errorf("%s into %d bytes left %q", name, size, m)
+			}
+			t.Logf("%s: %d of %d bytes: exit %d", name, size, len(want), code)
+			unix.Unmount(small, unix.MNT_DETACH)
+			os.Remove(small)
+		}
+		if failed == 0 {
+			t.Errorf("%s: no run ran out of space", name)
+		}
+	}
 }
