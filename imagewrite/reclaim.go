@@ -41,3 +41,24 @@ func reclaimTemps(out string, log *slog.Logger) {
 		f.Close()
 	}
 }
+
+// CreateTemp creates the temporary file of an output written outside Write (export -o), by the same
+// rules as Write's own: the temporaries killed writes of out left are reclaimed first, and the new one,
+// named like theirs and beside out, is locked until closed, so a SIGKILL leaves nothing that the next
+// write to out does not remove. The caller renames it over out when complete.
+func CreateTemp(out string, log *slog.Logger) (*os.File, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	reclaimTemps(out, log)
+	f, err := os.CreateTemp(filepath.Dir(out), tempName(out))
+	if err != nil {
+		return nil, err
+	}
+	if err := lockTemp(f); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, err
+	}
+	return f, nil
+}

@@ -43,6 +43,7 @@ type Layer struct {
 	*Table
 	stream *Stream
 	comp   Compression
+	src    sourceStamp // the archive file as it was when the layer was opened
 }
 
 // layerOpen is one Open: the claims, where their proof is kept, and the identity of the blob's bytes.
@@ -151,7 +152,7 @@ func (lo *layerOpen) load(ctx context.Context) *Layer {
 		return nil
 	}
 	if lo.c == CompressionNone {
-		return &Layer{Table: t, stream: newPlainStream(lo.blob), comp: lo.c}
+		return &Layer{Table: t, stream: newPlainStream(lo.blob), comp: lo.c, src: stampOf(lo.blob.File)}
 	}
 	s, ok, err := LoadStream(ctx, lo.blob, lo.c, lo.streamOptions())
 	switch {
@@ -163,7 +164,7 @@ func (lo *layerOpen) load(ctx context.Context) *Layer {
 		lo.log.Warn("index: rebuilding table and stream index", "layer", lo.x, "reason", "not the stream index that was verified")
 		s.Close()
 	default:
-		return &Layer{Table: t, stream: s, comp: lo.c}
+		return &Layer{Table: t, stream: s, comp: lo.c, src: stampOf(lo.blob.File)}
 	}
 	t.Close()
 	return nil
@@ -271,7 +272,7 @@ func (lo *layerOpen) build(ctx context.Context) (_ *Layer, err error) {
 	if err != nil {
 		return fail(err)
 	}
-	l := &Layer{Table: t, stream: stream, comp: lo.c}
+	l := &Layer{Table: t, stream: stream, comp: lo.c, src: stampOf(blob.File)}
 	if lo.record != "" {
 		rec := &verifiedRecord{Digest: lo.d, DiffID: lo.x, Compression: lo.c.String(), Source: lo.source,
 			BlobSize: blob.Size, StreamSize: stream.Size(), TableCRC: t.headerCRC()}
@@ -352,6 +353,10 @@ func (l *Layer) readData(off int64, p []byte) (int, error) {
 	}
 	n, err := l.stream.ReadAt(p, off)
 	if n == len(p) {
+		// Checked after the read: a write to the archive changes its times before its bytes.
+		if err := l.src.check(); err != nil {
+			return 0, err
+		}
 		return n, nil
 	}
 	if err == nil || err == io.EOF {

@@ -293,6 +293,9 @@ func (e *exporter) file(n Node, a *Attr, xs []index.Xattr) error {
 			if err := e.put(data); err != nil {
 				return err
 			}
+			if err := checkSource(f); err != nil {
+				return err
+			}
 			e.zeros(padding(size))
 			return nil
 		}
@@ -338,6 +341,10 @@ func (e *exporter) file(n Node, a *Attr, xs []index.Xattr) error {
 		default:
 			return fmt.Errorf("reading data: %w", err)
 		}
+	}
+	// The FileRange paths read the layer's file directly, without the layer's own check.
+	if err := checkSource(f); err != nil {
+		return err
 	}
 	e.zeros(padding(size))
 	return nil

@@ -90,6 +90,14 @@ func (h *upHandle) Size() int64 {
 	return fi.Size()
 }
 
+// CheckSource checks the lower member's archive while the file is lower.
+func (h *upHandle) CheckSource() error {
+	if c := h.cur(); c.lower != nil {
+		return checkSource(c.lower)
+	}
+	return nil
+}
+
 // FileRange returns the lower member's plain file range while the file is lower.
 func (h *upHandle) FileRange() (*os.File, int64, bool) {
 	c := h.cur()

@@ -417,6 +417,10 @@ func copyData(dst *os.File, l Layer, id index.ID, size int64) error {
 			return io.ErrNoProgress
 		}
 	}
+	// copy_file_range read the layer's file directly, without the layer's own check.
+	if err := checkSource(l); err != nil {
+		return err
+	}
 	if err := dst.Truncate(size); err != nil {
 		return err
 	}

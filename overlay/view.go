@@ -726,6 +726,17 @@ type memberFile struct {
 func (f *memberFile) ReadAt(p []byte, off int64) (int, error) { return f.l.ReadAt(f.id, p, off) }
 func (f *memberFile) Size() int64                             { return f.size }
 func (f *memberFile) FileRange() (*os.File, int64, bool)      { return f.l.FileRange(f.id) }
+func (f *memberFile) CheckSource() error                      { return checkSource(f.l) }
 
 // Close does nothing: a member file holds nothing of its own (the layer owns the data).
 func (f *memberFile) Close() error { return nil }
+
+// checkSource returns the error of x's CheckSource, when x has one (index.Layer: the archive changed
+// since the layer was opened): used after reading a FileRange directly, which bypasses the layer's
+// own check of every read.
+func checkSource(x any) error {
+	if c, ok := x.(interface{ CheckSource() error }); ok {
+		return c.CheckSource()
+	}
+	return nil
+}

@@ -68,7 +68,7 @@ func runExport(c *cli.Context) error {
 	var w io.Writer = os.Stdout
 	var file *atomicFile
 	if out != "-" {
-		if file, err = createAtomic(out); err != nil {
+		if file, err = createAtomic(out, log); err != nil {
 			return err
 		}
 		defer file.Abort()
@@ -78,7 +78,7 @@ func runExport(c *cli.Context) error {
 	slot := pr.slot(0)
 	opts := overlay.ExportOptions{Logger: log}
 	if file != nil {
-		opts.Skip = ownOutputSkip(file.File)
+		opts.Skip = ownOutputSkip(file.File.File)
 	} else {
 		opts.Skip = ownOutputSkip(os.Stdout)
 	}

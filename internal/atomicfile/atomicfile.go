@@ -31,6 +31,10 @@ func Create(path, pattern string) (*File, error) {
 	return &File{File: f, path: path}, nil
 }
 
+// Wrap makes tmp, a temporary file its caller created in path's directory (with a lock or a name of
+// its own), an output that Commit puts at path.
+func Wrap(tmp *os.File, path string) *File { return &File{File: tmp, path: path} }
+
 // Commit syncs the file, renames it over its path while it is still open (a lock the caller holds on it
 // lasts until it is in place; see Rename), and closes it. On an error the temporary file is removed and
 // the path is as it was.
