@@ -12,7 +12,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/compression"
 )
 
 // legacyImage is one image of a docker-save manifest.json.
@@ -144,7 +144,7 @@ func (a *Archive) loadLegacyImage(ctx context.Context, e *entry) (*Image, error)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", lw, err)
 		}
-		c, err := index.DetectCompression(io.NewSectionReader(b.R, b.Off, b.Size), 0)
+		c, err := compression.DetectCompression(io.NewSectionReader(b.R, b.Off, b.Size), 0)
 		if err != nil {
 			return nil, errorf(ErrUnsupported, "%s: %w", lw, err)
 		}
@@ -178,11 +178,11 @@ func (a *Archive) loadLegacyImage(ctx context.Context, e *entry) (*Image, error)
 }
 
 // layerMediaType is the OCI layer media type for a blob's compression.
-func layerMediaType(c index.Compression) string {
+func layerMediaType(c compression.Compression) string {
 	switch c {
-	case index.CompressionGzip:
+	case compression.CompressionGzip:
 		return ispec.MediaTypeImageLayerGzip
-	case index.CompressionZstd:
+	case compression.CompressionZstd:
 		return ispec.MediaTypeImageLayerZstd
 	}
 	return ispec.MediaTypeImageLayer
@@ -192,8 +192,8 @@ func layerMediaType(c index.Compression) string {
 // uncompressed blob is its own diff_id; a LayerSources descriptor of the same size gives it; so does a
 // file name spelling a digest other than the diff_id. Otherwise the blob is hashed once (and the result
 // remembered). Digests found without hashing are not verified.
-func (a *Archive) legacyDigest(ctx context.Context, real, name string, b index.Blob, c index.Compression, diffID digest.Digest, sources map[digest.Digest]ispec.Descriptor) (digest.Digest, error) {
-	if c == index.CompressionNone {
+func (a *Archive) legacyDigest(ctx context.Context, real, name string, b compression.Blob, c compression.Compression, diffID digest.Digest, sources map[digest.Digest]ispec.Descriptor) (digest.Digest, error) {
+	if c == compression.CompressionNone {
 		return diffID, nil
 	}
 	if s, ok := sources[diffID]; ok && s.Size == b.Size {
@@ -223,7 +223,7 @@ func (a *Archive) legacyDigest(ctx context.Context, real, name string, b index.B
 }
 
 // hashBlob computes the sha256 digest of a blob, checking ctx as it goes.
-func hashBlob(ctx context.Context, b index.Blob) (digest.Digest, error) {
+func hashBlob(ctx context.Context, b compression.Blob) (digest.Digest, error) {
 	dg := digest.SHA256.Digester()
 	r := io.NewSectionReader(b.R, b.Off, b.Size)
 	buf := make([]byte, 1<<20)

@@ -11,7 +11,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 
-	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/compression"
 )
 
 // Block sizes of the parallel compressors. They fix where the input is cut, so they are part of the
@@ -70,11 +70,11 @@ func newZstdEncoder(workers int) *zstdEncoder {
 func (e *zstdEncoder) encode(dst, src []byte) []byte { return e.enc.EncodeAll(src, dst) }
 
 // newEncoder returns the block encoder and block size for a compression, nil for none.
-func newEncoder(c index.Compression, workers int) (encoder, int) {
+func newEncoder(c compression.Compression, workers int) (encoder, int) {
 	switch c {
-	case index.CompressionGzip:
+	case compression.CompressionGzip:
 		return newGzipEncoder(gzip.DefaultCompression), gzipBlock
-	case index.CompressionZstd:
+	case compression.CompressionZstd:
 		return newZstdEncoder(workers), zstdBlock
 	}
 	return nil, 0
@@ -245,7 +245,7 @@ func (w *blockWriter) end() {
 type Compressor struct{ bw *blockWriter }
 
 // NewCompressor returns a Compressor writing to w; CompressionNone is an error (write to w directly).
-func NewCompressor(ctx context.Context, w io.Writer, c index.Compression) (*Compressor, error) {
+func NewCompressor(ctx context.Context, w io.Writer, c compression.Compression) (*Compressor, error) {
 	enc, size := newEncoder(c, defaultWorkers())
 	if enc == nil {
 		return nil, fmt.Errorf("%w: no compressor for %v", ErrInvalid, c)

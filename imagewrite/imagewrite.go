@@ -14,7 +14,7 @@ import (
 	ispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/imgfs/imgfs/archive"
-	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/compression"
 	"github.com/imgfs/imgfs/internal/kinderr"
 )
 
@@ -62,14 +62,14 @@ func ParseFormat(s string) (Format, error) {
 
 // ParseCompression parses a compression name for new layers: "none" (or "uncompressed"), "gzip" or
 // "zstd".
-func ParseCompression(s string) (index.Compression, error) {
+func ParseCompression(s string) (compression.Compression, error) {
 	switch s {
 	case "none", "uncompressed":
-		return index.CompressionNone, nil
+		return compression.CompressionNone, nil
 	case "gzip":
-		return index.CompressionGzip, nil
+		return compression.CompressionGzip, nil
 	case "zstd":
-		return index.CompressionZstd, nil
+		return compression.CompressionZstd, nil
 	}
 	return 0, errorf(ErrInvalid, "compression %q: want none, gzip or zstd", clip(s))
 }
@@ -80,7 +80,7 @@ type Options struct {
 	Format Format
 	// Compression is the compression of the new layers (the base layers are copied as they are). The
 	// zero value is none, as skopeo does for docker-archive; callers choose gzip for OCI outputs.
-	Compression index.Compression
+	Compression compression.Compression
 	// Tags name the image, as NAME[:TAG] ("foo:1", "registry.example/team/foo:2"); a missing tag is
 	// "latest". docker-archive writes them as RepoTags; OCI outputs list the manifest once per tag with
 	// the annotations org.opencontainers.image.ref.name (the tag as given) and io.containerd.image.name
@@ -165,7 +165,7 @@ func Write(ctx context.Context, out string, base *archive.Image, layers []Layer,
 // plan is everything checked and prepared before the first byte is written.
 type plan struct {
 	format  Format
-	comp    index.Compression
+	comp    compression.Compression
 	tags    []string
 	changes []Change
 	created time.Time
@@ -180,8 +180,8 @@ type plan struct {
 // baseLayer is a base layer with its blob and detected compression.
 type baseLayer struct {
 	archive.Layer
-	blob index.Blob
-	comp index.Compression
+	blob compression.Blob
+	comp compression.Compression
 }
 
 func write(ctx context.Context, out string, base *archive.Image, layers []Layer, cfg Config, opts Options) (Result, error) {
@@ -229,7 +229,7 @@ func prepare(base *archive.Image, layers []Layer, cfg Config, opts Options) (*pl
 		return nil, err
 	}
 	switch p.comp {
-	case index.CompressionNone, index.CompressionGzip, index.CompressionZstd:
+	case compression.CompressionNone, compression.CompressionGzip, compression.CompressionZstd:
 	default:
 		return nil, errorf(ErrInvalid, "compression %s: want none, gzip or zstd", p.comp)
 	}
@@ -296,7 +296,7 @@ func prepare(base *archive.Image, layers []Layer, cfg Config, opts Options) (*pl
 		if err := checkDigest(l.DiffID); err != nil {
 			return nil, errorf(ErrBase, "base layer %d: diff_id: %w", i+1, err)
 		}
-		c, err := index.DetectCompression(io.NewSectionReader(b.R, b.Off, b.Size), 0)
+		c, err := compression.DetectCompression(io.NewSectionReader(b.R, b.Off, b.Size), 0)
 		if err != nil {
 			return nil, errorf(ErrBase, "base layer %d %s: %w", i+1, l.Digest, err)
 		}
@@ -413,11 +413,11 @@ func checkTime(t time.Time) error {
 }
 
 // layerMediaType is the OCI media type of a layer blob compressed with c.
-func layerMediaType(c index.Compression) string {
+func layerMediaType(c compression.Compression) string {
 	switch c {
-	case index.CompressionGzip:
+	case compression.CompressionGzip:
 		return ispec.MediaTypeImageLayerGzip
-	case index.CompressionZstd:
+	case compression.CompressionZstd:
 		return ispec.MediaTypeImageLayerZstd
 	}
 	return ispec.MediaTypeImageLayer

@@ -10,14 +10,14 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/compression"
 )
 
 // writeLayer streams one new layer into st: the caller's tar is hashed (diff_id), compressed, and the
 // compressed bytes hashed (digest) by the store as they are written.
-func writeLayer(ctx context.Context, st store, lay layout, l Layer, comp index.Compression, prog *progress) (LayerInfo, string, error) {
+func writeLayer(ctx context.Context, st store, lay layout, l Layer, comp compression.Compression, prog *progress) (LayerInfo, string, error) {
 	var diff hash.Hash
-	if comp != index.CompressionNone {
+	if comp != compression.CompressionNone {
 		diff = sha256.New()
 	}
 	fill := func(w io.Writer) error {

@@ -17,6 +17,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/urfave/cli/v2"
 
+	"github.com/imgfs/imgfs/compression"
 	"github.com/imgfs/imgfs/imagewrite"
 	"github.com/imgfs/imgfs/index"
 )
@@ -114,18 +115,18 @@ func runImport(c *cli.Context) error {
 // decompressed returns the tar stream inside r, which may be gzip- or zstd-compressed (by magic).
 func decompressed(r *bufio.Reader, name string) (io.Reader, func(), error) {
 	head, _ := r.Peek(8)
-	comp, err := index.DetectCompression(bytes.NewReader(head), 0)
+	comp, err := compression.DetectCompression(bytes.NewReader(head), 0)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", name, err)
 	}
 	switch comp {
-	case index.CompressionGzip:
+	case compression.CompressionGzip:
 		zr, err := gzip.NewReader(r)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: gzip: %w", name, err)
 		}
 		return zr, func() { zr.Close() }, nil
-	case index.CompressionZstd:
+	case compression.CompressionZstd:
 		zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1))
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: zstd: %w", name, err)

@@ -1,4 +1,4 @@
-package index
+package compression
 
 import (
 	"encoding/binary"
@@ -45,7 +45,7 @@ var (
 	digestRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
 
 	// errStale marks a persisted index that does not match the blob or is corrupt: it is rebuilt.
-	errStale = errors.New("index: stale or corrupt stream index")
+	errStale = errors.New("compression: stale or corrupt stream index")
 )
 
 // point is a restart point in a compressed stream: decoding may start at compressed offset In (plus Bits
@@ -142,10 +142,10 @@ func (h *streamHeader) decode(b []byte) error {
 // (no cache dir or no key); an invalid key is an error.
 func cachePaths(opts StreamOptions, ext string) (path string, ok bool, err error) {
 	if opts.Key != "" && !digestRE.MatchString(string(opts.Key)) {
-		return "", false, fmt.Errorf("index: invalid stream key %q: want sha256: and 64 lowercase hex digits", opts.Key)
+		return "", false, fmt.Errorf("compression: invalid stream key %q: want sha256: and 64 lowercase hex digits", opts.Key)
 	}
 	if opts.DiffID != "" && !digestRE.MatchString(string(opts.DiffID)) {
-		return "", false, fmt.Errorf("index: invalid diff ID %q: want sha256: and 64 lowercase hex digits", opts.DiffID)
+		return "", false, fmt.Errorf("compression: invalid diff ID %q: want sha256: and 64 lowercase hex digits", opts.DiffID)
 	}
 	if opts.CacheDir == "" || opts.Key == "" {
 		return "", false, nil
@@ -212,7 +212,7 @@ func (w *indexWriter) appendWindow(win []byte) (off int64, crc uint32, err error
 
 // finish writes the table and header. The file stays open for reading windows; when it is to be
 // persisted, the returned pending renames it into place (after the .raw copy, when there is one).
-func (w *indexWriter) finish(h *streamHeader, points []point) (*os.File, pending, error) {
+func (w *indexWriter) finish(h *streamHeader, points []point) (*os.File, Pending, error) {
 	table := make([]byte, len(points)*pointSize)
 	for i := range points {
 		points[i].encode(table[i*pointSize:])
@@ -226,9 +226,9 @@ func (w *indexWriter) finish(h *streamHeader, points []point) (*os.File, pending
 	if _, err := w.f.WriteAt(h.encode(), 0); err != nil {
 		return nil, nil, fmt.Errorf("writing stream index: %w", err)
 	}
-	var p pending
+	var p Pending
 	if w.path != "" {
-		p = pending{{f: w.f, path: w.path}}
+		p = Pending{{f: w.f, path: w.path}}
 	}
 	f := w.f
 	w.f = nil
@@ -242,15 +242,15 @@ type pendingFile struct {
 	close bool // close f once it is in place (nothing reads it)
 }
 
-// pending are the files of a finished index in the order they must be put in place. Nothing is renamed
-// into the cache before commit, which the caller calls once the stream was verified; discard removes
-// the temporary names instead (open files stay readable).
-type pending []pendingFile
+// Pending are the files of a finished index in the order they must be put in place. Nothing is renamed
+// into the cache before Commit, which the caller calls once the stream was verified; Discard removes
+// the temporary names instead (open files stay readable). Both may be called on a nil Pending.
+type Pending []pendingFile
 
-func (p pending) commit() error {
+func (p Pending) Commit() error {
 	for i, pf := range p {
 		if err := commitFile(pf.f, pf.path); err != nil {
-			pending(p[i:]).discard()
+			Pending(p[i:]).Discard()
 			return err
 		}
 		if pf.close {
@@ -260,7 +260,7 @@ func (p pending) commit() error {
 	return nil
 }
 
-func (p pending) discard() {
+func (p Pending) Discard() {
 	for _, pf := range p {
 		os.Remove(pf.f.Name())
 		if pf.close {

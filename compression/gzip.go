@@ -1,4 +1,4 @@
-package index
+package compression
 
 import (
 	"bufio"
@@ -11,7 +11,7 @@ import (
 	"io"
 	"os"
 
-	"github.com/imgfs/imgfs/index/internal/flate"
+	"github.com/imgfs/imgfs/compression/internal/flate"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -24,9 +24,9 @@ const (
 )
 
 var (
-	errGzipHeader   = errors.New("index: invalid gzip header")
-	errGzipChecksum = errors.New("index: gzip checksum mismatch")
-	errGzipEmpty    = errors.New("index: gzip stream has no member")
+	errGzipHeader   = errors.New("compression: invalid gzip header")
+	errGzipChecksum = errors.New("compression: gzip checksum mismatch")
+	errGzipEmpty    = errors.New("compression: gzip stream has no member")
 )
 
 // noEOF turns io.EOF into io.ErrUnexpectedEOF: the stream ended inside a structure.
@@ -213,7 +213,7 @@ func (g *gzipIndexer) startMember() error {
 	if err := readGzipHeader(g.br); err != nil {
 		return fmt.Errorf("gzip member at %d: %w", start, err)
 	}
-	if g.members == 0 || g.out-g.lastPoint >= spanSize {
+	if g.members == 0 || g.out-g.lastPoint >= g.opts.span() {
 		g.points = append(g.points, point{Out: g.out, In: start, Flags: pointFlagMember})
 		g.lastPoint = g.out
 	}
@@ -243,7 +243,7 @@ func (g *gzipIndexer) endMember() error {
 // onBlock is called by the decompressor at the end of every deflate block.
 func (g *gzipIndexer) onBlock(b flate.BlockEnd) {
 	out := g.memberOut + b.Out
-	if b.Final || g.err != nil || out-g.lastPoint < spanSize {
+	if b.Final || g.err != nil || out-g.lastPoint < g.opts.span() {
 		return
 	}
 	g.win = g.fr.AppendWindow(g.win[:0])
@@ -263,7 +263,7 @@ func (g *gzipIndexer) onBlock(b flate.BlockEnd) {
 	g.lastPoint = out
 }
 
-func (g *gzipIndexer) finish(size int64, diffID digest.Digest) (*Stream, pending, error) {
+func (g *gzipIndexer) finish(size int64, diffID digest.Digest) (*Stream, Pending, error) {
 	h := &streamHeader{Magic: streamMagicGzip, CompSize: g.blob.Size, Size: size, DiffID: diffIDBytes(diffID),
 		Blob: diffIDBytes(g.opts.Key)}
 	f, p, err := g.w.finish(h, g.points)
@@ -339,7 +339,7 @@ func (c *gzipCursor) reset(pt *point) error {
 		return fmt.Errorf("reading restart window: %w", noEOF(err))
 	}
 	if crc32.Checksum(win, castagnoli) != pt.WinCRC {
-		return errors.New("index: restart window checksum mismatch")
+		return errors.New("compression: restart window checksum mismatch")
 	}
 	if err := c.fr.Resume(c.br, pt.Bits, win); err != nil {
 		return err

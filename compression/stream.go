@@ -1,4 +1,4 @@
-package index
+package compression
 
 import (
 	"context"
@@ -36,13 +36,39 @@ type StreamOptions struct {
 	// Progress, when set, is called by OpenCompressed at most about ten times a second while it indexes
 	// a stream. A StreamIndexer does not call it: its user reports progress with Consumed.
 	Progress func(Progress)
+	// SpanSize and HugeFrame, when positive, replace spanSize and zstdHugeFrame (for tests of callers).
+	SpanSize, HugeFrame int64
 }
 
-// Progress reports how far the indexing of a layer has got.
+// Progress reports how far the indexing of a stream has got.
 type Progress struct {
-	Entries int64 // members indexed so far (0 when only a stream is indexed)
-	Bytes   int64 // bytes of the blob consumed so far
-	Total   int64 // size of the blob
+	Bytes int64 // bytes of the blob consumed so far
+	Total int64 // size of the blob
+}
+
+// Blob is a byte range of a source: Size bytes at Off in R. When File is set, R is that file and Off is
+// an absolute file offset, so readers may serve data by splice. Origin, when set, is the file whose
+// bytes R derives from (a compressed archive holding the blob; File may then be a decompressed copy):
+// its identity, not File's, says whether the blob may have changed since it was verified.
+type Blob struct {
+	R         io.ReaderAt
+	Off, Size int64
+	File      *os.File
+	Origin    *os.File
+}
+
+func (o *StreamOptions) span() int64 {
+	if o.SpanSize > 0 {
+		return o.SpanSize
+	}
+	return spanSize
+}
+
+func (o *StreamOptions) hugeFrame() int64 {
+	if o.HugeFrame > 0 {
+		return o.HugeFrame
+	}
+	return zstdHugeFrame
 }
 
 func (o *StreamOptions) logger() *slog.Logger {
@@ -58,7 +84,7 @@ type indexer interface {
 	consumed() int64
 	// finish is called once read returned io.EOF; it returns the stream, which takes over the
 	// indexer's files, and the cache files still to be put in place.
-	finish(size int64, diffID digest.Digest) (*Stream, pending, error)
+	finish(size int64, diffID digest.Digest) (*Stream, Pending, error)
 	close()
 }
 
@@ -142,20 +168,20 @@ func (s *StreamIndexer) Consumed() int64 { return s.ix.consumed() }
 // Finish, called after Read returned io.EOF, persists the restart points (when StreamOptions.Key and
 // CacheDir are set) and returns the random-access stream, which stays valid after Close.
 func (s *StreamIndexer) Finish() (*Stream, error) {
-	st, p, err := s.finish()
+	st, p, err := s.FinishPending()
 	if err != nil {
 		return nil, err
 	}
-	if err := p.commit(); err != nil {
+	if err := p.Commit(); err != nil {
 		st.Close()
 		return nil, fmt.Errorf("indexing %s stream: %w", s.c, err)
 	}
 	return st, nil
 }
 
-// finish is Finish without persisting: the caller commits the pending files once it has verified
-// what the stream claims to be, or discards them.
-func (s *StreamIndexer) finish() (*Stream, pending, error) {
+// FinishPending is Finish without persisting: the caller commits the pending files once it has
+// verified what the stream claims to be, or discards them.
+func (s *StreamIndexer) FinishPending() (*Stream, Pending, error) {
 	if !s.eof {
 		return nil, nil, fmt.Errorf("indexing %s stream: finish before the end of the stream", s.c)
 	}
@@ -281,6 +307,9 @@ type Stream struct {
 	closed bool
 }
 
+// Plain returns the Stream of an uncompressed blob: the blob itself.
+func Plain(blob Blob) *Stream { return newPlainStream(blob) }
+
 func newPlainStream(blob Blob) *Stream {
 	return &Stream{c: CompressionNone, size: blob.Size, ra: blob.R, raOff: blob.Off, file: blob.File}
 }
@@ -294,7 +323,7 @@ func newFileStream(c Compression, f *os.File, size int64, diffID digest.Digest) 
 // stream that does not decode as it did when it was indexed gives an error.
 func (s *Stream) ReadAt(p []byte, off int64) (int, error) {
 	if off < 0 {
-		return 0, fmt.Errorf("index: negative offset %d", off)
+		return 0, fmt.Errorf("compression: negative offset %d", off)
 	}
 	if off >= s.size {
 		return 0, io.EOF
@@ -332,7 +361,7 @@ func (s *Stream) ReadAt(p []byte, off int64) (int, error) {
 func (s *Stream) readCompressed(p []byte, off int64) (int, error) {
 	i := sort.Search(len(s.points), func(i int) bool { return s.points[i].Out > off }) - 1
 	if i < 0 {
-		return 0, errors.New("index: no restart point")
+		return 0, errors.New("compression: no restart point")
 	}
 	cur, err := s.acquire(off, &s.points[i])
 	if err != nil {
@@ -371,6 +400,10 @@ func discard(r io.Reader, n int64) error {
 	}
 	return nil
 }
+
+// IndexCRC returns the checksum of the header of the persisted index the stream was built or loaded
+// with (0 for uncompressed data), so that a record can name the very index it vouches for.
+func (s *Stream) IndexCRC() uint32 { return s.hdrCRC }
 
 // Size returns the uncompressed size.
 func (s *Stream) Size() int64 { return s.size }
@@ -462,7 +495,7 @@ func (p *plainIndexer) read(b []byte) (int, error) { return p.r.Read(b) }
 func (p *plainIndexer) consumed() int64            { return p.r.off - p.blob.Off }
 func (p *plainIndexer) close()                     {}
 
-func (p *plainIndexer) finish(size int64, diffID digest.Digest) (*Stream, pending, error) {
+func (p *plainIndexer) finish(size int64, diffID digest.Digest) (*Stream, Pending, error) {
 	s := newPlainStream(p.blob)
 	s.diffID = diffID
 	return s, nil, nil

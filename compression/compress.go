@@ -1,4 +1,4 @@
-package index
+package compression
 
 import (
 	"bytes"
@@ -32,7 +32,7 @@ func (c Compression) String() string {
 
 // ErrUnsupportedCompression is returned for data compressed in a format that cannot be read (bzip2, xz,
 // lz4, compress).
-var ErrUnsupportedCompression = errors.New("index: unsupported compression")
+var ErrUnsupportedCompression = errors.New("compression: unsupported compression")
 
 // magic numbers, RFC 1952, RFC 8878 and the formats' own documentation.
 var (

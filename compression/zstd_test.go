@@ -1,4 +1,4 @@
-package index
+package compression
 
 import (
 	"bytes"
@@ -137,9 +137,9 @@ func TestZstdCopyLog(t *testing.T) {
 	s := indexStream(t, blobAt(data), CompressionZstd, opts, want)
 	raw, _, _ := cachePaths(opts, ".raw")
 	for _, msg := range []string{
-		`level=WARN msg="index: zstd layer has no restart points (it is one frame): writing a decompressed copy of 0.2 MiB to the cache" layer=` +
+		`level=WARN msg="compression: zstd layer has no restart points (it is one frame): writing a decompressed copy of 0.2 MiB to the cache" layer=` +
 			string(opts.Key) + " path=" + raw,
-		`level=WARN msg="index: wrote a decompressed copy of 0.2 MiB of zstd layer" layer=` + string(opts.Key) + " path=" + raw + " bytes=204800",
+		`level=WARN msg="compression: wrote a decompressed copy of 0.2 MiB of zstd layer" layer=` + string(opts.Key) + " path=" + raw + " bytes=204800",
 	} {
 		if !strings.Contains(logs.String(), msg) {
 			t.Errorf("log = %q, want %q", logs.String(), msg)
