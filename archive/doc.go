@@ -19,7 +19,7 @@
 //     archive relative to the link's directory; escapes and cycles are refused.
 //   - "docker-dir": an unpacked legacy docker-save directory.
 //
-// A file that starts with gzip or zstd magic is opened through compression.OpenCompressed and its decompressed
+// A file that starts with gzip or zstd magic is opened through compression.Open and its decompressed
 // bytes are read as above (Compression reports the wrapping). The stream's cache key is derived without
 // reading the whole file: sha256 over a version tag, the file's identity (device, inode, mtime, ctime),
 // its size and the sha256 of the first and last MiB (see outerKey); layer blobs read through it carry the

@@ -144,7 +144,7 @@ func (a *Archive) loadLegacyImage(ctx context.Context, e *entry) (*Image, error)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", lw, err)
 		}
-		c, err := compression.DetectCompression(io.NewSectionReader(b.R, b.Off, b.Size), 0)
+		c, err := compression.Detect(io.NewSectionReader(b.R, b.Off, b.Size), 0)
 		if err != nil {
 			return nil, errorf(ErrUnsupported, "%s: %w", lw, err)
 		}
@@ -178,11 +178,11 @@ func (a *Archive) loadLegacyImage(ctx context.Context, e *entry) (*Image, error)
 }
 
 // layerMediaType is the OCI layer media type for a blob's compression.
-func layerMediaType(c compression.Compression) string {
+func layerMediaType(c compression.Format) string {
 	switch c {
-	case compression.CompressionGzip:
+	case compression.Gzip:
 		return ispec.MediaTypeImageLayerGzip
-	case compression.CompressionZstd:
+	case compression.Zstd:
 		return ispec.MediaTypeImageLayerZstd
 	}
 	return ispec.MediaTypeImageLayer
@@ -192,8 +192,8 @@ func layerMediaType(c compression.Compression) string {
 // uncompressed blob is its own diff_id; a LayerSources descriptor of the same size gives it; so does a
 // file name spelling a digest other than the diff_id. Otherwise the blob is hashed once (and the result
 // remembered). Digests found without hashing are not verified.
-func (a *Archive) legacyDigest(ctx context.Context, real, name string, b compression.Blob, c compression.Compression, diffID digest.Digest, sources map[digest.Digest]ispec.Descriptor) (digest.Digest, error) {
-	if c == compression.CompressionNone {
+func (a *Archive) legacyDigest(ctx context.Context, real, name string, b compression.Blob, c compression.Format, diffID digest.Digest, sources map[digest.Digest]ispec.Descriptor) (digest.Digest, error) {
+	if c == compression.None {
 		return diffID, nil
 	}
 	if s, ok := sources[diffID]; ok && s.Size == b.Size {

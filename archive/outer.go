@@ -45,22 +45,22 @@ func outerKey(f *os.File, size int64) (digest.Digest, error) {
 }
 
 // openTarSource opens the archive file f (size bytes, already known to be a regular file), unwraps gzip
-// or zstd through compression.OpenCompressed, and scans the tar's member headers.
-func openTarSource(ctx context.Context, f *os.File, size int64, opts Options) (*tarSource, compression.Compression, error) {
+// or zstd through compression.Open, and scans the tar's member headers.
+func openTarSource(ctx context.Context, f *os.File, size int64, opts Options) (*tarSource, compression.Format, error) {
 	src := &tarSource{r: f, file: f, closers: []io.Closer{f}}
-	c, err := compression.DetectCompression(f, 0)
+	c, err := compression.Detect(f, 0)
 	if err != nil {
 		src.close()
 		return nil, c, errorf(ErrUnsupported, "%w", err)
 	}
 	total := size
-	if c != compression.CompressionNone {
+	if c != compression.None {
 		key, err := outerKey(f, size)
 		if err != nil {
 			src.close()
 			return nil, c, err
 		}
-		st, err := compression.OpenCompressed(ctx, compression.Blob{R: f, Size: size, File: f}, compression.StreamOptions{
+		st, err := compression.Open(ctx, compression.Blob{R: f, Size: size, File: f}, compression.Options{
 			CacheDir: opts.CacheDir, Key: key, Logger: opts.Logger, Progress: opts.Progress,
 		})
 		if err != nil {
@@ -76,7 +76,7 @@ func openTarSource(ctx context.Context, f *os.File, size int64, opts Options) (*
 	members, err := scanTar(ctx, src.r, total, opts.Logger)
 	if err != nil {
 		src.close()
-		if c != compression.CompressionNone {
+		if c != compression.None {
 			return nil, c, fmt.Errorf("%s-compressed: %w", c, err)
 		}
 		return nil, c, err

@@ -125,7 +125,7 @@ func skipString(br *bufio.Reader, crc uint32) (uint32, error) {
 // window needed to resume there.
 type gzipIndexer struct {
 	blob Blob
-	opts StreamOptions
+	opts Options
 	src  rangeReader
 	br   *bufio.Reader
 	w    *indexWriter
@@ -146,7 +146,7 @@ type gzipIndexer struct {
 	err       error // from onBlock
 }
 
-func newGzipIndexer(ctx context.Context, blob Blob, opts StreamOptions) (*gzipIndexer, error) {
+func newGzipIndexer(ctx context.Context, blob Blob, opts Options) (*gzipIndexer, error) {
 	path, _, err := cachePaths(opts, ".gzi")
 	if err != nil {
 		return nil, err
@@ -282,12 +282,12 @@ func (g *gzipIndexer) close() {
 }
 
 func newGzipStream(blob Blob, ckpt *os.File, points []point, size int64, diffID digest.Digest) *Stream {
-	s := &Stream{c: CompressionGzip, size: size, diffID: diffID, points: points, ckpt: ckpt, lru: idleGzip}
+	s := &Stream{c: Gzip, size: size, diffID: diffID, points: points, ckpt: ckpt, lru: idleGzip}
 	s.newCursor = func() cursor { return newGzipCursor(blob, ckpt) }
 	return s
 }
 
-func loadGzipStream(blob Blob, opts StreamOptions) (*Stream, error) {
+func loadGzipStream(blob Blob, opts Options) (*Stream, error) {
 	path, ok, err := cachePaths(opts, ".gzi")
 	if err != nil || !ok {
 		return nil, err

@@ -140,7 +140,7 @@ func (h *streamHeader) decode(b []byte) error {
 
 // cachePaths says where the persisted index of a stream lives. ok is false when nothing is persisted
 // (no cache dir or no key); an invalid key is an error.
-func cachePaths(opts StreamOptions, ext string) (path string, ok bool, err error) {
+func cachePaths(opts Options, ext string) (path string, ok bool, err error) {
 	if opts.Key != "" && !digestRE.MatchString(string(opts.Key)) {
 		return "", false, fmt.Errorf("compression: invalid stream key %q: want sha256: and 64 lowercase hex digits", opts.Key)
 	}
@@ -306,7 +306,7 @@ type loadedIndex struct {
 // loadIndex opens and validates the persisted index at path for a blob of size compSize. A missing file
 // gives an error wrapping os.ErrNotExist; a file that does not match or is damaged, one wrapping
 // errStale.
-func loadIndex(path string, magic [8]byte, compSize int64, opts StreamOptions) (*loadedIndex, error) {
+func loadIndex(path string, magic [8]byte, compSize int64, opts Options) (*loadedIndex, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err

@@ -215,7 +215,7 @@ func walkZstdFrame(w *zstdWalker, off int64) (end, bound int64, skippable, exact
 // A stream with a huge frame is instead decoded in one go into a decompressed copy.
 type zstdIndexer struct {
 	blob   Blob
-	opts   StreamOptions
+	opts   Options
 	layout *zstdLayout
 	dec    *zstd.Decoder
 	src    rangeReader
@@ -234,7 +234,7 @@ type zstdIndexer struct {
 // mib formats a byte count in MiB.
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 
-func newZstdIndexer(ctx context.Context, blob Blob, opts StreamOptions) (*zstdIndexer, error) {
+func newZstdIndexer(ctx context.Context, blob Blob, opts Options) (*zstdIndexer, error) {
 	idxPath, persist, err := cachePaths(opts, ".zti")
 	if err != nil {
 		return nil, err
@@ -366,7 +366,7 @@ func (z *zstdIndexer) finish(size int64, diffID digest.Digest) (*Stream, Pending
 		if z.announce != nil {
 			z.announce(size)
 		}
-		s = newFileStream(CompressionZstd, z.raw, size, diffID)
+		s = newFileStream(Zstd, z.raw, size, diffID)
 		z.raw = nil
 	} else {
 		s = newZstdStream(z.blob, z.points, size, diffID)
@@ -412,12 +412,12 @@ func (z *zstdIndexer) close() {
 }
 
 func newZstdStream(blob Blob, points []point, size int64, diffID digest.Digest) *Stream {
-	s := &Stream{c: CompressionZstd, size: size, diffID: diffID, points: points, lru: idleZstd}
+	s := &Stream{c: Zstd, size: size, diffID: diffID, points: points, lru: idleZstd}
 	s.newCursor = func() cursor { return &zstdCursor{blob: blob} }
 	return s
 }
 
-func loadZstdStream(blob Blob, opts StreamOptions) (*Stream, error) {
+func loadZstdStream(blob Blob, opts Options) (*Stream, error) {
 	path, ok, err := cachePaths(opts, ".zti")
 	if err != nil || !ok {
 		return nil, err
@@ -463,7 +463,7 @@ func loadZstdStream(blob Blob, opts StreamOptions) (*Stream, error) {
 			}
 			return nil, fmt.Errorf("%w: decompressed copy changed since it was written", errStale)
 		}
-		s := newFileStream(CompressionZstd, f, h.Size, diffID)
+		s := newFileStream(Zstd, f, h.Size, diffID)
 		s.hdrCRC = h.crc
 		return s, nil
 	}

@@ -49,7 +49,7 @@ func benchCompress(b *testing.B, fn func(in []byte, w io.Writer) error) {
 }
 
 // writeBlocks writes in through this package's parallel block compressor.
-func writeBlocks(c compression.Compression) func(in []byte, w io.Writer) error {
+func writeBlocks(c compression.Format) func(in []byte, w io.Writer) error {
 	return func(in []byte, w io.Writer) error {
 		enc, size := newEncoder(c, defaultWorkers())
 		bw := newBlockWriter(context.Background(), w, enc, size, defaultWorkers())
@@ -63,7 +63,7 @@ func writeBlocks(c compression.Compression) func(in []byte, w io.Writer) error {
 }
 
 func BenchmarkGzip(b *testing.B) {
-	b.Run("parallel-blocks", func(b *testing.B) { benchCompress(b, writeBlocks(compression.CompressionGzip)) })
+	b.Run("parallel-blocks", func(b *testing.B) { benchCompress(b, writeBlocks(compression.Gzip)) })
 	b.Run("single-klauspost", func(b *testing.B) {
 		benchCompress(b, func(in []byte, w io.Writer) error {
 			zw, _ := gzip.NewWriterLevel(w, gzip.DefaultCompression)
@@ -76,7 +76,7 @@ func BenchmarkGzip(b *testing.B) {
 }
 
 func BenchmarkZstd(b *testing.B) {
-	b.Run("parallel-frames", func(b *testing.B) { benchCompress(b, writeBlocks(compression.CompressionZstd)) })
+	b.Run("parallel-frames", func(b *testing.B) { benchCompress(b, writeBlocks(compression.Zstd)) })
 	streams := []struct {
 		name string
 		opts []zstd.EOption

@@ -70,11 +70,11 @@ func newZstdEncoder(workers int) *zstdEncoder {
 func (e *zstdEncoder) encode(dst, src []byte) []byte { return e.enc.EncodeAll(src, dst) }
 
 // newEncoder returns the block encoder and block size for a compression, nil for none.
-func newEncoder(c compression.Compression, workers int) (encoder, int) {
+func newEncoder(c compression.Format, workers int) (encoder, int) {
 	switch c {
-	case compression.CompressionGzip:
+	case compression.Gzip:
 		return newGzipEncoder(gzip.DefaultCompression), gzipBlock
-	case compression.CompressionZstd:
+	case compression.Zstd:
 		return newZstdEncoder(workers), zstdBlock
 	}
 	return nil, 0
@@ -245,7 +245,7 @@ func (w *blockWriter) end() {
 type Compressor struct{ bw *blockWriter }
 
 // NewCompressor returns a Compressor writing to w; CompressionNone is an error (write to w directly).
-func NewCompressor(ctx context.Context, w io.Writer, c compression.Compression) (*Compressor, error) {
+func NewCompressor(ctx context.Context, w io.Writer, c compression.Format) (*Compressor, error) {
 	enc, size := newEncoder(c, defaultWorkers())
 	if enc == nil {
 		return nil, fmt.Errorf("%w: no compressor for %v", ErrInvalid, c)

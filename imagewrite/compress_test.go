@@ -16,7 +16,7 @@ import (
 )
 
 // compressBlocks runs input through a blockWriter, writing it in random-sized pieces.
-func compressBlocks(t testing.TB, c compression.Compression, workers int, input []byte, seed uint64) []byte {
+func compressBlocks(t testing.TB, c compression.Format, workers int, input []byte, seed uint64) []byte {
 	t.Helper()
 	enc, size := newEncoder(c, workers)
 	var out bytes.Buffer
@@ -35,17 +35,17 @@ func compressBlocks(t testing.TB, c compression.Compression, workers int, input 
 	return out.Bytes()
 }
 
-func decompress(t testing.TB, c compression.Compression, b []byte) []byte {
+func decompress(t testing.TB, c compression.Format, b []byte) []byte {
 	t.Helper()
 	var r io.Reader
 	switch c {
-	case compression.CompressionGzip:
+	case compression.Gzip:
 		zr, err := gzip.NewReader(bytes.NewReader(b)) // the standard library's: multistream by default
 		if err != nil {
 			t.Fatal(err)
 		}
 		r = zr
-	case compression.CompressionZstd:
+	case compression.Zstd:
 		zr, err := zstd.NewReader(bytes.NewReader(b))
 		if err != nil {
 			t.Fatal(err)
@@ -62,7 +62,7 @@ func decompress(t testing.TB, c compression.Compression, b []byte) []byte {
 
 func TestBlockWriter(t *testing.T) {
 	text := bigLayer(t, 11<<20)
-	for _, c := range []compression.Compression{compression.CompressionGzip, compression.CompressionZstd} {
+	for _, c := range []compression.Format{compression.Gzip, compression.Zstd} {
 		_, block := newEncoder(c, 1)
 		for _, n := range []int{0, 1, block - 1, block, block + 1, 2*block + block/2} {
 			t.Run(fmt.Sprintf("%s/%d", c, n), func(t *testing.T) {
@@ -75,10 +75,10 @@ func TestBlockWriter(t *testing.T) {
 				if got := decompress(t, c, one); !bytes.Equal(got, in) {
 					t.Fatalf("round trip gives %d bytes, want %d", len(got), len(in))
 				}
-				if det, err := compression.DetectCompression(bytes.NewReader(one), 0); err != nil || det != c {
+				if det, err := compression.Detect(bytes.NewReader(one), 0); err != nil || det != c {
 					t.Errorf("detected as %v, %v", det, err)
 				}
-				if c == compression.CompressionGzip && (one[3] != 0 || !bytes.Equal(one[4:8], []byte{0, 0, 0, 0})) {
+				if c == compression.Gzip && (one[3] != 0 || !bytes.Equal(one[4:8], []byte{0, 0, 0, 0})) {
 					t.Errorf("gzip header flags %#x mtime % x, want none and zero", one[3], one[4:8])
 				}
 			})
@@ -97,7 +97,7 @@ func (w *failWriter) Write(p []byte) (int, error) {
 
 func TestBlockWriterErrors(t *testing.T) {
 	in := bigLayer(t, 6<<20)
-	enc, size := newEncoder(compression.CompressionGzip, 2)
+	enc, size := newEncoder(compression.Gzip, 2)
 	w := newBlockWriter(context.Background(), &failWriter{n: 1}, enc, size, 2)
 	_, werr := w.Write(in)
 	cerr := w.Close()
@@ -120,7 +120,7 @@ func TestBlockWriterErrors(t *testing.T) {
 
 func TestCompressorRoundTrip(t *testing.T) {
 	data := bytes.Repeat([]byte("imgfs export stream 0123456789abcdef\n"), 100_000)
-	for _, c := range []compression.Compression{compression.CompressionGzip, compression.CompressionZstd} {
+	for _, c := range []compression.Format{compression.Gzip, compression.Zstd} {
 		var out bytes.Buffer
 		cw, err := NewCompressor(context.Background(), &out, c)
 		if err != nil {
@@ -134,13 +134,13 @@ func TestCompressorRoundTrip(t *testing.T) {
 		}
 		var r io.Reader
 		switch c {
-		case compression.CompressionGzip:
+		case compression.Gzip:
 			zr, err := gzip.NewReader(&out)
 			if err != nil {
 				t.Fatal(err)
 			}
 			r = zr
-		case compression.CompressionZstd:
+		case compression.Zstd:
 			zr, err := zstd.NewReader(&out)
 			if err != nil {
 				t.Fatal(err)
@@ -153,7 +153,7 @@ func TestCompressorRoundTrip(t *testing.T) {
 			t.Errorf("%v: round trip: %d bytes, %v", c, len(got), err)
 		}
 	}
-	if _, err := NewCompressor(context.Background(), io.Discard, compression.CompressionNone); err == nil {
+	if _, err := NewCompressor(context.Background(), io.Discard, compression.None); err == nil {
 		t.Error("NewCompressor(none) succeeded")
 	}
 }

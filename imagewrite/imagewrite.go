@@ -62,14 +62,14 @@ func ParseFormat(s string) (Format, error) {
 
 // ParseCompression parses a compression name for new layers: "none" (or "uncompressed"), "gzip" or
 // "zstd".
-func ParseCompression(s string) (compression.Compression, error) {
+func ParseCompression(s string) (compression.Format, error) {
 	switch s {
 	case "none", "uncompressed":
-		return compression.CompressionNone, nil
+		return compression.None, nil
 	case "gzip":
-		return compression.CompressionGzip, nil
+		return compression.Gzip, nil
 	case "zstd":
-		return compression.CompressionZstd, nil
+		return compression.Zstd, nil
 	}
 	return 0, errorf(ErrInvalid, "compression %q: want none, gzip or zstd", clip(s))
 }
@@ -80,7 +80,7 @@ type Options struct {
 	Format Format
 	// Compression is the compression of the new layers (the base layers are copied as they are). The
 	// zero value is none, as skopeo does for docker-archive; callers choose gzip for OCI outputs.
-	Compression compression.Compression
+	Compression compression.Format
 	// Tags name the image, as NAME[:TAG] ("foo:1", "registry.example/team/foo:2"); a missing tag is
 	// "latest". docker-archive writes them as RepoTags; OCI outputs list the manifest once per tag with
 	// the annotations org.opencontainers.image.ref.name (the tag as given) and io.containerd.image.name
@@ -165,7 +165,7 @@ func Write(ctx context.Context, out string, base *archive.Image, layers []Layer,
 // plan is everything checked and prepared before the first byte is written.
 type plan struct {
 	format  Format
-	comp    compression.Compression
+	comp    compression.Format
 	tags    []string
 	changes []Change
 	created time.Time
@@ -181,7 +181,7 @@ type plan struct {
 type baseLayer struct {
 	archive.Layer
 	blob compression.Blob
-	comp compression.Compression
+	comp compression.Format
 }
 
 func write(ctx context.Context, out string, base *archive.Image, layers []Layer, cfg Config, opts Options) (Result, error) {
@@ -229,7 +229,7 @@ func prepare(base *archive.Image, layers []Layer, cfg Config, opts Options) (*pl
 		return nil, err
 	}
 	switch p.comp {
-	case compression.CompressionNone, compression.CompressionGzip, compression.CompressionZstd:
+	case compression.None, compression.Gzip, compression.Zstd:
 	default:
 		return nil, errorf(ErrInvalid, "compression %s: want none, gzip or zstd", p.comp)
 	}
@@ -296,7 +296,7 @@ func prepare(base *archive.Image, layers []Layer, cfg Config, opts Options) (*pl
 		if err := checkDigest(l.DiffID); err != nil {
 			return nil, errorf(ErrBase, "base layer %d: diff_id: %w", i+1, err)
 		}
-		c, err := compression.DetectCompression(io.NewSectionReader(b.R, b.Off, b.Size), 0)
+		c, err := compression.Detect(io.NewSectionReader(b.R, b.Off, b.Size), 0)
 		if err != nil {
 			return nil, errorf(ErrBase, "base layer %d %s: %w", i+1, l.Digest, err)
 		}
@@ -413,11 +413,11 @@ func checkTime(t time.Time) error {
 }
 
 // layerMediaType is the OCI media type of a layer blob compressed with c.
-func layerMediaType(c compression.Compression) string {
+func layerMediaType(c compression.Format) string {
 	switch c {
-	case compression.CompressionGzip:
+	case compression.Gzip:
 		return ispec.MediaTypeImageLayerGzip
-	case compression.CompressionZstd:
+	case compression.Zstd:
 		return ispec.MediaTypeImageLayerZstd
 	}
 	return ispec.MediaTypeImageLayer

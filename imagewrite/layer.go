@@ -15,9 +15,9 @@ import (
 
 // writeLayer streams one new layer into st: the caller's tar is hashed (diff_id), compressed, and the
 // compressed bytes hashed (digest) by the store as they are written.
-func writeLayer(ctx context.Context, st store, lay layout, l Layer, comp compression.Compression, prog *progress) (LayerInfo, string, error) {
+func writeLayer(ctx context.Context, st store, lay layout, l Layer, comp compression.Format, prog *progress) (LayerInfo, string, error) {
 	var diff hash.Hash
-	if comp != compression.CompressionNone {
+	if comp != compression.None {
 		diff = sha256.New()
 	}
 	fill := func(w io.Writer) error {

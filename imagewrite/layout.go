@@ -16,7 +16,7 @@ type layout interface {
 	// begin writes what comes before the blobs.
 	begin(st store) error
 	// layerName is the file name of a layer blob.
-	layerName(d digest.Digest, c compression.Compression) string
+	layerName(d digest.Digest, c compression.Format) string
 	// addLayer records the next layer, bottom first.
 	addLayer(name string, desc ispec.Descriptor)
 	// finish writes the config and the documents that describe the image, and returns the manifest
@@ -66,7 +66,7 @@ func (o *ociLayout) begin(st store) error {
 	return st.mkdir("blobs/sha256")
 }
 
-func (o *ociLayout) layerName(d digest.Digest, _ compression.Compression) string { return blobName(d) }
+func (o *ociLayout) layerName(d digest.Digest, _ compression.Format) string { return blobName(d) }
 
 func (o *ociLayout) addLayer(_ string, desc ispec.Descriptor) { o.layers = append(o.layers, desc) }
 
@@ -129,11 +129,11 @@ type dockerManifest struct {
 
 func (o *dockerLayout) begin(store) error { return nil }
 
-func (o *dockerLayout) layerName(d digest.Digest, c compression.Compression) string {
+func (o *dockerLayout) layerName(d digest.Digest, c compression.Format) string {
 	switch c {
-	case compression.CompressionGzip:
+	case compression.Gzip:
 		return d.Encoded() + ".tar.gz"
-	case compression.CompressionZstd:
+	case compression.Zstd:
 		return d.Encoded() + ".tar.zst"
 	}
 	return d.Encoded() + ".tar"

@@ -43,13 +43,13 @@ type Options struct {
 type Layer struct {
 	*Table
 	stream *compression.Stream
-	comp   compression.Compression
+	comp   compression.Format
 }
 
 // layerOpen is one Open: the claims, where their proof is kept, and the identity of the blob's bytes.
 type layerOpen struct {
 	blob     Blob
-	c        compression.Compression
+	c        compression.Format
 	d, x     digest.Digest // claimed blob digest and diff_id (equal for an uncompressed blob)
 	source   string        // sourceIdentity of the blob; "" when it has none
 	table    string        // table path; "" when nothing is persisted
@@ -79,12 +79,12 @@ func Open(ctx context.Context, blob Blob, opts Options) (*Layer, error) {
 		return nil, errors.New("opening layer: no blob")
 	}
 	name := cmp.Or(string(opts.DiffID), string(opts.Digest), "(unkeyed)")
-	c, err := compression.DetectCompression(io.NewSectionReader(blob.R, blob.Off, blob.Size), 0)
+	c, err := compression.Detect(io.NewSectionReader(blob.R, blob.Off, blob.Size), 0)
 	if err != nil {
 		return nil, fmt.Errorf("opening layer %s: %w", name, err)
 	}
 	lo := &layerOpen{blob: blob, c: c, d: opts.Digest, x: opts.DiffID, cacheDir: opts.CacheDir, opts: opts, log: log}
-	if c == compression.CompressionNone {
+	if c == compression.None {
 		// The stored bytes are the uncompressed tar: one digest for both, a free check.
 		if lo.d != "" && lo.x != "" && lo.d != lo.x {
 			return nil, fmt.Errorf("opening layer %s: %w: the blob is uncompressed, so its digest %s must equal its diff ID %s",
@@ -118,8 +118,8 @@ func Open(ctx context.Context, blob Blob, opts Options) (*Layer, error) {
 var streamSpan, streamHugeFrame int64
 
 // streamOptions are the options of the layer's compressed stream: keyed by the verified pair.
-func (lo *layerOpen) streamOptions() compression.StreamOptions {
-	so := compression.StreamOptions{Logger: lo.log, SpanSize: streamSpan, HugeFrame: streamHugeFrame}
+func (lo *layerOpen) streamOptions() compression.Options {
+	so := compression.Options{Logger: lo.log, SpanSize: streamSpan, HugeFrame: streamHugeFrame}
 	if lo.table != "" {
 		so.CacheDir, so.Key, so.DiffID = lo.cacheDir, lo.d, lo.x
 	} else if lo.cacheDir != "" {
@@ -155,10 +155,10 @@ func (lo *layerOpen) load(ctx context.Context) *Layer {
 		t.Close()
 		return nil
 	}
-	if lo.c == compression.CompressionNone {
+	if lo.c == compression.None {
 		return &Layer{Table: t, stream: compression.Plain(lo.blob), comp: lo.c}
 	}
-	s, ok, err := compression.LoadStream(ctx, lo.blob, lo.c, lo.streamOptions())
+	s, ok, err := compression.Load(ctx, lo.blob, lo.c, lo.streamOptions())
 	switch {
 	case err != nil:
 		lo.log.Warn("index: rebuilding table and stream index", "layer", lo.x, "reason", err)
@@ -194,7 +194,7 @@ func (lo *layerOpen) build(ctx context.Context) (_ *Layer, err error) {
 		stream *compression.Stream
 		pend   compression.Pending
 	)
-	if lo.c == compression.CompressionNone {
+	if lo.c == compression.None {
 		// The scan seeks over member data; the hasher reads it all. Progress is the slower of the two.
 		sc := newScannerAt(blob.R, blob.Off, blob.Size)
 		p.bytes = sc.Pos
@@ -207,7 +207,7 @@ func (lo *layerOpen) build(ctx context.Context) (_ *Layer, err error) {
 		}
 		stream = compression.Plain(blob)
 	} else {
-		ix, err := compression.NewStreamIndexer(ctx, blob, lo.c, lo.streamOptions())
+		ix, err := compression.NewIndexer(ctx, blob, lo.c, lo.streamOptions())
 		if err != nil {
 			return nil, err
 		}
@@ -250,7 +250,7 @@ func (lo *layerOpen) build(ctx context.Context) (_ *Layer, err error) {
 		switch {
 		case err != nil:
 			return fail(err)
-		case got != lo.d && lo.c == compression.CompressionNone:
+		case got != lo.d && lo.c == compression.None:
 			return fail(&mismatchError{fmt.Sprintf("%v: the uncompressed blob is %s, expected %s", ErrDiffIDMismatch, got, lo.d),
 				[]error{ErrDiffIDMismatch, ErrDigestMismatch}})
 		case got != lo.d:
@@ -280,7 +280,7 @@ func (lo *layerOpen) build(ctx context.Context) (_ *Layer, err error) {
 	if lo.record != "" {
 		rec := &verifiedRecord{Digest: lo.d, DiffID: lo.x, Compression: lo.c.String(), Source: lo.source,
 			BlobSize: blob.Size, StreamSize: stream.Size(), TableCRC: t.headerCRC()}
-		if lo.c != compression.CompressionNone {
+		if lo.c != compression.None {
 			rec.StreamCRC = stream.IndexCRC()
 		}
 		if err := writeRecord(lo.record, rec); err != nil {
@@ -296,7 +296,7 @@ func (b *builder) logSummary(key digest.Digest) {
 }
 
 // Compression returns how the layer's blob is compressed.
-func (l *Layer) Compression() compression.Compression { return l.comp }
+func (l *Layer) Compression() compression.Format { return l.comp }
 
 // Close releases the table and the stream.
 func (l *Layer) Close() error {

@@ -66,15 +66,15 @@ func storedGzip(t testing.TB, b []byte) []byte {
 
 // decompress returns the uncompressed bytes of a blob as archive/tar's view would read them.
 func decompress(b []byte) ([]byte, error) {
-	c, _ := compression.DetectCompression(bytes.NewReader(b), 0)
+	c, _ := compression.Detect(bytes.NewReader(b), 0)
 	switch c {
-	case compression.CompressionGzip:
+	case compression.Gzip:
 		zr, err := gzip.NewReader(bytes.NewReader(b))
 		if err != nil {
 			return nil, err
 		}
 		return io.ReadAll(zr)
-	case compression.CompressionZstd:
+	case compression.Zstd:
 		zr, err := zstd.NewReader(bytes.NewReader(b))
 		if err != nil {
 			return nil, err

@@ -92,8 +92,8 @@ func runExport(c *cli.Context) error {
 	return nil
 }
 
-func exportTo(ctx context.Context, view *overlay.View, w io.Writer, comp compression.Compression, opts overlay.ExportOptions) error {
-	if comp == compression.CompressionNone {
+func exportTo(ctx context.Context, view *overlay.View, w io.Writer, comp compression.Format, opts overlay.ExportOptions) error {
+	if comp == compression.None {
 		_, err := view.Export(ctx, w, opts)
 		return err
 	}

@@ -115,18 +115,18 @@ func runImport(c *cli.Context) error {
 // decompressed returns the tar stream inside r, which may be gzip- or zstd-compressed (by magic).
 func decompressed(r *bufio.Reader, name string) (io.Reader, func(), error) {
 	head, _ := r.Peek(8)
-	comp, err := compression.DetectCompression(bytes.NewReader(head), 0)
+	comp, err := compression.Detect(bytes.NewReader(head), 0)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", name, err)
 	}
 	switch comp {
-	case compression.CompressionGzip:
+	case compression.Gzip:
 		zr, err := gzip.NewReader(r)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: gzip: %w", name, err)
 		}
 		return zr, func() { zr.Close() }, nil
-	case compression.CompressionZstd:
+	case compression.Zstd:
 		zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1))
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: zstd: %w", name, err)
