@@ -147,7 +147,7 @@ type gzipIndexer struct {
 }
 
 func newGzipIndexer(ctx context.Context, blob Blob, opts Options) (*gzipIndexer, error) {
-	path, _, err := cachePaths(opts, ".gzi")
+	path, _, err := cachePaths(opts, persisted[Gzip].ext)
 	if err != nil {
 		return nil, err
 	}
@@ -264,8 +264,7 @@ func (g *gzipIndexer) onBlock(b flate.BlockEnd) {
 }
 
 func (g *gzipIndexer) finish(size int64, diffID digest.Digest) (*Stream, Pending, error) {
-	h := &streamHeader{Magic: streamMagicGzip, CompSize: g.blob.Size, Size: size, DiffID: diffIDBytes(diffID),
-		Blob: diffIDBytes(g.opts.Key)}
+	h := newStreamHeader(Gzip, g.opts, g.blob.Size, size, diffID)
 	f, p, err := g.w.finish(h, g.points)
 	if err != nil {
 		return nil, nil, err
@@ -287,22 +286,13 @@ func newGzipStream(blob Blob, ckpt *os.File, points []point, size int64, diffID 
 	return s
 }
 
-func loadGzipStream(blob Blob, opts Options) (*Stream, error) {
-	path, ok, err := cachePaths(opts, ".gzi")
-	if err != nil || !ok {
-		return nil, err
-	}
-	li, err := loadIndex(path, streamMagicGzip, blob.Size, opts)
-	if err != nil {
-		return nil, err
-	}
+// gzipFromIndex makes the stream of a validated .gzi file, which it takes over.
+func gzipFromIndex(blob Blob, li *loadedIndex, _ Options) (*Stream, error) {
 	if li.hdr.Flags != 0 || len(li.points) == 0 {
 		li.f.Close()
 		return nil, fmt.Errorf("%w: bad gzip index", errStale)
 	}
-	s := newGzipStream(blob, li.f, li.points, li.hdr.Size, diffIDFromBytes(li.hdr.DiffID))
-	s.hdrCRC = li.hdr.crc
-	return s, nil
+	return newGzipStream(blob, li.f, li.points, li.hdr.Size, diffIDFromBytes(li.hdr.DiffID)), nil
 }
 
 // gzipCursor decodes a gzip stream from a restart point onwards, across member boundaries. It does not

@@ -216,10 +216,8 @@ func Load(ctx context.Context, blob Blob, c Format, opts Options) (*Stream, bool
 	switch c {
 	case None:
 		return newPlainStream(blob), true, nil
-	case Gzip:
-		s, err = loadGzipStream(blob, opts)
-	case Zstd:
-		s, err = loadZstdStream(blob, opts)
+	case Gzip, Zstd:
+		s, err = loadPersisted(blob, c, opts)
 	default:
 		return nil, false, fmt.Errorf("%w: %s", ErrUnsupported, c)
 	}

@@ -296,6 +296,45 @@ func commitFile(f *os.File, path string) error {
 	return nil
 }
 
+// persisted says how the index of each compressed format is persisted: the extension of its file, the
+// magic of its header and what makes a stream of it once it is validated (taking over or closing li.f).
+var persisted = map[Format]struct {
+	ext       string
+	magic     [8]byte
+	fromIndex func(blob Blob, li *loadedIndex, opts Options) (*Stream, error)
+}{
+	Gzip: {".gzi", streamMagicGzip, gzipFromIndex},
+	Zstd: {".zti", streamMagicZstd, zstdFromIndex},
+}
+
+// newStreamHeader starts the header of a new index of a stream compressed with c, for the blob
+// opts.Key of compSize bytes that decompresses to size bytes hashing to diffID.
+func newStreamHeader(c Format, opts Options, compSize, size int64, diffID digest.Digest) *streamHeader {
+	return &streamHeader{Magic: persisted[c].magic, CompSize: compSize, Size: size, DiffID: diffIDBytes(diffID),
+		Blob: diffIDBytes(opts.Key)}
+}
+
+// loadPersisted opens a gzip or zstd stream from its persisted index: it finds the file (nil, nil when
+// nothing is persisted), validates it against the blob and the key, and makes the stream. Errors are
+// those of loadIndex and of the format's own checks.
+func loadPersisted(blob Blob, c Format, opts Options) (*Stream, error) {
+	pf := persisted[c]
+	path, ok, err := cachePaths(opts, pf.ext)
+	if err != nil || !ok {
+		return nil, err
+	}
+	li, err := loadIndex(path, pf.magic, blob.Size, opts)
+	if err != nil {
+		return nil, err
+	}
+	s, err := pf.fromIndex(blob, li, opts)
+	if err != nil {
+		return nil, err
+	}
+	s.hdrCRC = li.hdr.crc
+	return s, nil
+}
+
 // loadedIndex is a validated .gzi or .zti file.
 type loadedIndex struct {
 	f      *os.File

@@ -235,7 +235,7 @@ type zstdIndexer struct {
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 
 func newZstdIndexer(ctx context.Context, blob Blob, opts Options) (*zstdIndexer, error) {
-	idxPath, persist, err := cachePaths(opts, ".zti")
+	idxPath, persist, err := cachePaths(opts, persisted[Zstd].ext)
 	if err != nil {
 		return nil, err
 	}
@@ -344,8 +344,7 @@ func (z *zstdIndexer) nextSegment() error {
 }
 
 func (z *zstdIndexer) finish(size int64, diffID digest.Digest) (*Stream, Pending, error) {
-	h := &streamHeader{Magic: streamMagicZstd, CompSize: z.blob.Size, Size: size, DiffID: diffIDBytes(diffID),
-		Blob: diffIDBytes(z.opts.Key)}
+	h := newStreamHeader(Zstd, z.opts, z.blob.Size, size, diffID)
 	var (
 		s *Stream
 		p Pending
@@ -417,15 +416,9 @@ func newZstdStream(blob Blob, points []point, size int64, diffID digest.Digest) 
 	return s
 }
 
-func loadZstdStream(blob Blob, opts Options) (*Stream, error) {
-	path, ok, err := cachePaths(opts, ".zti")
-	if err != nil || !ok {
-		return nil, err
-	}
-	li, err := loadIndex(path, streamMagicZstd, blob.Size, opts)
-	if err != nil {
-		return nil, err
-	}
+// zstdFromIndex makes the stream of a validated .zti file (which holds no windows: it is closed), from
+// its restart points or from the decompressed copy it names.
+func zstdFromIndex(blob Blob, li *loadedIndex, opts Options) (*Stream, error) {
 	li.f.Close()
 	h := &li.hdr
 	diffID := diffIDFromBytes(h.DiffID)
@@ -434,9 +427,7 @@ func loadZstdStream(blob Blob, opts Options) (*Stream, error) {
 		if len(li.points) == 0 && h.Size != 0 {
 			return nil, fmt.Errorf("%w: no points", errStale)
 		}
-		s := newZstdStream(blob, li.points, h.Size, diffID)
-		s.hdrCRC = h.crc
-		return s, nil
+		return newZstdStream(blob, li.points, h.Size, diffID), nil
 	case h.Flags == streamFlagRaw:
 		rawPath, _, _ := cachePaths(opts, ".raw")
 		f, err := os.Open(rawPath)
@@ -463,9 +454,7 @@ func loadZstdStream(blob Blob, opts Options) (*Stream, error) {
 			}
 			return nil, fmt.Errorf("%w: decompressed copy changed since it was written", errStale)
 		}
-		s := newFileStream(Zstd, f, h.Size, diffID)
-		s.hdrCRC = h.crc
-		return s, nil
+		return newFileStream(Zstd, f, h.Size, diffID), nil
 	}
 	return nil, fmt.Errorf("%w: bad zstd index flags", errStale)
 }
