@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"testing"
 
@@ -51,8 +52,10 @@ func benchCompress(b *testing.B, fn func(in []byte, w io.Writer) error) {
 // writeBlocks writes in through this package's parallel block compressor.
 func writeBlocks(c compression.Format) func(in []byte, w io.Writer) error {
 	return func(in []byte, w io.Writer) error {
-		enc, size := newEncoder(c, defaultWorkers())
-		bw := newBlockWriter(context.Background(), w, enc, size, defaultWorkers())
+		bw, err := compression.NewWriter(context.Background(), w, c)
+		if err != nil {
+			return err
+		}
 		for p := in; len(p) > 0; p = p[min(len(p), 256<<10):] {
 			if _, err := bw.Write(p[:min(len(p), 256<<10)]); err != nil {
 				return err
@@ -82,8 +85,8 @@ func BenchmarkZstd(b *testing.B) {
 		opts []zstd.EOption
 	}{
 		{"stream-concurrency-1", []zstd.EOption{zstd.WithEncoderConcurrency(1)}},
-		{"stream-concurrency-GOMAXPROCS", []zstd.EOption{zstd.WithEncoderConcurrency(defaultWorkers())}},
-		{"stream-concurrent-blocks", []zstd.EOption{zstd.WithEncoderConcurrency(defaultWorkers()), zstd.WithConcurrentBlocks(true)}},
+		{"stream-concurrency-GOMAXPROCS", []zstd.EOption{zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0))}},
+		{"stream-concurrent-blocks", []zstd.EOption{zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithConcurrentBlocks(true)}},
 	}
 	for _, s := range streams {
 		b.Run(s.name, func(b *testing.B) {

@@ -21,11 +21,13 @@ func writeLayer(ctx context.Context, st store, lay layout, l Layer, comp compres
 		diff = sha256.New()
 	}
 	fill := func(w io.Writer) error {
-		enc, size := newEncoder(comp, defaultWorkers())
-		var bw *blockWriter
+		var bw *compression.Writer
 		dst := w
-		if enc != nil {
-			bw = newBlockWriter(ctx, w, enc, size, defaultWorkers())
+		if comp != compression.None {
+			var err error
+			if bw, err = compression.NewWriter(ctx, w, comp); err != nil {
+				return err
+			}
 			dst = bw
 		}
 		in := &layerInput{ctx: ctx, dst: dst, hash: diff, prog: prog}
@@ -35,7 +37,7 @@ func writeLayer(ctx context.Context, st store, lay layout, l Layer, comp compres
 		}
 		if err != nil {
 			if bw != nil {
-				bw.abort()
+				bw.Abort()
 			}
 			return err
 		}

@@ -97,7 +97,7 @@ func exportTo(ctx context.Context, view *overlay.View, w io.Writer, comp compres
 		_, err := view.Export(ctx, w, opts)
 		return err
 	}
-	cw, err := imagewrite.NewCompressor(ctx, w, comp)
+	cw, err := compression.NewWriter(ctx, w, comp)
 	if err != nil {
 		return err
 	}
