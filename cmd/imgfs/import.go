@@ -3,7 +3,6 @@ package main
 import (
 	"archive/tar"
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,8 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/klauspost/compress/gzip"
-	"github.com/klauspost/compress/zstd"
 	"github.com/urfave/cli/v2"
 
 	"github.com/imgfs/imgfs/compression"
@@ -87,11 +84,11 @@ func runImport(c *cli.Context) error {
 		defer f.Close()
 		src, name = f, in
 	}
-	tarStream, closeIn, err := decompressed(bufio.NewReaderSize(src, 1<<20), name)
+	tarStream, _, err := compression.NewReader(bufio.NewReaderSize(src, 1<<20))
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", name, err)
 	}
-	defer closeIn()
+	defer tarStream.Close()
 
 	pr := newProgress(c.Bool("quiet"), "importing", 1)
 	slot := pr.slot(0)
@@ -110,30 +107,6 @@ func runImport(c *cli.Context) error {
 	}
 	fmt.Fprintln(os.Stdout, res.ConfigDigest)
 	return nil
-}
-
-// decompressed returns the tar stream inside r, which may be gzip- or zstd-compressed (by magic).
-func decompressed(r *bufio.Reader, name string) (io.Reader, func(), error) {
-	head, _ := r.Peek(8)
-	comp, err := compression.Detect(bytes.NewReader(head), 0)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", name, err)
-	}
-	switch comp {
-	case compression.Gzip:
-		zr, err := gzip.NewReader(r)
-		if err != nil {
-			return nil, nil, fmt.Errorf("%s: gzip: %w", name, err)
-		}
-		return zr, func() { zr.Close() }, nil
-	case compression.Zstd:
-		zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1))
-		if err != nil {
-			return nil, nil, fmt.Errorf("%s: zstd: %w", name, err)
-		}
-		return zr, zr.Close, nil
-	}
-	return r, func() {}, nil
 }
 
 // copyCheckedTar copies a flat tar stream to w byte for byte while checking every member header: the
