@@ -13,18 +13,18 @@ import (
 	"github.com/opencontainers/go-digest"
 	ispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/compression"
 )
 
 // Options configure Open.
 type Options struct {
-	// CacheDir is the cache root handed to index.OpenCompressed for an archive wrapped in gzip or zstd
+	// CacheDir is the cache root handed to compression.Open for an archive wrapped in gzip or zstd
 	// (its checkpoints, or a decompressed copy). Empty: nothing is persisted.
 	CacheDir string
 	// Logger receives warnings (skipped entries, ignored members) and notes; nil discards.
 	Logger *slog.Logger
 	// Progress, when set, is called while a compressed archive is indexed.
-	Progress func(index.Progress)
+	Progress func(compression.Progress)
 }
 
 // Format names the kind of archive Open found.
@@ -66,7 +66,7 @@ type ImageRef struct {
 type Archive struct {
 	path    string
 	format  Format
-	comp    index.Compression
+	comp    compression.Format
 	src     source
 	log     *slog.Logger
 	entries []*entry
@@ -169,7 +169,7 @@ func (a *Archive) open(ctx context.Context, opts Options) error {
 		return errorf(ErrFormat, "not an image archive: no index.json, oci-layout or manifest.json in the directory")
 	default:
 		what := "tar"
-		if a.comp != index.CompressionNone {
+		if a.comp != compression.None {
 			what = a.comp.String() + "-compressed tar"
 		}
 		return errorf(ErrFormat, "not an image archive: no index.json, oci-layout or manifest.json in the %s (a root filesystem tar?)", what)
@@ -180,7 +180,7 @@ func (a *Archive) open(ctx context.Context, opts Options) error {
 func (a *Archive) Format() Format { return a.format }
 
 // Compression says how the archive file as a whole is compressed (CompressionNone for a directory).
-func (a *Archive) Compression() index.Compression { return a.comp }
+func (a *Archive) Compression() compression.Format { return a.comp }
 
 // Path returns the path the archive was opened from.
 func (a *Archive) Path() string { return a.path }

@@ -13,7 +13,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/compression"
 	"github.com/imgfs/imgfs/internal/tartest"
 )
 
@@ -22,7 +22,7 @@ type fixture struct {
 	name   string
 	path   string
 	format Format
-	comp   index.Compression
+	comp   compression.Format
 	images int
 	layers []testLayer // of the image Image(ctx, ref, nil) selects
 	ref    string
@@ -59,14 +59,14 @@ func fixtures(t *testing.T) []fixture {
 	cr.finish(t)
 	crTar := cr.tarBytes(t, tarOpts{})
 	fs = append(fs, fixture{name: "crane tarball", path: writeTemp(t, "c.tar", crTar), format: FormatDockerArchive, images: 1, layers: gz, ref: "corpus/foo"})
-	fs = append(fs, fixture{name: "crane tarball gzip-wrapped", path: writeTemp(t, "c.tar.gz", tartest.Gzip(t, crTar)), format: FormatDockerArchive, comp: index.CompressionGzip, images: 1, layers: gz})
+	fs = append(fs, fixture{name: "crane tarball gzip-wrapped", path: writeTemp(t, "c.tar.gz", tartest.Gzip(t, crTar)), format: FormatDockerArchive, comp: compression.Gzip, images: 1, layers: gz})
 
 	ds := &dockerSave{}
 	ds.image(t, styleDocker, []string{"foo:latest"}, linuxAMD64, plain)
 	ds.finish(t)
 	dsTar := ds.tarBytes(t, tarOpts{})
-	fs = append(fs, fixture{name: "docker-archive gzip-wrapped", path: writeTemp(t, "d.tar.gz", tartest.Gzip(t, dsTar)), format: FormatDockerArchive, comp: index.CompressionGzip, images: 1, layers: plain, ref: "foo"})
-	fs = append(fs, fixture{name: "oci-archive zstd-wrapped", path: writeTemp(t, "o.tar.zst", tartest.Zstd(t, o.tarBytes(t, tarOpts{}))), format: FormatOCIArchive, comp: index.CompressionZstd, images: 1, layers: gz})
+	fs = append(fs, fixture{name: "docker-archive gzip-wrapped", path: writeTemp(t, "d.tar.gz", tartest.Gzip(t, dsTar)), format: FormatDockerArchive, comp: compression.Gzip, images: 1, layers: plain, ref: "foo"})
+	fs = append(fs, fixture{name: "oci-archive zstd-wrapped", path: writeTemp(t, "o.tar.zst", tartest.Zstd(t, o.tarBytes(t, tarOpts{}))), format: FormatOCIArchive, comp: compression.Zstd, images: 1, layers: gz})
 
 	d25, _ := docker25(t, map[string][]testLayer{"1": plain, "2": plain[:2]}, []string{"1", "2"})
 	fs = append(fs, fixture{name: "docker 25+", path: writeTemp(t, "d25.tar", d25.tarBytes(t, tarOpts{})), format: FormatDockerOCIArchive, images: 2, layers: plain, ref: "foo:1", names: []string{"foo:1", "docker.io/library/foo:1", "1"}})
@@ -101,7 +101,7 @@ func TestOpenFormats(t *testing.T) {
 				}
 			}
 			checkImage(t, img, f.layers)
-			if f.comp == index.CompressionNone && !strings.Contains(f.name, "dir") {
+			if f.comp == compression.None && !strings.Contains(f.name, "dir") {
 				b, _ := img.Layers[0].Blob()
 				if b.File == nil {
 					t.Errorf("layer blob of an uncompressed archive has no File")

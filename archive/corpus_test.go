@@ -14,7 +14,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/compression"
 )
 
 // corpusDir holds real archives made by real tools (see /work/shared/corpus/CORPUS.md). The test is
@@ -126,14 +126,14 @@ func checkCorpusImage(t *testing.T, artifact string, img *Image, layers int) {
 		if b.Size != l.Size || b.Size <= 0 {
 			t.Errorf("layer %d: blob of %d bytes, layer says %d", i+1, b.Size, l.Size)
 		}
-		c, err := index.DetectCompression(b.R, b.Off)
+		c, err := compression.Detect(b.R, b.Off)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if c != index.CompressionNone && l.MediaType == ispec.MediaTypeImageLayer {
+		if c != compression.None && l.MediaType == ispec.MediaTypeImageLayer {
 			t.Errorf("layer %d: %s data labelled %s", i+1, c, l.MediaType)
 		}
-		if c == index.CompressionNone {
+		if c == compression.None {
 			hdr := make([]byte, 512)
 			if _, err := b.R.ReadAt(hdr, b.Off); err != nil || string(hdr[257:262]) != "ustar" {
 				t.Errorf("layer %d: blob at %d is not a tar (%v)", i+1, b.Off, err)

@@ -10,13 +10,13 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/internal/digests"
 )
 
-// checkDigest is index.CheckDigest, the one digest rule, as an ErrInvalid error. Nothing else is used
+// checkDigest is digests.Check, the one digest rule, as an ErrInvalid error. Nothing else is used
 // as a digest, and in particular never as part of a path (CVE-2024-3727: "sha256:../../x").
 func checkDigest(d digest.Digest) error {
-	if err := index.CheckDigest(d); err != nil {
+	if err := digests.Check(d); err != nil {
 		return invalidf("%w", err)
 	}
 	return nil
@@ -26,7 +26,7 @@ func checkDigest(d digest.Digest) error {
 // digits.
 func sha256Of(enc string) digest.Digest {
 	d := digest.NewDigestFromEncoded(digest.SHA256, enc)
-	if index.CheckDigest(d) != nil {
+	if digests.Check(d) != nil {
 		return ""
 	}
 	return d

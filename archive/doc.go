@@ -19,11 +19,11 @@
 //     archive relative to the link's directory; escapes and cycles are refused.
 //   - "docker-dir": an unpacked legacy docker-save directory.
 //
-// A file that starts with gzip or zstd magic is opened through index.OpenCompressed and its decompressed
+// A file that starts with gzip or zstd magic is opened through compression.Open and its decompressed
 // bytes are read as above (Compression reports the wrapping). The stream's cache key is derived without
 // reading the whole file: sha256 over a version tag, the file's identity (device, inode, mtime, ctime),
 // its size and the sha256 of the first and last MiB (see outerKey); layer blobs read through it carry the
-// archive file as index.Blob.Origin, whose identity the layer cache's verified records name. The outer tar's member headers are scanned on every open (the data is skipped by
+// archive file as compression.Blob.Origin, whose identity the layer cache's verified records name. The outer tar's member headers are scanned on every open (the data is skipped by
 // seeking); at most 20,000 members are accepted, more is taken for a root filesystem tar.
 //
 // Inside OCI indexes, nested indexes are followed (4 levels at most); docker schema 2 manifests and

@@ -12,7 +12,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/compression"
 )
 
 // legacyImage is one image of a docker-save manifest.json.
@@ -144,7 +144,7 @@ func (a *Archive) loadLegacyImage(ctx context.Context, e *entry) (*Image, error)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", lw, err)
 		}
-		c, err := index.DetectCompression(io.NewSectionReader(b.R, b.Off, b.Size), 0)
+		c, err := compression.Detect(io.NewSectionReader(b.R, b.Off, b.Size), 0)
 		if err != nil {
 			return nil, errorf(ErrUnsupported, "%s: %w", lw, err)
 		}
@@ -179,11 +179,11 @@ func (a *Archive) loadLegacyImage(ctx context.Context, e *entry) (*Image, error)
 
 // LayerMediaType is the OCI layer media type of a blob compressed with c: the one rule by which both
 // a docker-save layer read here and a layer imagewrite writes are typed.
-func LayerMediaType(c index.Compression) string {
+func LayerMediaType(c compression.Format) string {
 	switch c {
-	case index.CompressionGzip:
+	case compression.Gzip:
 		return ispec.MediaTypeImageLayerGzip
-	case index.CompressionZstd:
+	case compression.Zstd:
 		return ispec.MediaTypeImageLayerZstd
 	}
 	return ispec.MediaTypeImageLayer
@@ -193,8 +193,8 @@ func LayerMediaType(c index.Compression) string {
 // uncompressed blob is its own diff_id; a LayerSources descriptor of the same size gives it; so does a
 // file name spelling a digest other than the diff_id. Otherwise the blob is hashed once (and the result
 // remembered). Digests found without hashing are not verified.
-func (a *Archive) legacyDigest(ctx context.Context, real, name string, b index.Blob, c index.Compression, diffID digest.Digest, sources map[digest.Digest]ispec.Descriptor) (digest.Digest, error) {
-	if c == index.CompressionNone {
+func (a *Archive) legacyDigest(ctx context.Context, real, name string, b compression.Blob, c compression.Format, diffID digest.Digest, sources map[digest.Digest]ispec.Descriptor) (digest.Digest, error) {
+	if c == compression.None {
 		return diffID, nil
 	}
 	if s, ok := sources[diffID]; ok && s.Size == b.Size {
@@ -224,7 +224,7 @@ func (a *Archive) legacyDigest(ctx context.Context, real, name string, b index.B
 }
 
 // hashBlob computes the sha256 digest of a blob, checking ctx as it goes.
-func hashBlob(ctx context.Context, b index.Blob) (digest.Digest, error) {
+func hashBlob(ctx context.Context, b compression.Blob) (digest.Digest, error) {
 	dg := digest.SHA256.Digester()
 	r := io.NewSectionReader(b.R, b.Off, b.Size)
 	buf := make([]byte, 1<<20)

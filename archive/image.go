@@ -6,7 +6,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/compression"
 )
 
 // Image is one image of an archive, with its manifest, config and layers checked for consistency: the
@@ -56,18 +56,18 @@ type Layer struct {
 	Annotations map[string]string
 
 	a    *Archive
-	blob index.Blob
+	blob compression.Blob
 }
 
 // Blob returns the layer's stored bytes as a byte range of the archive (of its decompressed stream
 // when the archive file is compressed). File is set when the range is in a plain file, for splicing.
 // The blob is valid until the archive is closed.
-func (l Layer) Blob() (index.Blob, error) {
+func (l Layer) Blob() (compression.Blob, error) {
 	if l.a == nil {
-		return index.Blob{}, errorf(ErrInvalid, "layer %s: not from an archive", l.Digest)
+		return compression.Blob{}, errorf(ErrInvalid, "layer %s: not from an archive", l.Digest)
 	}
 	if l.a.closed.Load() {
-		return index.Blob{}, ErrClosed
+		return compression.Blob{}, ErrClosed
 	}
 	return l.blob, nil
 }

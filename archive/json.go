@@ -12,7 +12,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/compression"
 )
 
 // Size caps of the JSON documents read from an archive. A larger document is an error; it is never read
@@ -40,7 +40,7 @@ const (
 )
 
 // readBlobJSON reads a whole JSON document of at most limit bytes from b.
-func readBlobJSON(b index.Blob, limit int64) ([]byte, error) {
+func readBlobJSON(b compression.Blob, limit int64) ([]byte, error) {
 	if b.Size > limit {
 		return nil, invalidf("document is %d bytes, more than the %d allowed", b.Size, limit)
 	}

@@ -10,7 +10,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/compression"
 )
 
 // outerKeySpan is how much of the head and of the tail of a compressed archive file goes into its cache key.
@@ -22,7 +22,7 @@ const outerKeySpan = 1 << 20
 // inode, mtime, ctime): the decompressed stream is trusted only for the very file it was made from, as
 // it was then, so that a file rewritten in place (even with the same size, head and tail) is read again.
 func outerKey(f *os.File, size int64) (digest.Digest, error) {
-	id, err := index.FileIdentity(f)
+	id, err := compression.FileIdentity(f)
 	if err != nil {
 		return "", err
 	}
@@ -45,22 +45,22 @@ func outerKey(f *os.File, size int64) (digest.Digest, error) {
 }
 
 // openTarSource opens the archive file f (size bytes, already known to be a regular file), unwraps gzip
-// or zstd through index.OpenCompressed, and scans the tar's member headers.
-func openTarSource(ctx context.Context, f *os.File, size int64, opts Options) (*tarSource, index.Compression, error) {
+// or zstd through compression.Open, and scans the tar's member headers.
+func openTarSource(ctx context.Context, f *os.File, size int64, opts Options) (*tarSource, compression.Format, error) {
 	src := &tarSource{r: f, file: f, closers: []io.Closer{f}}
-	c, err := index.DetectCompression(f, 0)
+	c, err := compression.Detect(f, 0)
 	if err != nil {
 		src.close()
 		return nil, c, errorf(ErrUnsupported, "%w", err)
 	}
 	total := size
-	if c != index.CompressionNone {
+	if c != compression.None {
 		key, err := outerKey(f, size)
 		if err != nil {
 			src.close()
 			return nil, c, err
 		}
-		st, err := index.OpenCompressed(ctx, index.Blob{R: f, Size: size, File: f}, index.StreamOptions{
+		st, err := compression.Open(ctx, compression.Blob{R: f, Size: size, File: f}, compression.Options{
 			CacheDir: opts.CacheDir, Key: key, Logger: opts.Logger, Progress: opts.Progress,
 		})
 		if err != nil {
@@ -76,7 +76,7 @@ func openTarSource(ctx context.Context, f *os.File, size int64, opts Options) (*
 	members, err := scanTar(ctx, src.r, total, opts.Logger)
 	if err != nil {
 		src.close()
-		if c != index.CompressionNone {
+		if c != compression.None {
 			return nil, c, fmt.Errorf("%s-compressed: %w", c, err)
 		}
 		return nil, c, err

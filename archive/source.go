@@ -9,7 +9,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/compression"
 )
 
 // source reads the named files of an archive: the files under a directory, or the members of a tar.
@@ -17,7 +17,7 @@ import (
 type source interface {
 	// open returns the bytes of the regular file name, following symlinks that stay inside the source,
 	// and the name of the file finally reached. A missing file gives an error of kind ErrMissingBlob.
-	open(name string) (index.Blob, string, error)
+	open(name string) (compression.Blob, string, error)
 	// exists says whether name is present, whatever its type.
 	exists(name string) bool
 	// close releases the files the source opened.
@@ -50,37 +50,37 @@ func newDirSource(dir string) (*dirSource, error) {
 	return &dirSource{root: root, files: map[string]dirFile{}}, nil
 }
 
-func (s *dirSource) open(name string) (index.Blob, string, error) {
+func (s *dirSource) open(name string) (compression.Blob, string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.files == nil {
-		return index.Blob{}, name, ErrClosed
+		return compression.Blob{}, name, ErrClosed
 	}
 	if df, ok := s.files[name]; ok {
-		return index.Blob{R: df.f, Size: df.size, File: df.f}, name, nil
+		return compression.Blob{R: df.f, Size: df.size, File: df.f}, name, nil
 	}
 	f, err := s.root.OpenFile(name, os.O_RDONLY|openFlags, 0)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return index.Blob{}, name, errNoFile
+			return compression.Blob{}, name, errNoFile
 		}
 		var pe *fs.PathError
 		if errors.As(err, &pe) {
 			err = pe.Err
 		}
-		return index.Blob{}, name, invalidf("opening: %v", err)
+		return compression.Blob{}, name, invalidf("opening: %v", err)
 	}
 	st, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return index.Blob{}, name, err
+		return compression.Blob{}, name, err
 	}
 	if !st.Mode().IsRegular() {
 		f.Close()
-		return index.Blob{}, name, invalidf("not a regular file (%s)", st.Mode().Type())
+		return compression.Blob{}, name, invalidf("not a regular file (%s)", st.Mode().Type())
 	}
 	s.files[name] = dirFile{f: f, size: st.Size()}
-	return index.Blob{R: f, Size: st.Size(), File: f}, name, nil
+	return compression.Blob{R: f, Size: st.Size(), File: f}, name, nil
 }
 
 func (s *dirSource) exists(name string) bool {
@@ -133,15 +133,15 @@ type tarSource struct {
 // maxSymlinks bounds the symlinks followed while resolving one member name.
 const maxSymlinks = 40
 
-func (s *tarSource) open(name string) (index.Blob, string, error) {
+func (s *tarSource) open(name string) (compression.Blob, string, error) {
 	m, real, err := s.resolve(name)
 	if err != nil {
-		return index.Blob{}, real, err
+		return compression.Blob{}, real, err
 	}
 	if s.file != nil {
-		return index.Blob{R: s.file, Off: s.fileOff + m.off, Size: m.size, File: s.file, Origin: s.origin}, real, nil
+		return compression.Blob{R: s.file, Off: s.fileOff + m.off, Size: m.size, File: s.file, Origin: s.origin}, real, nil
 	}
-	return index.Blob{R: s.r, Off: m.off, Size: m.size, Origin: s.origin}, real, nil
+	return compression.Blob{R: s.r, Off: m.off, Size: m.size, Origin: s.origin}, real, nil
 }
 
 func (s *tarSource) exists(name string) bool {

@@ -4,13 +4,14 @@ import (
 	"context"
 	"io"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"testing"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 
-	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/compression"
 )
 
 var hexText = sync.OnceValue(func() []byte {
@@ -49,10 +50,12 @@ func benchCompress(b *testing.B, fn func(in []byte, w io.Writer) error) {
 }
 
 // writeBlocks writes in through this package's parallel block compressor.
-func writeBlocks(c index.Compression) func(in []byte, w io.Writer) error {
+func writeBlocks(c compression.Format) func(in []byte, w io.Writer) error {
 	return func(in []byte, w io.Writer) error {
-		enc, size := newEncoder(c, defaultWorkers())
-		bw := newBlockWriter(context.Background(), w, enc, size, defaultWorkers())
+		bw, err := compression.NewWriter(context.Background(), w, c)
+		if err != nil {
+			return err
+		}
 		for p := in; len(p) > 0; p = p[min(len(p), 256<<10):] {
 			if _, err := bw.Write(p[:min(len(p), 256<<10)]); err != nil {
 				return err
@@ -63,7 +66,7 @@ func writeBlocks(c index.Compression) func(in []byte, w io.Writer) error {
 }
 
 func BenchmarkGzip(b *testing.B) {
-	b.Run("parallel-blocks", func(b *testing.B) { benchCompress(b, writeBlocks(index.CompressionGzip)) })
+	b.Run("parallel-blocks", func(b *testing.B) { benchCompress(b, writeBlocks(compression.Gzip)) })
 	b.Run("single-klauspost", func(b *testing.B) {
 		benchCompress(b, func(in []byte, w io.Writer) error {
 			zw, _ := gzip.NewWriterLevel(w, gzip.DefaultCompression)
@@ -76,14 +79,14 @@ func BenchmarkGzip(b *testing.B) {
 }
 
 func BenchmarkZstd(b *testing.B) {
-	b.Run("parallel-frames", func(b *testing.B) { benchCompress(b, writeBlocks(index.CompressionZstd)) })
+	b.Run("parallel-frames", func(b *testing.B) { benchCompress(b, writeBlocks(compression.Zstd)) })
 	streams := []struct {
 		name string
 		opts []zstd.EOption
 	}{
 		{"stream-concurrency-1", []zstd.EOption{zstd.WithEncoderConcurrency(1)}},
-		{"stream-concurrency-GOMAXPROCS", []zstd.EOption{zstd.WithEncoderConcurrency(defaultWorkers())}},
-		{"stream-concurrent-blocks", []zstd.EOption{zstd.WithEncoderConcurrency(defaultWorkers()), zstd.WithConcurrentBlocks(true)}},
+		{"stream-concurrency-GOMAXPROCS", []zstd.EOption{zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0))}},
+		{"stream-concurrent-blocks", []zstd.EOption{zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithConcurrentBlocks(true)}},
 	}
 	for _, s := range streams {
 		b.Run(s.name, func(b *testing.B) {

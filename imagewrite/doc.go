@@ -5,8 +5,8 @@
 // It owns: copying the base image's layer blobs byte for byte (never recompressed; each is hashed while
 // it is copied and checked against its digest, so that a corrupt or mislabelled source gives an ErrBase
 // error instead of an image whose digests lie; a base layer whose OCI media type contradicts its bytes is
-// relabelled); compressing and hashing new layers in one streaming
-// pass (gzip and zstd on all cores); editing the image config as raw JSON so that fields it does not
+// relabelled); hashing new layers while package compression's block writer compresses them in one
+// streaming pass; editing the image config as raw JSON so that fields it does not
 // know survive; docker `commit --change` instructions; the manifests, indexes and tar framing of each
 // output format; and making the output appear atomically. It must not know FUSE, union rules or tar
 // member semantics: a new layer is an opaque stream of tar bytes written by the caller.
@@ -14,12 +14,12 @@
 // # Layers
 //
 // A new layer's uncompressed tar is hashed (its diff_id) and compressed, and the compressed bytes hashed
-// (its digest), as they stream into the output: nothing is held whole in memory. gzip cuts the input into
-// 1 MiB blocks and compresses them concurrently as independent gzip members written in order (a valid
-// multi-member gzip stream, as pigz -i makes); zstd does the same with 4 MiB blocks as independent
-// frames. Block boundaries depend only on the input, never on the number of cores, so the output is the
-// same on every machine. Independent blocks also give readers restart points (package index serves zstd
-// layers through their frame table). Headers carry no name and mtime 0.
+// (its digest), as they stream into the output: nothing is held whole in memory. compression.Writer
+// cuts the input into 1 MiB blocks and compresses them concurrently as independent gzip members written
+// in order (a valid multi-member gzip stream, as pigz -i makes); zstd does the same with 4 MiB blocks as
+// independent frames. Block boundaries depend only on the input, never on the number of cores, so the
+// output is the same on every machine. Independent blocks also give readers restart points (package
+// compression serves zstd layers through their frame table). Headers carry no name and mtime 0.
 //
 // The written tar files put each new layer straight into the output file: a 512-byte header is reserved,
 // the compressed stream written after it, and the header filled in once the digest (the member's name)

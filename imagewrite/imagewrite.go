@@ -13,7 +13,8 @@ import (
 	ispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/imgfs/imgfs/archive"
-	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/compression"
+	"github.com/imgfs/imgfs/internal/digests"
 	"github.com/imgfs/imgfs/internal/kinderr"
 )
 
@@ -61,14 +62,14 @@ func ParseFormat(s string) (Format, error) {
 
 // ParseCompression parses a compression name for new layers: "none" (or "uncompressed"), "gzip" or
 // "zstd".
-func ParseCompression(s string) (index.Compression, error) {
+func ParseCompression(s string) (compression.Format, error) {
 	switch s {
 	case "none", "uncompressed":
-		return index.CompressionNone, nil
+		return compression.None, nil
 	case "gzip":
-		return index.CompressionGzip, nil
+		return compression.Gzip, nil
 	case "zstd":
-		return index.CompressionZstd, nil
+		return compression.Zstd, nil
 	}
 	return 0, errorf(ErrInvalid, "compression %q: want none, gzip or zstd", clip(s))
 }
@@ -79,7 +80,7 @@ type Options struct {
 	Format Format
 	// Compression is the compression of the new layers (the base layers are copied as they are). The
 	// zero value is none, as skopeo does for docker-archive; callers choose gzip for OCI outputs.
-	Compression index.Compression
+	Compression compression.Format
 	// Tags name the image, as NAME[:TAG] ("foo:1", "registry.example/team/foo:2"); a missing tag is
 	// "latest". docker-archive writes them as RepoTags; OCI outputs list the manifest once per tag with
 	// the annotations org.opencontainers.image.ref.name (the tag as given) and io.containerd.image.name
@@ -164,7 +165,7 @@ func Write(ctx context.Context, out string, base *archive.Image, layers []Layer,
 // plan is everything checked and prepared before the first byte is written.
 type plan struct {
 	format  Format
-	comp    index.Compression
+	comp    compression.Format
 	tags    []string
 	changes []Change
 	created time.Time
@@ -179,8 +180,8 @@ type plan struct {
 // baseLayer is a base layer with its blob and detected compression.
 type baseLayer struct {
 	archive.Layer
-	blob index.Blob
-	comp index.Compression
+	blob compression.Blob
+	comp compression.Format
 }
 
 func write(ctx context.Context, out string, base *archive.Image, layers []Layer, cfg Config, opts Options) (Result, error) {
@@ -229,7 +230,7 @@ func prepare(base *archive.Image, layers []Layer, cfg Config, opts Options) (*pl
 		return nil, err
 	}
 	switch p.comp {
-	case index.CompressionNone, index.CompressionGzip, index.CompressionZstd:
+	case compression.None, compression.Gzip, compression.Zstd:
 	default:
 		return nil, errorf(ErrInvalid, "compression %s: want none, gzip or zstd", p.comp)
 	}
@@ -290,13 +291,13 @@ func prepare(base *archive.Image, layers []Layer, cfg Config, opts Options) (*pl
 		if err != nil {
 			return nil, errorf(ErrBase, "base layer %d %s: %w", i+1, l.Digest, err)
 		}
-		if err := index.CheckDigest(l.Digest); err != nil {
+		if err := digests.Check(l.Digest); err != nil {
 			return nil, errorf(ErrBase, "base layer %d: %w", i+1, err)
 		}
-		if err := index.CheckDigest(l.DiffID); err != nil {
+		if err := digests.Check(l.DiffID); err != nil {
 			return nil, errorf(ErrBase, "base layer %d: diff_id: %w", i+1, err)
 		}
-		c, err := index.DetectCompression(io.NewSectionReader(b.R, b.Off, b.Size), 0)
+		c, err := compression.Detect(io.NewSectionReader(b.R, b.Off, b.Size), 0)
 		if err != nil {
 			return nil, errorf(ErrBase, "base layer %d %s: %w", i+1, l.Digest, err)
 		}

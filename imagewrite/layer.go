@@ -11,22 +11,24 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/imgfs/imgfs/archive"
-	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/compression"
 )
 
 // writeLayer streams one new layer into st: the caller's tar is hashed (diff_id), compressed, and the
 // compressed bytes hashed (digest) by the store as they are written.
-func writeLayer(ctx context.Context, st store, lay layout, l Layer, comp index.Compression, prog *progress) (LayerInfo, string, error) {
+func writeLayer(ctx context.Context, st store, lay layout, l Layer, comp compression.Format, prog *progress) (LayerInfo, string, error) {
 	var diff hash.Hash
-	if comp != index.CompressionNone {
+	if comp != compression.None {
 		diff = sha256.New()
 	}
 	fill := func(w io.Writer) error {
-		enc, size := newEncoder(comp, defaultWorkers())
-		var bw *blockWriter
+		var bw *compression.Writer
 		dst := w
-		if enc != nil {
-			bw = newBlockWriter(ctx, w, enc, size, defaultWorkers())
+		if comp != compression.None {
+			var err error
+			if bw, err = compression.NewWriter(ctx, w, comp); err != nil {
+				return err
+			}
 			dst = bw
 		}
 		in := &layerInput{ctx: ctx, dst: dst, hash: diff, prog: prog}
@@ -36,7 +38,7 @@ func writeLayer(ctx context.Context, st store, lay layout, l Layer, comp index.C
 		}
 		if err != nil {
 			if bw != nil {
-				bw.abort()
+				bw.Abort()
 			}
 			return err
 		}

@@ -8,7 +8,7 @@ import (
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/compression"
 )
 
 // layout names the files of an output format and writes its documents.
@@ -16,7 +16,7 @@ type layout interface {
 	// begin writes what comes before the blobs.
 	begin(st store) error
 	// layerName is the file name of a layer blob.
-	layerName(d digest.Digest, c index.Compression) string
+	layerName(d digest.Digest, c compression.Format) string
 	// addLayer records the next layer, bottom first.
 	addLayer(name string, desc ispec.Descriptor)
 	// finish writes the config and the documents that describe the image, and returns the manifest
@@ -66,7 +66,7 @@ func (o *ociLayout) begin(st store) error {
 	return st.mkdir("blobs/sha256")
 }
 
-func (o *ociLayout) layerName(d digest.Digest, _ index.Compression) string { return blobName(d) }
+func (o *ociLayout) layerName(d digest.Digest, _ compression.Format) string { return blobName(d) }
 
 func (o *ociLayout) addLayer(_ string, desc ispec.Descriptor) { o.layers = append(o.layers, desc) }
 
@@ -129,11 +129,11 @@ type dockerManifest struct {
 
 func (o *dockerLayout) begin(store) error { return nil }
 
-func (o *dockerLayout) layerName(d digest.Digest, c index.Compression) string {
+func (o *dockerLayout) layerName(d digest.Digest, c compression.Format) string {
 	switch c {
-	case index.CompressionGzip:
+	case compression.Gzip:
 		return d.Encoded() + ".tar.gz"
-	case index.CompressionZstd:
+	case compression.Zstd:
 		return d.Encoded() + ".tar.zst"
 	}
 	return d.Encoded() + ".tar"

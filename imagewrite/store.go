@@ -18,7 +18,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/compression"
 	"github.com/imgfs/imgfs/internal/atomicfile"
 )
 
@@ -31,7 +31,7 @@ type store interface {
 	// putFile adds a small file.
 	putFile(name string, data []byte) error
 	// copyBlob copies a blob, checking that its bytes hash to want.
-	copyBlob(ctx context.Context, name string, b index.Blob, want digest.Digest) error
+	copyBlob(ctx context.Context, name string, b compression.Blob, want digest.Digest) error
 	// streamBlob adds a file whose content fill writes and whose name depends on the content's sha256
 	// digest. A file of that name written before is kept (the content is the same).
 	streamBlob(ctx context.Context, nameOf func(digest.Digest) string, fill func(w io.Writer) error) (d digest.Digest, size int64, name string, err error)
@@ -62,7 +62,7 @@ func (w *hashWriter) Write(p []byte) (int, error) {
 
 // copyVerify copies b to w and checks that it hashes to want. A blob that is short or does not match
 // gives an ErrBase error.
-func copyVerify(ctx context.Context, w io.Writer, b index.Blob, want digest.Digest) error {
+func copyVerify(ctx context.Context, w io.Writer, b compression.Blob, want digest.Digest) error {
 	if !want.Algorithm().Available() {
 		return errorf(ErrBase, "blob %s: unsupported digest algorithm", clip(string(want)))
 	}
@@ -212,7 +212,7 @@ func (s *tarStore) putFile(name string, data []byte) error {
 	return s.pad()
 }
 
-func (s *tarStore) copyBlob(ctx context.Context, name string, b index.Blob, want digest.Digest) error {
+func (s *tarStore) copyBlob(ctx context.Context, name string, b compression.Blob, want digest.Digest) error {
 	if err := s.parents(name); err != nil {
 		return err
 	}
@@ -371,7 +371,7 @@ func (s *dirStore) putFile(name string, data []byte) error {
 	return err
 }
 
-func (s *dirStore) copyBlob(ctx context.Context, name string, b index.Blob, want digest.Digest) error {
+func (s *dirStore) copyBlob(ctx context.Context, name string, b compression.Blob, want digest.Digest) error {
 	err := s.create(name, func(f *os.File) error {
 		bw := bufio.NewWriterSize(f, copyBuf)
 		if err := copyVerify(ctx, bw, b, want); err != nil {

@@ -14,7 +14,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/compression"
 )
 
 // tool finds a command; without it the test is skipped, or fails when CI is set.
@@ -63,7 +63,7 @@ func TestToolsAccept(t *testing.T) {
 	cfg := Config{Author: "Jane", Comment: "tools", CreatedBy: "imgfs commit", Created: testEpoch,
 		Changes: []string{"ENV STAGE=committed", `ENTRYPOINT ["/usr/bin/hello"]`, "LABEL tested=yes"}}
 	for _, f := range allFormats {
-		for _, c := range []index.Compression{index.CompressionNone, index.CompressionGzip, index.CompressionZstd} {
+		for _, c := range []compression.Format{compression.None, compression.Gzip, compression.Zstd} {
 			t.Run(fmt.Sprintf("%s/%s", f, c), func(t *testing.T) {
 				dir := t.TempDir()
 				out := filepath.Join(dir, "img")
@@ -123,7 +123,7 @@ func TestToolsAccept(t *testing.T) {
 
 				copyDir := filepath.Join(dir, "copy")
 				args := []string{"copy", "--quiet", ref, "oci:" + copyDir + ":t"}
-				if c == index.CompressionZstd {
+				if c == compression.Zstd {
 					// umoci 0.4 cannot read zstd layers: skopeo decompresses them and writes gzip.
 					args = append(args, "--dest-compress", "--dest-compress-format", "gzip")
 				}
@@ -164,7 +164,7 @@ func TestPodmanLoad(t *testing.T) {
 	}
 	base := sampleBase(t)
 	dir := t.TempDir()
-	for _, c := range []index.Compression{index.CompressionNone, index.CompressionGzip} {
+	for _, c := range []compression.Format{compression.None, compression.Gzip} {
 		out := filepath.Join(dir, "img-"+c.String()+".tar")
 		res, err := Write(context.Background(), out, base, []Layer{bytesLayer(newLayerTar(t))},
 			Config{Created: testEpoch, Changes: []string{"CMD /usr/bin/hello"}}, Options{Format: FormatDockerArchive, Compression: c, Tags: []string{"imgfs/podman:" + c.String()}})

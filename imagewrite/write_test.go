@@ -19,13 +19,14 @@ import (
 	ispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/imgfs/imgfs/archive"
+	"github.com/imgfs/imgfs/compression"
 	"github.com/imgfs/imgfs/index"
 	"github.com/imgfs/imgfs/internal/tartest"
 )
 
 var (
 	allFormats = []Format{FormatDockerArchive, FormatOCI, FormatOCIArchive}
-	allComps   = []index.Compression{index.CompressionNone, index.CompressionGzip, index.CompressionZstd}
+	allComps   = []compression.Format{compression.None, compression.Gzip, compression.Zstd}
 )
 
 // imageConfig is the part of a config the tests look at.
@@ -56,7 +57,7 @@ func readLayer(t testing.TB, l archive.Layer) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := index.OpenCompressed(context.Background(), b, index.StreamOptions{})
+	s, err := compression.Open(context.Background(), b, compression.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +195,7 @@ func TestWriteImport(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "out")
 			res, err := Write(context.Background(), out, nil, []Layer{bytesLayer(layerTar)},
 				Config{Comment: "imported", Created: testEpoch, Platform: plat, Changes: []string{"ENTRYPOINT /app/run", "WORKDIR /app"}},
-				Options{Format: f, Compression: index.CompressionGzip, Tags: []string{"imported"}})
+				Options{Format: f, Compression: compression.Gzip, Tags: []string{"imported"}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -374,7 +375,7 @@ func TestWriteFailureLeavesNothing(t *testing.T) {
 	boom := errors.New("boom")
 	for _, f := range allFormats {
 		t.Run(string(f), func(t *testing.T) {
-			for _, c := range []index.Compression{index.CompressionNone, index.CompressionGzip} {
+			for _, c := range []compression.Format{compression.None, compression.Gzip} {
 				dir := t.TempDir()
 				out := filepath.Join(dir, "out")
 				failing := Layer{Write: func(ctx context.Context, w io.Writer) error {
@@ -524,7 +525,7 @@ func TestWriteProgress(t *testing.T) {
 	l.Size = int64(len(big))
 	var calls [][2]int64
 	_, err := Write(context.Background(), filepath.Join(t.TempDir(), "o"), nil, []Layer{l}, Config{Created: testEpoch},
-		Options{Format: FormatOCIArchive, Compression: index.CompressionGzip, Progress: func(done, total int64) { calls = append(calls, [2]int64{done, total}) }})
+		Options{Format: FormatOCIArchive, Compression: compression.Gzip, Progress: func(done, total int64) { calls = append(calls, [2]int64{done, total}) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -597,7 +598,7 @@ func TestWriteChain(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	first := filepath.Join(dir, "first")
-	res1, err := Write(ctx, first, sampleBase(t), []Layer{bytesLayer(newLayerTar(t))}, Config{Created: testEpoch, Comment: "one"}, Options{Format: FormatOCI, Compression: index.CompressionZstd})
+	res1, err := Write(ctx, first, sampleBase(t), []Layer{bytesLayer(newLayerTar(t))}, Config{Created: testEpoch, Comment: "one"}, Options{Format: FormatOCI, Compression: compression.Zstd})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -605,7 +606,7 @@ func TestWriteChain(t *testing.T) {
 	for _, f := range allFormats {
 		out := filepath.Join(dir, "second-"+string(f))
 		second := tartest.Tar(t, tartest.File("two.txt", "2\n"))
-		res2, err := Write(ctx, out, base, []Layer{bytesLayer(second)}, Config{Created: testEpoch, Comment: "two"}, Options{Format: f, Compression: index.CompressionGzip})
+		res2, err := Write(ctx, out, base, []Layer{bytesLayer(second)}, Config{Created: testEpoch, Comment: "two"}, Options{Format: f, Compression: compression.Gzip})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -113,6 +113,13 @@ func removeStaleTemps(dir string) {
 	}
 }
 
+// Progress reports how far the indexing of a layer has got.
+type Progress struct {
+	Entries int64 // members indexed so far
+	Bytes   int64 // bytes of the blob consumed so far
+	Total   int64 // size of the blob
+}
+
 // progress rate-limits a Progress callback to about ten calls a second.
 type progress struct {
 	fn    func(Progress)

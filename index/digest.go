@@ -1,80 +1,9 @@
 package index
 
-import (
-	"errors"
-	"fmt"
-	"strings"
+import "github.com/imgfs/imgfs/internal/digests"
 
-	"github.com/opencontainers/go-digest"
-)
+// ErrInvalidDigest means a digest is not one the cache accepts (digests.Check, sha256 only).
+var ErrInvalidDigest = digests.ErrInvalid
 
-// ErrInvalidDigest means a digest is not "sha256:" + 64 or "sha512:" + 128 lowercase hex digits, or
-// (for the cache, which keys by sha256) not a sha256 digest.
-var ErrInvalidDigest = errors.New("index: invalid digest")
-
-// CheckDigest accepts exactly "sha256:" + 64 or "sha512:" + 128 lowercase hex digits; anything else
-// gives an error matching ErrInvalidDigest. It is the one check every digest read from an image passes
-// before it is used, and in particular before it becomes part of a path (CVE-2024-3727:
-// "sha256:../../x").
-func CheckDigest(d digest.Digest) error {
-	s := string(d)
-	alg, enc, ok := strings.Cut(s, ":")
-	if !ok {
-		return digestErrorf("invalid digest %q", clipDigest(s))
-	}
-	var n int
-	switch alg {
-	case "sha256":
-		n = 64
-	case "sha512":
-		n = 128
-	default:
-		return digestErrorf("invalid digest %q: algorithm %q not supported", clipDigest(s), clipDigest(alg))
-	}
-	if len(enc) != n || !isLowerHex(enc) {
-		return digestErrorf("invalid digest %q: want %d lowercase hex digits", clipDigest(s), n)
-	}
-	return nil
-}
-
-// checkSHA256 is CheckDigest for the cache, whose file names and tables hold sha256 digests only; it
-// returns the hex digits.
-func checkSHA256(d digest.Digest) (string, error) {
-	if err := CheckDigest(d); err != nil {
-		return "", err
-	}
-	if d.Algorithm() != digest.SHA256 {
-		return "", digestErrorf("invalid digest %q: the cache keys by sha256 only", clipDigest(string(d)))
-	}
-	return d.Encoded(), nil
-}
-
-// digestError is a message that matches ErrInvalidDigest without repeating its text.
-type digestError struct{ msg string }
-
-func (e *digestError) Error() string        { return e.msg }
-func (e *digestError) Is(target error) bool { return target == ErrInvalidDigest }
-
-func digestErrorf(format string, args ...any) error {
-	return &digestError{msg: fmt.Sprintf(format, args...)}
-}
-
-// clipDigest shortens a hostile string for an error message.
-func clipDigest(s string) string {
-	const n = 100
-	if len(s) > n {
-		return s[:n] + "..."
-	}
-	return s
-}
-
-// isLowerHex says whether s is made of 0-9 and a-f only.
-func isLowerHex(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
-}
+// checkSHA256 is the cache's digest check: digests.CheckSHA256.
+var checkSHA256 = digests.CheckSHA256

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 
+	"github.com/imgfs/imgfs/compression"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -41,15 +42,15 @@ type Options struct {
 // Layer is one layer ready for the mount: its member table and random access to member data.
 type Layer struct {
 	*Table
-	stream *Stream
-	comp   Compression
+	stream *compression.Stream
+	comp   compression.Format
 	src    sourceStamp // the archive file as it was when the layer was opened
 }
 
 // layerOpen is one Open: the claims, where their proof is kept, and the identity of the blob's bytes.
 type layerOpen struct {
 	blob     Blob
-	c        Compression
+	c        compression.Format
 	d, x     digest.Digest // claimed blob digest and diff_id (equal for an uncompressed blob)
 	source   string        // sourceIdentity of the blob; "" when it has none
 	table    string        // table path; "" when nothing is persisted
@@ -79,12 +80,12 @@ func Open(ctx context.Context, blob Blob, opts Options) (*Layer, error) {
 		return nil, errors.New("opening layer: no blob")
 	}
 	name := cmp.Or(string(opts.DiffID), string(opts.Digest), "(unkeyed)")
-	c, err := DetectCompression(io.NewSectionReader(blob.R, blob.Off, blob.Size), 0)
+	c, err := compression.Detect(io.NewSectionReader(blob.R, blob.Off, blob.Size), 0)
 	if err != nil {
 		return nil, fmt.Errorf("opening layer %s: %w", name, err)
 	}
 	lo := &layerOpen{blob: blob, c: c, d: opts.Digest, x: opts.DiffID, cacheDir: opts.CacheDir, opts: opts, log: log}
-	if c == CompressionNone {
+	if c == compression.None {
 		// The stored bytes are the uncompressed tar: one digest for both, a free check.
 		if lo.d != "" && lo.x != "" && lo.d != lo.x {
 			return nil, fmt.Errorf("opening layer %s: %w: the blob is uncompressed, so its digest %s must equal its diff ID %s",
@@ -113,9 +114,13 @@ func Open(ctx context.Context, blob Blob, opts Options) (*Layer, error) {
 	return l, nil
 }
 
+// streamSpan and streamHugeFrame, when positive, replace the compression package's spacing of restart
+// points and its bound on zstd frames (variables for tests).
+var streamSpan, streamHugeFrame int64
+
 // streamOptions are the options of the layer's compressed stream: keyed by the verified pair.
-func (lo *layerOpen) streamOptions() StreamOptions {
-	so := StreamOptions{Logger: lo.log}
+func (lo *layerOpen) streamOptions() compression.Options {
+	so := compression.Options{Logger: lo.log, SpanSize: streamSpan, HugeFrame: streamHugeFrame}
 	if lo.table != "" {
 		so.CacheDir, so.Key, so.DiffID = lo.cacheDir, lo.d, lo.x
 	} else if lo.cacheDir != "" {
@@ -151,16 +156,16 @@ func (lo *layerOpen) load(ctx context.Context) *Layer {
 		t.Close()
 		return nil
 	}
-	if lo.c == CompressionNone {
-		return &Layer{Table: t, stream: newPlainStream(lo.blob), comp: lo.c, src: stampOf(lo.blob.File)}
+	if lo.c == compression.None {
+		return &Layer{Table: t, stream: compression.Plain(lo.blob), comp: lo.c, src: stampOf(lo.blob.File)}
 	}
-	s, ok, err := LoadStream(ctx, lo.blob, lo.c, lo.streamOptions())
+	s, ok, err := compression.Load(ctx, lo.blob, lo.c, lo.streamOptions())
 	switch {
 	case err != nil:
 		lo.log.Warn("index: rebuilding table and stream index", "layer", lo.x, "reason", err)
 	case !ok:
 		lo.log.Warn("index: rebuilding table and stream index", "layer", lo.x, "reason", "stream index missing or damaged")
-	case s.Size() != rec.StreamSize || s.hdrCRC != rec.StreamCRC:
+	case s.Size() != rec.StreamSize || s.IndexCRC() != rec.StreamCRC:
 		lo.log.Warn("index: rebuilding table and stream index", "layer", lo.x, "reason", "not the stream index that was verified")
 		s.Close()
 	default:
@@ -187,10 +192,10 @@ func (lo *layerOpen) build(ctx context.Context) (_ *Layer, err error) {
 	b := newBuilder(log)
 	p := &progress{fn: lo.opts.Progress, total: blob.Size}
 	var (
-		stream *Stream
-		pend   pending
+		stream *compression.Stream
+		pend   compression.Pending
 	)
-	if lo.c == CompressionNone {
+	if lo.c == compression.None {
 		// The scan seeks over member data; the hasher reads it all. Progress is the slower of the two.
 		sc := newScannerAt(blob.R, blob.Off, blob.Size)
 		p.bytes = sc.Pos
@@ -201,9 +206,9 @@ func (lo *layerOpen) build(ctx context.Context) (_ *Layer, err error) {
 		if err := b.scan(ctx, sc, func(n int64) error { p.report(n, false); return nil }); err != nil {
 			return nil, err
 		}
-		stream = newPlainStream(blob)
+		stream = compression.Plain(blob)
 	} else {
-		ix, err := NewStreamIndexer(ctx, blob, lo.c, lo.streamOptions())
+		ix, err := compression.NewIndexer(ctx, blob, lo.c, lo.streamOptions())
 		if err != nil {
 			return nil, err
 		}
@@ -226,18 +231,18 @@ func (lo *layerOpen) build(ctx context.Context) (_ *Layer, err error) {
 			}
 			p.report(b.members, false)
 		}
-		if stream, pend, err = ix.finish(); err != nil {
+		if stream, pend, err = ix.FinishPending(); err != nil {
 			return nil, err
 		}
 		if lo.x != "" && ix.DiffID() != lo.x {
 			stream.Close()
-			pend.discard()
+			pend.Discard()
 			return nil, fmt.Errorf("%w: uncompressed data is %s, expected %s", ErrDiffIDMismatch, ix.DiffID(), lo.x)
 		}
 	}
 	fail := func(err error) (*Layer, error) {
 		stream.Close()
-		pend.discard()
+		pend.Discard()
 		return nil, err
 	}
 	if hasher != nil {
@@ -246,7 +251,7 @@ func (lo *layerOpen) build(ctx context.Context) (_ *Layer, err error) {
 		switch {
 		case err != nil:
 			return fail(err)
-		case got != lo.d && lo.c == CompressionNone:
+		case got != lo.d && lo.c == compression.None:
 			return fail(&mismatchError{fmt.Sprintf("%v: the uncompressed blob is %s, expected %s", ErrDiffIDMismatch, got, lo.d),
 				[]error{ErrDiffIDMismatch, ErrDigestMismatch}})
 		case got != lo.d:
@@ -262,7 +267,7 @@ func (lo *layerOpen) build(ctx context.Context) (_ *Layer, err error) {
 	}
 	b.logSummary(cmp.Or(lo.x, lo.d))
 	// Proven: put the stream index in place, then the table, then the record that vouches for both.
-	if err := pend.commit(); err != nil {
+	if err := pend.Commit(); err != nil {
 		pend = nil
 		return fail(err)
 	}
@@ -276,8 +281,8 @@ func (lo *layerOpen) build(ctx context.Context) (_ *Layer, err error) {
 	if lo.record != "" {
 		rec := &verifiedRecord{Digest: lo.d, DiffID: lo.x, Compression: lo.c.String(), Source: lo.source,
 			BlobSize: blob.Size, StreamSize: stream.Size(), TableCRC: t.headerCRC()}
-		if lo.c != CompressionNone {
-			rec.StreamCRC = stream.hdrCRC
+		if lo.c != compression.None {
+			rec.StreamCRC = stream.IndexCRC()
 		}
 		if err := writeRecord(lo.record, rec); err != nil {
 			log.Warn("index: layer verified but not remembered", "layer", lo.x, "reason", err)
@@ -292,7 +297,7 @@ func (b *builder) logSummary(key digest.Digest) {
 }
 
 // Compression returns how the layer's blob is compressed.
-func (l *Layer) Compression() Compression { return l.comp }
+func (l *Layer) Compression() compression.Format { return l.comp }
 
 // Close releases the table and the stream.
 func (l *Layer) Close() error {

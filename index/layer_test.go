@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imgfs/imgfs/compression"
 	"github.com/imgfs/imgfs/internal/tartest"
 	"github.com/opencontainers/go-digest"
 )
@@ -57,7 +58,7 @@ func TestOpenUncompressedCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkTable(t, l.Table)
-	if l.Compression() != CompressionNone {
+	if l.Compression() != compression.None {
 		t.Errorf("compression %v", l.Compression())
 	}
 	if len(calls) == 0 || calls[len(calls)-1].Entries != 11 || calls[len(calls)-1].Bytes != int64(len(data)) ||
@@ -258,7 +259,7 @@ func TestOpenErrors(t *testing.T) {
 		{"garbage", bytes.Repeat([]byte("not a tar "), 100), ErrNotTar},
 		{"truncated", good[:2000], ErrTarTruncated},
 		{"truncated gzip", tartest.Gzip(t, good)[:100], io.ErrUnexpectedEOF},
-		{"xz", []byte{0xfd, '7', 'z', 'X', 'Z', 0, 1, 2, 3, 4}, ErrUnsupportedCompression},
+		{"xz", []byte{0xfd, '7', 'z', 'X', 'Z', 0, 1, 2, 3, 4}, compression.ErrUnsupported},
 		{"gzip of garbage", tartest.Gzip(t, bytes.Repeat([]byte("not a tar "), 100)), ErrNotTar},
 	}
 	for _, tt := range tests {

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/imgfs/imgfs/compression"
 	"github.com/imgfs/imgfs/internal/tartest"
 )
 
@@ -199,7 +200,7 @@ func exerciseTable(b []byte) {
 	for _, h := range tb.Hardlinks() {
 		tb.Entry(h)
 	}
-	l := &Layer{Table: tb, stream: newPlainStream(Blob{R: bytes.NewReader(make([]byte, 100)), Size: 100})}
+	l := &Layer{Table: tb, stream: compression.Plain(Blob{R: bytes.NewReader(make([]byte, 100)), Size: 100})}
 	buf := make([]byte, 64)
 	for id := ID(0); int(id) < n; id++ {
 		l.ReadAt(id, buf, 0)

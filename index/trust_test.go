@@ -17,6 +17,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/imgfs/imgfs/compression"
 	"github.com/imgfs/imgfs/internal/tartest"
 )
 
@@ -37,6 +38,23 @@ func trustTars(t testing.TB) (a, b []byte) {
 	return a, b
 }
 
+// zstdFrames compresses every chunk of data of the given size as its own frame.
+func zstdFrames(t testing.TB, data []byte, chunk int) []byte {
+	t.Helper()
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer enc.Close()
+	var out []byte
+	for len(data) > 0 {
+		n := min(chunk, len(data))
+		out = enc.EncodeAll(data[:n], out)
+		data = data[n:]
+	}
+	return out
+}
+
 // storedGzip compresses b without compression, so that equal inputs lengths give equal blob lengths.
 func storedGzip(t testing.TB, b []byte) []byte {
 	var buf bytes.Buffer
@@ -48,14 +66,15 @@ func storedGzip(t testing.TB, b []byte) []byte {
 
 // decompress returns the uncompressed bytes of a blob as archive/tar's view would read them.
 func decompress(b []byte) ([]byte, error) {
-	switch {
-	case bytes.HasPrefix(b, magicGzip):
+	c, _ := compression.Detect(bytes.NewReader(b), 0)
+	switch c {
+	case compression.Gzip:
 		zr, err := gzip.NewReader(bytes.NewReader(b))
 		if err != nil {
 			return nil, err
 		}
 		return io.ReadAll(zr)
-	case bytes.HasPrefix(b, magicZstd):
+	case compression.Zstd:
 		zr, err := zstd.NewReader(bytes.NewReader(b))
 		if err != nil {
 			return nil, err
@@ -124,8 +143,8 @@ type trustInput struct {
 // the blob's current bytes hash to the claimed digest and diff ID, and every name and byte the layer
 // shows is what those bytes hold; an honest, untouched blob always opens.
 func TestCacheTrust(t *testing.T) {
-	defer func(s, h int64) { spanSize, zstdHugeFrame = s, h }(spanSize, zstdHugeFrame)
-	spanSize, zstdHugeFrame = 16<<10, 48<<10 // gzip windows; zstd with restart points and with a copy
+	defer func(s, h int64) { streamSpan, streamHugeFrame = s, h }(streamSpan, streamHugeFrame)
+	streamSpan, streamHugeFrame = 16<<10, 48<<10 // gzip windows; zstd with restart points and with a copy
 
 	tarA, tarB := trustTars(t)
 	gzA, gzB := storedGzip(t, tarA), storedGzip(t, tarB)

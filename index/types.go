@@ -1,9 +1,6 @@
 package index
 
-import (
-	"io"
-	"os"
-)
+import "github.com/imgfs/imgfs/compression"
 
 // ID numbers an entry in a Table. The root directory is always ID 0 (its parent is itself). Entries are
 // numbered so that the children of every directory are contiguous and sorted bytewise by name.
@@ -149,13 +146,5 @@ type SparseRegion struct {
 	Offset, Length, Physical int64
 }
 
-// Blob is a byte range of a source: Size bytes at Off in R. When File is set, R is that file and Off is
-// an absolute file offset, so readers may serve data by splice. Origin, when set, is the file whose
-// bytes R derives from (a compressed archive holding the blob; File may then be a decompressed copy):
-// its identity, not File's, says whether the blob may have changed since it was verified.
-type Blob struct {
-	R         io.ReaderAt
-	Off, Size int64
-	File      *os.File
-	Origin    *os.File
-}
+// Blob is a byte range of a source (see compression.Blob): layers are opened from one.
+type Blob = compression.Blob

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/imgfs/imgfs/compression"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/imgfs/imgfs/internal/atomicfile"
@@ -135,31 +136,11 @@ func sourceIdentity(blob Blob) (id string, ok bool) {
 	if f == nil {
 		return "", false
 	}
-	fi, err := f.Stat()
+	fid, err := compression.FileIdentity(f)
 	if err != nil {
 		return "", false
 	}
-	return fmt.Sprintf("%s %s off=%d len=%d", statIdentity(fi, true), kind, blob.Off, blob.Size), true
-}
-
-// rawIdentity identifies a decompressed copy in the cache. It leaves out the ctime, which a rename into
-// place may change; a write changes the mtime.
-func rawIdentity(f *os.File) ([32]byte, error) {
-	fi, err := f.Stat()
-	if err != nil {
-		return [32]byte{}, err
-	}
-	return sha256.Sum256([]byte(statIdentity(fi, false))), nil
-}
-
-// FileIdentity describes the file f as it is now (device, inode, size, mtime, ctime where the system
-// has them), for keys that must change when the file's bytes may have.
-func FileIdentity(f *os.File) (string, error) {
-	fi, err := f.Stat()
-	if err != nil {
-		return "", err
-	}
-	return statIdentity(fi, true), nil
+	return fmt.Sprintf("%s %s off=%d len=%d", fid, kind, blob.Off, blob.Size), true
 }
 
 // blobHasher hashes a blob's bytes in the background while the layer is indexed.

@@ -9,6 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
 
+	"github.com/imgfs/imgfs/compression"
 	"github.com/imgfs/imgfs/imagewrite"
 	"github.com/imgfs/imgfs/index"
 	"github.com/imgfs/imgfs/overlay"
@@ -96,12 +97,12 @@ func runExport(c *cli.Context) error {
 	return nil
 }
 
-func exportTo(ctx context.Context, view *overlay.View, w io.Writer, comp index.Compression, opts overlay.ExportOptions) error {
-	if comp == index.CompressionNone {
+func exportTo(ctx context.Context, view *overlay.View, w io.Writer, comp compression.Format, opts overlay.ExportOptions) error {
+	if comp == compression.None {
 		_, err := view.Export(ctx, w, opts)
 		return err
 	}
-	cw, err := imagewrite.NewCompressor(ctx, w, comp)
+	cw, err := compression.NewWriter(ctx, w, comp)
 	if err != nil {
 		return err
 	}

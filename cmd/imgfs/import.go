@@ -3,7 +3,6 @@ package main
 import (
 	"archive/tar"
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,10 +12,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/klauspost/compress/gzip"
-	"github.com/klauspost/compress/zstd"
 	"github.com/urfave/cli/v2"
 
+	"github.com/imgfs/imgfs/compression"
 	"github.com/imgfs/imgfs/imagewrite"
 	"github.com/imgfs/imgfs/index"
 )
@@ -86,11 +84,11 @@ func runImport(c *cli.Context) error {
 		defer f.Close()
 		src, name = f, in
 	}
-	tarStream, closeIn, err := decompressed(bufio.NewReaderSize(src, 1<<20), name)
+	tarStream, _, err := compression.NewReader(bufio.NewReaderSize(src, 1<<20))
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", name, err)
 	}
-	defer closeIn()
+	defer tarStream.Close()
 
 	pr := newProgress(c.Bool("quiet"), "importing", 1)
 	slot := pr.slot(0)
@@ -109,30 +107,6 @@ func runImport(c *cli.Context) error {
 	}
 	fmt.Fprintln(os.Stdout, res.ConfigDigest)
 	return nil
-}
-
-// decompressed returns the tar stream inside r, which may be gzip- or zstd-compressed (by magic).
-func decompressed(r *bufio.Reader, name string) (io.Reader, func(), error) {
-	head, _ := r.Peek(8)
-	comp, err := index.DetectCompression(bytes.NewReader(head), 0)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", name, err)
-	}
-	switch comp {
-	case index.CompressionGzip:
-		zr, err := gzip.NewReader(r)
-		if err != nil {
-			return nil, nil, fmt.Errorf("%s: gzip: %w", name, err)
-		}
-		return zr, func() { zr.Close() }, nil
-	case index.CompressionZstd:
-		zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1))
-		if err != nil {
-			return nil, nil, fmt.Errorf("%s: zstd: %w", name, err)
-		}
-		return zr, zr.Close, nil
-	}
-	return r, func() {}, nil
 }
 
 // copyCheckedTar copies a flat tar stream to w byte for byte while checking every member header: the

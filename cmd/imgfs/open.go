@@ -57,7 +57,7 @@ func openImageIndexed(ctx context.Context, c *cli.Context, path string, log *slo
 		return nil, err
 	}
 	ap := newProgress(quiet, "reading archive", 1)
-	arc, err := archive.Open(ctx, path, archive.Options{CacheDir: dir, Logger: log, Progress: ap.slot(0)})
+	arc, err := archive.Open(ctx, path, archive.Options{CacheDir: dir, Logger: log, Progress: ap.streamSlot(0)})
 	ap.done()
 	if err != nil {
 		return nil, err

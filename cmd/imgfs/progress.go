@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/imgfs/imgfs/compression"
 	"github.com/imgfs/imgfs/index"
 )
 
@@ -30,6 +31,15 @@ type progress struct {
 func newProgress(quiet bool, what string, slots int) *progress {
 	on := !quiet && term.IsTerminal(int(os.Stderr.Fd()))
 	return &progress{out: os.Stderr, enabled: on, what: what, slots: make([]index.Progress, slots), start: time.Now()}
+}
+
+// streamSlot is slot for the indexing of a compressed stream (no member count).
+func (p *progress) streamSlot(i int) func(compression.Progress) {
+	f := p.slot(i)
+	if f == nil {
+		return nil
+	}
+	return func(pr compression.Progress) { f(index.Progress{Bytes: pr.Bytes, Total: pr.Total}) }
 }
 
 // slot returns the callback for worker i.

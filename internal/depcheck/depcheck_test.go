@@ -36,14 +36,18 @@ var (
 
 func concat(lists ...[]string) []string { return slices.Concat(lists...) }
 
-// rules is DESIGN.md's map: `cmd → fs → overlay → index`, `cmd → archive → index`,
-// `cmd → imagewrite → archive → index`; only cmd wires an archive to an overlay. A package may import
-// what lies further down its own chain (fs uses index's types, imagewrite index's), never across.
+// rules is DESIGN.md's map: `cmd → fs → overlay → index → compression`, `cmd → archive → compression`,
+// `cmd → imagewrite → archive`; only cmd wires an archive to an overlay. A package may import what lies
+// further down its own chain (fs uses index's types, imagewrite index's and compression's), never across.
 // Every package of the module must have a rule, so a new package is placed on the map deliberately.
 var rules = map[string]rule{
-	"index/internal/flate": {deny: concat(cliOnly, fuse, testOnly)},
+	"compression/internal/flate": {deny: concat(cliOnly, fuse, testOnly)},
+	// compression knows bytes of streams, not tar members, tables, unions, images or FUSE.
+	"compression": {imports: []string{"compression/internal/flate", "internal/atomicfile", "internal/digests", "internal/kinderr"},
+		deny: concat(cliOnly, fuse, testOnly, []string{module + "/index", module + "/overlay", module + "/archive",
+			module + "/imagewrite", module + "/fs"})},
 	// index must not know unions, images, FUSE or the writers.
-	"index": {imports: []string{"index/internal/flate", "internal/atomicfile"},
+	"index": {imports: []string{"compression", "internal/atomicfile", "internal/digests"},
 		deny: concat(cliOnly, fuse, testOnly, []string{module + "/overlay", module + "/archive",
 			module + "/imagewrite", module + "/fs"})},
 	// overlay "must not import go-fuse ... or parse manifests" (overlay/doc.go); it never sees an archive.
@@ -55,18 +59,19 @@ var rules = map[string]rule{
 		deny:        concat(cliOnly, testOnly, []string{module + "/archive", module + "/imagewrite"}),
 		denyImports: []string{"archive/tar"}},
 	// archive "must not know inodes, FUSE or union rules" (archive/doc.go).
-	"archive": {imports: []string{"index", "internal/kinderr"},
+	"archive": {imports: []string{"compression", "internal/digests", "internal/kinderr"},
 		deny: concat(cliOnly, fuse, testOnly, []string{module + "/overlay", module + "/fs", module + "/imagewrite"})},
 	// imagewrite "must not know FUSE, union rules or tar member semantics" (imagewrite/doc.go).
-	"imagewrite": {imports: []string{"archive", "index", "internal/atomicfile", "internal/kinderr"},
+	"imagewrite": {imports: []string{"archive", "compression", "index", "internal/atomicfile", "internal/digests", "internal/kinderr"},
 		deny: concat(cliOnly, fuse, testOnly, []string{module + "/overlay", module + "/fs"})},
-	"cmd/imgfs": {imports: []string{"archive", "fs", "imagewrite", "index", "internal/atomicfile", "overlay"},
+	"cmd/imgfs": {imports: []string{"archive", "compression", "fs", "imagewrite", "index", "internal/atomicfile", "overlay"},
 		deny: testOnly},
 
 	// internal helpers import nothing of the module, except the demo image writer, which is built on
 	// the test tar builder (and writes through atomicfile) and used only by `make demo` and tests.
 	"internal/kinderr":         {deny: concat(cliOnly, fuse, testOnly)},
 	"internal/atomicfile":      {deny: concat(cliOnly, fuse, testOnly)},
+	"internal/digests":         {deny: concat(cliOnly, fuse, testOnly)},
 	"internal/tartest":         {deny: concat(cliOnly, fuse)},
 	"internal/sample":          {imports: []string{"internal/atomicfile", "internal/tartest"}, deny: concat(cliOnly, fuse)},
 	"internal/sample/mksample": {imports: []string{"internal/sample"}, deny: concat(cliOnly, fuse)},
@@ -190,22 +195,24 @@ func TestImportRules(t *testing.T) {
 func TestCheckReports(t *testing.T) {
 	m := func(rel string) string { return module + "/" + rel }
 	graph := map[string]pkg{
-		m("index"):   {ImportPath: m("index"), Imports: []string{"io", m("overlay")}, Deps: []string{"io", m("overlay")}},
-		m("overlay"): {ImportPath: m("overlay"), Imports: []string{m("index"), "github.com/hanwen/go-fuse/v2/fuse"}, Deps: []string{m("index"), "github.com/hanwen/go-fuse/v2/fuse"}},
-		m("fs"):      {ImportPath: m("fs"), Imports: []string{"archive/tar", m("archive"), m("overlay")}, Deps: []string{"archive/tar", m("archive"), m("index"), m("overlay")}},
-		m("archive"): {ImportPath: m("archive"), Imports: []string{m("index")}, Deps: []string{m("index")}},
-		m("newpkg"):  {ImportPath: m("newpkg")},
-		m("tools/a"): {ImportPath: m("tools/a")},
-		m("tools/b"): {ImportPath: m("tools/b"), Imports: []string{m("fs")}, Deps: []string{m("fs")}},
+		m("index"):       {ImportPath: m("index"), Imports: []string{"io", m("overlay")}, Deps: []string{"io", m("overlay")}},
+		m("overlay"):     {ImportPath: m("overlay"), Imports: []string{m("index"), "github.com/hanwen/go-fuse/v2/fuse"}, Deps: []string{m("index"), "github.com/hanwen/go-fuse/v2/fuse"}},
+		m("fs"):          {ImportPath: m("fs"), Imports: []string{"archive/tar", m("archive"), m("overlay")}, Deps: []string{"archive/tar", m("archive"), m("index"), m("overlay")}},
+		m("archive"):     {ImportPath: m("archive"), Imports: []string{m("compression")}, Deps: []string{m("compression")}},
+		m("compression"): {ImportPath: m("compression"), Imports: []string{"io"}, Deps: []string{"io"}},
+		m("newpkg"):      {ImportPath: m("newpkg")},
+		m("tools/a"):     {ImportPath: m("tools/a")},
+		m("tools/b"):     {ImportPath: m("tools/b"), Imports: []string{m("fs")}, Deps: []string{m("fs")}},
 	}
 	rules := map[string]rule{
-		"index":     rules["index"],
-		"overlay":   rules["overlay"],
-		"fs":        rules["fs"],
-		"archive":   rules["archive"],
-		"gone":      {},
-		"tools/...": {},
-		"none/...":  {},
+		"index":       rules["index"],
+		"overlay":     rules["overlay"],
+		"fs":          rules["fs"],
+		"archive":     rules["archive"],
+		"compression": rules["compression"],
+		"gone":        {},
+		"tools/...":   {},
+		"none/...":    {},
 	}
 	want := []string{
 		"fs depends on " + m("archive") + ", which its rule denies",

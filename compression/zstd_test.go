@@ -1,4 +1,4 @@
-package index
+package compression
 
 import (
 	"bytes"
@@ -93,12 +93,12 @@ func TestZstdStream(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if got, _ := DetectCompression(bytes.NewReader(tc.data), 0); got != CompressionZstd {
-				t.Fatalf("DetectCompression = %v", got)
+			if got, _ := Detect(bytes.NewReader(tc.data), 0); got != Zstd {
+				t.Fatalf("Detect = %v", got)
 			}
 			var logs bytes.Buffer
-			opts := StreamOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil))}
-			s := indexStream(t, blobAt(tc.data), CompressionZstd, opts, tc.want)
+			opts := Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+			s := indexStream(t, blobAt(tc.data), Zstd, opts, tc.want)
 			if len(tc.want) > 0 {
 				checkStream(t, s, tc.want)
 			}
@@ -124,7 +124,7 @@ func TestZstdCopyLog(t *testing.T) {
 	streamed := zstdStreamed(t, want)
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	indexStream(t, blobAt(streamed), CompressionZstd, StreamOptions{Logger: log}, want)
+	indexStream(t, blobAt(streamed), Zstd, Options{Logger: log}, want)
 	if msg := "writing a decompressed copy of at most "; !strings.Contains(logs.String(), msg) ||
 		!strings.Contains(logs.String(), "wrote a decompressed copy of 0.2 MiB of zstd layer") ||
 		!strings.Contains(logs.String(), "bytes=204800") {
@@ -133,13 +133,13 @@ func TestZstdCopyLog(t *testing.T) {
 	logs.Reset()
 
 	data := zstdFrames(t, want, len(want))
-	opts := StreamOptions{CacheDir: t.TempDir(), Key: keyOf(data), Logger: log}
-	s := indexStream(t, blobAt(data), CompressionZstd, opts, want)
+	opts := Options{CacheDir: t.TempDir(), Key: keyOf(data), Logger: log}
+	s := indexStream(t, blobAt(data), Zstd, opts, want)
 	raw, _, _ := cachePaths(opts, ".raw")
 	for _, msg := range []string{
-		`level=WARN msg="index: zstd layer has no restart points (it is one frame): writing a decompressed copy of 0.2 MiB to the cache" layer=` +
+		`level=WARN msg="compression: zstd layer has no restart points (it is one frame): writing a decompressed copy of 0.2 MiB to the cache" layer=` +
 			string(opts.Key) + " path=" + raw,
-		`level=WARN msg="index: wrote a decompressed copy of 0.2 MiB of zstd layer" layer=` + string(opts.Key) + " path=" + raw + " bytes=204800",
+		`level=WARN msg="compression: wrote a decompressed copy of 0.2 MiB of zstd layer" layer=` + string(opts.Key) + " path=" + raw + " bytes=204800",
 	} {
 		if !strings.Contains(logs.String(), msg) {
 			t.Errorf("log = %q, want %q", logs.String(), msg)
@@ -174,7 +174,7 @@ func TestZstdFixtures(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			s, err := OpenCompressed(context.Background(), blobAt(data), StreamOptions{})
+			s, err := Open(context.Background(), blobAt(data), Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -210,7 +210,7 @@ func TestZstdDamaged(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			ix, err := NewStreamIndexer(context.Background(), blobAt(tc.data), CompressionZstd, StreamOptions{})
+			ix, err := NewIndexer(context.Background(), blobAt(tc.data), Zstd, Options{})
 			if err == nil {
 				defer ix.Close()
 				_, err = io.Copy(io.Discard, ix)

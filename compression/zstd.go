@@ -1,4 +1,4 @@
-package index
+package compression
 
 import (
 	"bufio"
@@ -25,7 +25,7 @@ const (
 // a stream with such a frame is served from a decompressed copy. (A variable for tests.)
 var zstdHugeFrame int64 = 64 << 20
 
-var errZstdFrame = errors.New("index: invalid zstd frame")
+var errZstdFrame = errors.New("compression: invalid zstd frame")
 
 func newZstdDecoder() (*zstd.Decoder, error) {
 	return zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
@@ -82,11 +82,11 @@ func (w *zstdWalker) at(off int64, n int) ([]byte, error) {
 
 // walkZstd finds the frames of a zstd stream (RFC 8878 section 3.1). It checks only the structure that
 // it needs; the decoder checks the rest.
-func walkZstd(ctx context.Context, blob Blob) (*zstdLayout, error) {
+func walkZstd(ctx context.Context, blob Blob, span, hugeFrame int64) (*zstdLayout, error) {
 	w := &zstdWalker{r: blob.R, base: blob.Off, size: blob.Size, buf: make([]byte, 64<<10)}
 	l := &zstdLayout{segs: []int64{0}, exact: true}
 	var segBound int64
-	target := max(spanSize/4, 1)
+	target := max(span/4, 1)
 	data := false
 	for off, i := int64(0), 0; off < blob.Size; i++ {
 		if i%1024 == 0 {
@@ -106,7 +106,7 @@ func walkZstd(ctx context.Context, blob Blob) (*zstdLayout, error) {
 			segBound += bound
 			data = true
 			l.frames++
-			l.huge = l.huge || bound > zstdHugeFrame
+			l.huge = l.huge || bound > hugeFrame
 			l.out += bound
 			l.exact = l.exact && exact
 		}
@@ -215,7 +215,7 @@ func walkZstdFrame(w *zstdWalker, off int64) (end, bound int64, skippable, exact
 // A stream with a huge frame is instead decoded in one go into a decompressed copy.
 type zstdIndexer struct {
 	blob   Blob
-	opts   StreamOptions
+	opts   Options
 	layout *zstdLayout
 	dec    *zstd.Decoder
 	src    rangeReader
@@ -234,12 +234,12 @@ type zstdIndexer struct {
 // mib formats a byte count in MiB.
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 
-func newZstdIndexer(ctx context.Context, blob Blob, opts StreamOptions) (*zstdIndexer, error) {
-	idxPath, persist, err := cachePaths(opts, ".zti")
+func newZstdIndexer(ctx context.Context, blob Blob, opts Options) (*zstdIndexer, error) {
+	idxPath, persist, err := cachePaths(opts, persisted[Zstd].ext)
 	if err != nil {
 		return nil, err
 	}
-	layout, err := walkZstd(ctx, blob)
+	layout, err := walkZstd(ctx, blob, opts.span(), opts.hugeFrame())
 	if err != nil {
 		return nil, err
 	}
@@ -270,16 +270,16 @@ func newZstdIndexer(ctx context.Context, blob Blob, opts StreamOptions) (*zstdIn
 		// Said at the default level: the copy costs as much disk as the layer's uncompressed size.
 		why := "it is one frame"
 		if layout.frames > 1 {
-			why = fmt.Sprintf("it has frames over %d MiB", zstdHugeFrame>>20)
+			why = fmt.Sprintf("it has frames over %d MiB", opts.hugeFrame()>>20)
 		}
 		size := "at most " + mib(layout.out)
 		if layout.exact {
 			size = mib(layout.out)
 		}
-		opts.logger().Warn(fmt.Sprintf("index: zstd layer has no restart points (%s): writing a decompressed copy of %s to the cache",
+		opts.logger().Warn(fmt.Sprintf("compression: zstd layer has no restart points (%s): writing a decompressed copy of %s to the cache",
 			why, size), "layer", key, "path", where)
 		z.announce = func(n int64) {
-			opts.logger().Warn(fmt.Sprintf("index: wrote a decompressed copy of %s of zstd layer", mib(n)), "layer", key,
+			opts.logger().Warn(fmt.Sprintf("compression: wrote a decompressed copy of %s of zstd layer", mib(n)), "layer", key,
 				"path", where, "bytes", n)
 		}
 	} else {
@@ -343,12 +343,11 @@ func (z *zstdIndexer) nextSegment() error {
 	return z.dec.Reset(&z.src)
 }
 
-func (z *zstdIndexer) finish(size int64, diffID digest.Digest) (*Stream, pending, error) {
-	h := &streamHeader{Magic: streamMagicZstd, CompSize: z.blob.Size, Size: size, DiffID: diffIDBytes(diffID),
-		Blob: diffIDBytes(z.opts.Key)}
+func (z *zstdIndexer) finish(size int64, diffID digest.Digest) (*Stream, Pending, error) {
+	h := newStreamHeader(Zstd, z.opts, z.blob.Size, size, diffID)
 	var (
 		s *Stream
-		p pending
+		p Pending
 	)
 	if z.raw != nil {
 		if err := z.rawW.Flush(); err != nil {
@@ -366,7 +365,7 @@ func (z *zstdIndexer) finish(size int64, diffID digest.Digest) (*Stream, pending
 		if z.announce != nil {
 			z.announce(size)
 		}
-		s = newFileStream(CompressionZstd, z.raw, size, diffID)
+		s = newFileStream(Zstd, z.raw, size, diffID)
 		z.raw = nil
 	} else {
 		s = newZstdStream(z.blob, z.points, size, diffID)
@@ -374,14 +373,14 @@ func (z *zstdIndexer) finish(size int64, diffID digest.Digest) (*Stream, pending
 	if z.idxPath != "" {
 		w, err := newIndexWriter(z.idxPath, "")
 		if err != nil {
-			p.discard()
+			p.Discard()
 			s.Close()
 			return nil, nil, err
 		}
 		f, q, err := w.finish(h, s.points)
 		if err != nil {
 			w.abort()
-			p.discard()
+			p.Discard()
 			s.Close()
 			return nil, nil, err
 		}
@@ -412,20 +411,14 @@ func (z *zstdIndexer) close() {
 }
 
 func newZstdStream(blob Blob, points []point, size int64, diffID digest.Digest) *Stream {
-	s := &Stream{c: CompressionZstd, size: size, diffID: diffID, points: points, lru: idleZstd}
+	s := &Stream{c: Zstd, size: size, diffID: diffID, points: points, lru: idleZstd}
 	s.newCursor = func() cursor { return &zstdCursor{blob: blob} }
 	return s
 }
 
-func loadZstdStream(blob Blob, opts StreamOptions) (*Stream, error) {
-	path, ok, err := cachePaths(opts, ".zti")
-	if err != nil || !ok {
-		return nil, err
-	}
-	li, err := loadIndex(path, streamMagicZstd, blob.Size, opts)
-	if err != nil {
-		return nil, err
-	}
+// zstdFromIndex makes the stream of a validated .zti file (which holds no windows: it is closed), from
+// its restart points or from the decompressed copy it names.
+func zstdFromIndex(blob Blob, li *loadedIndex, opts Options) (*Stream, error) {
 	li.f.Close()
 	h := &li.hdr
 	diffID := diffIDFromBytes(h.DiffID)
@@ -434,9 +427,7 @@ func loadZstdStream(blob Blob, opts StreamOptions) (*Stream, error) {
 		if len(li.points) == 0 && h.Size != 0 {
 			return nil, fmt.Errorf("%w: no points", errStale)
 		}
-		s := newZstdStream(blob, li.points, h.Size, diffID)
-		s.hdrCRC = h.crc
-		return s, nil
+		return newZstdStream(blob, li.points, h.Size, diffID), nil
 	case h.Flags == streamFlagRaw:
 		rawPath, _, _ := cachePaths(opts, ".raw")
 		f, err := os.Open(rawPath)
@@ -463,9 +454,7 @@ func loadZstdStream(blob Blob, opts StreamOptions) (*Stream, error) {
 			}
 			return nil, fmt.Errorf("%w: decompressed copy changed since it was written", errStale)
 		}
-		s := newFileStream(CompressionZstd, f, h.Size, diffID)
-		s.hdrCRC = h.crc
-		return s, nil
+		return newFileStream(Zstd, f, h.Size, diffID), nil
 	}
 	return nil, fmt.Errorf("%w: bad zstd index flags", errStale)
 }

@@ -1,4 +1,4 @@
-package index
+package compression
 
 import (
 	"bytes"
@@ -61,11 +61,11 @@ func blobAt(data []byte) Blob {
 func keyOf(data []byte) digest.Digest { return digest.FromBytes(data) }
 
 // indexStream runs an indexing pass and returns the stream, checking the sequential output and diff_id.
-func indexStream(t testing.TB, blob Blob, c Compression, opts StreamOptions, want []byte) *Stream {
+func indexStream(t testing.TB, blob Blob, c Format, opts Options, want []byte) *Stream {
 	t.Helper()
-	ix, err := NewStreamIndexer(context.Background(), blob, c, opts)
+	ix, err := NewIndexer(context.Background(), blob, c, opts)
 	if err != nil {
-		t.Fatalf("NewStreamIndexer: %v", err)
+		t.Fatalf("NewIndexer: %v", err)
 	}
 	defer ix.Close()
 	if n, err := ix.Read(nil); n != 0 || (err != nil && err != io.EOF) {
@@ -172,14 +172,14 @@ func checkReadAt(t testing.TB, s *Stream, want, buf []byte, off int64) {
 func TestStreamNone(t *testing.T) {
 	want := hexText(1, 300<<10)
 	blob := blobAt(want)
-	s := indexStream(t, blob, CompressionNone, StreamOptions{}, want)
+	s := indexStream(t, blob, None, Options{}, want)
 	checkStream(t, s, want)
 	if s.DiffID() != digest.FromBytes(want) {
 		t.Errorf("DiffID = %s", s.DiffID())
 	}
-	s2, ok, err := LoadStream(context.Background(), blob, CompressionNone, StreamOptions{})
+	s2, ok, err := Load(context.Background(), blob, None, Options{})
 	if err != nil || !ok {
-		t.Fatalf("LoadStream = %v, %v", ok, err)
+		t.Fatalf("Load = %v, %v", ok, err)
 	}
 	checkStream(t, s2, want)
 	if _, ok := s2.File(); ok {
@@ -194,12 +194,12 @@ func TestStreamNone(t *testing.T) {
 	defer f.Close()
 	f.Write(make([]byte, 100))
 	f.Write(want)
-	fs, err := OpenCompressed(context.Background(), Blob{R: f, Off: 100, Size: int64(len(want)), File: f}, StreamOptions{})
+	fs, err := Open(context.Background(), Blob{R: f, Off: 100, Size: int64(len(want)), File: f}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer fs.Close()
-	if got, ok := fs.File(); !ok || got != f || fs.FileOffset() != 100 || fs.Compression() != CompressionNone {
+	if got, ok := fs.File(); !ok || got != f || fs.FileOffset() != 100 || fs.Format() != None {
 		t.Errorf("File() = %v, %v, offset %d", got, ok, fs.FileOffset())
 	}
 	checkStream(t, fs, want)
@@ -214,32 +214,32 @@ func TestStreamKeyValidation(t *testing.T) {
 		"sha256:" + digest.Digest(strings.Repeat("a", 63)),
 		"sha256:" + digest.Digest(strings.Repeat("a", 64)) + "\n",
 	} {
-		opts := StreamOptions{CacheDir: t.TempDir(), Key: key}
-		if _, err := OpenCompressed(context.Background(), blobAt(data), opts); err == nil {
+		opts := Options{CacheDir: t.TempDir(), Key: key}
+		if _, err := Open(context.Background(), blobAt(data), opts); err == nil {
 			t.Errorf("key %q accepted", key)
 		}
 	}
 }
 
-func TestOpenCompressedUnsupported(t *testing.T) {
+func TestOpenUnsupported(t *testing.T) {
 	for _, name := range []string{"plain.txt.bz2", "plain.txt.xz", "plain.txt.lz4"} {
 		data, err := os.ReadFile(filepath.Join("testdata", "stream", name))
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = OpenCompressed(context.Background(), blobAt(data), StreamOptions{})
-		if !errors.Is(err, ErrUnsupportedCompression) {
-			t.Errorf("%s: err = %v, want ErrUnsupportedCompression", name, err)
+		_, err = Open(context.Background(), blobAt(data), Options{})
+		if !errors.Is(err, ErrUnsupported) {
+			t.Errorf("%s: err = %v, want ErrUnsupported", name, err)
 		}
 	}
 }
 
-func TestOpenCompressedProgress(t *testing.T) {
+func TestOpenProgress(t *testing.T) {
 	want := hexText(3, 2<<20)
 	data := gzipBytes(t, want)
 	var last Progress
 	calls := 0
-	s, err := OpenCompressed(context.Background(), blobAt(data), StreamOptions{Progress: func(p Progress) {
+	s, err := Open(context.Background(), blobAt(data), Options{Progress: func(p Progress) {
 		calls++
 		last = p
 	}})
@@ -253,10 +253,10 @@ func TestOpenCompressedProgress(t *testing.T) {
 	checkStream(t, s, want)
 }
 
-func TestStreamIndexerCancel(t *testing.T) {
+func TestIndexerCancel(t *testing.T) {
 	data := gzipBytes(t, hexText(1, 1<<20))
 	ctx, cancel := context.WithCancel(context.Background())
-	ix, err := NewStreamIndexer(ctx, blobAt(data), CompressionGzip, StreamOptions{})
+	ix, err := NewIndexer(ctx, blobAt(data), Gzip, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,28 +280,28 @@ func TestStreamPersisted(t *testing.T) {
 		name string
 		data []byte
 		ext  string
-		c    Compression
+		c    Format
 	}{
-		{"gzip", gzipBytes(t, want), ".gzi", CompressionGzip},
-		{"zstd-frames", zstdFrames(t, want, 50000), ".zti", CompressionZstd},
-		{"zstd-copy", zstdFrames(t, want, len(want)), ".zti", CompressionZstd},
+		{"gzip", gzipBytes(t, want), ".gzi", Gzip},
+		{"zstd-frames", zstdFrames(t, want, 50000), ".zti", Zstd},
+		{"zstd-copy", zstdFrames(t, want, len(want)), ".zti", Zstd},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
-			opts := StreamOptions{CacheDir: t.TempDir(), Key: keyOf(tc.data)}
+			opts := Options{CacheDir: t.TempDir(), Key: keyOf(tc.data)}
 			blob := blobAt(tc.data)
-			if _, ok, err := LoadStream(ctx, blob, tc.c, opts); ok || err != nil {
-				t.Fatalf("LoadStream before building = %v, %v", ok, err)
+			if _, ok, err := Load(ctx, blob, tc.c, opts); ok || err != nil {
+				t.Fatalf("Load before building = %v, %v", ok, err)
 			}
 			s := indexStream(t, blob, tc.c, opts, want)
 			checkStream(t, s, want)
 			s.Close()
 
 			path, _, _ := cachePaths(opts, tc.ext)
-			l, ok, err := LoadStream(ctx, blob, tc.c, opts)
+			l, ok, err := Load(ctx, blob, tc.c, opts)
 			if err != nil || !ok {
-				t.Fatalf("LoadStream = %v, %v", ok, err)
+				t.Fatalf("Load = %v, %v", ok, err)
 			}
 			if l.DiffID() != digest.FromBytes(want) {
 				t.Errorf("loaded DiffID = %s", l.DiffID())
@@ -318,8 +318,8 @@ func TestStreamPersisted(t *testing.T) {
 			l.Close()
 
 			// The same index does not fit a blob of another size.
-			if _, ok, err := LoadStream(ctx, blobAt(append(tc.data, 0)), tc.c, opts); ok || err != nil {
-				t.Errorf("LoadStream for another size = %v, %v", ok, err)
+			if _, ok, err := Load(ctx, blobAt(append(tc.data, 0)), tc.c, opts); ok || err != nil {
+				t.Errorf("Load for another size = %v, %v", ok, err)
 			}
 
 			orig, err := os.ReadFile(path)
@@ -341,16 +341,16 @@ func TestStreamPersisted(t *testing.T) {
 				if err := os.WriteFile(path, f(bytes.Clone(orig)), 0o644); err != nil {
 					t.Fatal(err)
 				}
-				if _, ok, err := LoadStream(ctx, blob, tc.c, opts); ok || err != nil {
-					t.Errorf("%s: LoadStream of a damaged index = %v, %v", name, ok, err)
+				if _, ok, err := Load(ctx, blob, tc.c, opts); ok || err != nil {
+					t.Errorf("%s: Load of a damaged index = %v, %v", name, ok, err)
 				}
-				s, err := OpenCompressed(ctx, blob, opts)
+				s, err := Open(ctx, blob, opts)
 				if err != nil {
-					t.Fatalf("%s: OpenCompressed: %v", name, err)
+					t.Fatalf("%s: Open: %v", name, err)
 				}
 				checkReadAt(t, s, want, make([]byte, 100000), int64(len(want))/3)
 				s.Close()
-				if l, ok, err := LoadStream(ctx, blob, tc.c, opts); !ok || err != nil {
+				if l, ok, err := Load(ctx, blob, tc.c, opts); !ok || err != nil {
 					t.Errorf("%s: not rebuilt: %v, %v", name, ok, err)
 				} else {
 					l.Close()
@@ -359,12 +359,12 @@ func TestStreamPersisted(t *testing.T) {
 			if tc.name == "zstd-copy" {
 				rawPath, _, _ := cachePaths(opts, ".raw")
 				os.Truncate(rawPath, 100)
-				if _, ok, err := LoadStream(ctx, blob, tc.c, opts); ok || err != nil {
-					t.Errorf("LoadStream with a truncated copy = %v, %v", ok, err)
+				if _, ok, err := Load(ctx, blob, tc.c, opts); ok || err != nil {
+					t.Errorf("Load with a truncated copy = %v, %v", ok, err)
 				}
 				os.Remove(rawPath)
-				if _, ok, err := LoadStream(ctx, blob, tc.c, opts); ok || err != nil {
-					t.Errorf("LoadStream with a missing copy = %v, %v", ok, err)
+				if _, ok, err := Load(ctx, blob, tc.c, opts); ok || err != nil {
+					t.Errorf("Load with a missing copy = %v, %v", ok, err)
 				}
 			}
 			// No temporary files are left behind.
@@ -386,13 +386,13 @@ func TestStreamChangedBlob(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		data []byte
-		c    Compression
+		c    Format
 	}{
-		{"gzip", gzipBytes(t, want), CompressionGzip},
-		{"zstd", zstdFrames(t, want, 20000), CompressionZstd},
+		{"gzip", gzipBytes(t, want), Gzip},
+		{"zstd", zstdFrames(t, want, 20000), Zstd},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			opts := StreamOptions{CacheDir: t.TempDir(), Key: keyOf(tc.data)}
+			opts := Options{CacheDir: t.TempDir(), Key: keyOf(tc.data)}
 			indexStream(t, blobAt(tc.data), tc.c, opts, want).Close()
 			r := rand.New(rand.NewPCG(9, 9))
 			for i := range 20 {
@@ -400,9 +400,9 @@ func TestStreamChangedBlob(t *testing.T) {
 				for range 1 + i {
 					bad[r.IntN(len(bad))] ^= byte(1 + r.IntN(255))
 				}
-				s, ok, err := LoadStream(context.Background(), blobAt(bad), tc.c, opts)
+				s, ok, err := Load(context.Background(), blobAt(bad), tc.c, opts)
 				if !ok || err != nil {
-					t.Fatalf("LoadStream = %v, %v", ok, err)
+					t.Fatalf("Load = %v, %v", ok, err)
 				}
 				buf := make([]byte, 64<<10)
 				for off := int64(0); off < s.Size(); off += int64(len(buf)) {
@@ -419,7 +419,7 @@ func TestStreamChangedBlob(t *testing.T) {
 
 func TestStreamClosed(t *testing.T) {
 	want := hexText(1, 100000)
-	s := indexStream(t, blobAt(gzipBytes(t, want)), CompressionGzip, StreamOptions{}, want)
+	s := indexStream(t, blobAt(gzipBytes(t, want)), Gzip, Options{}, want)
 	s.Close()
 	if _, err := s.ReadAt(make([]byte, 10), 0); err == nil {
 		t.Errorf("ReadAt after Close: no error")
@@ -437,8 +437,8 @@ func TestIdleCursorBudget(t *testing.T) {
 	before := idleZstd.len() + idleGzip.len() // of streams other tests left open
 	var streams []*Stream
 	for i := range 4 {
-		streams = append(streams, indexStream(t, blobAt(zstdFrames(t, want, 5000+i)), CompressionZstd, StreamOptions{}, want),
-			indexStream(t, blobAt(gzipMembers(t, split(want, 300000+i)...)), CompressionGzip, StreamOptions{}, want))
+		streams = append(streams, indexStream(t, blobAt(zstdFrames(t, want, 5000+i)), Zstd, Options{}, want),
+			indexStream(t, blobAt(gzipMembers(t, split(want, 300000+i)...)), Gzip, Options{}, want))
 	}
 	var wg sync.WaitGroup
 	for g, s := range streams {

@@ -1,4 +1,4 @@
-package index
+package digests
 
 import (
 	"errors"
@@ -8,9 +8,9 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
-// TestCheckDigest holds the one digest rule: sha256 or sha512, lowercase hex of the exact length; the
+// TestCheck holds the one digest rule: sha256 or sha512, lowercase hex of the exact length; the
 // cache's own check adds that it keys by sha256 only.
-func TestCheckDigest(t *testing.T) {
+func TestCheck(t *testing.T) {
 	s256 := "sha256:" + strings.Repeat("a1", 32)
 	s512 := "sha512:" + strings.Repeat("0f", 64)
 	for _, c := range []struct {
@@ -29,16 +29,16 @@ func TestCheckDigest(t *testing.T) {
 		{strings.Repeat("a", 64), false, false},
 		{"", false, false},
 	} {
-		err := CheckDigest(digest.Digest(c.d))
-		if (err == nil) != c.ok || err != nil && !errors.Is(err, ErrInvalidDigest) {
-			t.Errorf("CheckDigest(%q) = %v, want ok %v", c.d, err, c.ok)
+		err := Check(digest.Digest(c.d))
+		if (err == nil) != c.ok || err != nil && !errors.Is(err, ErrInvalid) {
+			t.Errorf("Check(%q) = %v, want ok %v", c.d, err, c.ok)
 		}
 		if err != nil && !strings.HasPrefix(err.Error(), "invalid digest ") {
-			t.Errorf("CheckDigest(%q) = %q, want a message starting \"invalid digest \"", c.d, err)
+			t.Errorf("Check(%q) = %q, want a message starting \"invalid digest \"", c.d, err)
 		}
-		h, err := checkSHA256(digest.Digest(c.d))
-		if (err == nil) != c.sha256 || err != nil && !errors.Is(err, ErrInvalidDigest) || err == nil && "sha256:"+h != c.d {
-			t.Errorf("checkSHA256(%q) = %q, %v, want ok %v", c.d, h, err, c.sha256)
+		h, err := CheckSHA256(digest.Digest(c.d))
+		if (err == nil) != c.sha256 || err != nil && !errors.Is(err, ErrInvalid) || err == nil && "sha256:"+h != c.d {
+			t.Errorf("CheckSHA256(%q) = %q, %v, want ok %v", c.d, h, err, c.sha256)
 		}
 	}
 }

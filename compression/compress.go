@@ -1,4 +1,4 @@
-package index
+package compression
 
 import (
 	"bytes"
@@ -7,32 +7,32 @@ import (
 	"io"
 )
 
-// Compression names the compression of a blob.
-type Compression uint8
+// Format names the compression of a blob.
+type Format uint8
 
-// Compressions recognised by DetectCompression.
+// Formats recognised by Detect.
 const (
-	CompressionNone Compression = iota
-	CompressionGzip
-	CompressionZstd
+	None Format = iota
+	Gzip
+	Zstd
 )
 
 // String returns "none", "gzip" or "zstd".
-func (c Compression) String() string {
+func (c Format) String() string {
 	switch c {
-	case CompressionNone:
+	case None:
 		return "none"
-	case CompressionGzip:
+	case Gzip:
 		return "gzip"
-	case CompressionZstd:
+	case Zstd:
 		return "zstd"
 	}
 	return fmt.Sprintf("compression(%d)", uint8(c))
 }
 
-// ErrUnsupportedCompression is returned for data compressed in a format that cannot be read (bzip2, xz,
+// ErrUnsupported is returned for data compressed in a format that cannot be read (bzip2, xz,
 // lz4, compress).
-var ErrUnsupportedCompression = errors.New("index: unsupported compression")
+var ErrUnsupported = errors.New("compression: unsupported compression")
 
 // magic numbers, RFC 1952, RFC 8878 and the formats' own documentation.
 var (
@@ -51,30 +51,30 @@ func isZstdSkippable(b []byte) bool {
 	return len(b) >= 4 && b[0]&0xf0 == 0x50 && b[1] == 0x2a && b[2] == 0x4d && b[3] == 0x18
 }
 
-// DetectCompression reads the magic bytes at off in r and says how the data is compressed. Data that
-// matches no known magic (a tar, for one) is CompressionNone. bzip2, xz, lz4 and compress (.Z) data give
-// an error wrapping ErrUnsupportedCompression that names the format.
-func DetectCompression(r io.ReaderAt, off int64) (Compression, error) {
+// Detect reads the magic bytes at off in r and says how the data is compressed. Data that
+// matches no known magic (a tar, for one) is None. bzip2, xz, lz4 and compress (.Z) data give
+// an error wrapping ErrUnsupported that names the format.
+func Detect(r io.ReaderAt, off int64) (Format, error) {
 	var buf [10]byte
 	n, err := r.ReadAt(buf[:], off)
 	if err != nil && !errors.Is(err, io.EOF) {
-		return CompressionNone, fmt.Errorf("detecting compression: %w", err)
+		return None, fmt.Errorf("detecting compression: %w", err)
 	}
 	b := buf[:n]
 	switch {
 	case bytes.HasPrefix(b, magicGzip):
-		return CompressionGzip, nil
+		return Gzip, nil
 	case bytes.HasPrefix(b, magicZstd), isZstdSkippable(b):
-		return CompressionZstd, nil
+		return Zstd, nil
 	case bytes.HasPrefix(b, magicXz):
-		return CompressionNone, fmt.Errorf("%w: xz", ErrUnsupportedCompression)
+		return None, fmt.Errorf("%w: xz", ErrUnsupported)
 	case len(b) == 10 && bytes.HasPrefix(b, magicBzip2) && b[3] >= '1' && b[3] <= '9' &&
 		(bytes.Equal(b[4:], magicBzip2Blk) || bytes.Equal(b[4:], magicBzip2End)):
-		return CompressionNone, fmt.Errorf("%w: bzip2", ErrUnsupportedCompression)
+		return None, fmt.Errorf("%w: bzip2", ErrUnsupported)
 	case bytes.HasPrefix(b, magicLz4):
-		return CompressionNone, fmt.Errorf("%w: lz4", ErrUnsupportedCompression)
+		return None, fmt.Errorf("%w: lz4", ErrUnsupported)
 	case bytes.HasPrefix(b, magicCompress):
-		return CompressionNone, fmt.Errorf("%w: compress (.Z)", ErrUnsupportedCompression)
+		return None, fmt.Errorf("%w: compress (.Z)", ErrUnsupported)
 	}
-	return CompressionNone, nil
+	return None, nil
 }

@@ -1,4 +1,4 @@
-package imagewrite
+package compression
 
 import (
 	"bytes"
@@ -11,12 +11,19 @@ import (
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
-
-	"github.com/imgfs/imgfs/index"
 )
 
+// compressible is n bytes of compressible, not trivially repetitive text.
+func compressible(n int) []byte {
+	var b bytes.Buffer
+	for i := 0; b.Len() < n; i++ {
+		fmt.Fprintf(&b, "line %d %x\n", i, i*2654435761)
+	}
+	return b.Bytes()[:n]
+}
+
 // compressBlocks runs input through a blockWriter, writing it in random-sized pieces.
-func compressBlocks(t testing.TB, c index.Compression, workers int, input []byte, seed uint64) []byte {
+func compressBlocks(t testing.TB, c Format, workers int, input []byte, seed uint64) []byte {
 	t.Helper()
 	enc, size := newEncoder(c, workers)
 	var out bytes.Buffer
@@ -35,17 +42,17 @@ func compressBlocks(t testing.TB, c index.Compression, workers int, input []byte
 	return out.Bytes()
 }
 
-func decompress(t testing.TB, c index.Compression, b []byte) []byte {
+func decompress(t testing.TB, c Format, b []byte) []byte {
 	t.Helper()
 	var r io.Reader
 	switch c {
-	case index.CompressionGzip:
+	case Gzip:
 		zr, err := gzip.NewReader(bytes.NewReader(b)) // the standard library's: multistream by default
 		if err != nil {
 			t.Fatal(err)
 		}
 		r = zr
-	case index.CompressionZstd:
+	case Zstd:
 		zr, err := zstd.NewReader(bytes.NewReader(b))
 		if err != nil {
 			t.Fatal(err)
@@ -61,8 +68,8 @@ func decompress(t testing.TB, c index.Compression, b []byte) []byte {
 }
 
 func TestBlockWriter(t *testing.T) {
-	text := bigLayer(t, 11<<20)
-	for _, c := range []index.Compression{index.CompressionGzip, index.CompressionZstd} {
+	text := compressible(11 << 20)
+	for _, c := range []Format{Gzip, Zstd} {
 		_, block := newEncoder(c, 1)
 		for _, n := range []int{0, 1, block - 1, block, block + 1, 2*block + block/2} {
 			t.Run(fmt.Sprintf("%s/%d", c, n), func(t *testing.T) {
@@ -75,10 +82,10 @@ func TestBlockWriter(t *testing.T) {
 				if got := decompress(t, c, one); !bytes.Equal(got, in) {
 					t.Fatalf("round trip gives %d bytes, want %d", len(got), len(in))
 				}
-				if det, err := index.DetectCompression(bytes.NewReader(one), 0); err != nil || det != c {
+				if det, err := Detect(bytes.NewReader(one), 0); err != nil || det != c {
 					t.Errorf("detected as %v, %v", det, err)
 				}
-				if c == index.CompressionGzip && (one[3] != 0 || !bytes.Equal(one[4:8], []byte{0, 0, 0, 0})) {
+				if c == Gzip && (one[3] != 0 || !bytes.Equal(one[4:8], []byte{0, 0, 0, 0})) {
 					t.Errorf("gzip header flags %#x mtime % x, want none and zero", one[3], one[4:8])
 				}
 			})
@@ -96,8 +103,8 @@ func (w *failWriter) Write(p []byte) (int, error) {
 }
 
 func TestBlockWriterErrors(t *testing.T) {
-	in := bigLayer(t, 6<<20)
-	enc, size := newEncoder(index.CompressionGzip, 2)
+	in := compressible(6 << 20)
+	enc, size := newEncoder(Gzip, 2)
 	w := newBlockWriter(context.Background(), &failWriter{n: 1}, enc, size, 2)
 	_, werr := w.Write(in)
 	cerr := w.Close()
@@ -118,11 +125,11 @@ func TestBlockWriterErrors(t *testing.T) {
 	}
 }
 
-func TestCompressorRoundTrip(t *testing.T) {
+func TestWriterRoundTrip(t *testing.T) {
 	data := bytes.Repeat([]byte("imgfs export stream 0123456789abcdef\n"), 100_000)
-	for _, c := range []index.Compression{index.CompressionGzip, index.CompressionZstd} {
+	for _, c := range []Format{Gzip, Zstd} {
 		var out bytes.Buffer
-		cw, err := NewCompressor(context.Background(), &out, c)
+		cw, err := NewWriter(context.Background(), &out, c)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -134,13 +141,13 @@ func TestCompressorRoundTrip(t *testing.T) {
 		}
 		var r io.Reader
 		switch c {
-		case index.CompressionGzip:
+		case Gzip:
 			zr, err := gzip.NewReader(&out)
 			if err != nil {
 				t.Fatal(err)
 			}
 			r = zr
-		case index.CompressionZstd:
+		case Zstd:
 			zr, err := zstd.NewReader(&out)
 			if err != nil {
 				t.Fatal(err)
@@ -153,7 +160,7 @@ func TestCompressorRoundTrip(t *testing.T) {
 			t.Errorf("%v: round trip: %d bytes, %v", c, len(got), err)
 		}
 	}
-	if _, err := NewCompressor(context.Background(), io.Discard, index.CompressionNone); err == nil {
-		t.Error("NewCompressor(none) succeeded")
+	if _, err := NewWriter(context.Background(), io.Discard, None); err == nil {
+		t.Error("NewWriter(none) succeeded")
 	}
 }

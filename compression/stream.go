@@ -1,4 +1,4 @@
-package index
+package compression
 
 import (
 	"context"
@@ -20,8 +20,8 @@ import (
 // random read decodes at most about this much before its first byte. (A variable for tests.)
 var spanSize int64 = 4 << 20
 
-// StreamOptions configure the indexing and opening of a compressed stream.
-type StreamOptions struct {
+// Options configure the indexing and opening of a compressed stream.
+type Options struct {
 	// CacheDir is the root of the cache; restart points live under CacheDir/stream/v<N>/. Empty:
 	// nothing is persisted.
 	CacheDir string
@@ -33,41 +33,67 @@ type StreamOptions struct {
 	DiffID digest.Digest
 	// Logger receives notes about building and loading; nil discards.
 	Logger *slog.Logger
-	// Progress, when set, is called by OpenCompressed at most about ten times a second while it indexes
-	// a stream. A StreamIndexer does not call it: its user reports progress with Consumed.
+	// Progress, when set, is called by Open at most about ten times a second while it indexes
+	// a stream. An Indexer does not call it: its user reports progress with Consumed.
 	Progress func(Progress)
+	// SpanSize and HugeFrame, when positive, replace spanSize and zstdHugeFrame (for tests of callers).
+	SpanSize, HugeFrame int64
 }
 
-// Progress reports how far the indexing of a layer has got.
+// Progress reports how far the indexing of a stream has got.
 type Progress struct {
-	Entries int64 // members indexed so far (0 when only a stream is indexed)
-	Bytes   int64 // bytes of the blob consumed so far
-	Total   int64 // size of the blob
+	Bytes int64 // bytes of the blob consumed so far
+	Total int64 // size of the blob
 }
 
-func (o *StreamOptions) logger() *slog.Logger {
+// Blob is a byte range of a source: Size bytes at Off in R. When File is set, R is that file and Off is
+// an absolute file offset, so readers may serve data by splice. Origin, when set, is the file whose
+// bytes R derives from (a compressed archive holding the blob; File may then be a decompressed copy):
+// its identity, not File's, says whether the blob may have changed since it was verified.
+type Blob struct {
+	R         io.ReaderAt
+	Off, Size int64
+	File      *os.File
+	Origin    *os.File
+}
+
+func (o *Options) span() int64 {
+	if o.SpanSize > 0 {
+		return o.SpanSize
+	}
+	return spanSize
+}
+
+func (o *Options) hugeFrame() int64 {
+	if o.HugeFrame > 0 {
+		return o.HugeFrame
+	}
+	return zstdHugeFrame
+}
+
+func (o *Options) logger() *slog.Logger {
 	if o.Logger == nil {
 		return slog.New(slog.DiscardHandler)
 	}
 	return o.Logger
 }
 
-// indexer is the compression-specific half of a StreamIndexer.
+// indexer is the compression-specific half of an Indexer.
 type indexer interface {
 	read(p []byte) (int, error)
 	consumed() int64
 	// finish is called once read returned io.EOF; it returns the stream, which takes over the
 	// indexer's files, and the cache files still to be put in place.
-	finish(size int64, diffID digest.Digest) (*Stream, pending, error)
+	finish(size int64, diffID digest.Digest) (*Stream, Pending, error)
 	close()
 }
 
-// StreamIndexer decompresses a blob sequentially, records restart points as it goes, and turns them
+// Indexer decompresses a blob sequentially, records restart points as it goes, and turns them
 // into a random-access Stream once the end is reached. For gzip it verifies every member's CRC-32 and
 // size; for zstd, the frames' checksums when present.
-type StreamIndexer struct {
+type Indexer struct {
 	ctx      context.Context
-	c        Compression
+	c        Format
 	ix       indexer
 	hash     hash.Hash
 	out      int64
@@ -76,32 +102,32 @@ type StreamIndexer struct {
 	finished bool
 }
 
-// NewStreamIndexer starts an indexing pass over blob, compressed with c. Read it to io.EOF, then call
+// NewIndexer starts an indexing pass over blob, compressed with c. Read it to io.EOF, then call
 // Finish; call Close in any case.
-func NewStreamIndexer(ctx context.Context, blob Blob, c Compression, opts StreamOptions) (*StreamIndexer, error) {
+func NewIndexer(ctx context.Context, blob Blob, c Format, opts Options) (*Indexer, error) {
 	var (
 		ix  indexer
 		err error
 	)
 	switch c {
-	case CompressionNone:
+	case None:
 		ix = newPlainIndexer(blob)
-	case CompressionGzip:
+	case Gzip:
 		ix, err = newGzipIndexer(ctx, blob, opts)
-	case CompressionZstd:
+	case Zstd:
 		ix, err = newZstdIndexer(ctx, blob, opts)
 	default:
-		err = fmt.Errorf("%w: %s", ErrUnsupportedCompression, c)
+		err = fmt.Errorf("%w: %s", ErrUnsupported, c)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("indexing %s stream: %w", c, err)
 	}
-	return &StreamIndexer{ctx: ctx, c: c, ix: ix, hash: sha256.New()}, nil
+	return &Indexer{ctx: ctx, c: c, ix: ix, hash: sha256.New()}, nil
 }
 
 // Read reads decompressed bytes sequentially, recording restart points as it goes. A damaged stream
 // gives an error; io.EOF means the whole stream was read and verified.
-func (s *StreamIndexer) Read(p []byte) (int, error) {
+func (s *Indexer) Read(p []byte) (int, error) {
 	if s.err != nil {
 		return 0, s.err
 	}
@@ -129,7 +155,7 @@ func (s *StreamIndexer) Read(p []byte) (int, error) {
 }
 
 // DiffID returns the sha256 digest of all decompressed output. It is valid after Read returned io.EOF.
-func (s *StreamIndexer) DiffID() digest.Digest {
+func (s *Indexer) DiffID() digest.Digest {
 	if !s.eof {
 		return ""
 	}
@@ -137,25 +163,25 @@ func (s *StreamIndexer) DiffID() digest.Digest {
 }
 
 // Consumed returns the number of compressed bytes consumed so far.
-func (s *StreamIndexer) Consumed() int64 { return s.ix.consumed() }
+func (s *Indexer) Consumed() int64 { return s.ix.consumed() }
 
-// Finish, called after Read returned io.EOF, persists the restart points (when StreamOptions.Key and
+// Finish, called after Read returned io.EOF, persists the restart points (when Options.Key and
 // CacheDir are set) and returns the random-access stream, which stays valid after Close.
-func (s *StreamIndexer) Finish() (*Stream, error) {
-	st, p, err := s.finish()
+func (s *Indexer) Finish() (*Stream, error) {
+	st, p, err := s.FinishPending()
 	if err != nil {
 		return nil, err
 	}
-	if err := p.commit(); err != nil {
+	if err := p.Commit(); err != nil {
 		st.Close()
 		return nil, fmt.Errorf("indexing %s stream: %w", s.c, err)
 	}
 	return st, nil
 }
 
-// finish is Finish without persisting: the caller commits the pending files once it has verified
-// what the stream claims to be, or discards them.
-func (s *StreamIndexer) finish() (*Stream, pending, error) {
+// FinishPending is Finish without persisting: the caller commits the pending files once it has
+// verified what the stream claims to be, or discards them.
+func (s *Indexer) FinishPending() (*Stream, Pending, error) {
 	if !s.eof {
 		return nil, nil, fmt.Errorf("indexing %s stream: finish before the end of the stream", s.c)
 	}
@@ -171,15 +197,15 @@ func (s *StreamIndexer) finish() (*Stream, pending, error) {
 }
 
 // Close releases the indexer's resources; after a successful Finish it leaves the Stream alone.
-func (s *StreamIndexer) Close() error {
+func (s *Indexer) Close() error {
 	s.ix.close()
 	return nil
 }
 
-// LoadStream opens a stream from its persisted restart points only. ok is false when they are absent,
+// Load opens a stream from its persisted restart points only. ok is false when they are absent,
 // stale or damaged (then nothing is returned and the caller indexes the stream); a damaged file is
-// reported in the log. CompressionNone needs nothing persisted: the Stream is the blob itself.
-func LoadStream(ctx context.Context, blob Blob, c Compression, opts StreamOptions) (*Stream, bool, error) {
+// reported in the log. None needs nothing persisted: the Stream is the blob itself.
+func Load(ctx context.Context, blob Blob, c Format, opts Options) (*Stream, bool, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, false, err
 	}
@@ -188,14 +214,12 @@ func LoadStream(ctx context.Context, blob Blob, c Compression, opts StreamOption
 		err error
 	)
 	switch c {
-	case CompressionNone:
+	case None:
 		return newPlainStream(blob), true, nil
-	case CompressionGzip:
-		s, err = loadGzipStream(blob, opts)
-	case CompressionZstd:
-		s, err = loadZstdStream(blob, opts)
+	case Gzip, Zstd:
+		s, err = loadPersisted(blob, c, opts)
 	default:
-		return nil, false, fmt.Errorf("%w: %s", ErrUnsupportedCompression, c)
+		return nil, false, fmt.Errorf("%w: %s", ErrUnsupported, c)
 	}
 	switch {
 	case err == nil:
@@ -213,18 +237,18 @@ func LoadStream(ctx context.Context, blob Blob, c Compression, opts StreamOption
 	return nil, false, fmt.Errorf("loading %s stream index: %w", c, err)
 }
 
-// OpenCompressed detects the compression of blob and returns a random-access stream of its decompressed
+// Open detects the compression of blob and returns a random-access stream of its decompressed
 // bytes: from persisted restart points when present, otherwise by indexing the whole stream in one pass
 // (reporting progress). Uncompressed data is returned as it is.
-func OpenCompressed(ctx context.Context, blob Blob, opts StreamOptions) (*Stream, error) {
-	c, err := DetectCompression(io.NewSectionReader(blob.R, blob.Off, blob.Size), 0)
+func Open(ctx context.Context, blob Blob, opts Options) (*Stream, error) {
+	c, err := Detect(io.NewSectionReader(blob.R, blob.Off, blob.Size), 0)
 	if err != nil {
 		return nil, err
 	}
-	if s, ok, err := LoadStream(ctx, blob, c, opts); err != nil || ok {
+	if s, ok, err := Load(ctx, blob, c, opts); err != nil || ok {
 		return s, err
 	}
-	ix, err := NewStreamIndexer(ctx, blob, c, opts)
+	ix, err := NewIndexer(ctx, blob, c, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -259,12 +283,12 @@ type cursor interface {
 
 // Stream gives random access to the decompressed bytes of a blob. It is safe for concurrent use.
 type Stream struct {
-	c      Compression
+	c      Format
 	size   int64
 	diffID digest.Digest
 	hdrCRC uint32 // checksum of the persisted index's header (compressed streams)
 
-	// Plain data: the blob range (CompressionNone) or a decompressed copy.
+	// Plain data: the blob range (None) or a decompressed copy.
 	ra      io.ReaderAt
 	raOff   int64
 	file    *os.File
@@ -281,12 +305,15 @@ type Stream struct {
 	closed bool
 }
 
+// Plain returns the Stream of an uncompressed blob: the blob itself.
+func Plain(blob Blob) *Stream { return newPlainStream(blob) }
+
 func newPlainStream(blob Blob) *Stream {
-	return &Stream{c: CompressionNone, size: blob.Size, ra: blob.R, raOff: blob.Off, file: blob.File}
+	return &Stream{c: None, size: blob.Size, ra: blob.R, raOff: blob.Off, file: blob.File}
 }
 
 // newFileStream serves a decompressed copy.
-func newFileStream(c Compression, f *os.File, size int64, diffID digest.Digest) *Stream {
+func newFileStream(c Format, f *os.File, size int64, diffID digest.Digest) *Stream {
 	return &Stream{c: c, size: size, diffID: diffID, ra: f, file: f, ownFile: true}
 }
 
@@ -294,7 +321,7 @@ func newFileStream(c Compression, f *os.File, size int64, diffID digest.Digest) 
 // stream that does not decode as it did when it was indexed gives an error.
 func (s *Stream) ReadAt(p []byte, off int64) (int, error) {
 	if off < 0 {
-		return 0, fmt.Errorf("index: negative offset %d", off)
+		return 0, fmt.Errorf("compression: negative offset %d", off)
 	}
 	if off >= s.size {
 		return 0, io.EOF
@@ -332,7 +359,7 @@ func (s *Stream) ReadAt(p []byte, off int64) (int, error) {
 func (s *Stream) readCompressed(p []byte, off int64) (int, error) {
 	i := sort.Search(len(s.points), func(i int) bool { return s.points[i].Out > off }) - 1
 	if i < 0 {
-		return 0, errors.New("index: no restart point")
+		return 0, errors.New("compression: no restart point")
 	}
 	cur, err := s.acquire(off, &s.points[i])
 	if err != nil {
@@ -372,11 +399,15 @@ func discard(r io.Reader, n int64) error {
 	return nil
 }
 
+// IndexCRC returns the checksum of the header of the persisted index the stream was built or loaded
+// with (0 for uncompressed data), so that a record can name the very index it vouches for.
+func (s *Stream) IndexCRC() uint32 { return s.hdrCRC }
+
 // Size returns the uncompressed size.
 func (s *Stream) Size() int64 { return s.size }
 
-// Compression returns the compression of the underlying blob.
-func (s *Stream) Compression() Compression { return s.c }
+// Format returns the compression format of the underlying blob.
+func (s *Stream) Format() Format { return s.c }
 
 // DiffID returns the sha256 digest of the decompressed bytes when it is known (the stream was indexed,
 // or loaded from an index that recorded it), else "".
@@ -462,7 +493,7 @@ func (p *plainIndexer) read(b []byte) (int, error) { return p.r.Read(b) }
 func (p *plainIndexer) consumed() int64            { return p.r.off - p.blob.Off }
 func (p *plainIndexer) close()                     {}
 
-func (p *plainIndexer) finish(size int64, diffID digest.Digest) (*Stream, pending, error) {
+func (p *plainIndexer) finish(size int64, diffID digest.Digest) (*Stream, Pending, error) {
 	s := newPlainStream(p.blob)
 	s.diffID = diffID
 	return s, nil, nil

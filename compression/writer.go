@@ -1,4 +1,4 @@
-package imagewrite
+package compression
 
 import (
 	"bytes"
@@ -10,8 +10,6 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
-
-	"github.com/imgfs/imgfs/index"
 )
 
 // Block sizes of the parallel compressors. They fix where the input is cut, so they are part of the
@@ -70,11 +68,11 @@ func newZstdEncoder(workers int) *zstdEncoder {
 func (e *zstdEncoder) encode(dst, src []byte) []byte { return e.enc.EncodeAll(src, dst) }
 
 // newEncoder returns the block encoder and block size for a compression, nil for none.
-func newEncoder(c index.Compression, workers int) (encoder, int) {
+func newEncoder(c Format, workers int) (encoder, int) {
 	switch c {
-	case index.CompressionGzip:
+	case Gzip:
 		return newGzipEncoder(gzip.DefaultCompression), gzipBlock
-	case index.CompressionZstd:
+	case Zstd:
 		return newZstdEncoder(workers), zstdBlock
 	}
 	return nil, 0
@@ -239,25 +237,26 @@ func (w *blockWriter) end() {
 	}
 }
 
-// Compressor compresses a stream with all cores, in the same deterministic block format as new layers
-// (independent gzip members of 1 MiB, or zstd frames of 4 MiB). Close flushes it; Abort drops what is
-// queued after an error elsewhere. It does not close the underlying writer.
-type Compressor struct{ bw *blockWriter }
+// Writer compresses a stream with all cores, in the deterministic block format of new layers
+// (independent gzip members of 1 MiB, or zstd frames of 4 MiB): the same input gives the same bytes on
+// every machine. Close flushes it; Abort drops what is queued after an error elsewhere. It does not
+// close the underlying writer.
+type Writer struct{ bw *blockWriter }
 
-// NewCompressor returns a Compressor writing to w; CompressionNone is an error (write to w directly).
-func NewCompressor(ctx context.Context, w io.Writer, c index.Compression) (*Compressor, error) {
+// NewWriter returns a Writer compressing to w with Gzip or Zstd; None is an error (write to w directly).
+func NewWriter(ctx context.Context, w io.Writer, c Format) (*Writer, error) {
 	enc, size := newEncoder(c, defaultWorkers())
 	if enc == nil {
-		return nil, fmt.Errorf("%w: no compressor for %v", ErrInvalid, c)
+		return nil, fmt.Errorf("%w: no writer for %v", ErrUnsupported, c)
 	}
-	return &Compressor{bw: newBlockWriter(ctx, w, enc, size, defaultWorkers())}, nil
+	return &Writer{bw: newBlockWriter(ctx, w, enc, size, defaultWorkers())}, nil
 }
 
 // Write compresses p (asynchronously: errors of the underlying writer show in later calls or Close).
-func (c *Compressor) Write(p []byte) (int, error) { return c.bw.Write(p) }
+func (c *Writer) Write(p []byte) (int, error) { return c.bw.Write(p) }
 
 // Close compresses what is buffered and waits until everything is written.
-func (c *Compressor) Close() error { return c.bw.Close() }
+func (c *Writer) Close() error { return c.bw.Close() }
 
-// Abort stops compressing after a failure elsewhere.
-func (c *Compressor) Abort() { c.bw.abort() }
+// Abort stops compressing after a failure elsewhere: queued blocks are finished but not written.
+func (c *Writer) Abort() { c.bw.abort() }

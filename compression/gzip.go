@@ -1,4 +1,4 @@
-package index
+package compression
 
 import (
 	"bufio"
@@ -11,7 +11,7 @@ import (
 	"io"
 	"os"
 
-	"github.com/imgfs/imgfs/index/internal/flate"
+	"github.com/imgfs/imgfs/compression/internal/flate"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -24,9 +24,9 @@ const (
 )
 
 var (
-	errGzipHeader   = errors.New("index: invalid gzip header")
-	errGzipChecksum = errors.New("index: gzip checksum mismatch")
-	errGzipEmpty    = errors.New("index: gzip stream has no member")
+	errGzipHeader   = errors.New("compression: invalid gzip header")
+	errGzipChecksum = errors.New("compression: gzip checksum mismatch")
+	errGzipEmpty    = errors.New("compression: gzip stream has no member")
 )
 
 // noEOF turns io.EOF into io.ErrUnexpectedEOF: the stream ended inside a structure.
@@ -125,7 +125,7 @@ func skipString(br *bufio.Reader, crc uint32) (uint32, error) {
 // window needed to resume there.
 type gzipIndexer struct {
 	blob Blob
-	opts StreamOptions
+	opts Options
 	src  rangeReader
 	br   *bufio.Reader
 	w    *indexWriter
@@ -146,8 +146,8 @@ type gzipIndexer struct {
 	err       error // from onBlock
 }
 
-func newGzipIndexer(ctx context.Context, blob Blob, opts StreamOptions) (*gzipIndexer, error) {
-	path, _, err := cachePaths(opts, ".gzi")
+func newGzipIndexer(ctx context.Context, blob Blob, opts Options) (*gzipIndexer, error) {
+	path, _, err := cachePaths(opts, persisted[Gzip].ext)
 	if err != nil {
 		return nil, err
 	}
@@ -213,7 +213,7 @@ func (g *gzipIndexer) startMember() error {
 	if err := readGzipHeader(g.br); err != nil {
 		return fmt.Errorf("gzip member at %d: %w", start, err)
 	}
-	if g.members == 0 || g.out-g.lastPoint >= spanSize {
+	if g.members == 0 || g.out-g.lastPoint >= g.opts.span() {
 		g.points = append(g.points, point{Out: g.out, In: start, Flags: pointFlagMember})
 		g.lastPoint = g.out
 	}
@@ -243,7 +243,7 @@ func (g *gzipIndexer) endMember() error {
 // onBlock is called by the decompressor at the end of every deflate block.
 func (g *gzipIndexer) onBlock(b flate.BlockEnd) {
 	out := g.memberOut + b.Out
-	if b.Final || g.err != nil || out-g.lastPoint < spanSize {
+	if b.Final || g.err != nil || out-g.lastPoint < g.opts.span() {
 		return
 	}
 	g.win = g.fr.AppendWindow(g.win[:0])
@@ -263,9 +263,8 @@ func (g *gzipIndexer) onBlock(b flate.BlockEnd) {
 	g.lastPoint = out
 }
 
-func (g *gzipIndexer) finish(size int64, diffID digest.Digest) (*Stream, pending, error) {
-	h := &streamHeader{Magic: streamMagicGzip, CompSize: g.blob.Size, Size: size, DiffID: diffIDBytes(diffID),
-		Blob: diffIDBytes(g.opts.Key)}
+func (g *gzipIndexer) finish(size int64, diffID digest.Digest) (*Stream, Pending, error) {
+	h := newStreamHeader(Gzip, g.opts, g.blob.Size, size, diffID)
 	f, p, err := g.w.finish(h, g.points)
 	if err != nil {
 		return nil, nil, err
@@ -282,27 +281,18 @@ func (g *gzipIndexer) close() {
 }
 
 func newGzipStream(blob Blob, ckpt *os.File, points []point, size int64, diffID digest.Digest) *Stream {
-	s := &Stream{c: CompressionGzip, size: size, diffID: diffID, points: points, ckpt: ckpt, lru: idleGzip}
+	s := &Stream{c: Gzip, size: size, diffID: diffID, points: points, ckpt: ckpt, lru: idleGzip}
 	s.newCursor = func() cursor { return newGzipCursor(blob, ckpt) }
 	return s
 }
 
-func loadGzipStream(blob Blob, opts StreamOptions) (*Stream, error) {
-	path, ok, err := cachePaths(opts, ".gzi")
-	if err != nil || !ok {
-		return nil, err
-	}
-	li, err := loadIndex(path, streamMagicGzip, blob.Size, opts)
-	if err != nil {
-		return nil, err
-	}
+// gzipFromIndex makes the stream of a validated .gzi file, which it takes over.
+func gzipFromIndex(blob Blob, li *loadedIndex, _ Options) (*Stream, error) {
 	if li.hdr.Flags != 0 || len(li.points) == 0 {
 		li.f.Close()
 		return nil, fmt.Errorf("%w: bad gzip index", errStale)
 	}
-	s := newGzipStream(blob, li.f, li.points, li.hdr.Size, diffIDFromBytes(li.hdr.DiffID))
-	s.hdrCRC = li.hdr.crc
-	return s, nil
+	return newGzipStream(blob, li.f, li.points, li.hdr.Size, diffIDFromBytes(li.hdr.DiffID)), nil
 }
 
 // gzipCursor decodes a gzip stream from a restart point onwards, across member boundaries. It does not
@@ -339,7 +329,7 @@ func (c *gzipCursor) reset(pt *point) error {
 		return fmt.Errorf("reading restart window: %w", noEOF(err))
 	}
 	if crc32.Checksum(win, castagnoli) != pt.WinCRC {
-		return errors.New("index: restart window checksum mismatch")
+		return errors.New("compression: restart window checksum mismatch")
 	}
 	if err := c.fr.Resume(c.br, pt.Bits, win); err != nil {
 		return err

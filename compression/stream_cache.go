@@ -1,4 +1,4 @@
-package index
+package compression
 
 import (
 	"encoding/binary"
@@ -9,9 +9,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/imgfs/imgfs/internal/atomicfile"
+	"github.com/imgfs/imgfs/internal/digests"
 )
 
 // Persisted restart points of a compressed stream live in
@@ -42,10 +44,8 @@ var (
 
 	castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-	digestRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
-
 	// errStale marks a persisted index that does not match the blob or is corrupt: it is rebuilt.
-	errStale = errors.New("index: stale or corrupt stream index")
+	errStale = errors.New("compression: stale or corrupt stream index")
 )
 
 // point is a restart point in a compressed stream: decoding may start at compressed offset In (plus Bits
@@ -140,12 +140,16 @@ func (h *streamHeader) decode(b []byte) error {
 
 // cachePaths says where the persisted index of a stream lives. ok is false when nothing is persisted
 // (no cache dir or no key); an invalid key is an error.
-func cachePaths(opts StreamOptions, ext string) (path string, ok bool, err error) {
-	if opts.Key != "" && !digestRE.MatchString(string(opts.Key)) {
-		return "", false, fmt.Errorf("index: invalid stream key %q: want sha256: and 64 lowercase hex digits", opts.Key)
+func cachePaths(opts Options, ext string) (path string, ok bool, err error) {
+	if opts.Key != "" {
+		if _, err := digests.CheckSHA256(opts.Key); err != nil {
+			return "", false, fmt.Errorf("compression: stream key: %w", err)
+		}
 	}
-	if opts.DiffID != "" && !digestRE.MatchString(string(opts.DiffID)) {
-		return "", false, fmt.Errorf("index: invalid diff ID %q: want sha256: and 64 lowercase hex digits", opts.DiffID)
+	if opts.DiffID != "" {
+		if _, err := digests.CheckSHA256(opts.DiffID); err != nil {
+			return "", false, fmt.Errorf("compression: diff ID: %w", err)
+		}
 	}
 	if opts.CacheDir == "" || opts.Key == "" {
 		return "", false, nil
@@ -212,7 +216,7 @@ func (w *indexWriter) appendWindow(win []byte) (off int64, crc uint32, err error
 
 // finish writes the table and header. The file stays open for reading windows; when it is to be
 // persisted, the returned pending renames it into place (after the .raw copy, when there is one).
-func (w *indexWriter) finish(h *streamHeader, points []point) (*os.File, pending, error) {
+func (w *indexWriter) finish(h *streamHeader, points []point) (*os.File, Pending, error) {
 	table := make([]byte, len(points)*pointSize)
 	for i := range points {
 		points[i].encode(table[i*pointSize:])
@@ -226,9 +230,9 @@ func (w *indexWriter) finish(h *streamHeader, points []point) (*os.File, pending
 	if _, err := w.f.WriteAt(h.encode(), 0); err != nil {
 		return nil, nil, fmt.Errorf("writing stream index: %w", err)
 	}
-	var p pending
+	var p Pending
 	if w.path != "" {
-		p = pending{{f: w.f, path: w.path}}
+		p = Pending{{f: w.f, path: w.path}}
 	}
 	f := w.f
 	w.f = nil
@@ -242,15 +246,15 @@ type pendingFile struct {
 	close bool // close f once it is in place (nothing reads it)
 }
 
-// pending are the files of a finished index in the order they must be put in place. Nothing is renamed
-// into the cache before commit, which the caller calls once the stream was verified; discard removes
-// the temporary names instead (open files stay readable).
-type pending []pendingFile
+// Pending are the files of a finished index in the order they must be put in place. Nothing is renamed
+// into the cache before Commit, which the caller calls once the stream was verified; Discard removes
+// the temporary names instead (open files stay readable). Both may be called on a nil Pending.
+type Pending []pendingFile
 
-func (p pending) commit() error {
+func (p Pending) Commit() error {
 	for i, pf := range p {
-		if err := commitFile(pf.f, pf.path); err != nil {
-			pending(p[i:]).discard()
+		if err := atomicfile.Rename(pf.f, pf.path); err != nil {
+			Pending(p[i:]).Discard()
 			return err
 		}
 		if pf.close {
@@ -260,7 +264,7 @@ func (p pending) commit() error {
 	return nil
 }
 
-func (p pending) discard() {
+func (p Pending) Discard() {
 	for _, pf := range p {
 		os.Remove(pf.f.Name())
 		if pf.close {
@@ -281,19 +285,43 @@ func (w *indexWriter) abort() {
 	w.f = nil
 }
 
-// commitFile syncs a temporary file and renames it to path, atomically replacing what was there.
-func commitFile(f *os.File, path string) error {
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("syncing %s: %w", f.Name(), err)
+// persisted says how the index of each compressed format is persisted: the extension of its file, the
+// magic of its header and what makes a stream of it once it is validated (taking over or closing li.f).
+var persisted = map[Format]struct {
+	ext       string
+	magic     [8]byte
+	fromIndex func(blob Blob, li *loadedIndex, opts Options) (*Stream, error)
+}{
+	Gzip: {".gzi", streamMagicGzip, gzipFromIndex},
+	Zstd: {".zti", streamMagicZstd, zstdFromIndex},
+}
+
+// newStreamHeader starts the header of a new index of a stream compressed with c, for the blob
+// opts.Key of compSize bytes that decompresses to size bytes hashing to diffID.
+func newStreamHeader(c Format, opts Options, compSize, size int64, diffID digest.Digest) *streamHeader {
+	return &streamHeader{Magic: persisted[c].magic, CompSize: compSize, Size: size, DiffID: diffIDBytes(diffID),
+		Blob: diffIDBytes(opts.Key)}
+}
+
+// loadPersisted opens a gzip or zstd stream from its persisted index: it finds the file (nil, nil when
+// nothing is persisted), validates it against the blob and the key, and makes the stream. Errors are
+// those of loadIndex and of the format's own checks.
+func loadPersisted(blob Blob, c Format, opts Options) (*Stream, error) {
+	pf := persisted[c]
+	path, ok, err := cachePaths(opts, pf.ext)
+	if err != nil || !ok {
+		return nil, err
 	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("renaming stream index: %w", err)
+	li, err := loadIndex(path, pf.magic, blob.Size, opts)
+	if err != nil {
+		return nil, err
 	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		d.Sync() // best effort: the rename is durable once the directory is
-		d.Close()
+	s, err := pf.fromIndex(blob, li, opts)
+	if err != nil {
+		return nil, err
 	}
-	return nil
+	s.hdrCRC = li.hdr.crc
+	return s, nil
 }
 
 // loadedIndex is a validated .gzi or .zti file.
@@ -306,7 +334,7 @@ type loadedIndex struct {
 // loadIndex opens and validates the persisted index at path for a blob of size compSize. A missing file
 // gives an error wrapping os.ErrNotExist; a file that does not match or is damaged, one wrapping
 // errStale.
-func loadIndex(path string, magic [8]byte, compSize int64, opts StreamOptions) (*loadedIndex, error) {
+func loadIndex(path string, magic [8]byte, compSize int64, opts Options) (*loadedIndex, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -437,8 +465,8 @@ func validatePoints(points []point, h *streamHeader, compSize int64) error {
 
 // diffIDBytes converts a sha256 digest to its 32 bytes (zero when d is not a valid sha256 digest).
 func diffIDBytes(d digest.Digest) (b [32]byte) {
-	if digestRE.MatchString(string(d)) {
-		hex.Decode(b[:], []byte(d.Encoded()))
+	if h, err := digests.CheckSHA256(d); err == nil {
+		hex.Decode(b[:], []byte(h))
 	}
 	return b
 }

@@ -1,4 +1,4 @@
-package index
+package compression
 
 import (
 	"bytes"
@@ -123,12 +123,12 @@ func TestGzipStream(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if got, _ := DetectCompression(bytes.NewReader(tc.data), 0); got != CompressionGzip {
-				t.Fatalf("DetectCompression = %v", got)
+			if got, _ := Detect(bytes.NewReader(tc.data), 0); got != Gzip {
+				t.Fatalf("Detect = %v", got)
 			}
-			s := indexStream(t, blobAt(tc.data), CompressionGzip, StreamOptions{}, tc.want)
-			if s.Compression() != CompressionGzip {
-				t.Errorf("Compression = %v", s.Compression())
+			s := indexStream(t, blobAt(tc.data), Gzip, Options{}, tc.want)
+			if s.Format() != Gzip {
+				t.Errorf("Format = %v", s.Format())
 			}
 			if len(tc.want) > 0 {
 				checkStream(t, s, tc.want)
@@ -146,7 +146,7 @@ func TestGzipStream(t *testing.T) {
 func TestGzipSpanBoundaries(t *testing.T) {
 	withSpan(t, 32<<10)
 	want := hexText(13, 600<<10)
-	s := indexStream(t, blobAt(gzipMembers(t, split(want, 200<<10, 100<<10)...)), CompressionGzip, StreamOptions{}, want)
+	s := indexStream(t, blobAt(gzipMembers(t, split(want, 200<<10, 100<<10)...)), Gzip, Options{}, want)
 	if len(s.points) < 10 {
 		t.Fatalf("%d points", len(s.points))
 	}
@@ -177,7 +177,7 @@ func TestGzipFixtures(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			s, err := OpenCompressed(context.Background(), blobAt(data), StreamOptions{})
+			s, err := Open(context.Background(), blobAt(data), Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -226,7 +226,7 @@ func TestGzipDamaged(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			ix, err := NewStreamIndexer(context.Background(), blobAt(tc.data), CompressionGzip, StreamOptions{})
+			ix, err := NewIndexer(context.Background(), blobAt(tc.data), Gzip, Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -249,10 +249,10 @@ func TestCursorReuse(t *testing.T) {
 	withSpan(t, 256<<10)
 	want := hexText(15, 2<<20)
 	t.Run("gzip", func(t *testing.T) {
-		testCursorReuse(t, indexStream(t, blobAt(gzipBytes(t, want)), CompressionGzip, StreamOptions{}, want))
+		testCursorReuse(t, indexStream(t, blobAt(gzipBytes(t, want)), Gzip, Options{}, want))
 	})
 	t.Run("zstd", func(t *testing.T) {
-		testCursorReuse(t, indexStream(t, blobAt(zstdFrames(t, want, 10000)), CompressionZstd, StreamOptions{}, want))
+		testCursorReuse(t, indexStream(t, blobAt(zstdFrames(t, want, 10000)), Zstd, Options{}, want))
 	})
 }
 

@@ -1,4 +1,4 @@
-package index
+package compression
 
 import (
 	"bytes"
@@ -59,7 +59,7 @@ func BenchmarkGzipDecodeKlauspost(b *testing.B) {
 func BenchmarkGzipIndex(b *testing.B) {
 	d := benchData()
 	plain, gz := d.plain, d.gz
-	benchIndex(b, gz, CompressionGzip, len(plain))
+	benchIndex(b, gz, Gzip, len(plain))
 }
 
 func BenchmarkZstdDecode(b *testing.B) {
@@ -78,15 +78,15 @@ func BenchmarkZstdDecode(b *testing.B) {
 func BenchmarkZstdIndex(b *testing.B) {
 	d := benchData()
 	plain, zst := d.plain, d.zst
-	benchIndex(b, zst, CompressionZstd, len(plain))
+	benchIndex(b, zst, Zstd, len(plain))
 }
 
-func benchIndex(b *testing.B, data []byte, c Compression, size int) {
+func benchIndex(b *testing.B, data []byte, c Format, size int) {
 	b.SetBytes(int64(size))
 	b.ReportAllocs()
 	buf := make([]byte, 256<<10)
 	for b.Loop() {
-		ix, err := NewStreamIndexer(context.Background(), benchBlob(data), c, StreamOptions{})
+		ix, err := NewIndexer(context.Background(), benchBlob(data), c, Options{})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -108,14 +108,14 @@ func benchIndex(b *testing.B, data []byte, c Compression, size int) {
 	}
 }
 
-func benchStream(b *testing.B, c Compression) *Stream {
+func benchStream(b *testing.B, c Format) *Stream {
 	d := benchData()
 	gz, zst := d.gz, d.zst
 	data := gz
-	if c == CompressionZstd {
+	if c == Zstd {
 		data = zst
 	}
-	s, err := OpenCompressed(context.Background(), benchBlob(data), StreamOptions{})
+	s, err := Open(context.Background(), benchBlob(data), Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -124,10 +124,10 @@ func benchStream(b *testing.B, c Compression) *Stream {
 }
 
 // BenchmarkGzipReadAtSequential reads the whole stream through ReadAt in 128 KiB requests, as FUSE does.
-func BenchmarkGzipReadAtSequential(b *testing.B) { benchSequential(b, CompressionGzip) }
-func BenchmarkZstdReadAtSequential(b *testing.B) { benchSequential(b, CompressionZstd) }
+func BenchmarkGzipReadAtSequential(b *testing.B) { benchSequential(b, Gzip) }
+func BenchmarkZstdReadAtSequential(b *testing.B) { benchSequential(b, Zstd) }
 
-func benchSequential(b *testing.B, c Compression) {
+func benchSequential(b *testing.B, c Format) {
 	s := benchStream(b, c)
 	buf := make([]byte, 128<<10)
 	b.SetBytes(s.Size())
@@ -142,10 +142,10 @@ func benchSequential(b *testing.B, c Compression) {
 }
 
 // BenchmarkGzipReadAtRandom reads 4 KiB at random offsets: each read decodes on average half a span.
-func BenchmarkGzipReadAtRandom(b *testing.B) { benchRandom(b, CompressionGzip) }
-func BenchmarkZstdReadAtRandom(b *testing.B) { benchRandom(b, CompressionZstd) }
+func BenchmarkGzipReadAtRandom(b *testing.B) { benchRandom(b, Gzip) }
+func BenchmarkZstdReadAtRandom(b *testing.B) { benchRandom(b, Zstd) }
 
-func benchRandom(b *testing.B, c Compression) {
+func benchRandom(b *testing.B, c Format) {
 	s := benchStream(b, c)
 	buf := make([]byte, 4<<10)
 	r := rand.New(rand.NewPCG(1, 2))
@@ -186,5 +186,5 @@ func BenchmarkGzipMembersDecodeStdlib(b *testing.B) {
 
 func BenchmarkGzipMembersIndex(b *testing.B) {
 	d := benchMembers()
-	benchIndex(b, d.gz, CompressionGzip, len(d.plain))
+	benchIndex(b, d.gz, Gzip, len(d.plain))
 }

@@ -1,4 +1,4 @@
-package index
+package compression
 
 import (
 	"bytes"
@@ -16,11 +16,11 @@ const fuzzMaxOutput = 4 << 20
 
 // fuzzStream indexes data, compares the output with the reference decoder's when that one accepts the
 // input, and then compares random reads.
-func fuzzStream(t *testing.T, data []byte, c Compression, want []byte, refErr error) {
-	ix, err := NewStreamIndexer(context.Background(), blobAt(data), c, StreamOptions{})
+func fuzzStream(t *testing.T, data []byte, c Format, want []byte, refErr error) {
+	ix, err := NewIndexer(context.Background(), blobAt(data), c, Options{})
 	if err != nil {
 		if refErr == nil {
-			t.Fatalf("reference accepts, NewStreamIndexer: %v", err)
+			t.Fatalf("reference accepts, NewIndexer: %v", err)
 		}
 		return
 	}
@@ -78,7 +78,7 @@ func FuzzGzipStream(f *testing.F) {
 		if refErr == nil {
 			want, refErr = io.ReadAll(io.LimitReader(r, fuzzMaxOutput+1))
 		}
-		fuzzStream(t, data, CompressionGzip, want, refErr)
+		fuzzStream(t, data, Gzip, want, refErr)
 	})
 }
 
@@ -103,6 +103,6 @@ func FuzzZstdStream(f *testing.F) {
 		}
 		defer dec.Close()
 		want, refErr := io.ReadAll(io.LimitReader(dec, fuzzMaxOutput+1))
-		fuzzStream(t, data, CompressionZstd, want, refErr)
+		fuzzStream(t, data, Zstd, want, refErr)
 	})
 }
