@@ -28,10 +28,11 @@ tar -C "$W/lower" -cf "$W/flat.tar" .
 sync
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-# fio JSON -> "iops worst_ms p99_ms" over all jobs, reads and writes.
+# fio JSON -> "iops worst_ms p99_ms fsync_ms" over all jobs, reads and writes (fsync: the slowest).
 summary() {
-  jq -r '[.jobs[] | .read, .write] | [(map(.iops) | add), (map(.clat_ns.max) | max / 1e6),
-    (map(.clat_ns.percentile["99.000000"] // 0) | max / 1e6)] | @tsv' "$1"
+  jq -r '([.jobs[].sync.lat_ns.max] | max / 1e6) as $f | [.jobs[] | .read, .write] |
+    [(map(.iops) | add), (map(.clat_ns.max) | max / 1e6),
+    (map(.clat_ns.percentile["99.000000"] // 0) | max / 1e6), $f] | @tsv' "$1"
 }
 runfio() { # DIR JSON
   DIR=$1 SIZE=16M RUNTIME=$SECS LOOPS=100000 fio --output-format=json --output="$2" "$JOBS" >/dev/null
@@ -46,7 +47,7 @@ sample_rss() {
   echo "$peak"
 }
 
-declare -A iops worst p99
+declare -A iops worst p99 fsync
 rss=()
 for r in $(seq "$RUNS"); do
   # imgfs, a fresh upper directory each run
@@ -69,9 +70,9 @@ for r in $(seq "$RUNS"); do
   rm -rf "$W/plain"; cp -a "$W/lower" "$W/plain"; sync
   runfio "$W/plain/fio" "$W/plain.json"
   for k in imgfs overlay plain; do
-    read -r i w p < <(summary "$W/$k.json")
-    iops[$k]+="$i "; worst[$k]+="$w "; p99[$k]+="$p "
-    echo "run $r $k: $i IOPS, worst $w ms, p99 $p ms" >&2
+    read -r i w p f < <(summary "$W/$k.json")
+    iops[$k]+="$i "; worst[$k]+="$w "; p99[$k]+="$p "; fsync[$k]+="$f "
+    echo "run $r $k: $i IOPS, worst $w ms, p99 $p ms, slowest fsync $f ms" >&2
   done
 done
 
@@ -82,10 +83,11 @@ ratio() { printf '%.2f' "$(echo "$1 / $2" | bc -l)"; }
 declare -A M
 for k in imgfs overlay plain; do
   M[$k.iops]=$(med <<<"${iops[$k]}"); M[$k.worst]=$(med <<<"${worst[$k]}"); M[$k.p99]=$(med <<<"${p99[$k]}")
+  M[$k.fsync]=$(med <<<"${fsync[$k]}")
 done
 peak=$(printf '%s\n' "${rss[@]}" | median)
 row() { # label key
-  echo "| $1 | $(fmt "${M[$2.iops]}") | $(fmt1 "${M[$2.worst]}") ms | $(fmt1 "${M[$2.p99]}") ms | $3 |"
+  echo "| $1 | $(fmt "${M[$2.iops]}") | $(fmt1 "${M[$2.worst]}") ms | $(fmt1 "${M[$2.p99]}") ms | $(fmt1 "${M[$2.fsync]}") ms | $3 |"
 }
 {
   echo
@@ -100,8 +102,8 @@ row() { # label key
   echo "kernel's overlayfs with the same files as its lower directory, and a plain directory of the host disk"
   echo "($(findmnt -no FSTYPE -T "$W")). Latency is fio's completion latency (clat), worst and p99 over all jobs."
   echo
-  echo "| where | IOPS | worst completion | p99 completion | daemon peak VmRSS |"
-  echo "|---|---|---|---|---|"
+  echo "| where | IOPS | worst completion | p99 completion | slowest fsync | daemon peak VmRSS |"
+  echo "|---|---|---|---|---|---|"
   row "imgfs writable mount" imgfs "$peak MiB"
   row "kernel overlayfs" overlay "-"
   row "plain $(findmnt -no FSTYPE -T "$W") directory" plain "-"

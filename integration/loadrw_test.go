@@ -154,17 +154,19 @@ func loadImage(t *testing.T, archive string) (map[string][]byte, []string, map[s
 	return fio, tree, want
 }
 
-// fioResult is what runFio reports of a run: bytes moved, IOPS, and the worst and 99th-percentile
-// completion latency over all jobs and both directions.
+// fioResult is what runFio reports of a run: bytes moved, IOPS, the worst and 99th-percentile
+// completion latency over all jobs and both directions, and the slowest fsync.
 type fioResult struct {
 	reads, writes int64
 	iops          float64
 	worst, p99    time.Duration
+	fsync         time.Duration // the slowest fsync
 }
 
 func (r fioResult) String() string {
-	return fmt.Sprintf("%d MiB read, %d MiB written, %.0f IOPS, worst completion %v, p99 %v",
-		r.reads>>20, r.writes>>20, r.iops, r.worst.Round(time.Microsecond), r.p99.Round(time.Microsecond))
+	return fmt.Sprintf("%d MiB read, %d MiB written, %.0f IOPS, worst completion %v, p99 %v, slowest fsync %v",
+		r.reads>>20, r.writes>>20, r.iops, r.worst.Round(time.Microsecond), r.p99.Round(time.Microsecond),
+		r.fsync.Round(time.Microsecond))
 }
 
 // runFio runs the load job file over dir (RUNTIME seconds at most, LOOPS passes) and fails the test
@@ -194,6 +196,9 @@ func runFio(t *testing.T, jobs, dir, runtime, loops string, extra ...string) fio
 			Error int    `json:"error"`
 			Read  dir2   `json:"read"`
 			Write dir2   `json:"write"`
+			Sync  struct {
+				Lat clat `json:"lat_ns"`
+			} `json:"sync"`
 		} `json:"jobs"`
 	}
 	// fio may print notes before the JSON document.
@@ -216,6 +221,7 @@ func runFio(t *testing.T, jobs, dir, runtime, loops string, extra ...string) fio
 			r.worst = max(r.worst, time.Duration(d.Clat.Max))
 			r.p99 = max(r.p99, time.Duration(d.Clat.Percentile["99.000000"]))
 		}
+		r.fsync = max(r.fsync, time.Duration(j.Sync.Lat.Max))
 	}
 	return r
 }
