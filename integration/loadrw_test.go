@@ -175,6 +175,7 @@ func runFio(t *testing.T, jobs, dir, runtime, loops string, extra ...string) fio
 	t.Helper()
 	args := append([]string{"--output-format=json"}, extra...)
 	cmd := exec.Command("fio", append(args, jobs)...)
+	cmd.Dir = t.TempDir() // anything fio leaves in its working directory
 	cmd.Env = append(os.Environ(), "DIR="+dir, "SIZE="+loadFioSize, "RUNTIME="+runtime, "LOOPS="+loops)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
