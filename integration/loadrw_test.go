@@ -90,6 +90,16 @@ func TestWritableLoad(t *testing.T) {
 	}
 	check(mnt, "after the load")
 	unmountOrDie(t, mnt)
+	// The daemon holds the upper directory's lock until it exits, a moment after the mount point is
+	// gone: a remount at once can be refused ("in use by another mount"; 2 of about 60 runs), so wait.
+	gone := time.Now()
+	for i := 0; processRuns(pid); i++ {
+		if i == 200 {
+			t.Fatalf("the daemon %d still runs 10 s after its unmount", pid)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("the daemon exited %v after its mount point was gone", time.Since(gone).Round(time.Millisecond))
 
 	mnt = mountImage(t, archive, "--upper", upper)
 	pid = daemonPID(t, mnt)
@@ -551,4 +561,14 @@ func (c *churn) expected(lower map[string]string) map[string]string {
 		}
 	}
 	return want
+}
+
+// processRuns reports whether process pid exists and has not exited (a zombie has).
+func processRuns(pid int) bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	_, after, _ := bytes.Cut(stat, []byte(") "))
+	return len(after) > 0 && after[0] != 'Z'
 }
