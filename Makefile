@@ -53,6 +53,7 @@ bench: build ## benchmarks (needs the big corpus step: make corpus CORPUS_STEPS=
 	./bench/run.sh
 	./bench/run-write.sh
 	./bench/run-read.sh
+	./bench/run-load.sh
 
 fuzz: ## run every fuzz target for FUZZTIME each (make fuzz FUZZTIME=10m); crashers land in testdata/fuzz/
 	GO=$(GO) ./scripts/fuzz.sh $(FUZZTIME) $(FUZZMINIMIZE)
