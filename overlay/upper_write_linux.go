@@ -35,7 +35,7 @@ func ignorable(err error) bool {
 
 // applyMeta gives name in d the attributes a and xattrs xs: owner, xattrs (after chown, which clears
 // file capabilities), mode (after chown, which clears setuid bits), then times.
-func (s *upperState) applyMeta(d udir, name string, a Attr, xs []index.Xattr) error {
+func (s *upperState) applyMeta(d upperDirFD, name string, a Attr, xs []index.Xattr) error {
 	if err := d.chown(name, int(a.UID), int(a.GID)); err != nil {
 		if s.fs.priv || !ignorable(err) {
 			return err
@@ -143,12 +143,12 @@ func (s *upperState) copyUpDir(p Node, name string, n Node) error {
 	if err := pd.stat(name, &st); err != nil {
 		return err
 	}
-	s.addRec(n, []uname{{p, name}}, index.TypeDir, st.Ino, false)
+	s.addRec(n, []nameLoc{{p, name}}, index.TypeDir, st.Ino, false)
 	return nil
 }
 
 // restoreTimes puts directory d's times back to st's: a copy-up does not change the view.
-func (s *upperState) restoreTimes(d udir, st *unix.Stat_t) {
+func (s *upperState) restoreTimes(d upperDirFD, st *unix.Stat_t) {
 	if err := d.setTimes("", st); err != nil {
 		s.log.Debug("overlay: restoring a directory's times", "path", d.rel, "err", err)
 	}
@@ -199,12 +199,12 @@ func (s *upperState) resolveDir(p string) (Node, error) {
 
 // lowerNames returns every name under which the view shows lower node n (entry f): its own path and
 // the paths of the hard links that resolve to it, where they still show n.
-func (s *upperState) lowerNames(n Node, f frame) ([]uname, error) {
+func (s *upperState) lowerNames(n Node, f frame) ([]nameLoc, error) {
 	paths := []string{s.v.layers[f.layer].Path(f.id)}
 	for _, k := range s.linkTargets(f) {
 		paths = append(paths, s.v.layers[k.layer].Path(k.id))
 	}
-	var out []uname
+	var out []nameLoc
 	for _, p := range paths {
 		dir, base := "", p
 		if i := strings.LastIndexByte(p, '/'); i >= 0 {
@@ -218,7 +218,7 @@ func (s *upperState) lowerNames(n Node, f frame) ([]uname, error) {
 		if err != nil || a.Node != n {
 			continue
 		}
-		if l := (uname{parent, base}); !slices.Contains(out, l) {
+		if l := (nameLoc{parent, base}); !slices.Contains(out, l) {
 			out = append(out, l)
 		}
 	}
@@ -336,7 +336,7 @@ func (s *upperState) copyUpKeep(n Node, keep int64) error {
 	if err := pd.stat(first.name, &st); err != nil {
 		return err
 	}
-	locs := []uname{first}
+	locs := []nameLoc{first}
 	for _, o := range names[1:] {
 		if err := s.linkAt(pd, first.name, o); err != nil {
 			s.addRec(n, locs, e.Type, st.Ino, false)
@@ -352,7 +352,7 @@ func (s *upperState) copyUpKeep(n Node, keep int64) error {
 }
 
 // linkAt links name of d as o, keeping o's directory times.
-func (s *upperState) linkAt(d udir, name string, o uname) error {
+func (s *upperState) linkAt(d upperDirFD, name string, o nameLoc) error {
 	od, err := s.dirOf(o.parent, false)
 	if err != nil {
 		return err
@@ -444,7 +444,7 @@ func allZero(b []byte) bool {
 
 // install moves temporary entry tmp of d to name: when name holds a whiteout it replaces it (a
 // directory is exchanged with it, then the whiteout removed).
-func (s *upperState) install(d udir, tmp, name string, dir, overWhiteout bool) error {
+func (s *upperState) install(d upperDirFD, tmp, name string, dir, overWhiteout bool) error {
 	switch {
 	case !overWhiteout:
 		return d.rename(tmp, d, name, unix.RENAME_NOREPLACE)
@@ -462,7 +462,7 @@ func (s *upperState) install(d udir, tmp, name string, dir, overWhiteout bool) e
 
 // newEntry makes a new entry called name in directory p, of type typ, owned by c with mode, made by mk
 // under a temporary name and then moved into place. Caller holds wmu.
-func (s *upperState) newEntry(p Node, name string, typ index.Type, mode uint32, c Caller, mk func(d udir, tmp string) error) (Attr, error) {
+func (s *upperState) newEntry(p Node, name string, typ index.Type, mode uint32, c Caller, mk func(d upperDirFD, tmp string) error) (Attr, error) {
 	if err := checkNewName(name); err != nil {
 		return Attr{}, err
 	}
@@ -534,7 +534,7 @@ func (s *upperState) newEntry(p Node, name string, typ index.Type, mode uint32, 
 		return Attr{}, err
 	}
 	n := s.newNode()
-	s.addRec(n, []uname{{p, name}}, typ, st.Ino, opaque)
+	s.addRec(n, []nameLoc{{p, name}}, typ, st.Ino, opaque)
 	return s.attrOf(n, &st), nil
 }
 
@@ -543,7 +543,7 @@ func (s *upperState) create(p Node, name string, mode uint32, c Caller) (Attr, W
 	defer s.wmu.Unlock()
 	var file *os.File
 	var fd int
-	a, err := s.newEntry(p, name, index.TypeRegular, mode, c, func(d udir, t string) error {
+	a, err := s.newEntry(p, name, index.TypeRegular, mode, c, func(d upperDirFD, t string) error {
 		var err error
 		fd, err = d.openChild(t, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, 0o600)
 		if err == nil {
@@ -566,7 +566,7 @@ func (s *upperState) create(p Node, name string, mode uint32, c Caller) (Attr, W
 func (s *upperState) mkdir(p Node, name string, mode uint32, c Caller) (Attr, error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	return s.newEntry(p, name, index.TypeDir, mode, c, func(d udir, t string) error { return d.mkdir(t, 0o700) })
+	return s.newEntry(p, name, index.TypeDir, mode, c, func(d upperDirFD, t string) error { return d.mkdir(t, 0o700) })
 }
 
 func (s *upperState) mknod(p Node, name string, typ index.Type, mode uint32, major, minor uint32, c Caller) (Attr, error) {
@@ -591,7 +591,7 @@ func (s *upperState) mknod(p Node, name string, typ index.Type, mode uint32, maj
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	dev := unix.Mkdev(major, minor)
-	return s.newEntry(p, name, typ, mode, c, func(d udir, t string) error { return d.mknod(t, fmtBits|0o600, dev) })
+	return s.newEntry(p, name, typ, mode, c, func(d upperDirFD, t string) error { return d.mknod(t, fmtBits|0o600, dev) })
 }
 
 func (s *upperState) symlink(p Node, name, target string, c Caller) (Attr, error) {
@@ -600,7 +600,7 @@ func (s *upperState) symlink(p Node, name, target string, c Caller) (Attr, error
 	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	return s.newEntry(p, name, index.TypeSymlink, 0o777, c, func(d udir, t string) error { return d.symlink(target, t) })
+	return s.newEntry(p, name, index.TypeSymlink, 0o777, c, func(d upperDirFD, t string) error { return d.symlink(target, t) })
 }
 
 func (s *upperState) link(target, np Node, nn string) (Attr, error) {
@@ -668,7 +668,7 @@ func (s *upperState) link(target, np Node, nn string) (Attr, error) {
 	} else if err := td.link(r.locs[0].name, nd, nn); err != nil {
 		return Attr{}, err
 	}
-	s.addLoc(target, uname{np, nn})
+	s.addLoc(target, nameLoc{np, nn})
 	if err := nd.stat(nn, &st); err != nil {
 		return Attr{}, err
 	}
@@ -676,7 +676,7 @@ func (s *upperState) link(target, np Node, nn string) (Attr, error) {
 }
 
 // whiteoutAt makes name of upper directory d (of node p) a whiteout.
-func (s *upperState) whiteoutAt(p Node, d udir, name string) error {
+func (s *upperState) whiteoutAt(p Node, d upperDirFD, name string) error {
 	x, err := d.whiteout(name)
 	if x {
 		t := true
@@ -686,7 +686,7 @@ func (s *upperState) whiteoutAt(p Node, d udir, name string) error {
 }
 
 // replaceWithWhiteout replaces entry name of upper directory d (of node p) by a whiteout, atomically.
-func (s *upperState) replaceWithWhiteout(p Node, d udir, name string, dir bool) error {
+func (s *upperState) replaceWithWhiteout(p Node, d upperDirFD, name string, dir bool) error {
 	var x bool
 	tmp, err := d.makeTemp(func(t string) error {
 		var err error
@@ -761,7 +761,7 @@ func (s *upperState) unlink(p Node, name string) error {
 		if err != nil {
 			return err
 		}
-		s.dropLoc(n, uname{p, name}, st.Nlink <= 1)
+		s.dropLoc(n, nameLoc{p, name}, st.Nlink <= 1)
 		return nil
 	case uAbsent:
 		return s.whiteoutAt(p, pd, name)
@@ -823,7 +823,7 @@ func (s *upperState) listUpperAll(n Node) ([]string, error) {
 }
 
 // dropDir forgets directory n, removed from name l.
-func (s *upperState) dropDir(n Node, l uname) {
+func (s *upperState) dropDir(n Node, l nameLoc) {
 	s.rmu.Lock()
 	defer s.rmu.Unlock()
 	s.nsGen.Add(2)
@@ -878,7 +878,7 @@ func (s *upperState) rmdir(p Node, name string) error {
 		if err != nil {
 			return err
 		}
-		s.dropDir(a.Node, uname{p, name})
+		s.dropDir(a.Node, nameLoc{p, name})
 		return nil
 	case uAbsent:
 		return s.whiteoutAt(p, pd, name)
@@ -1051,7 +1051,7 @@ func (s *upperState) rename(op Node, on string, np Node, nn string, flags Rename
 			return err
 		}
 	}
-	from, to := uname{op, on}, uname{np, nn}
+	from, to := nameLoc{op, on}, nameLoc{np, nn}
 	switch {
 	case exch:
 		if err := od.rename(on, nd, nn, unix.RENAME_EXCHANGE); err != nil {
@@ -1117,13 +1117,13 @@ func (s *upperState) rename(op Node, on string, np Node, nn string, flags Rename
 // scrub removes the whiteouts below directory name of d, which has just moved: nothing of the layers
 // shows below it any more (it was made complete, and is opaque where a lower directory shows), and
 // overlayfs lists the whiteouts of a directory that does not merge a lower one.
-func (s *upperState) scrub(d udir, name string) {
+func (s *upperState) scrub(d upperDirFD, name string) {
 	fd, err := d.openChild(name, unix.O_RDONLY|unix.O_DIRECTORY, 0)
 	if err != nil {
 		s.log.Warn("overlay: removing stale whiteouts", "path", d.path(name), "err", err)
 		return
 	}
-	sub := udir{u: s.fs, fd: fd, rel: d.path(name)}
+	sub := upperDirFD{u: s.fs, fd: fd, rel: d.path(name)}
 	defer sub.close()
 	var names, dirs []string
 	err = getdents(fd, func(_ uint64, dt uint8, n string) bool {
@@ -1153,9 +1153,9 @@ func (s *upperState) scrub(d udir, name string) {
 }
 
 // upTarget makes node n upper (copying it up) and returns where to reach it. Caller holds wmu.
-func (s *upperState) upTarget(n Node) (udir, string, error) {
+func (s *upperState) upTarget(n Node) (upperDirFD, string, error) {
 	if err := s.copyUp(n); err != nil {
-		return udir{}, "", err
+		return upperDirFD{}, "", err
 	}
 	return s.target(n)
 }
@@ -1222,7 +1222,7 @@ func (s *upperState) setAttr(n Node, in SetAttrIn) (Attr, error) {
 }
 
 // truncate sets the size of regular file name of d (d itself, an open file, when name is "").
-func (s *upperState) truncate(d udir, name string, size int64) error {
+func (s *upperState) truncate(d upperDirFD, name string, size int64) error {
 	if name == "" {
 		if err := unix.Ftruncate(d.fd, size); err != nil {
 			return d.err("truncate", "", err)
