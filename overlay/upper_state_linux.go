@@ -223,38 +223,52 @@ func (s *upperState) target(n Node) (upperDirFD, string, error) {
 	return d, r.locs[0].name, nil
 }
 
-// Kinds of entries of an upper directory.
+// upperKind is what a name of an upper directory holds, as classify sees it.
+type upperKind uint8
+
 const (
-	uAbsent = iota
-	uWhiteout
-	uEntry
+	upperAbsent   upperKind = iota // no entry of that name
+	upperWhiteout                  // a whiteout: a 0/0 character device, or an xattr whiteout where allowed
+	upperEntry                     // any other entry, which hides the lower one
 )
 
+func (k upperKind) String() string {
+	switch k {
+	case upperAbsent:
+		return "absent"
+	case upperWhiteout:
+		return "whiteout"
+	case upperEntry:
+		return "entry"
+	}
+	return fmt.Sprintf("upperKind(%d)", uint8(k))
+}
+
 // classify lstat()s name in upper directory d (whose record says xwh) into st and says what it is.
-func (s *upperState) classify(d upperDirFD, name string, st *unix.Stat_t, xwh bool) (int, error) {
+func (s *upperState) classify(d upperDirFD, name string, st *unix.Stat_t, xwh bool) (upperKind, error) {
 	if err := d.stat(name, st); err != nil {
 		if errors.Is(err, unix.ENOENT) {
-			return uAbsent, nil
+			return upperAbsent, nil
 		}
-		return uAbsent, err
+		return upperAbsent, err
 	}
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFCHR:
 		if st.Rdev == 0 {
-			return uWhiteout, nil
+			return upperWhiteout, nil
 		}
 	case unix.S_IFREG:
 		if xwh && st.Size == 0 {
 			wh, err := d.isXattrWhiteout(name, st)
 			if err != nil {
-				return uAbsent, err
+				return upperAbsent, err
 			}
 			if wh {
-				return uWhiteout, nil
+				return upperWhiteout, nil
 			}
 		}
 	}
-	return uEntry, nil
+	return upperEntry, nil
 }
 
 // typeOfDT returns the type of a directory entry of d_type dt; 0 when it must be lstat()ed.
@@ -631,13 +645,13 @@ func (s *upperState) lookupLocked(p Node, name string) (Attr, error) {
 		return Attr{}, err
 	}
 	switch kind {
-	case uEntry:
+	case upperEntry:
 		n, err := s.nodeAt(p, name, index.TypeOfMode(st.Mode), st.Ino, d, nil)
 		if err != nil {
 			return Attr{}, err
 		}
 		return s.attrOf(n, &st), nil
-	case uWhiteout:
+	case upperWhiteout:
 		return Attr{}, ErrNotExist
 	}
 	low := s.lowerOf(p)
@@ -703,9 +717,9 @@ func (s *upperState) listUpper(n Node, r upperRecord) ([]upperEnt, error) {
 		if err != nil {
 			return nil, err
 		}
-		e.wh = kind == uWhiteout
+		e.wh = kind == upperWhiteout
 		e.typ = index.TypeOfMode(st.Mode)
-		if kind == uAbsent {
+		if kind == upperAbsent {
 			e.wh, e.typ = true, 0 // gone meanwhile: shows nothing
 		}
 	}

@@ -492,7 +492,7 @@ func (s *upperState) newEntry(p Node, name string, typ index.Type, mode uint32, 
 	if err != nil {
 		return Attr{}, err
 	}
-	if kind == uEntry {
+	if kind == upperEntry {
 		return Attr{}, ErrExist
 	}
 	uid, gid := c.UID, c.GID
@@ -502,7 +502,7 @@ func (s *upperState) newEntry(p Node, name string, typ index.Type, mode uint32, 
 			mode |= unix.S_ISGID
 		}
 	}
-	opaque := typ == index.TypeDir && kind == uWhiteout && s.lowerDirAt(p, name)
+	opaque := typ == index.TypeDir && kind == upperWhiteout && s.lowerDirAt(p, name)
 	tmp, err := pd.makeTemp(func(t string) error { return mk(pd, t) })
 	if err != nil {
 		return Attr{}, err
@@ -526,7 +526,7 @@ func (s *upperState) newEntry(p Node, name string, typ index.Type, mode uint32, 
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.install(pd, tmp, name, typ == index.TypeDir, kind == uWhiteout); err != nil {
+	if err := s.install(pd, tmp, name, typ == index.TypeDir, kind == upperWhiteout); err != nil {
 		return fail(err)
 	}
 	var st unix.Stat_t
@@ -656,7 +656,7 @@ func (s *upperState) link(target, np Node, nn string) (Attr, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if kind == uWhiteout {
+	if kind == upperWhiteout {
 		tmp, err := nd.makeTemp(func(t string) error { return td.link(r.locs[0].name, nd, t) })
 		if err != nil {
 			return Attr{}, err
@@ -752,7 +752,7 @@ func (s *upperState) unlink(p Node, name string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch kind {
-	case uEntry:
+	case upperEntry:
 		if lowerHas {
 			err = s.replaceWithWhiteout(p, pd, name, false)
 		} else {
@@ -763,7 +763,7 @@ func (s *upperState) unlink(p Node, name string) error {
 		}
 		s.dropLoc(n, nameLoc{p, name}, st.Nlink <= 1)
 		return nil
-	case uAbsent:
+	case upperAbsent:
 		return s.whiteoutAt(p, pd, name)
 	}
 	return ErrNotExist
@@ -789,7 +789,7 @@ func (s *upperState) clearDir(n Node) error {
 			if err != nil {
 				return err
 			}
-			if kind == uEntry {
+			if kind == upperEntry {
 				return ErrNotEmpty
 			}
 		}
@@ -866,7 +866,7 @@ func (s *upperState) rmdir(p Node, name string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch kind {
-	case uEntry:
+	case upperEntry:
 		if err := s.clearDir(a.Node); err != nil {
 			return err
 		}
@@ -880,7 +880,7 @@ func (s *upperState) rmdir(p Node, name string) error {
 		}
 		s.dropDir(a.Node, nameLoc{p, name})
 		return nil
-	case uAbsent:
+	case upperAbsent:
 		return s.whiteoutAt(p, pd, name)
 	}
 	return ErrNotExist
@@ -1046,7 +1046,7 @@ func (s *upperState) rename(op Node, on string, np Node, nn string, flags Rename
 		}
 		s.setFlags(dst.Node, &t, nil)
 	}
-	if exists && !exch && dst.Type == index.TypeDir && dkind == uEntry {
+	if exists && !exch && dst.Type == index.TypeDir && dkind == upperEntry {
 		if err := s.clearDir(dst.Node); err != nil {
 			return err
 		}
@@ -1065,7 +1065,7 @@ func (s *upperState) rename(op Node, on string, np Node, nn string, flags Rename
 			s.scrub(od, on)
 		}
 		return nil
-	case src.Type == index.TypeDir && dkind == uWhiteout:
+	case src.Type == index.TypeDir && dkind == upperWhiteout:
 		// A directory cannot replace a whiteout file: exchange them, the whiteout lands on the old name.
 		if err := od.rename(on, nd, nn, unix.RENAME_EXCHANGE); err != nil {
 			return err
@@ -1100,7 +1100,7 @@ func (s *upperState) rename(op Node, on string, np Node, nn string, flags Rename
 			}
 		}
 	}
-	if exists && dkind == uEntry {
+	if exists && dkind == upperEntry {
 		if dst.Type == index.TypeDir {
 			s.dropDir(dst.Node, to)
 		} else {
@@ -1141,7 +1141,7 @@ func (s *upperState) scrub(d upperDirFD, name string) {
 	}
 	for _, n := range names {
 		var st unix.Stat_t
-		if kind, err := s.classify(sub, n, &st, true); err == nil && kind == uWhiteout && st.Mode&unix.S_IFMT != unix.S_IFSOCK {
+		if kind, err := s.classify(sub, n, &st, true); err == nil && kind == upperWhiteout && st.Mode&unix.S_IFMT != unix.S_IFSOCK {
 			if err := sub.unlink(n, false); err != nil {
 				s.log.Warn("overlay: removing a stale whiteout", "path", sub.path(n), "err", err)
 			}
