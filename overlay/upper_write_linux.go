@@ -931,84 +931,30 @@ func (s *upperState) prepareMove(a Attr) error {
 	return s.copyUp(a.Node)
 }
 
+// renameOp is one rename: what checkRename found, then what planRename read of the upper directory.
+type renameOp struct {
+	from, to    nameLoc
+	src, dst    Attr
+	exists      bool // dst names an entry of the view
+	exch        bool // RenameExchange
+	srcOpaque   bool // src is a directory landing where the layers show one
+	dstOpaque   bool // likewise dst, exchanged onto from
+	needWh      bool // the layers show something at from once src has left it
+	dkind       upperKind
+	dstSt       unix.Stat_t
+	dstDirXattr bool // to's directory may hold xattr whiteouts
+}
+
 func (s *upperState) rename(op Node, on string, np Node, nn string, flags RenameFlags) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	defer func() {
-		// The directories made complete no longer merge a lower one where they are now.
-		if fn := s.onDirCopyUp.Load(); fn != nil {
-			for _, n := range s.completed {
-				(*fn)(n)
-			}
-		}
-		s.completed = s.completed[:0]
-	}()
-	if flags&^(RenameNoReplace|RenameExchange) != 0 || flags == RenameNoReplace|RenameExchange {
-		return ErrInvalid
-	}
-	if err := checkName(on); err != nil {
+	defer s.notifyCompleted()
+	r, err := s.checkRename(nameLoc{op, on}, nameLoc{np, nn}, flags)
+	if err != nil || r == nil {
 		return err
 	}
-	if err := checkNewName(nn); err != nil {
+	if err := s.prepareRename(r); err != nil {
 		return err
-	}
-	exch := flags&RenameExchange != 0
-	src, err := s.lookupLocked(op, on)
-	if err != nil {
-		return err
-	}
-	dst, err := s.lookupLocked(np, nn)
-	exists := err == nil
-	if err != nil && !errors.Is(err, ErrNotExist) {
-		return err
-	}
-	// The checks of rename(2), in its order.
-	switch {
-	case flags&RenameNoReplace != 0 && exists:
-		return ErrExist
-	case exch && !exists:
-		return ErrNotExist
-	case src.Type == index.TypeDir && s.isAncestor(src.Node, np):
-		return ErrInvalid // a directory cannot move below itself
-	case exists && dst.Type == index.TypeDir && s.isAncestor(dst.Node, op):
-		if exch {
-			return ErrInvalid
-		}
-		return ErrNotEmpty
-	case exists && dst.Node == src.Node:
-		return nil // two names of one file (or the same name): nothing to do
-	}
-	if exists && !exch {
-		switch {
-		case src.Type == index.TypeDir && dst.Type != index.TypeDir:
-			return ErrNotDir
-		case src.Type != index.TypeDir && dst.Type == index.TypeDir:
-			return ErrIsDir
-		case dst.Type == index.TypeDir:
-			if d, err := s.readDirLocked(dst.Node); err != nil {
-				return err
-			} else if d.Len() > 0 {
-				return ErrNotEmpty
-			}
-		}
-	}
-	if err := s.ensureDir(op); err != nil {
-		return err
-	}
-	if err := s.ensureDir(np); err != nil {
-		return err
-	}
-	if err := s.prepareMove(src); err != nil {
-		return err
-	}
-	if exch {
-		if err := s.prepareMove(dst); err != nil {
-			return err
-		}
-	} else if exists && dst.Type != index.TypeDir && !s.has(dst.Node) && s.v.nlink(dst.Node) > 1 {
-		if err := s.copyUp(dst.Node); err != nil {
-			return err
-		}
 	}
 	od, err := s.dirOf(op, false)
 	if err != nil {
@@ -1020,98 +966,205 @@ func (s *upperState) rename(op Node, on string, np Node, nn string, flags Rename
 		return err
 	}
 	defer nd.close()
-	npr, _ := s.get(np)
-	// A directory that lands where the layers show a directory hides it: make it opaque.
-	srcOpaque := src.Type == index.TypeDir && s.lowerDirAt(np, nn)
-	dstOpaque := exch && dst.Type == index.TypeDir && s.lowerDirAt(op, on)
-	needWh := !exch && s.lowerHas(op, on)
-	var dstSt unix.Stat_t
-	dkind, err := s.classify(nd, nn, &dstSt, npr.xwh)
-	if err != nil {
+	if err := s.planRename(r, nd); err != nil {
 		return err
 	}
+	return s.applyRename(r, od, nd)
+}
 
+// notifyCompleted tells OnDirCopyUp of the directories made complete by the rename that ends: they no
+// longer merge a lower one where they are now.
+func (s *upperState) notifyCompleted() {
+	if fn := s.onDirCopyUp.Load(); fn != nil {
+		for _, n := range s.completed {
+			(*fn)(n)
+		}
+	}
+	s.completed = s.completed[:0]
+}
+
+// checkRename makes the checks of rename(2), in its order, and looks up both names. A nil renameOp
+// without an error means there is nothing to do.
+func (s *upperState) checkRename(from, to nameLoc, flags RenameFlags) (*renameOp, error) {
+	if flags&^(RenameNoReplace|RenameExchange) != 0 || flags == RenameNoReplace|RenameExchange {
+		return nil, ErrInvalid
+	}
+	if err := checkName(from.name); err != nil {
+		return nil, err
+	}
+	if err := checkNewName(to.name); err != nil {
+		return nil, err
+	}
+	r := &renameOp{from: from, to: to, exch: flags&RenameExchange != 0}
+	var err error
+	if r.src, err = s.lookupLocked(from.parent, from.name); err != nil {
+		return nil, err
+	}
+	r.dst, err = s.lookupLocked(to.parent, to.name)
+	r.exists = err == nil
+	if err != nil && !errors.Is(err, ErrNotExist) {
+		return nil, err
+	}
+	src, dst, exists, exch := r.src, r.dst, r.exists, r.exch
+	switch {
+	case flags&RenameNoReplace != 0 && exists:
+		return nil, ErrExist
+	case exch && !exists:
+		return nil, ErrNotExist
+	case src.Type == index.TypeDir && s.isAncestor(src.Node, to.parent):
+		return nil, ErrInvalid // a directory cannot move below itself
+	case exists && dst.Type == index.TypeDir && s.isAncestor(dst.Node, from.parent):
+		if exch {
+			return nil, ErrInvalid
+		}
+		return nil, ErrNotEmpty
+	case exists && dst.Node == src.Node:
+		return nil, nil // two names of one file (or the same name): nothing to do
+	}
+	if exists && !exch {
+		switch {
+		case src.Type == index.TypeDir && dst.Type != index.TypeDir:
+			return nil, ErrNotDir
+		case src.Type != index.TypeDir && dst.Type == index.TypeDir:
+			return nil, ErrIsDir
+		case dst.Type == index.TypeDir:
+			if d, err := s.readDirLocked(dst.Node); err != nil {
+				return nil, err
+			} else if d.Len() > 0 {
+				return nil, ErrNotEmpty
+			}
+		}
+	}
+	return r, nil
+}
+
+// prepareRename copies up what the rename moves: both parents, the moved entries (directories made
+// complete), and a replaced file with other names, which must keep its data under them.
+func (s *upperState) prepareRename(r *renameOp) error {
+	if err := s.ensureDir(r.from.parent); err != nil {
+		return err
+	}
+	if err := s.ensureDir(r.to.parent); err != nil {
+		return err
+	}
+	if err := s.prepareMove(r.src); err != nil {
+		return err
+	}
+	if r.exch {
+		return s.prepareMove(r.dst)
+	}
+	if r.exists && r.dst.Type != index.TypeDir && !s.has(r.dst.Node) && s.v.nlink(r.dst.Node) > 1 {
+		return s.copyUp(r.dst.Node)
+	}
+	return nil
+}
+
+// planRename reads what the move must do in the upper directory: opaque markers, a whiteout left at the
+// old name, and what the new name of nd holds now.
+func (s *upperState) planRename(r *renameOp, nd upperDirFD) error {
+	npr, _ := s.get(r.to.parent)
+	r.dstDirXattr = npr.xwh
+	// A directory that lands where the layers show a directory hides it: make it opaque.
+	r.srcOpaque = r.src.Type == index.TypeDir && s.lowerDirAt(r.to.parent, r.to.name)
+	r.dstOpaque = r.exch && r.dst.Type == index.TypeDir && s.lowerDirAt(r.from.parent, r.from.name)
+	r.needWh = !r.exch && s.lowerHas(r.from.parent, r.from.name)
+	var err error
+	r.dkind, err = s.classify(nd, r.to.name, &r.dstSt, npr.xwh)
+	return err
+}
+
+// applyRename makes the move in the upper directory (od holds the old name, nd the new one) and in the
+// records.
+func (s *upperState) applyRename(r *renameOp, od, nd upperDirFD) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	on, nn := r.from.name, r.to.name
 	t := true
-	if srcOpaque {
+	if r.srcOpaque {
 		if err := od.setxattr(on, s.fs.ns+xOpaque, []byte("y"), 0); err != nil {
 			return err
 		}
-		s.setFlags(src.Node, &t, nil)
+		s.setFlags(r.src.Node, &t, nil)
 	}
-	if dstOpaque {
+	if r.dstOpaque {
 		if err := nd.setxattr(nn, s.fs.ns+xOpaque, []byte("y"), 0); err != nil {
 			return err
 		}
-		s.setFlags(dst.Node, &t, nil)
+		s.setFlags(r.dst.Node, &t, nil)
 	}
-	if exists && !exch && dst.Type == index.TypeDir && dkind == upperEntry {
-		if err := s.clearDir(dst.Node); err != nil {
+	if r.exists && !r.exch && r.dst.Type == index.TypeDir && r.dkind == upperEntry {
+		if err := s.clearDir(r.dst.Node); err != nil {
 			return err
 		}
 	}
-	from, to := nameLoc{op, on}, nameLoc{np, nn}
-	switch {
-	case exch:
+	if r.exch {
 		if err := od.rename(on, nd, nn, unix.RENAME_EXCHANGE); err != nil {
 			return err
 		}
-		s.swapLocs(src.Node, from, dst.Node, to)
-		if src.Type == index.TypeDir {
+		s.swapLocs(r.src.Node, r.from, r.dst.Node, r.to)
+		if r.src.Type == index.TypeDir {
 			s.scrub(nd, nn)
 		}
-		if dst.Type == index.TypeDir {
+		if r.dst.Type == index.TypeDir {
 			s.scrub(od, on)
 		}
 		return nil
-	case src.Type == index.TypeDir && dkind == upperWhiteout:
+	}
+	if err := s.moveEntry(r, od, nd); err != nil {
+		return err
+	}
+	if r.exists && r.dkind == upperEntry {
+		if r.dst.Type == index.TypeDir {
+			s.dropDir(r.dst.Node, r.to)
+		} else {
+			s.dropLoc(r.dst.Node, r.to, r.dstSt.Nlink <= 1)
+		}
+	}
+	s.moveLoc(r.src.Node, r.from, r.to)
+	if r.src.Type == index.TypeDir {
+		s.scrub(nd, nn)
+	}
+	return nil
+}
+
+// moveEntry renames the entry of a rename that is not an exchange, leaving a whiteout at the old name
+// when the layers show something there.
+func (s *upperState) moveEntry(r *renameOp, od, nd upperDirFD) error {
+	op, on, nn := r.from.parent, r.from.name, r.to.name
+	switch {
+	case r.src.Type == index.TypeDir && r.dkind == upperWhiteout:
 		// A directory cannot replace a whiteout file: exchange them, the whiteout lands on the old name.
 		if err := od.rename(on, nd, nn, unix.RENAME_EXCHANGE); err != nil {
 			return err
 		}
-		if !needWh {
-			if err := od.unlink(on, false); err != nil {
-				return err
-			}
-		} else if npr.xwh {
+		if !r.needWh {
+			return od.unlink(on, false)
+		}
+		if r.dstDirXattr {
 			if err := od.markXwh(); err != nil {
 				return err
 			}
+			t := true
 			s.setFlags(op, nil, &t)
 		}
-	case needWh && !s.fs.xwh:
+		return nil
+	case r.needWh && !s.fs.xwh:
 		err := od.rename(on, nd, nn, unix.RENAME_WHITEOUT)
 		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EPERM) {
 			if err = od.rename(on, nd, nn, 0); err == nil {
 				err = s.whiteoutAt(op, od, on)
 			}
 		}
-		if err != nil {
-			return err
-		}
+		return err
 	default:
 		if err := od.rename(on, nd, nn, 0); err != nil {
 			return err
 		}
-		if needWh {
-			if err := s.whiteoutAt(op, od, on); err != nil {
-				return err
-			}
+		if r.needWh {
+			return s.whiteoutAt(op, od, on)
 		}
+		return nil
 	}
-	if exists && dkind == upperEntry {
-		if dst.Type == index.TypeDir {
-			s.dropDir(dst.Node, to)
-		} else {
-			s.dropLoc(dst.Node, to, dstSt.Nlink <= 1)
-		}
-	}
-	s.moveLoc(src.Node, from, to)
-	if src.Type == index.TypeDir {
-		s.scrub(nd, nn)
-	}
-	return nil
 }
 
 // scrub removes the whiteouts below directory name of d, which has just moved: nothing of the layers
