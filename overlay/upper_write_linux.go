@@ -252,14 +252,9 @@ func (s *upperState) copyUpKeep(n Node, keep int64) error {
 	case index.TypeHardlink:
 		return ErrInvalid
 	}
-	names, err := s.lowerNames(n, f)
+	names, err := s.prepareCopyUp(n, f)
 	if err != nil {
 		return err
-	}
-	for _, nm := range names {
-		if err := s.ensureDir(nm.parent); err != nil {
-			return err
-		}
 	}
 	a, err := s.v.lowerAttr(n)
 	if err != nil {
@@ -269,8 +264,7 @@ func (s *upperState) copyUpKeep(n Node, keep int64) error {
 	if err != nil {
 		return err
 	}
-	first := names[0]
-	pd, err := s.dirOf(first.parent, false)
+	pd, err := s.dirOf(names[0].parent, false)
 	if err != nil {
 		return err
 	}
@@ -279,46 +273,7 @@ func (s *upperState) copyUpKeep(n Node, keep int64) error {
 	if err := pd.stat("", &pst); err != nil {
 		return err
 	}
-	l := s.v.layers[f.layer]
-	var tmp string
-	switch e.Type {
-	case index.TypeRegular:
-		var file *os.File
-		tmp, err = pd.makeTemp(func(t string) error {
-			fd, err := pd.openChild(t, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, 0o600)
-			if err == nil {
-				file = os.NewFile(uintptr(fd), filepath.Join(s.fs.dir, pd.path(t)))
-			}
-			return err
-		})
-		if err == nil {
-			size := e.Size
-			if keep >= 0 {
-				size = min(size, keep)
-			}
-			err = copyData(file, l, f.id, size)
-			if cerr := file.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				pd.unlink(tmp, false)
-				err = fmt.Errorf("copying up %s: %w", l.Path(f.id), err)
-			}
-		}
-	case index.TypeSymlink:
-		tmp, err = pd.makeTemp(func(t string) error { return pd.symlink(l.LinkName(f.id), t) })
-	case index.TypeFIFO:
-		tmp, err = pd.makeTemp(func(t string) error { return pd.mknod(t, unix.S_IFIFO|0o600, 0) })
-	case index.TypeChar, index.TypeBlock:
-		mode := uint32(unix.S_IFCHR)
-		if e.Type == index.TypeBlock {
-			mode = unix.S_IFBLK
-		}
-		dev := unix.Mkdev(e.Devmajor, e.Devminor)
-		tmp, err = pd.makeTemp(func(t string) error { return pd.mknod(t, mode|0o600, dev) })
-	default:
-		err = ErrInvalid
-	}
+	tmp, err := s.copyTemp(pd, f, e, keep)
 	if err != nil {
 		return err
 	}
@@ -326,6 +281,73 @@ func (s *upperState) copyUpKeep(n Node, keep int64) error {
 		pd.unlink(tmp, false)
 		return err
 	}
+	return s.installCopyUp(n, e.Type, pd, &pst, tmp, names)
+}
+
+// prepareCopyUp returns the names of lower node n (of frame f) and gives each of their parents its upper
+// directory.
+func (s *upperState) prepareCopyUp(n Node, f frame) ([]nameLoc, error) {
+	names, err := s.lowerNames(n, f)
+	if err != nil {
+		return nil, err
+	}
+	for _, nm := range names {
+		if err := s.ensureDir(nm.parent); err != nil {
+			return nil, err
+		}
+	}
+	return names, nil
+}
+
+// copyTemp makes a temporary copy in pd of member e of frame f, with its data up to keep bytes (keep <
+// 0: all of it), and returns its name.
+func (s *upperState) copyTemp(pd upperDirFD, f frame, e index.Entry, keep int64) (string, error) {
+	l := s.v.layers[f.layer]
+	switch e.Type {
+	case index.TypeRegular:
+		var file *os.File
+		tmp, err := pd.makeTemp(func(t string) error {
+			fd, err := pd.openChild(t, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, 0o600)
+			if err == nil {
+				file = os.NewFile(uintptr(fd), filepath.Join(s.fs.dir, pd.path(t)))
+			}
+			return err
+		})
+		if err != nil {
+			return "", err
+		}
+		size := e.Size
+		if keep >= 0 {
+			size = min(size, keep)
+		}
+		err = copyData(file, l, f.id, size)
+		if cerr := file.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			pd.unlink(tmp, false)
+			return "", fmt.Errorf("copying up %s: %w", l.Path(f.id), err)
+		}
+		return tmp, nil
+	case index.TypeSymlink:
+		return pd.makeTemp(func(t string) error { return pd.symlink(l.LinkName(f.id), t) })
+	case index.TypeFIFO:
+		return pd.makeTemp(func(t string) error { return pd.mknod(t, unix.S_IFIFO|0o600, 0) })
+	case index.TypeChar, index.TypeBlock:
+		mode := uint32(unix.S_IFCHR)
+		if e.Type == index.TypeBlock {
+			mode = unix.S_IFBLK
+		}
+		dev := unix.Mkdev(e.Devmajor, e.Devminor)
+		return pd.makeTemp(func(t string) error { return pd.mknod(t, mode|0o600, dev) })
+	}
+	return "", ErrInvalid
+}
+
+// installCopyUp renames temporary tmp of pd (whose times were pst) to the first of names, links it
+// under the others and records node n (of type typ) as upper.
+func (s *upperState) installCopyUp(n Node, typ index.Type, pd upperDirFD, pst *unix.Stat_t, tmp string, names []nameLoc) error {
+	first := names[0]
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := pd.rename(tmp, pd, first.name, unix.RENAME_NOREPLACE); err != nil {
@@ -339,14 +361,14 @@ func (s *upperState) copyUpKeep(n Node, keep int64) error {
 	locs := []nameLoc{first}
 	for _, o := range names[1:] {
 		if err := s.linkAt(pd, first.name, o); err != nil {
-			s.addRec(n, locs, e.Type, st.Ino, false)
+			s.addRec(n, locs, typ, st.Ino, false)
 			s.gen.Add(1)
 			return err
 		}
 		locs = append(locs, o)
 	}
-	s.restoreTimes(pd, &pst)
-	s.addRec(n, locs, e.Type, st.Ino, false)
+	s.restoreTimes(pd, pst)
+	s.addRec(n, locs, typ, st.Ino, false)
 	s.gen.Add(1)
 	return nil
 }
