@@ -739,18 +739,21 @@ func (s *upperState) replaceWithWhiteout(p Node, d upperDirFD, name string, dir 
 	return nil
 }
 
-func (s *upperState) unlink(p Node, name string) error {
+func (s *upperState) unlink(p Node, name string) error { return s.remove(p, name, false) }
+
+func (s *upperState) rmdir(p Node, name string) error { return s.remove(p, name, true) }
+
+// remove is unlink (dir false) and rmdir (dir true), one rule: the name goes from the upper directory,
+// and a whiteout takes its place where the layers show something under it.
+func (s *upperState) remove(p Node, name string, dir bool) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	a, err := s.lookupLocked(p, name)
+	a, err := s.checkRemove(p, name, dir)
 	if err != nil {
 		return err
 	}
-	if a.Type == index.TypeDir {
-		return ErrIsDir
-	}
 	n := a.Node
-	if !s.has(n) && s.v.nlink(n) > 1 {
+	if !dir && !s.has(n) && s.v.nlink(n) > 1 {
 		// Keep the other names of a hard-linked lower file one node: copy them all up first.
 		if err := s.copyUp(n); err != nil {
 			return err
@@ -775,20 +778,50 @@ func (s *upperState) unlink(p Node, name string) error {
 	defer s.mu.Unlock()
 	switch kind {
 	case upperEntry:
+		if dir {
+			if err := s.clearDir(n); err != nil {
+				return err
+			}
+		}
 		if lowerHas {
-			err = s.replaceWithWhiteout(p, pd, name, false)
+			err = s.replaceWithWhiteout(p, pd, name, dir)
 		} else {
-			err = pd.unlink(name, false)
+			err = pd.unlink(name, dir)
 		}
 		if err != nil {
 			return err
 		}
-		s.dropLoc(n, nameLoc{p, name}, st.Nlink <= 1)
+		if dir {
+			s.dropDir(n, nameLoc{p, name})
+		} else {
+			s.dropLoc(n, nameLoc{p, name}, st.Nlink <= 1)
+		}
 		return nil
 	case upperAbsent:
 		return s.whiteoutAt(p, pd, name)
 	}
 	return ErrNotExist
+}
+
+// checkRemove looks name of p up and makes the checks of unlink(2) (dir false) or rmdir(2) (dir true).
+func (s *upperState) checkRemove(p Node, name string, dir bool) (Attr, error) {
+	a, err := s.lookupLocked(p, name)
+	if err != nil {
+		return Attr{}, err
+	}
+	switch {
+	case dir && a.Type != index.TypeDir:
+		return Attr{}, ErrNotDir
+	case !dir && a.Type == index.TypeDir:
+		return Attr{}, ErrIsDir
+	case dir:
+		if d, err := s.readDirLocked(a.Node); err != nil {
+			return Attr{}, err
+		} else if d.Len() > 0 {
+			return Attr{}, ErrNotEmpty
+		}
+	}
+	return a, nil
 }
 
 // clearDir removes what upper directory n holds besides its merged entries (whiteouts, leftover
@@ -853,59 +886,6 @@ func (s *upperState) dropDir(n Node, l nameLoc) {
 		delete(s.byName, l)
 	}
 	delete(s.recs, n)
-}
-
-func (s *upperState) rmdir(p Node, name string) error {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	a, err := s.lookupLocked(p, name)
-	if err != nil {
-		return err
-	}
-	if a.Type != index.TypeDir {
-		return ErrNotDir
-	}
-	if d, err := s.readDirLocked(a.Node); err != nil {
-		return err
-	} else if d.Len() > 0 {
-		return ErrNotEmpty
-	}
-	if err := s.ensureDir(p); err != nil {
-		return err
-	}
-	pd, err := s.dirOf(p, false)
-	if err != nil {
-		return err
-	}
-	defer pd.close()
-	pr, _ := s.get(p)
-	lowerHas := s.lowerHas(p, name)
-	var st unix.Stat_t
-	kind, err := s.classify(pd, name, &st, pr.xwh)
-	if err != nil {
-		return err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	switch kind {
-	case upperEntry:
-		if err := s.clearDir(a.Node); err != nil {
-			return err
-		}
-		if lowerHas {
-			err = s.replaceWithWhiteout(p, pd, name, true)
-		} else {
-			err = pd.unlink(name, true)
-		}
-		if err != nil {
-			return err
-		}
-		s.dropDir(a.Node, nameLoc{p, name})
-		return nil
-	case upperAbsent:
-		return s.whiteoutAt(p, pd, name)
-	}
-	return ErrNotExist
 }
 
 // isAncestor reports whether directory a is n or one of n's parents.
