@@ -54,7 +54,7 @@ func TestEmptyXattrsSkipped(t *testing.T) {
 		}
 	}
 	var exp, logs bytes.Buffer
-	if _, err := v.Export(context.Background(), &exp, ExportOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil))}); err != nil {
+	if _, err := ExportTar(context.Background(), v, &exp, slog.New(slog.NewTextHandler(&logs, nil))); err != nil {
 		t.Fatal(err)
 	}
 	check("export", exp.Bytes(), &logs)

@@ -95,7 +95,7 @@ func roUse(t *testing.T, dir string, layers []Layer) []Change {
 			t.Errorf("xattrs of %s: %v", p, err)
 		}
 	})
-	if _, err := v.Export(context.Background(), io.Discard, ExportOptions{}); err != nil {
+	if _, err := ExportTar(context.Background(), v, io.Discard, nil); err != nil {
 		t.Errorf("export: %v", err)
 	}
 	// Every change is refused before it reaches the directory.

@@ -584,6 +584,17 @@ func (v *View) Readlink(n Node) (string, error) {
 	return v.lowerReadlink(n)
 }
 
+// LinkTarget returns the target of symbolic link n however long it is: Readlink refuses a layer's
+// target longer than MaxLinkTarget with ErrNameTooLong (no system call could return it), while a tar
+// stream can carry it.
+func (v *View) LinkTarget(n Node) (string, error) {
+	t, err := v.Readlink(n)
+	if errors.Is(err, ErrNameTooLong) {
+		return v.lowerLinkTarget(n)
+	}
+	return t, err
+}
+
 // lowerReadlink returns the target of symbolic link n of the layers; ErrNameTooLong when it is longer
 // than MaxLinkTarget.
 func (v *View) lowerReadlink(n Node) (string, error) {
@@ -730,6 +741,11 @@ func (f *memberFile) CheckSource() error                      { return checkSour
 
 // Close does nothing: a member file holds nothing of its own (the layer owns the data).
 func (f *memberFile) Close() error { return nil }
+
+// CheckSource returns the error of f's CheckSource, when it has one (a file of an index.Layer whose
+// archive changed since the layer was opened); a reader of File.FileRange calls it after reading the
+// range directly, which bypasses the layer's own check of every read.
+func CheckSource(f File) error { return checkSource(f) }
 
 // checkSource returns the error of x's CheckSource, when x has one (index.Layer: the archive changed
 // since the layer was opened): used after reading a FileRange directly, which bypasses the layer's

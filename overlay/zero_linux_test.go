@@ -24,7 +24,7 @@ func TestZeroLayersUpper(t *testing.T) {
 		t.Errorf("view:\n%q\nwant\n%q", got, want)
 	}
 	var ex bytes.Buffer
-	if st, err := v.Export(context.Background(), &ex, ExportOptions{}); err != nil || st.Entries != 3 {
+	if st, err := ExportTar(context.Background(), v, &ex, nil); err != nil || st.Entries != 3 {
 		t.Errorf("export: %+v, %v", st, err)
 	}
 	lower, err := New(nil, Options{})

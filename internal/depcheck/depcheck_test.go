@@ -30,8 +30,8 @@ var (
 	cliOnly = []string{"github.com/urfave/cli", "golang.org/x/term"}
 	// Only fs speaks FUSE.
 	fuse = []string{"github.com/hanwen/go-fuse"}
-	// internal/tartest imports testing; production code must not link it.
-	testOnly = []string{"testing", module + "/internal/tartest"}
+	// internal/tartest and internal/fakelayer are test support; production code must not link them.
+	testOnly = []string{"testing", module + "/internal/tartest", module + "/internal/fakelayer"}
 )
 
 func concat(lists ...[]string) []string { return slices.Concat(lists...) }
@@ -54,6 +54,10 @@ var rules = map[string]rule{
 	"overlay": {imports: []string{"index"},
 		deny: concat(cliOnly, fuse, testOnly, []string{module + "/archive", module + "/imagewrite",
 			module + "/fs", "github.com/opencontainers/image-spec"})},
+	// export writes a view as a tar over the view's public API; it knows no archive, image or FUSE.
+	"export": {imports: []string{"index", "overlay"},
+		deny: concat(cliOnly, fuse, testOnly, []string{module + "/archive", module + "/imagewrite",
+			module + "/fs", "github.com/opencontainers/image-spec"})},
 	// fs "must not hold union logic or touch tar" (fs/doc.go): it gets a view and never an archive.
 	"fs": {imports: []string{"overlay", "index"},
 		deny:        concat(cliOnly, testOnly, []string{module + "/archive", module + "/imagewrite"}),
@@ -64,7 +68,7 @@ var rules = map[string]rule{
 	// imagewrite "must not know FUSE, union rules or tar member semantics" (imagewrite/doc.go).
 	"imagewrite": {imports: []string{"archive", "compression", "index", "internal/atomicfile", "internal/digests", "internal/kinderr"},
 		deny: concat(cliOnly, fuse, testOnly, []string{module + "/overlay", module + "/fs"})},
-	"cmd/imgfs": {imports: []string{"archive", "compression", "fs", "imagewrite", "index", "internal/atomicfile", "overlay"},
+	"cmd/imgfs": {imports: []string{"archive", "compression", "export", "fs", "imagewrite", "index", "internal/atomicfile", "overlay"},
 		deny: testOnly},
 
 	// internal helpers import nothing of the module, except the demo image writer, which is built on
@@ -76,6 +80,7 @@ var rules = map[string]rule{
 	"internal/sample":          {imports: []string{"internal/atomicfile", "internal/tartest"}, deny: concat(cliOnly, fuse)},
 	"internal/sample/mksample": {imports: []string{"internal/sample"}, deny: concat(cliOnly, fuse)},
 	"internal/depcheck":        {},
+	"internal/fakelayer":       {imports: []string{"index", "internal/tartest"}, deny: concat(cliOnly, fuse)},
 
 	// Stand-alone programs (a key ending in "/..." covers every package below it) and test-only
 	// packages: nothing of the module.

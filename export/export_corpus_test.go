@@ -1,8 +1,9 @@
-package overlay_test
+package export_test
 
 import (
 	"bufio"
 	"context"
+	"github.com/imgfs/imgfs/export"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -74,7 +75,7 @@ func TestExportCorpus(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer out.Close()
-	st, err := v.Export(ctx, out, overlay.ExportOptions{})
+	st, err := export.Write(ctx, v, out, export.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
