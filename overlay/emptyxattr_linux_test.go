@@ -65,7 +65,7 @@ func TestEmptyXattrsSkipped(t *testing.T) {
 	}
 	var layer bytes.Buffer
 	logs.Reset()
-	if _, err := WriteLayer(context.Background(), &layer, lower, dir, LayerOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil))}); err != nil {
+	if err := CommitTar(context.Background(), &layer, lower, dir, slog.New(slog.NewTextHandler(&logs, nil))); err != nil {
 		t.Fatal(err)
 	}
 	check("commit layer", layer.Bytes(), &logs)

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 
 	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/internal/ovlfmt"
 	"golang.org/x/sys/unix"
 )
 
@@ -238,10 +239,15 @@ func (s *upperState) classify(d udir, name string, st *unix.Stat_t, xwh bool) (i
 	}
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFCHR:
-		if st.Rdev == 0 {
+		if ovlfmt.IsWhiteoutDevice(st.Rdev) {
 			return uWhiteout, nil
 		}
 	case unix.S_IFREG:
+		if ovlfmt.MayBeMetacopy(st.Size, st.Blocks) {
+			if err := d.checkFile(name); err != nil {
+				return uAbsent, err
+			}
+		}
 		if xwh && st.Size == 0 {
 			wh, err := d.isXattrWhiteout(name, st)
 			if err != nil {

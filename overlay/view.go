@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/internal/ovlfmt"
 )
 
 // Node identifies a node of a View. Root is the root directory; any other node is
@@ -217,14 +218,10 @@ func (v *View) rootStack(top int) stack {
 
 // Names with a meaning of their own.
 const (
-	whPrefix     = ".wh."
-	aufsPrefix   = ".wh..wh."
-	opaqueMarker = ".wh..wh..opq"
-	opaqueXattr  = "trusted.overlay.opaque"
-	ovlXattrs    = "trusted.overlay."
-	userOvl      = "user.overlay."
-	imgfsTrusted = "trusted.imgfs.base" // the base an upper directory was made over (on its root)
-	imgfsUser    = "user.imgfs.base"
+	whPrefix     = ovlfmt.WhiteoutPrefix
+	aufsPrefix   = ovlfmt.MetaPrefix
+	opaqueMarker = ovlfmt.OpaqueMarker
+	opaqueXattr  = "trusted." + ovlfmt.Opaque
 	stargzIndex  = "stargz.index.json"
 )
 
@@ -633,10 +630,7 @@ func (v *View) Xattrs(n Node) ([]index.Xattr, error) {
 // hiddenXattr reports whether extended attribute name is a marker that the view never shows (and that
 // users may not set): overlayfs's, and imgfs's record of the base. Other names, user.imgfs.* included,
 // are ordinary image content.
-func hiddenXattr(name string) bool {
-	return strings.HasPrefix(name, ovlXattrs) || strings.HasPrefix(name, userOvl) ||
-		name == imgfsTrusted || name == imgfsUser
-}
+func hiddenXattr(name string) bool { return ovlfmt.Hidden(name) }
 
 // lowerXattrs returns the extended attributes of node n of the layers.
 func (v *View) lowerXattrs(n Node) ([]index.Xattr, error) {

@@ -1,11 +1,12 @@
 //go:build !linux
 
-package overlay
+package layerdiff
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/imgfs/imgfs/overlay"
 	"os"
 
 	"github.com/imgfs/imgfs/index"
