@@ -88,7 +88,6 @@ type changeEntry struct {
 	mode      uint32 // permission, setuid, setgid and sticky bits
 	uid, gid  uint32
 	size      int64
-	blocks    int64 // 512-byte blocks allocated
 	mtimeSec  int64
 	mtimeNsec uint32
 	devmajor  uint32

@@ -39,8 +39,9 @@ func openChangeRoot(dir string) (*changeDir, error) {
 		return nil, err
 	}
 	// The root is always merged (never opaque), but it may hold xattr whiteouts.
-	p := d.proc("")
-	m, err := ovlfmt.ReadDirMarks(changeGet(p))
+	m, err := ovlfmt.ReadDirMarks(func(name string) ([]byte, bool, error) {
+		return changeGetxattr(func(attr string, buf []byte) (int, error) { return unix.Fgetxattr(fd, attr, buf) }, name)
+	})
 	if err != nil {
 		d.close()
 		return nil, fmt.Errorf("reading xattrs of %s: %w", dir, err)
@@ -97,17 +98,15 @@ func (d *changeDir) list(ctx context.Context) ([]changeEntry, error) {
 }
 
 // classify marks e as a whiteout or an opaque directory from its type and extended attributes (read
-// with get) by the rules of package ovlfmt, which the writable view follows too, and refuses what
-// ovlfmt refuses: directories moved by redirect_dir, files whose data metacopy left below.
+// with get) by the rules of package ovlfmt, which the writable view follows too, and refuses
+// directories moved by redirect_dir.
 func (d *changeDir) classify(e *changeEntry, get ovlfmt.Getxattr) error {
 	var err error
 	switch e.typ {
 	case index.TypeChar:
 		e.whiteout = ovlfmt.IsWhiteoutDevice(uint64(unix.Mkdev(e.devmajor, e.devminor)))
 	case index.TypeRegular:
-		if e.whiteout, err = ovlfmt.IsXattrWhiteout(e.size, d.xwh, get); err == nil && ovlfmt.MayBeMetacopy(e.size, e.blocks) {
-			err = ovlfmt.CheckFile(get)
-		}
+		e.whiteout, err = ovlfmt.IsXattrWhiteout(e.size, d.xwh, get)
 	case index.TypeDir:
 		var m ovlfmt.DirMarks
 		m, err = ovlfmt.ReadDirMarks(get)
@@ -130,7 +129,8 @@ func changeGet(path string) ovlfmt.Getxattr {
 }
 
 // xattrs returns the extended attributes of entry e of d that a layer carries (not the overlay or imgfs
-// ones), sorted by name.
+// ones), sorted by name. A regular file whose data the kernel's metacopy left below is refused, as the
+// writable view refuses to open one.
 func (d *changeDir) xattrs(e *changeEntry) ([]index.Xattr, error) {
 	p := d.proc(e.name)
 	buf := make([]byte, 256)
@@ -151,6 +151,11 @@ func (d *changeDir) xattrs(e *changeEntry) ([]index.Xattr, error) {
 	}
 	if n == 0 {
 		return nil, nil
+	}
+	if e.typ == index.TypeRegular {
+		if err := ovlfmt.CheckFile(changeGet(p)); err != nil {
+			return nil, fmt.Errorf("%s: %w", d.join(e.name), err)
+		}
 	}
 	get := func(attr string, b []byte) (int, error) { return unix.Lgetxattr(p, attr, b) }
 	var out []index.Xattr
@@ -263,7 +268,7 @@ func changeEntryOf(name string, st *unix.Stat_t) changeEntry {
 	}
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFREG:
-		e.typ, e.size, e.blocks = index.TypeRegular, st.Size, st.Blocks
+		e.typ, e.size = index.TypeRegular, st.Size
 	case unix.S_IFDIR:
 		e.typ = index.TypeDir
 	case unix.S_IFLNK:

@@ -243,11 +243,6 @@ func (s *upperState) classify(d udir, name string, st *unix.Stat_t, xwh bool) (i
 			return uWhiteout, nil
 		}
 	case unix.S_IFREG:
-		if ovlfmt.MayBeMetacopy(st.Size, st.Blocks) {
-			if err := d.checkFile(name); err != nil {
-				return uAbsent, err
-			}
-		}
 		if xwh && st.Size == 0 {
 			wh, err := d.isXattrWhiteout(name, st)
 			if err != nil {

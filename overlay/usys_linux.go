@@ -630,11 +630,6 @@ func (d udir) isXattrWhiteout(name string, st *unix.Stat_t) (bool, error) {
 	return found, err
 }
 
-// checkFile refuses regular file name of d when ovlfmt does: its data left below by metacopy.
-func (d udir) checkFile(name string) error {
-	return d.withChild(name, func(fd int) error { return ovlfmt.CheckFile(d.childGet(name, procFD(fd))) })
-}
-
 // childGet returns the ovlfmt.Getxattr of entry name of d through p (its /proc/self/fd path); its
 // errors name the entry, and what ovlfmt refuses keeps ErrUnsupported.
 func (d udir) childGet(name, p string) ovlfmt.Getxattr {

@@ -124,13 +124,9 @@ func IsXattrWhiteout(size int64, xattrWhiteouts bool, get Getxattr) (bool, error
 	return false, nil
 }
 
-// MayBeMetacopy reports whether a regular file of size bytes and blocks 512-byte blocks may be a
-// metacopy file, whose xattrs CheckFile must then read: the kernel makes one with its size and no
-// data blocks. A file with data of its own is read as it is, whatever xattrs it carries.
-func MayBeMetacopy(size, blocks int64) bool { return size > 0 && blocks == 0 }
-
-// CheckFile refuses a regular file that MayBeMetacopy names and that carries the metacopy xattr, with an
-// error wrapping ErrMetacopy.
+// CheckFile refuses a regular file whose data the kernel's metacopy left in the lower layer (it carries
+// the metacopy xattr), with an error wrapping ErrMetacopy. It is asked wherever a file's data is read
+// (the view's open, the commit's copy); the change set, which reads no data, lists such a file.
 func CheckFile(get Getxattr) error {
 	for _, ns := range Namespaces {
 		_, ok, err := get(ns + Metacopy)
