@@ -316,33 +316,8 @@ func (e *exporter) file(n overlay.Node, a *overlay.Attr, xs []index.Xattr) error
 			off = k
 		}
 	}
-	for off < size {
-		if len(e.buf) == cap(e.buf) {
-			if err := e.flush(); err != nil {
-				return err
-			}
-			if err := e.ctx.Err(); err != nil {
-				return err
-			}
-		}
-		p := e.buf[len(e.buf):cap(e.buf)]
-		if rem := size - off; int64(len(p)) > rem {
-			p = p[:rem]
-		}
-		k, err := r.ReadAt(p, base+off)
-		e.buf = e.buf[:len(e.buf)+k]
-		off += int64(k)
-		switch {
-		case k == len(p):
-		case err == nil:
-			if k == 0 {
-				return fmt.Errorf("reading data at %d of %d bytes: %w", off, size, io.ErrNoProgress)
-			}
-		case err == io.EOF:
-			return fmt.Errorf("reading data: it ends at %d of %d bytes: %w", off, size, io.ErrUnexpectedEOF)
-		default:
-			return fmt.Errorf("reading data: %w", err)
-		}
+	if err := e.copyData(r, base+off, size-off); err != nil {
+		return err
 	}
 	// The FileRange paths read the layer's file directly, without the layer's own check.
 	if err := overlay.CheckSource(f); err != nil {
