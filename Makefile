@@ -26,6 +26,7 @@ build: ## build bin/imgfs
 
 vet: ## go vet, gofmt, and go.mod/go.sum as go mod tidy leaves them
 	$(GO) vet ./...
+	GOOS=darwin $(GO) vet ./compression/... ./index/... ./archive/... ./imagewrite/... ./internal/...
 	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
@@ -53,6 +54,7 @@ bench: build ## benchmarks (needs the big corpus step: make corpus CORPUS_STEPS=
 	./bench/run.sh
 	./bench/run-write.sh
 	./bench/run-read.sh
+	./bench/run-load.sh
 
 fuzz: ## run every fuzz target for FUZZTIME each (make fuzz FUZZTIME=10m); crashers land in testdata/fuzz/
 	GO=$(GO) ./scripts/fuzz.sh $(FUZZTIME) $(FUZZMINIMIZE)

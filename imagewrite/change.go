@@ -366,6 +366,8 @@ func applyChanges(cc map[string]json.RawMessage, os string, changes []Change) er
 	return nil
 }
 
+// applyChange applies one change to container config cc: the instruction picks its rule, each of which
+// checks its arguments before it sets a field.
 func applyChange(cc map[string]json.RawMessage, os string, c Change, hasCmd bool) error {
 	var env []string
 	if err := decodeField(cc, "Env", &env); err != nil {
@@ -374,56 +376,11 @@ func applyChange(cc map[string]json.RawMessage, os string, c Change, hasCmd bool
 	lx := lexer{env: env}
 	switch c.Instruction {
 	case "CMD", "ENTRYPOINT":
-		field := "Cmd"
-		if c.Instruction == "ENTRYPOINT" {
-			field = "Entrypoint"
-			if !hasCmd {
-				delete(cc, "Cmd")
-			}
-		}
-		switch {
-		case c.isExec && len(c.exec) == 0:
-			delete(cc, field)
-		case c.isExec:
-			setField(cc, field, c.exec)
-		default:
-			var shell []string
-			if err := decodeField(cc, "Shell", &shell); err != nil {
-				return err
-			}
-			if len(shell) == 0 {
-				shell = []string{"/bin/sh", "-c"}
-				if os == "windows" {
-					shell = []string{"cmd", "/S", "/C"}
-				}
-			}
-			setField(cc, field, append(shell[:len(shell):len(shell)], c.Args))
-		}
+		return applyCommand(cc, os, c, hasCmd)
 	case "ENV":
-		pairs, err := nameValues(lx, "ENV", c.Args)
-		if err != nil {
-			return err
-		}
-		for _, p := range pairs {
-			env = setEnv(env, p[0], p[1])
-		}
-		setField(cc, "Env", env)
+		return applyEnv(cc, lx, env, c)
 	case "LABEL":
-		pairs, err := nameValues(lx, "LABEL", c.Args)
-		if err != nil {
-			return err
-		}
-		labels := map[string]string{}
-		if err := decodeField(cc, "Labels", &labels); err != nil {
-			return err
-		}
-		if labels == nil {
-			labels = map[string]string{}
-		}
-		for _, p := range pairs {
-			labels[p[0]] = p[1]
-		}
-		setField(cc, "Labels", labels)
+		return applyLabels(cc, lx, c)
 	case "EXPOSE":
 		words, err := lx.words(c.Args)
 		if err != nil {
@@ -433,17 +390,13 @@ func applyChange(cc map[string]json.RawMessage, os string, c Change, hasCmd bool
 		if err != nil {
 			return err
 		}
-		if err := addKeys(cc, "ExposedPorts", ps); err != nil {
-			return err
-		}
+		return addKeys(cc, "ExposedPorts", ps)
 	case "VOLUME":
 		vs, err := volumes(lx, c)
 		if err != nil {
 			return err
 		}
-		if err := addKeys(cc, "Volumes", vs); err != nil {
-			return err
-		}
+		return addKeys(cc, "Volumes", vs)
 	case "USER":
 		u, err := lx.word(c.Args)
 		if err != nil {
@@ -454,21 +407,7 @@ func applyChange(cc map[string]json.RawMessage, os string, c Change, hasCmd bool
 		}
 		setField(cc, "User", u)
 	case "WORKDIR":
-		w, err := lx.word(c.Args)
-		if err != nil {
-			return err
-		}
-		if w == "" {
-			return fmt.Errorf("empty path")
-		}
-		if !path.IsAbs(w) {
-			var cur string
-			if err := decodeField(cc, "WorkingDir", &cur); err != nil {
-				return err
-			}
-			w = path.Join("/", cur, w)
-		}
-		setField(cc, "WorkingDir", path.Clean(w))
+		return applyWorkdir(cc, lx, c)
 	case "STOPSIGNAL":
 		s, err := lx.word(c.Args)
 		if err != nil {
@@ -492,6 +431,92 @@ func applyChange(cc map[string]json.RawMessage, os string, c Change, hasCmd bool
 	default:
 		return fmt.Errorf("unknown instruction (use ParseChange)")
 	}
+	return nil
+}
+
+// applyCommand applies CMD or ENTRYPOINT: the exec form as given (empty: the field is removed), the
+// shell form under the config's Shell (default /bin/sh -c, cmd /S /C for windows). An ENTRYPOINT
+// without a CMD among the changes clears the base's Cmd, as docker does.
+func applyCommand(cc map[string]json.RawMessage, os string, c Change, hasCmd bool) error {
+	field := "Cmd"
+	if c.Instruction == "ENTRYPOINT" {
+		field = "Entrypoint"
+		if !hasCmd {
+			delete(cc, "Cmd")
+		}
+	}
+	switch {
+	case c.isExec && len(c.exec) == 0:
+		delete(cc, field)
+	case c.isExec:
+		setField(cc, field, c.exec)
+	default:
+		var shell []string
+		if err := decodeField(cc, "Shell", &shell); err != nil {
+			return err
+		}
+		if len(shell) == 0 {
+			shell = []string{"/bin/sh", "-c"}
+			if os == "windows" {
+				shell = []string{"cmd", "/S", "/C"}
+			}
+		}
+		setField(cc, field, append(shell[:len(shell):len(shell)], c.Args))
+	}
+	return nil
+}
+
+// applyEnv applies ENV: each name=value replaces the variable in env (the config's, which lx expands
+// with) or is appended.
+func applyEnv(cc map[string]json.RawMessage, lx lexer, env []string, c Change) error {
+	pairs, err := nameValues(lx, "ENV", c.Args)
+	if err != nil {
+		return err
+	}
+	for _, p := range pairs {
+		env = setEnv(env, p[0], p[1])
+	}
+	setField(cc, "Env", env)
+	return nil
+}
+
+// applyLabels applies LABEL: each name=value is set among the config's labels.
+func applyLabels(cc map[string]json.RawMessage, lx lexer, c Change) error {
+	pairs, err := nameValues(lx, "LABEL", c.Args)
+	if err != nil {
+		return err
+	}
+	labels := map[string]string{}
+	if err := decodeField(cc, "Labels", &labels); err != nil {
+		return err
+	}
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	for _, p := range pairs {
+		labels[p[0]] = p[1]
+	}
+	setField(cc, "Labels", labels)
+	return nil
+}
+
+// applyWorkdir applies WORKDIR: a relative path is joined to the config's working directory.
+func applyWorkdir(cc map[string]json.RawMessage, lx lexer, c Change) error {
+	w, err := lx.word(c.Args)
+	if err != nil {
+		return err
+	}
+	if w == "" {
+		return fmt.Errorf("empty path")
+	}
+	if !path.IsAbs(w) {
+		var cur string
+		if err := decodeField(cc, "WorkingDir", &cur); err != nil {
+			return err
+		}
+		w = path.Join("/", cur, w)
+	}
+	setField(cc, "WorkingDir", path.Clean(w))
 	return nil
 }
 

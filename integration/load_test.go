@@ -73,38 +73,17 @@ func TestParallelReads(t *testing.T) {
 	}{{"uncompressed", plainSums, 2}, {"gzip", gzSums, 1}} {
 		t.Run(layer.name, func(t *testing.T) {
 			io0 := procIO(t, pid)
-			stop := make(chan struct{})
-			var peakRSS, peakAnon atomic.Int64
-			var sampler sync.WaitGroup
-			sampler.Add(1)
-			go func() {
-				defer sampler.Done()
-				for {
-					rss, anon := procRSS(pid)
-					if rss > peakRSS.Load() {
-						peakRSS.Store(rss)
-					}
-					if anon > peakAnon.Load() {
-						peakAnon.Store(anon)
-					}
-					select {
-					case <-stop:
-						return
-					case <-time.After(20 * time.Millisecond):
-					}
-				}
-			}()
+			peak := sampleRSS(pid)
 			worst, total := parallelRead(t, mnt, layer.sums, 16, layer.rounds)
-			close(stop)
-			sampler.Wait()
+			peakRSS, peakAnon := peak()
 			served := procIO(t, pid) - io0
 			t.Logf("16 readers: %d MiB read, worst read %v, daemon peak VmRSS %d MiB, RssAnon %d MiB, daemon read %d MiB",
-				total>>20, worst.Round(time.Microsecond), peakRSS.Load()>>20, peakAnon.Load()>>20, served>>20)
-			if peakRSS.Load() == 0 {
+				total>>20, worst.Round(time.Microsecond), peakRSS>>20, peakAnon>>20, served>>20)
+			if peakRSS == 0 {
 				t.Fatalf("no RSS samples of the daemon %d", pid)
 			}
-			if peakRSS.Load() > loadRSSLimit {
-				t.Errorf("daemon peak VmRSS %d MiB, want < %d MiB", peakRSS.Load()>>20, loadRSSLimit>>20)
+			if peakRSS > loadRSSLimit {
+				t.Errorf("daemon peak VmRSS %d MiB, want < %d MiB", peakRSS>>20, loadRSSLimit>>20)
 			}
 			// The readers went to the daemon, not only to the page cache: it read the archive more than
 			// once over (gzip: its compressed bytes, about a quarter).
@@ -187,6 +166,32 @@ func parallelRead(t *testing.T, mnt string, sums map[string][32]byte, n, rounds 
 		t.Error(err)
 	}
 	return time.Duration(worst.Load()), total.Load()
+}
+
+// sampleRSS samples the VmRSS and RssAnon of a process every 20 ms until the returned function is
+// called; that returns the peaks.
+func sampleRSS(pid int) func() (rss, anon int64) {
+	stop := make(chan struct{})
+	var peakRSS, peakAnon int64
+	var sampler sync.WaitGroup
+	sampler.Add(1)
+	go func() {
+		defer sampler.Done()
+		for {
+			rss, anon := procRSS(pid)
+			peakRSS, peakAnon = max(peakRSS, rss), max(peakAnon, anon)
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
+	return func() (int64, int64) {
+		close(stop)
+		sampler.Wait()
+		return peakRSS, peakAnon
+	}
 }
 
 // procRSS returns VmRSS and RssAnon of a process in bytes (0 when it is gone).

@@ -13,6 +13,7 @@ have pigz        || need+=(pigz)
 have zstd        || need+=(zstd)
 have bsdtar      || need+=(libarchive-tools)
 have jq          || need+=(jq)
+have fio         || need+=(fio)
 have hyperfine   || [[ ${IMGFS_BENCH:-0} == 0 ]] || need+=(hyperfine)
 if [[ ${#need[@]} -eq 0 ]]; then exit 0; fi
 if [[ $(id -u) != 0 ]]; then

@@ -282,6 +282,36 @@ func pauseUpper(ctx context.Context, dir string, w pauseWrites, log *slog.Logger
 	return nil, fmt.Errorf("upper directory %s is used by a live mount whose control socket did not answer (%v): unmount it, or commit with --pause=false", dir, last)
 }
 
+// lockUpperWaiting is lockUpper for a new writable mount. A mount that was just unmounted can hold
+// the lock for a moment while its daemon exits (`imgfs unmount` returns when the kernel lets go), so
+// while the holder's control socket does not answer, the lock is tried again for about five seconds;
+// a live mount that answers is refused at once.
+func lockUpperWaiting(dir string) (*upperLock, error) {
+	lk, err := lockUpper(dir)
+	for try := 0; errors.Is(err, errUpperBusy) && try < 25 && !mountAnswers(dir); try++ {
+		time.Sleep(200 * time.Millisecond)
+		lk, err = lockUpper(dir)
+	}
+	return lk, err
+}
+
+// mountAnswers says whether a live mount of upper directory dir answers on its control socket (a
+// mount still starting counts).
+func mountAnswers(dir string) bool {
+	id, err := upperDirID(dir)
+	if err != nil {
+		return false
+	}
+	c, err := dialControl(id)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	_, err = request(c, bufio.NewReader(c), "info")
+	return err == nil || err.Error() == errNotMounted
+}
+
 // errControlGone means the mount's control connection closed before it answered: the mount is going.
 var errControlGone = errors.New("the live mount closed its control connection")
 

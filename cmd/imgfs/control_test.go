@@ -229,3 +229,35 @@ func TestPauseMountGoing(t *testing.T) {
 	}
 	release()
 }
+
+// TestMountWaitsForGoingMount: a new writable mount of a directory whose previous mount is still
+// exiting (it holds the lock, its socket is gone) waits for the lock instead of being refused; one whose
+// holder answers on its socket is refused. `imgfs unmount M && imgfs mount --upper U ...` met
+// the first case.
+func TestMountWaitsForGoingMount(t *testing.T) {
+	t.Setenv("XDG_RUNTIME_DIR", t.TempDir())
+	dir := t.TempDir()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	old, err := lockUpper(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.AfterFunc(500*time.Millisecond, func() { old.Close() }) // the old daemon exits
+	lk, err := lockUpperWaiting(dir)
+	if err != nil {
+		t.Fatalf("mount after the old mount went away: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ctl, err := serveControl(ctx, lk, &fakeFreezer{}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ctl.mounted(t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lockUpperWaiting(dir); !errors.Is(err, errUpperBusy) {
+		t.Fatalf("second mount beside a live one: %v, want errUpperBusy", err)
+	}
+	lk.Close()
+}

@@ -76,7 +76,7 @@ func runMount(c *cli.Context) error {
 	var lock *upperLock
 	if upperDir != "" {
 		// One writable mount per upper directory, whatever path names it: held until this process ends.
-		if lock, err = lockUpper(upperDir); errors.Is(err, errUpperBusy) {
+		if lock, err = lockUpperWaiting(upperDir); errors.Is(err, errUpperBusy) {
 			return fmt.Errorf("upper directory %s is %w", upperDir, err)
 		} else if err != nil {
 			return err

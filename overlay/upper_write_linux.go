@@ -35,7 +35,7 @@ func ignorable(err error) bool {
 
 // applyMeta gives name in d the attributes a and xattrs xs: owner, xattrs (after chown, which clears
 // file capabilities), mode (after chown, which clears setuid bits), then times.
-func (s *upperState) applyMeta(d udir, name string, a Attr, xs []index.Xattr) error {
+func (s *upperState) applyMeta(d upperDirFD, name string, a Attr, xs []index.Xattr) error {
 	if err := d.chown(name, int(a.UID), int(a.GID)); err != nil {
 		if s.fs.priv || !ignorable(err) {
 			return err
@@ -143,12 +143,12 @@ func (s *upperState) copyUpDir(p Node, name string, n Node) error {
 	if err := pd.stat(name, &st); err != nil {
 		return err
 	}
-	s.addRec(n, []uname{{p, name}}, index.TypeDir, st.Ino, false)
+	s.addRec(n, []nameLoc{{p, name}}, index.TypeDir, st.Ino, false)
 	return nil
 }
 
 // restoreTimes puts directory d's times back to st's: a copy-up does not change the view.
-func (s *upperState) restoreTimes(d udir, st *unix.Stat_t) {
+func (s *upperState) restoreTimes(d upperDirFD, st *unix.Stat_t) {
 	if err := d.setTimes("", st); err != nil {
 		s.log.Debug("overlay: restoring a directory's times", "path", d.rel, "err", err)
 	}
@@ -199,12 +199,12 @@ func (s *upperState) resolveDir(p string) (Node, error) {
 
 // lowerNames returns every name under which the view shows lower node n (entry f): its own path and
 // the paths of the hard links that resolve to it, where they still show n.
-func (s *upperState) lowerNames(n Node, f frame) ([]uname, error) {
+func (s *upperState) lowerNames(n Node, f frame) ([]nameLoc, error) {
 	paths := []string{s.v.layers[f.layer].Path(f.id)}
 	for _, k := range s.linkTargets(f) {
 		paths = append(paths, s.v.layers[k.layer].Path(k.id))
 	}
-	var out []uname
+	var out []nameLoc
 	for _, p := range paths {
 		dir, base := "", p
 		if i := strings.LastIndexByte(p, '/'); i >= 0 {
@@ -218,7 +218,7 @@ func (s *upperState) lowerNames(n Node, f frame) ([]uname, error) {
 		if err != nil || a.Node != n {
 			continue
 		}
-		if l := (uname{parent, base}); !slices.Contains(out, l) {
+		if l := (nameLoc{parent, base}); !slices.Contains(out, l) {
 			out = append(out, l)
 		}
 	}
@@ -252,14 +252,9 @@ func (s *upperState) copyUpKeep(n Node, keep int64) error {
 	case index.TypeHardlink:
 		return ErrInvalid
 	}
-	names, err := s.lowerNames(n, f)
+	names, err := s.prepareCopyUp(n, f)
 	if err != nil {
 		return err
-	}
-	for _, nm := range names {
-		if err := s.ensureDir(nm.parent); err != nil {
-			return err
-		}
 	}
 	a, err := s.v.lowerAttr(n)
 	if err != nil {
@@ -269,8 +264,7 @@ func (s *upperState) copyUpKeep(n Node, keep int64) error {
 	if err != nil {
 		return err
 	}
-	first := names[0]
-	pd, err := s.dirOf(first.parent, false)
+	pd, err := s.dirOf(names[0].parent, false)
 	if err != nil {
 		return err
 	}
@@ -279,46 +273,7 @@ func (s *upperState) copyUpKeep(n Node, keep int64) error {
 	if err := pd.stat("", &pst); err != nil {
 		return err
 	}
-	l := s.v.layers[f.layer]
-	var tmp string
-	switch e.Type {
-	case index.TypeRegular:
-		var file *os.File
-		tmp, err = pd.makeTemp(func(t string) error {
-			fd, err := pd.openChild(t, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, 0o600)
-			if err == nil {
-				file = os.NewFile(uintptr(fd), filepath.Join(s.fs.dir, pd.path(t)))
-			}
-			return err
-		})
-		if err == nil {
-			size := e.Size
-			if keep >= 0 {
-				size = min(size, keep)
-			}
-			err = copyData(file, l, f.id, size)
-			if cerr := file.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				pd.unlink(tmp, false)
-				err = fmt.Errorf("copying up %s: %w", l.Path(f.id), err)
-			}
-		}
-	case index.TypeSymlink:
-		tmp, err = pd.makeTemp(func(t string) error { return pd.symlink(l.LinkName(f.id), t) })
-	case index.TypeFIFO:
-		tmp, err = pd.makeTemp(func(t string) error { return pd.mknod(t, unix.S_IFIFO|0o600, 0) })
-	case index.TypeChar, index.TypeBlock:
-		mode := uint32(unix.S_IFCHR)
-		if e.Type == index.TypeBlock {
-			mode = unix.S_IFBLK
-		}
-		dev := unix.Mkdev(e.Devmajor, e.Devminor)
-		tmp, err = pd.makeTemp(func(t string) error { return pd.mknod(t, mode|0o600, dev) })
-	default:
-		err = ErrInvalid
-	}
+	tmp, err := s.copyTemp(pd, f, e, keep)
 	if err != nil {
 		return err
 	}
@@ -326,6 +281,73 @@ func (s *upperState) copyUpKeep(n Node, keep int64) error {
 		pd.unlink(tmp, false)
 		return err
 	}
+	return s.installCopyUp(n, e.Type, pd, &pst, tmp, names)
+}
+
+// prepareCopyUp returns the names of lower node n (of frame f) and gives each of their parents its upper
+// directory.
+func (s *upperState) prepareCopyUp(n Node, f frame) ([]nameLoc, error) {
+	names, err := s.lowerNames(n, f)
+	if err != nil {
+		return nil, err
+	}
+	for _, nm := range names {
+		if err := s.ensureDir(nm.parent); err != nil {
+			return nil, err
+		}
+	}
+	return names, nil
+}
+
+// copyTemp makes a temporary copy in pd of member e of frame f, with its data up to keep bytes (keep <
+// 0: all of it), and returns its name.
+func (s *upperState) copyTemp(pd upperDirFD, f frame, e index.Entry, keep int64) (string, error) {
+	l := s.v.layers[f.layer]
+	switch e.Type {
+	case index.TypeRegular:
+		var file *os.File
+		tmp, err := pd.makeTemp(func(t string) error {
+			fd, err := pd.openChild(t, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, 0o600)
+			if err == nil {
+				file = os.NewFile(uintptr(fd), filepath.Join(s.fs.dir, pd.path(t)))
+			}
+			return err
+		})
+		if err != nil {
+			return "", err
+		}
+		size := e.Size
+		if keep >= 0 {
+			size = min(size, keep)
+		}
+		err = copyData(file, l, f.id, size)
+		if cerr := file.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			pd.unlink(tmp, false)
+			return "", fmt.Errorf("copying up %s: %w", l.Path(f.id), err)
+		}
+		return tmp, nil
+	case index.TypeSymlink:
+		return pd.makeTemp(func(t string) error { return pd.symlink(l.LinkName(f.id), t) })
+	case index.TypeFIFO:
+		return pd.makeTemp(func(t string) error { return pd.mknod(t, unix.S_IFIFO|0o600, 0) })
+	case index.TypeChar, index.TypeBlock:
+		mode := uint32(unix.S_IFCHR)
+		if e.Type == index.TypeBlock {
+			mode = unix.S_IFBLK
+		}
+		dev := unix.Mkdev(e.Devmajor, e.Devminor)
+		return pd.makeTemp(func(t string) error { return pd.mknod(t, mode|0o600, dev) })
+	}
+	return "", ErrInvalid
+}
+
+// installCopyUp renames temporary tmp of pd (whose times were pst) to the first of names, links it
+// under the others and records node n (of type typ) as upper.
+func (s *upperState) installCopyUp(n Node, typ index.Type, pd upperDirFD, pst *unix.Stat_t, tmp string, names []nameLoc) error {
+	first := names[0]
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := pd.rename(tmp, pd, first.name, unix.RENAME_NOREPLACE); err != nil {
@@ -336,23 +358,23 @@ func (s *upperState) copyUpKeep(n Node, keep int64) error {
 	if err := pd.stat(first.name, &st); err != nil {
 		return err
 	}
-	locs := []uname{first}
+	locs := []nameLoc{first}
 	for _, o := range names[1:] {
 		if err := s.linkAt(pd, first.name, o); err != nil {
-			s.addRec(n, locs, e.Type, st.Ino, false)
+			s.addRec(n, locs, typ, st.Ino, false)
 			s.gen.Add(1)
 			return err
 		}
 		locs = append(locs, o)
 	}
-	s.restoreTimes(pd, &pst)
-	s.addRec(n, locs, e.Type, st.Ino, false)
+	s.restoreTimes(pd, pst)
+	s.addRec(n, locs, typ, st.Ino, false)
 	s.gen.Add(1)
 	return nil
 }
 
 // linkAt links name of d as o, keeping o's directory times.
-func (s *upperState) linkAt(d udir, name string, o uname) error {
+func (s *upperState) linkAt(d upperDirFD, name string, o nameLoc) error {
 	od, err := s.dirOf(o.parent, false)
 	if err != nil {
 		return err
@@ -444,7 +466,7 @@ func allZero(b []byte) bool {
 
 // install moves temporary entry tmp of d to name: when name holds a whiteout it replaces it (a
 // directory is exchanged with it, then the whiteout removed).
-func (s *upperState) install(d udir, tmp, name string, dir, overWhiteout bool) error {
+func (s *upperState) install(d upperDirFD, tmp, name string, dir, overWhiteout bool) error {
 	switch {
 	case !overWhiteout:
 		return d.rename(tmp, d, name, unix.RENAME_NOREPLACE)
@@ -462,7 +484,7 @@ func (s *upperState) install(d udir, tmp, name string, dir, overWhiteout bool) e
 
 // newEntry makes a new entry called name in directory p, of type typ, owned by c with mode, made by mk
 // under a temporary name and then moved into place. Caller holds wmu.
-func (s *upperState) newEntry(p Node, name string, typ index.Type, mode uint32, c Caller, mk func(d udir, tmp string) error) (Attr, error) {
+func (s *upperState) newEntry(p Node, name string, typ index.Type, mode uint32, c Caller, mk func(d upperDirFD, tmp string) error) (Attr, error) {
 	if err := checkNewName(name); err != nil {
 		return Attr{}, err
 	}
@@ -492,7 +514,7 @@ func (s *upperState) newEntry(p Node, name string, typ index.Type, mode uint32, 
 	if err != nil {
 		return Attr{}, err
 	}
-	if kind == uEntry {
+	if kind == upperEntry {
 		return Attr{}, ErrExist
 	}
 	uid, gid := c.UID, c.GID
@@ -502,7 +524,7 @@ func (s *upperState) newEntry(p Node, name string, typ index.Type, mode uint32, 
 			mode |= unix.S_ISGID
 		}
 	}
-	opaque := typ == index.TypeDir && kind == uWhiteout && s.lowerDirAt(p, name)
+	opaque := typ == index.TypeDir && kind == upperWhiteout && s.lowerDirAt(p, name)
 	tmp, err := pd.makeTemp(func(t string) error { return mk(pd, t) })
 	if err != nil {
 		return Attr{}, err
@@ -526,7 +548,7 @@ func (s *upperState) newEntry(p Node, name string, typ index.Type, mode uint32, 
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.install(pd, tmp, name, typ == index.TypeDir, kind == uWhiteout); err != nil {
+	if err := s.install(pd, tmp, name, typ == index.TypeDir, kind == upperWhiteout); err != nil {
 		return fail(err)
 	}
 	var st unix.Stat_t
@@ -534,7 +556,7 @@ func (s *upperState) newEntry(p Node, name string, typ index.Type, mode uint32, 
 		return Attr{}, err
 	}
 	n := s.newNode()
-	s.addRec(n, []uname{{p, name}}, typ, st.Ino, opaque)
+	s.addRec(n, []nameLoc{{p, name}}, typ, st.Ino, opaque)
 	return s.attrOf(n, &st), nil
 }
 
@@ -543,7 +565,7 @@ func (s *upperState) create(p Node, name string, mode uint32, c Caller) (Attr, W
 	defer s.wmu.Unlock()
 	var file *os.File
 	var fd int
-	a, err := s.newEntry(p, name, index.TypeRegular, mode, c, func(d udir, t string) error {
+	a, err := s.newEntry(p, name, index.TypeRegular, mode, c, func(d upperDirFD, t string) error {
 		var err error
 		fd, err = d.openChild(t, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, 0o600)
 		if err == nil {
@@ -566,7 +588,7 @@ func (s *upperState) create(p Node, name string, mode uint32, c Caller) (Attr, W
 func (s *upperState) mkdir(p Node, name string, mode uint32, c Caller) (Attr, error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	return s.newEntry(p, name, index.TypeDir, mode, c, func(d udir, t string) error { return d.mkdir(t, 0o700) })
+	return s.newEntry(p, name, index.TypeDir, mode, c, func(d upperDirFD, t string) error { return d.mkdir(t, 0o700) })
 }
 
 func (s *upperState) mknod(p Node, name string, typ index.Type, mode uint32, major, minor uint32, c Caller) (Attr, error) {
@@ -591,7 +613,7 @@ func (s *upperState) mknod(p Node, name string, typ index.Type, mode uint32, maj
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	dev := unix.Mkdev(major, minor)
-	return s.newEntry(p, name, typ, mode, c, func(d udir, t string) error { return d.mknod(t, fmtBits|0o600, dev) })
+	return s.newEntry(p, name, typ, mode, c, func(d upperDirFD, t string) error { return d.mknod(t, fmtBits|0o600, dev) })
 }
 
 func (s *upperState) symlink(p Node, name, target string, c Caller) (Attr, error) {
@@ -600,7 +622,7 @@ func (s *upperState) symlink(p Node, name, target string, c Caller) (Attr, error
 	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	return s.newEntry(p, name, index.TypeSymlink, 0o777, c, func(d udir, t string) error { return d.symlink(target, t) })
+	return s.newEntry(p, name, index.TypeSymlink, 0o777, c, func(d upperDirFD, t string) error { return d.symlink(target, t) })
 }
 
 func (s *upperState) link(target, np Node, nn string) (Attr, error) {
@@ -656,7 +678,7 @@ func (s *upperState) link(target, np Node, nn string) (Attr, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if kind == uWhiteout {
+	if kind == upperWhiteout {
 		tmp, err := nd.makeTemp(func(t string) error { return td.link(r.locs[0].name, nd, t) })
 		if err != nil {
 			return Attr{}, err
@@ -668,7 +690,7 @@ func (s *upperState) link(target, np Node, nn string) (Attr, error) {
 	} else if err := td.link(r.locs[0].name, nd, nn); err != nil {
 		return Attr{}, err
 	}
-	s.addLoc(target, uname{np, nn})
+	s.addLoc(target, nameLoc{np, nn})
 	if err := nd.stat(nn, &st); err != nil {
 		return Attr{}, err
 	}
@@ -676,7 +698,7 @@ func (s *upperState) link(target, np Node, nn string) (Attr, error) {
 }
 
 // whiteoutAt makes name of upper directory d (of node p) a whiteout.
-func (s *upperState) whiteoutAt(p Node, d udir, name string) error {
+func (s *upperState) whiteoutAt(p Node, d upperDirFD, name string) error {
 	x, err := d.whiteout(name)
 	if x {
 		t := true
@@ -686,7 +708,7 @@ func (s *upperState) whiteoutAt(p Node, d udir, name string) error {
 }
 
 // replaceWithWhiteout replaces entry name of upper directory d (of node p) by a whiteout, atomically.
-func (s *upperState) replaceWithWhiteout(p Node, d udir, name string, dir bool) error {
+func (s *upperState) replaceWithWhiteout(p Node, d upperDirFD, name string, dir bool) error {
 	var x bool
 	tmp, err := d.makeTemp(func(t string) error {
 		var err error
@@ -717,18 +739,21 @@ func (s *upperState) replaceWithWhiteout(p Node, d udir, name string, dir bool) 
 	return nil
 }
 
-func (s *upperState) unlink(p Node, name string) error {
+func (s *upperState) unlink(p Node, name string) error { return s.remove(p, name, false) }
+
+func (s *upperState) rmdir(p Node, name string) error { return s.remove(p, name, true) }
+
+// remove is unlink (dir false) and rmdir (dir true), one rule: the name goes from the upper directory,
+// and a whiteout takes its place where the layers show something under it.
+func (s *upperState) remove(p Node, name string, dir bool) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	a, err := s.lookupLocked(p, name)
+	a, err := s.checkRemove(p, name, dir)
 	if err != nil {
 		return err
 	}
-	if a.Type == index.TypeDir {
-		return ErrIsDir
-	}
 	n := a.Node
-	if !s.has(n) && s.v.nlink(n) > 1 {
+	if !dir && !s.has(n) && s.v.nlink(n) > 1 {
 		// Keep the other names of a hard-linked lower file one node: copy them all up first.
 		if err := s.copyUp(n); err != nil {
 			return err
@@ -752,21 +777,51 @@ func (s *upperState) unlink(p Node, name string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch kind {
-	case uEntry:
+	case upperEntry:
+		if dir {
+			if err := s.clearDir(n); err != nil {
+				return err
+			}
+		}
 		if lowerHas {
-			err = s.replaceWithWhiteout(p, pd, name, false)
+			err = s.replaceWithWhiteout(p, pd, name, dir)
 		} else {
-			err = pd.unlink(name, false)
+			err = pd.unlink(name, dir)
 		}
 		if err != nil {
 			return err
 		}
-		s.dropLoc(n, uname{p, name}, st.Nlink <= 1)
+		if dir {
+			s.dropDir(n, nameLoc{p, name})
+		} else {
+			s.dropLoc(n, nameLoc{p, name}, st.Nlink <= 1)
+		}
 		return nil
-	case uAbsent:
+	case upperAbsent:
 		return s.whiteoutAt(p, pd, name)
 	}
 	return ErrNotExist
+}
+
+// checkRemove looks name of p up and makes the checks of unlink(2) (dir false) or rmdir(2) (dir true).
+func (s *upperState) checkRemove(p Node, name string, dir bool) (Attr, error) {
+	a, err := s.lookupLocked(p, name)
+	if err != nil {
+		return Attr{}, err
+	}
+	switch {
+	case dir && a.Type != index.TypeDir:
+		return Attr{}, ErrNotDir
+	case !dir && a.Type == index.TypeDir:
+		return Attr{}, ErrIsDir
+	case dir:
+		if d, err := s.readDirLocked(a.Node); err != nil {
+			return Attr{}, err
+		} else if d.Len() > 0 {
+			return Attr{}, ErrNotEmpty
+		}
+	}
+	return a, nil
 }
 
 // clearDir removes what upper directory n holds besides its merged entries (whiteouts, leftover
@@ -789,7 +844,7 @@ func (s *upperState) clearDir(n Node) error {
 			if err != nil {
 				return err
 			}
-			if kind == uEntry {
+			if kind == upperEntry {
 				return ErrNotEmpty
 			}
 		}
@@ -823,7 +878,7 @@ func (s *upperState) listUpperAll(n Node) ([]string, error) {
 }
 
 // dropDir forgets directory n, removed from name l.
-func (s *upperState) dropDir(n Node, l uname) {
+func (s *upperState) dropDir(n Node, l nameLoc) {
 	s.rmu.Lock()
 	defer s.rmu.Unlock()
 	s.nsGen.Add(2)
@@ -831,59 +886,6 @@ func (s *upperState) dropDir(n Node, l uname) {
 		delete(s.byName, l)
 	}
 	delete(s.recs, n)
-}
-
-func (s *upperState) rmdir(p Node, name string) error {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	a, err := s.lookupLocked(p, name)
-	if err != nil {
-		return err
-	}
-	if a.Type != index.TypeDir {
-		return ErrNotDir
-	}
-	if d, err := s.readDirLocked(a.Node); err != nil {
-		return err
-	} else if d.Len() > 0 {
-		return ErrNotEmpty
-	}
-	if err := s.ensureDir(p); err != nil {
-		return err
-	}
-	pd, err := s.dirOf(p, false)
-	if err != nil {
-		return err
-	}
-	defer pd.close()
-	pr, _ := s.get(p)
-	lowerHas := s.lowerHas(p, name)
-	var st unix.Stat_t
-	kind, err := s.classify(pd, name, &st, pr.xwh)
-	if err != nil {
-		return err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	switch kind {
-	case uEntry:
-		if err := s.clearDir(a.Node); err != nil {
-			return err
-		}
-		if lowerHas {
-			err = s.replaceWithWhiteout(p, pd, name, true)
-		} else {
-			err = pd.unlink(name, true)
-		}
-		if err != nil {
-			return err
-		}
-		s.dropDir(a.Node, uname{p, name})
-		return nil
-	case uAbsent:
-		return s.whiteoutAt(p, pd, name)
-	}
-	return ErrNotExist
 }
 
 // isAncestor reports whether directory a is n or one of n's parents.
@@ -931,84 +933,30 @@ func (s *upperState) prepareMove(a Attr) error {
 	return s.copyUp(a.Node)
 }
 
+// renameOp is one rename: what checkRename found, then what planRename read of the upper directory.
+type renameOp struct {
+	from, to    nameLoc
+	src, dst    Attr
+	exists      bool // dst names an entry of the view
+	exch        bool // RenameExchange
+	srcOpaque   bool // src is a directory landing where the layers show one
+	dstOpaque   bool // likewise dst, exchanged onto from
+	needWh      bool // the layers show something at from once src has left it
+	dkind       upperKind
+	dstSt       unix.Stat_t
+	dstDirXattr bool // to's directory may hold xattr whiteouts
+}
+
 func (s *upperState) rename(op Node, on string, np Node, nn string, flags RenameFlags) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	defer func() {
-		// The directories made complete no longer merge a lower one where they are now.
-		if fn := s.onDirCopyUp.Load(); fn != nil {
-			for _, n := range s.completed {
-				(*fn)(n)
-			}
-		}
-		s.completed = s.completed[:0]
-	}()
-	if flags&^(RenameNoReplace|RenameExchange) != 0 || flags == RenameNoReplace|RenameExchange {
-		return ErrInvalid
-	}
-	if err := checkName(on); err != nil {
+	defer s.notifyCompleted()
+	r, err := s.checkRename(nameLoc{op, on}, nameLoc{np, nn}, flags)
+	if err != nil || r == nil {
 		return err
 	}
-	if err := checkNewName(nn); err != nil {
+	if err := s.prepareRename(r); err != nil {
 		return err
-	}
-	exch := flags&RenameExchange != 0
-	src, err := s.lookupLocked(op, on)
-	if err != nil {
-		return err
-	}
-	dst, err := s.lookupLocked(np, nn)
-	exists := err == nil
-	if err != nil && !errors.Is(err, ErrNotExist) {
-		return err
-	}
-	// The checks of rename(2), in its order.
-	switch {
-	case flags&RenameNoReplace != 0 && exists:
-		return ErrExist
-	case exch && !exists:
-		return ErrNotExist
-	case src.Type == index.TypeDir && s.isAncestor(src.Node, np):
-		return ErrInvalid // a directory cannot move below itself
-	case exists && dst.Type == index.TypeDir && s.isAncestor(dst.Node, op):
-		if exch {
-			return ErrInvalid
-		}
-		return ErrNotEmpty
-	case exists && dst.Node == src.Node:
-		return nil // two names of one file (or the same name): nothing to do
-	}
-	if exists && !exch {
-		switch {
-		case src.Type == index.TypeDir && dst.Type != index.TypeDir:
-			return ErrNotDir
-		case src.Type != index.TypeDir && dst.Type == index.TypeDir:
-			return ErrIsDir
-		case dst.Type == index.TypeDir:
-			if d, err := s.readDirLocked(dst.Node); err != nil {
-				return err
-			} else if d.Len() > 0 {
-				return ErrNotEmpty
-			}
-		}
-	}
-	if err := s.ensureDir(op); err != nil {
-		return err
-	}
-	if err := s.ensureDir(np); err != nil {
-		return err
-	}
-	if err := s.prepareMove(src); err != nil {
-		return err
-	}
-	if exch {
-		if err := s.prepareMove(dst); err != nil {
-			return err
-		}
-	} else if exists && dst.Type != index.TypeDir && !s.has(dst.Node) && s.v.nlink(dst.Node) > 1 {
-		if err := s.copyUp(dst.Node); err != nil {
-			return err
-		}
 	}
 	od, err := s.dirOf(op, false)
 	if err != nil {
@@ -1020,110 +968,217 @@ func (s *upperState) rename(op Node, on string, np Node, nn string, flags Rename
 		return err
 	}
 	defer nd.close()
-	npr, _ := s.get(np)
-	// A directory that lands where the layers show a directory hides it: make it opaque.
-	srcOpaque := src.Type == index.TypeDir && s.lowerDirAt(np, nn)
-	dstOpaque := exch && dst.Type == index.TypeDir && s.lowerDirAt(op, on)
-	needWh := !exch && s.lowerHas(op, on)
-	var dstSt unix.Stat_t
-	dkind, err := s.classify(nd, nn, &dstSt, npr.xwh)
-	if err != nil {
+	if err := s.planRename(r, nd); err != nil {
 		return err
 	}
+	return s.applyRename(r, od, nd)
+}
 
+// notifyCompleted tells OnDirCopyUp of the directories made complete by the rename that ends: they no
+// longer merge a lower one where they are now.
+func (s *upperState) notifyCompleted() {
+	if fn := s.onDirCopyUp.Load(); fn != nil {
+		for _, n := range s.completed {
+			(*fn)(n)
+		}
+	}
+	s.completed = s.completed[:0]
+}
+
+// checkRename makes the checks of rename(2), in its order, and looks up both names. A nil renameOp
+// without an error means there is nothing to do.
+func (s *upperState) checkRename(from, to nameLoc, flags RenameFlags) (*renameOp, error) {
+	if flags&^(RenameNoReplace|RenameExchange) != 0 || flags == RenameNoReplace|RenameExchange {
+		return nil, ErrInvalid
+	}
+	if err := checkName(from.name); err != nil {
+		return nil, err
+	}
+	if err := checkNewName(to.name); err != nil {
+		return nil, err
+	}
+	r := &renameOp{from: from, to: to, exch: flags&RenameExchange != 0}
+	var err error
+	if r.src, err = s.lookupLocked(from.parent, from.name); err != nil {
+		return nil, err
+	}
+	r.dst, err = s.lookupLocked(to.parent, to.name)
+	r.exists = err == nil
+	if err != nil && !errors.Is(err, ErrNotExist) {
+		return nil, err
+	}
+	src, dst, exists, exch := r.src, r.dst, r.exists, r.exch
+	switch {
+	case flags&RenameNoReplace != 0 && exists:
+		return nil, ErrExist
+	case exch && !exists:
+		return nil, ErrNotExist
+	case src.Type == index.TypeDir && s.isAncestor(src.Node, to.parent):
+		return nil, ErrInvalid // a directory cannot move below itself
+	case exists && dst.Type == index.TypeDir && s.isAncestor(dst.Node, from.parent):
+		if exch {
+			return nil, ErrInvalid
+		}
+		return nil, ErrNotEmpty
+	case exists && dst.Node == src.Node:
+		return nil, nil // two names of one file (or the same name): nothing to do
+	}
+	if exists && !exch {
+		switch {
+		case src.Type == index.TypeDir && dst.Type != index.TypeDir:
+			return nil, ErrNotDir
+		case src.Type != index.TypeDir && dst.Type == index.TypeDir:
+			return nil, ErrIsDir
+		case dst.Type == index.TypeDir:
+			if d, err := s.readDirLocked(dst.Node); err != nil {
+				return nil, err
+			} else if d.Len() > 0 {
+				return nil, ErrNotEmpty
+			}
+		}
+	}
+	return r, nil
+}
+
+// prepareRename copies up what the rename moves: both parents, the moved entries (directories made
+// complete), and a replaced file with other names, which must keep its data under them.
+func (s *upperState) prepareRename(r *renameOp) error {
+	if err := s.ensureDir(r.from.parent); err != nil {
+		return err
+	}
+	if err := s.ensureDir(r.to.parent); err != nil {
+		return err
+	}
+	if err := s.prepareMove(r.src); err != nil {
+		return err
+	}
+	if r.exch {
+		return s.prepareMove(r.dst)
+	}
+	if r.exists && r.dst.Type != index.TypeDir && !s.has(r.dst.Node) && s.v.nlink(r.dst.Node) > 1 {
+		return s.copyUp(r.dst.Node)
+	}
+	return nil
+}
+
+// planRename reads what the move must do in the upper directory: opaque markers, a whiteout left at the
+// old name, and what the new name of nd holds now.
+func (s *upperState) planRename(r *renameOp, nd upperDirFD) error {
+	npr, _ := s.get(r.to.parent)
+	r.dstDirXattr = npr.xwh
+	// A directory that lands where the layers show a directory hides it: make it opaque.
+	r.srcOpaque = r.src.Type == index.TypeDir && s.lowerDirAt(r.to.parent, r.to.name)
+	r.dstOpaque = r.exch && r.dst.Type == index.TypeDir && s.lowerDirAt(r.from.parent, r.from.name)
+	r.needWh = !r.exch && s.lowerHas(r.from.parent, r.from.name)
+	var err error
+	r.dkind, err = s.classify(nd, r.to.name, &r.dstSt, npr.xwh)
+	return err
+}
+
+// applyRename makes the move in the upper directory (od holds the old name, nd the new one) and in the
+// records.
+func (s *upperState) applyRename(r *renameOp, od, nd upperDirFD) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	on, nn := r.from.name, r.to.name
 	t := true
-	if srcOpaque {
+	if r.srcOpaque {
 		if err := od.setxattr(on, s.fs.ns+xOpaque, []byte("y"), 0); err != nil {
 			return err
 		}
-		s.setFlags(src.Node, &t, nil)
+		s.setFlags(r.src.Node, &t, nil)
 	}
-	if dstOpaque {
+	if r.dstOpaque {
 		if err := nd.setxattr(nn, s.fs.ns+xOpaque, []byte("y"), 0); err != nil {
 			return err
 		}
-		s.setFlags(dst.Node, &t, nil)
+		s.setFlags(r.dst.Node, &t, nil)
 	}
-	if exists && !exch && dst.Type == index.TypeDir && dkind == uEntry {
-		if err := s.clearDir(dst.Node); err != nil {
+	if r.exists && !r.exch && r.dst.Type == index.TypeDir && r.dkind == upperEntry {
+		if err := s.clearDir(r.dst.Node); err != nil {
 			return err
 		}
 	}
-	from, to := uname{op, on}, uname{np, nn}
-	switch {
-	case exch:
+	if r.exch {
 		if err := od.rename(on, nd, nn, unix.RENAME_EXCHANGE); err != nil {
 			return err
 		}
-		s.swapLocs(src.Node, from, dst.Node, to)
-		if src.Type == index.TypeDir {
+		s.swapLocs(r.src.Node, r.from, r.dst.Node, r.to)
+		if r.src.Type == index.TypeDir {
 			s.scrub(nd, nn)
 		}
-		if dst.Type == index.TypeDir {
+		if r.dst.Type == index.TypeDir {
 			s.scrub(od, on)
 		}
 		return nil
-	case src.Type == index.TypeDir && dkind == uWhiteout:
+	}
+	if err := s.moveEntry(r, od, nd); err != nil {
+		return err
+	}
+	if r.exists && r.dkind == upperEntry {
+		if r.dst.Type == index.TypeDir {
+			s.dropDir(r.dst.Node, r.to)
+		} else {
+			s.dropLoc(r.dst.Node, r.to, r.dstSt.Nlink <= 1)
+		}
+	}
+	s.moveLoc(r.src.Node, r.from, r.to)
+	if r.src.Type == index.TypeDir {
+		s.scrub(nd, nn)
+	}
+	return nil
+}
+
+// moveEntry renames the entry of a rename that is not an exchange, leaving a whiteout at the old name
+// when the layers show something there.
+func (s *upperState) moveEntry(r *renameOp, od, nd upperDirFD) error {
+	op, on, nn := r.from.parent, r.from.name, r.to.name
+	switch {
+	case r.src.Type == index.TypeDir && r.dkind == upperWhiteout:
 		// A directory cannot replace a whiteout file: exchange them, the whiteout lands on the old name.
 		if err := od.rename(on, nd, nn, unix.RENAME_EXCHANGE); err != nil {
 			return err
 		}
-		if !needWh {
-			if err := od.unlink(on, false); err != nil {
-				return err
-			}
-		} else if npr.xwh {
+		if !r.needWh {
+			return od.unlink(on, false)
+		}
+		if r.dstDirXattr {
 			if err := od.markXwh(); err != nil {
 				return err
 			}
+			t := true
 			s.setFlags(op, nil, &t)
 		}
-	case needWh && !s.fs.xwh:
+		return nil
+	case r.needWh && !s.fs.xwh:
 		err := od.rename(on, nd, nn, unix.RENAME_WHITEOUT)
 		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EPERM) {
 			if err = od.rename(on, nd, nn, 0); err == nil {
 				err = s.whiteoutAt(op, od, on)
 			}
 		}
-		if err != nil {
-			return err
-		}
+		return err
 	default:
 		if err := od.rename(on, nd, nn, 0); err != nil {
 			return err
 		}
-		if needWh {
-			if err := s.whiteoutAt(op, od, on); err != nil {
-				return err
-			}
+		if r.needWh {
+			return s.whiteoutAt(op, od, on)
 		}
+		return nil
 	}
-	if exists && dkind == uEntry {
-		if dst.Type == index.TypeDir {
-			s.dropDir(dst.Node, to)
-		} else {
-			s.dropLoc(dst.Node, to, dstSt.Nlink <= 1)
-		}
-	}
-	s.moveLoc(src.Node, from, to)
-	if src.Type == index.TypeDir {
-		s.scrub(nd, nn)
-	}
-	return nil
 }
 
 // scrub removes the whiteouts below directory name of d, which has just moved: nothing of the layers
 // shows below it any more (it was made complete, and is opaque where a lower directory shows), and
 // overlayfs lists the whiteouts of a directory that does not merge a lower one.
-func (s *upperState) scrub(d udir, name string) {
+func (s *upperState) scrub(d upperDirFD, name string) {
 	fd, err := d.openChild(name, unix.O_RDONLY|unix.O_DIRECTORY, 0)
 	if err != nil {
 		s.log.Warn("overlay: removing stale whiteouts", "path", d.path(name), "err", err)
 		return
 	}
-	sub := udir{u: s.fs, fd: fd, rel: d.path(name)}
+	sub := upperDirFD{u: s.fs, fd: fd, rel: d.path(name)}
 	defer sub.close()
 	var names, dirs []string
 	err = getdents(fd, func(_ uint64, dt uint8, n string) bool {
@@ -1141,7 +1196,7 @@ func (s *upperState) scrub(d udir, name string) {
 	}
 	for _, n := range names {
 		var st unix.Stat_t
-		if kind, err := s.classify(sub, n, &st, true); err == nil && kind == uWhiteout && st.Mode&unix.S_IFMT != unix.S_IFSOCK {
+		if kind, err := s.classify(sub, n, &st, true); err == nil && kind == upperWhiteout && st.Mode&unix.S_IFMT != unix.S_IFSOCK {
 			if err := sub.unlink(n, false); err != nil {
 				s.log.Warn("overlay: removing a stale whiteout", "path", sub.path(n), "err", err)
 			}
@@ -1153,9 +1208,9 @@ func (s *upperState) scrub(d udir, name string) {
 }
 
 // upTarget makes node n upper (copying it up) and returns where to reach it. Caller holds wmu.
-func (s *upperState) upTarget(n Node) (udir, string, error) {
+func (s *upperState) upTarget(n Node) (upperDirFD, string, error) {
 	if err := s.copyUp(n); err != nil {
-		return udir{}, "", err
+		return upperDirFD{}, "", err
 	}
 	return s.target(n)
 }
@@ -1222,7 +1277,7 @@ func (s *upperState) setAttr(n Node, in SetAttrIn) (Attr, error) {
 }
 
 // truncate sets the size of regular file name of d (d itself, an open file, when name is "").
-func (s *upperState) truncate(d udir, name string, size int64) error {
+func (s *upperState) truncate(d upperDirFD, name string, size int64) error {
 	if name == "" {
 		if err := unix.Ftruncate(d.fd, size); err != nil {
 			return d.err("truncate", "", err)

@@ -23,8 +23,9 @@ var (
 	// read-only.
 	ErrReadOnly = errors.New("overlay: read-only view")
 	// ErrReservedName means a name the upper directory's format reserves: a file name starting with
-	// ".wh." (whiteouts), or an extended attribute of overlayfs or imgfs (trusted.overlay.*,
-	// user.overlay.*, trusted.imgfs.*, user.imgfs.*).
+	// ".wh." (whiteouts), or an extended attribute of overlayfs (trusted.overlay.*, user.overlay.*) or
+	// imgfs's record of the base (trusted.imgfs.base, user.imgfs.base); other user.imgfs.* names are
+	// ordinary content.
 	ErrReservedName = errors.New("overlay: reserved name")
 	// ErrCrossDevice means that the upper directory refused to move an entry across file systems (a
 	// mount point inside it). Renaming lower directories does not fail with it: they are copied up.

@@ -48,13 +48,13 @@ type upperState struct {
 	opmu sync.RWMutex
 
 	rmu    sync.Mutex
-	recs   map[Node]*urec
-	byName map[uname]Node
+	recs   map[Node]*upperRecord
+	byName map[nameLoc]Node
 	byIno  map[uint64]Node
 
 	next  atomic.Uint64 // the last upper-only node number handed out
 	gen   atomic.Uint64 // copy-ups so far: lower handles compare it to switch to the upper copy
-	nsGen atomic.Uint64 // moves, opaque markers and removed directories so far (invalidates urec.low)
+	nsGen atomic.Uint64 // moves, opaque markers and removed directories so far (invalidates upperRecord.low)
 
 	linksOnce sync.Once
 	byTarget  []int32 // indexes of v.links sorted by target, for finding the names of a node
@@ -63,16 +63,16 @@ type upperState struct {
 	completed   []Node                     // directories made complete by the running rename (under wmu)
 }
 
-// uname is a name in a directory of the view.
-type uname struct {
+// nameLoc is a name in a directory of the view.
+type nameLoc struct {
 	parent Node
 	name   string
 }
 
-// urec is what the view remembers about a node with an entry in the upper directory. Its locs slice
+// upperRecord is what the view remembers about a node with an entry in the upper directory. Its locs slice
 // is never modified in place, so a copy of the record taken under rmu stays valid.
-type urec struct {
-	locs   []uname // its names (directories have one; the root none)
+type upperRecord struct {
+	locs   []nameLoc // its names (directories have one; the root none)
 	typ    index.Type
 	ino    uint64
 	opaque bool      // directories: the upper directory hides the lower one
@@ -102,7 +102,7 @@ func newUpperState(v *View, u *Upper) (*upperState, error) {
 	}
 	s := &upperState{
 		v: v, fs: u.sys, log: u.log,
-		recs: map[Node]*urec{}, byName: map[uname]Node{}, byIno: map[uint64]Node{},
+		recs: map[Node]*upperRecord{}, byName: map[nameLoc]Node{}, byIno: map[uint64]Node{},
 	}
 	root := s.rootDir()
 	if u.fresh {
@@ -115,7 +115,7 @@ func newUpperState(v *View, u *Upper) (*upperState, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.recs[Root] = &urec{typ: index.TypeDir, xwh: xwh}
+	s.recs[Root] = &upperRecord{typ: index.TypeDir, xwh: xwh}
 	u.bound = true
 	u.fresh = false
 	return s, nil
@@ -135,15 +135,17 @@ func (v *View) OnDirCopyUp(fn func(n Node)) {
 }
 
 // rootDir returns the upper directory's root (not to be closed).
-func (s *upperState) rootDir() udir { return udir{u: s.fs, fd: s.fs.root, rel: ".", borrowed: true} }
+func (s *upperState) rootDir() upperDirFD {
+	return upperDirFD{u: s.fs, fd: s.fs.root, rel: ".", borrowed: true}
+}
 
 // get returns a copy of node n's record.
-func (s *upperState) get(n Node) (urec, bool) {
+func (s *upperState) get(n Node) (upperRecord, bool) {
 	s.rmu.Lock()
 	defer s.rmu.Unlock()
 	r, ok := s.recs[n]
 	if !ok {
-		return urec{}, false
+		return upperRecord{}, false
 	}
 	return *r, true
 }
@@ -179,9 +181,9 @@ func (s *upperState) relPathLocked(n Node) (string, bool) {
 }
 
 // dirOf opens upper directory n (for listing when list is set).
-func (s *upperState) dirOf(n Node, list bool) (udir, error) {
+func (s *upperState) dirOf(n Node, list bool) (upperDirFD, error) {
 	if s.fs.closed.Load() {
-		return udir{}, s.fs.errp("open", ".", os.ErrClosed)
+		return upperDirFD{}, s.fs.errp("open", ".", os.ErrClosed)
 	}
 	if n == Root && !list {
 		return s.rootDir(), nil
@@ -190,7 +192,7 @@ func (s *upperState) dirOf(n Node, list bool) (udir, error) {
 	rel, ok := s.relPathLocked(n)
 	s.rmu.Unlock()
 	if !ok {
-		return udir{}, ErrNotExist
+		return upperDirFD{}, ErrNotExist
 	}
 	return s.fs.openDir(rel, list)
 }
@@ -198,62 +200,76 @@ func (s *upperState) dirOf(n Node, list bool) (udir, error) {
 // target returns the directory and name through which node n is reached in the upper directory: its
 // parent and its (first) name, the root itself with "", or for an unlinked open file its descriptor
 // with "".
-func (s *upperState) target(n Node) (udir, string, error) {
+func (s *upperState) target(n Node) (upperDirFD, string, error) {
 	if s.fs.closed.Load() {
-		return udir{}, "", s.fs.errp("open", ".", os.ErrClosed)
+		return upperDirFD{}, "", s.fs.errp("open", ".", os.ErrClosed)
 	}
 	if n == Root {
 		return s.rootDir(), "", nil
 	}
 	r, ok := s.get(n)
 	if !ok {
-		return udir{}, "", ErrNotExist
+		return upperDirFD{}, "", ErrNotExist
 	}
 	if len(r.locs) == 0 {
 		if len(r.files) > 0 {
-			return udir{u: s.fs, fd: r.files[0].fd, rel: ".", borrowed: true}, "", nil
+			return upperDirFD{u: s.fs, fd: r.files[0].fd, rel: ".", borrowed: true}, "", nil
 		}
-		return udir{}, "", ErrNotExist
+		return upperDirFD{}, "", ErrNotExist
 	}
 	d, err := s.dirOf(r.locs[0].parent, false)
 	if err != nil {
-		return udir{}, "", err
+		return upperDirFD{}, "", err
 	}
 	return d, r.locs[0].name, nil
 }
 
-// Kinds of entries of an upper directory.
+// upperKind is what a name of an upper directory holds, as classify sees it.
+type upperKind uint8
+
 const (
-	uAbsent = iota
-	uWhiteout
-	uEntry
+	upperAbsent   upperKind = iota // no entry of that name
+	upperWhiteout                  // a whiteout: a 0/0 character device, or an xattr whiteout where allowed
+	upperEntry                     // any other entry, which hides the lower one
 )
 
+func (k upperKind) String() string {
+	switch k {
+	case upperAbsent:
+		return "absent"
+	case upperWhiteout:
+		return "whiteout"
+	case upperEntry:
+		return "entry"
+	}
+	return fmt.Sprintf("upperKind(%d)", uint8(k))
+}
+
 // classify lstat()s name in upper directory d (whose record says xwh) into st and says what it is.
-func (s *upperState) classify(d udir, name string, st *unix.Stat_t, xwh bool) (int, error) {
+func (s *upperState) classify(d upperDirFD, name string, st *unix.Stat_t, xwh bool) (upperKind, error) {
 	if err := d.stat(name, st); err != nil {
 		if errors.Is(err, unix.ENOENT) {
-			return uAbsent, nil
+			return upperAbsent, nil
 		}
-		return uAbsent, err
+		return upperAbsent, err
 	}
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFCHR:
 		if ovlfmt.IsWhiteoutDevice(st.Rdev) {
-			return uWhiteout, nil
+			return upperWhiteout, nil
 		}
 	case unix.S_IFREG:
 		if xwh && st.Size == 0 {
 			wh, err := d.isXattrWhiteout(name, st)
 			if err != nil {
-				return uAbsent, err
+				return upperAbsent, err
 			}
 			if wh {
-				return uWhiteout, nil
+				return upperWhiteout, nil
 			}
 		}
 	}
-	return uEntry, nil
+	return upperEntry, nil
 }
 
 // typeOfDT returns the type of a directory entry of d_type dt; 0 when it must be lstat()ed.
@@ -320,7 +336,7 @@ func (s *upperState) lowerOf(n Node) stack {
 		return st
 	}
 	// Walk up to the root or to a directory whose stack is remembered, then down again.
-	var chain []*urec
+	var chain []*upperRecord
 	var names []string
 	st := s.v.root
 	for cur := n; cur != Root; {
@@ -393,8 +409,8 @@ type lowerHint struct {
 // name of a known inode shares its node; otherwise the entry takes the node the layers show at that
 // path when it is the same kind of thing with one name (a directory must not be opaque), else a new
 // upper-only node.
-func (s *upperState) nodeAt(p Node, name string, typ index.Type, ino uint64, d udir, hint *lowerHint) (Node, error) {
-	key := uname{p, name}
+func (s *upperState) nodeAt(p Node, name string, typ index.Type, ino uint64, d upperDirFD, hint *lowerHint) (Node, error) {
+	key := nameLoc{p, name}
 	s.rmu.Lock()
 	n, ok := s.knownLocked(key, typ, ino)
 	s.rmu.Unlock()
@@ -428,7 +444,7 @@ func (s *upperState) nodeAt(p Node, name string, typ index.Type, ino uint64, d u
 	} else {
 		n = s.newNode()
 	}
-	s.recs[n] = &urec{locs: []uname{key}, typ: typ, ino: ino, opaque: opaque, xwh: xwh}
+	s.recs[n] = &upperRecord{locs: []nameLoc{key}, typ: typ, ino: ino, opaque: opaque, xwh: xwh}
 	s.byName[key] = n
 	if typ != index.TypeDir {
 		s.byIno[ino] = n
@@ -438,7 +454,7 @@ func (s *upperState) nodeAt(p Node, name string, typ index.Type, ino uint64, d u
 
 // knownLocked returns the node of a known name, or of a known inode (adding the name to it). rmu is
 // held.
-func (s *upperState) knownLocked(key uname, typ index.Type, ino uint64) (Node, bool) {
+func (s *upperState) knownLocked(key nameLoc, typ index.Type, ino uint64) (Node, bool) {
 	if n, ok := s.byName[key]; ok {
 		return n, true
 	}
@@ -459,12 +475,12 @@ func (s *upperState) knownLocked(key uname, typ index.Type, ino uint64) (Node, b
 }
 
 // addRec records node n with names locs.
-func (s *upperState) addRec(n Node, locs []uname, typ index.Type, ino uint64, opaque bool) {
+func (s *upperState) addRec(n Node, locs []nameLoc, typ index.Type, ino uint64, opaque bool) {
 	s.rmu.Lock()
 	defer s.rmu.Unlock()
 	r := s.recs[n]
 	if r == nil {
-		r = &urec{}
+		r = &upperRecord{}
 		s.recs[n] = r
 	}
 	r.locs, r.typ, r.ino, r.opaque = locs, typ, ino, opaque
@@ -477,7 +493,7 @@ func (s *upperState) addRec(n Node, locs []uname, typ index.Type, ino uint64, op
 }
 
 // addLoc gives node n one more name.
-func (s *upperState) addLoc(n Node, l uname) {
+func (s *upperState) addLoc(n Node, l nameLoc) {
 	s.rmu.Lock()
 	defer s.rmu.Unlock()
 	if r := s.recs[n]; r != nil {
@@ -487,7 +503,7 @@ func (s *upperState) addLoc(n Node, l uname) {
 }
 
 // dropLoc removes name l of node n; last says that it was the inode's last link.
-func (s *upperState) dropLoc(n Node, l uname, last bool) {
+func (s *upperState) dropLoc(n Node, l nameLoc, last bool) {
 	s.rmu.Lock()
 	defer s.rmu.Unlock()
 	if s.byName[l] == n {
@@ -497,7 +513,7 @@ func (s *upperState) dropLoc(n Node, l uname, last bool) {
 	if r == nil {
 		return
 	}
-	r.locs = slices.DeleteFunc(slices.Clone(r.locs), func(x uname) bool { return x == l })
+	r.locs = slices.DeleteFunc(slices.Clone(r.locs), func(x nameLoc) bool { return x == l })
 	if last && s.byIno[r.ino] == n {
 		delete(s.byIno, r.ino)
 	}
@@ -507,7 +523,7 @@ func (s *upperState) dropLoc(n Node, l uname, last bool) {
 }
 
 // moveLoc renames name from of node n to to.
-func (s *upperState) moveLoc(n Node, from, to uname) {
+func (s *upperState) moveLoc(n Node, from, to nameLoc) {
 	s.rmu.Lock()
 	defer s.rmu.Unlock()
 	s.nsGen.Add(2)
@@ -527,14 +543,14 @@ func (s *upperState) moveLoc(n Node, from, to uname) {
 }
 
 // swapLocs exchanges name a of node an and name b of node bn.
-func (s *upperState) swapLocs(an Node, a uname, bn Node, b uname) {
+func (s *upperState) swapLocs(an Node, a nameLoc, bn Node, b nameLoc) {
 	s.rmu.Lock()
 	defer s.rmu.Unlock()
 	s.nsGen.Add(2)
 	s.byName[a], s.byName[b] = bn, an
 	for _, x := range []struct {
 		n        Node
-		from, to uname
+		from, to nameLoc
 	}{{an, a, b}, {bn, b, a}} {
 		if r := s.recs[x.n]; r != nil {
 			locs := slices.Clone(r.locs)
@@ -630,13 +646,13 @@ func (s *upperState) lookupLocked(p Node, name string) (Attr, error) {
 		return Attr{}, err
 	}
 	switch kind {
-	case uEntry:
+	case upperEntry:
 		n, err := s.nodeAt(p, name, index.TypeOfMode(st.Mode), st.Ino, d, nil)
 		if err != nil {
 			return Attr{}, err
 		}
 		return s.attrOf(n, &st), nil
-	case uWhiteout:
+	case upperWhiteout:
 		return Attr{}, ErrNotExist
 	}
 	low := s.lowerOf(p)
@@ -676,7 +692,7 @@ type upperEnt struct {
 
 // listUpper lists upper directory n (whose record is r): every entry but temporary ones, whiteouts
 // marked, sorted by name.
-func (s *upperState) listUpper(n Node, r urec) ([]upperEnt, error) {
+func (s *upperState) listUpper(n Node, r upperRecord) ([]upperEnt, error) {
 	d, err := s.dirOf(n, true)
 	if err != nil {
 		return nil, err
@@ -702,9 +718,9 @@ func (s *upperState) listUpper(n Node, r urec) ([]upperEnt, error) {
 		if err != nil {
 			return nil, err
 		}
-		e.wh = kind == uWhiteout
+		e.wh = kind == upperWhiteout
 		e.typ = index.TypeOfMode(st.Mode)
-		if kind == uAbsent {
+		if kind == upperAbsent {
 			e.wh, e.typ = true, 0 // gone meanwhile: shows nothing
 		}
 	}
@@ -747,7 +763,7 @@ func (s *upperState) readDirLocked(n Node) (*Dir, error) {
 		low = s.v.mergeStack(st)
 	}
 	d := &Dir{v: s.v, items: make([]dirItem, 0, len(ents)+len(low))}
-	var pd udir
+	var pd upperDirFD
 	defer func() { pd.close() }()
 	j := 0
 	for _, e := range ents {

@@ -50,7 +50,7 @@ const (
 )
 
 // tmpPrefix starts the names of entries being made. They are made in the work directory, not in the
-// upper directory; every udir call on such a name goes there. It is a whiteout name, which the view
+// upper directory; every upperDirFD call on such a name goes there. It is a whiteout name, which the view
 // never lists or finds and users may not create.
 const tmpPrefix = ".wh..wh..imgfs."
 
@@ -469,9 +469,9 @@ func (u *upperFS) openBeneath(dirfd int, rel, full string, flags int, mode uint3
 	}
 }
 
-// udir is an open directory of the upper directory: a descriptor (O_PATH, or O_RDONLY for listings) and
+// upperDirFD is an open directory of the upper directory: a descriptor (O_PATH, or O_RDONLY for listings) and
 // its path relative to the upper directory's root ("." for the root).
-type udir struct {
+type upperDirFD struct {
 	u        *upperFS
 	fd       int
 	rel      string
@@ -479,26 +479,26 @@ type udir struct {
 }
 
 // openDir opens directory rel of the upper directory.
-func (u *upperFS) openDir(rel string, list bool) (udir, error) {
+func (u *upperFS) openDir(rel string, list bool) (upperDirFD, error) {
 	flags := unix.O_PATH | unix.O_DIRECTORY
 	if list {
 		flags = unix.O_RDONLY | unix.O_DIRECTORY
 	}
 	fd, err := u.openat(rel, flags, 0)
 	if err != nil {
-		return udir{}, err
+		return upperDirFD{}, err
 	}
-	return udir{u: u, fd: fd, rel: rel}, nil
+	return upperDirFD{u: u, fd: fd, rel: rel}, nil
 }
 
-func (d udir) close() {
+func (d upperDirFD) close() {
 	if d.u != nil && !d.borrowed {
 		unix.Close(d.fd)
 	}
 }
 
 // path returns the path of name in d relative to the upper directory.
-func (d udir) path(name string) string {
+func (d upperDirFD) path(name string) string {
 	if name == "" {
 		return d.rel
 	}
@@ -508,10 +508,10 @@ func (d udir) path(name string) string {
 	return d.rel + "/" + name
 }
 
-func (d udir) err(op, name string, e error) error { return d.u.errp(op, d.path(name), e) }
+func (d upperDirFD) err(op, name string, e error) error { return d.u.errp(op, d.path(name), e) }
 
 // at returns the directory descriptor that holds name: the work directory for a temporary, else d.
-func (d udir) at(name string) int {
+func (d upperDirFD) at(name string) int {
 	if d.u.work >= 0 && strings.HasPrefix(name, tmpPrefix) {
 		return d.u.work
 	}
@@ -519,7 +519,7 @@ func (d udir) at(name string) int {
 }
 
 // stat lstat()s name in d ("" for d itself).
-func (d udir) stat(name string, st *unix.Stat_t) error {
+func (d upperDirFD) stat(name string, st *unix.Stat_t) error {
 	flags := unix.AT_SYMLINK_NOFOLLOW
 	if name == "" {
 		flags |= unix.AT_EMPTY_PATH
@@ -531,12 +531,12 @@ func (d udir) stat(name string, st *unix.Stat_t) error {
 }
 
 // openChild opens name in d with flags (never following it).
-func (d udir) openChild(name string, flags int, mode uint32) (int, error) {
+func (d upperDirFD) openChild(name string, flags int, mode uint32) (int, error) {
 	return d.u.openBeneath(d.at(name), name, d.path(name), flags, mode)
 }
 
 // withChild calls fn with an O_PATH descriptor of name in d (d itself when name is "").
-func (d udir) withChild(name string, fn func(fd int) error) error {
+func (d upperDirFD) withChild(name string, fn func(fd int) error) error {
 	if name == "" {
 		return fn(d.fd)
 	}
@@ -549,7 +549,7 @@ func (d udir) withChild(name string, fn func(fd int) error) error {
 }
 
 // getxattr reads xattr x of name in d.
-func (d udir) getxattr(name, x string) (val []byte, ok bool, err error) {
+func (d upperDirFD) getxattr(name, x string) (val []byte, ok bool, err error) {
 	err = d.withChild(name, func(fd int) error {
 		var e error
 		val, ok, e = fdGetxattr(fd, x)
@@ -562,7 +562,7 @@ func (d udir) getxattr(name, x string) (val []byte, ok bool, err error) {
 }
 
 // setxattr sets xattr x of name in d.
-func (d udir) setxattr(name, x string, val []byte, flags int) error {
+func (d upperDirFD) setxattr(name, x string, val []byte, flags int) error {
 	return d.withChild(name, func(fd int) error {
 		if err := unix.Setxattr(procFD(fd), x, val, flags); err != nil {
 			return d.err("setxattr", name, err)
@@ -572,7 +572,7 @@ func (d udir) setxattr(name, x string, val []byte, flags int) error {
 }
 
 // removexattr removes xattr x of name in d.
-func (d udir) removexattr(name, x string) error {
+func (d upperDirFD) removexattr(name, x string) error {
 	return d.withChild(name, func(fd int) error {
 		if err := unix.Removexattr(procFD(fd), x); err != nil {
 			return d.err("removexattr", name, err)
@@ -582,7 +582,7 @@ func (d udir) removexattr(name, x string) error {
 }
 
 // xattrs lists the xattrs of name in d with their values.
-func (d udir) xattrs(name string) (names []string, vals [][]byte, err error) {
+func (d upperDirFD) xattrs(name string) (names []string, vals [][]byte, err error) {
 	err = d.withChild(name, func(fd int) error {
 		p := procFD(fd)
 		ns, e := pathListxattr(p)
@@ -606,7 +606,7 @@ func (d udir) xattrs(name string) (names []string, vals [][]byte, err error) {
 
 // markerFlags reads the overlayfs markers of directory name in d by ovlfmt's rules: opaque, and whether
 // it may hold xattr whiteouts; a directory moved by redirect_dir is refused.
-func (d udir) markerFlags(name string) (opaque, xwh bool, err error) {
+func (d upperDirFD) markerFlags(name string) (opaque, xwh bool, err error) {
 	err = d.withChild(name, func(fd int) error {
 		m, e := ovlfmt.ReadDirMarks(d.childGet(name, procFD(fd)))
 		opaque, xwh = m.Opaque, m.XattrWhiteouts
@@ -617,7 +617,7 @@ func (d udir) markerFlags(name string) (opaque, xwh bool, err error) {
 
 // isXattrWhiteout reports whether regular file name of d (with stat st), in a directory that may hold
 // xattr whiteouts, is one by ovlfmt's rules.
-func (d udir) isXattrWhiteout(name string, st *unix.Stat_t) (bool, error) {
+func (d upperDirFD) isXattrWhiteout(name string, st *unix.Stat_t) (bool, error) {
 	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size != 0 {
 		return false, nil
 	}
@@ -632,7 +632,7 @@ func (d udir) isXattrWhiteout(name string, st *unix.Stat_t) (bool, error) {
 
 // childGet returns the ovlfmt.Getxattr of entry name of d through p (its /proc/self/fd path); its
 // errors name the entry, and what ovlfmt refuses keeps ErrUnsupported.
-func (d udir) childGet(name, p string) ovlfmt.Getxattr {
+func (d upperDirFD) childGet(name, p string) ovlfmt.Getxattr {
 	return func(attr string) ([]byte, bool, error) {
 		v, ok, err := pathGetxattr(p, attr)
 		if err != nil {
@@ -648,7 +648,7 @@ func (u *upperFS) tmpName() string {
 }
 
 // makeTemp calls mk with fresh temporary names until one does not exist yet, and returns it.
-func (d udir) makeTemp(mk func(tmp string) error) (string, error) {
+func (d upperDirFD) makeTemp(mk func(tmp string) error) (string, error) {
 	for try := 0; ; try++ {
 		tmp := d.u.tmpName()
 		err := mk(tmp)
@@ -662,28 +662,28 @@ func (d udir) makeTemp(mk func(tmp string) error) (string, error) {
 	}
 }
 
-func (d udir) mkdir(name string, mode uint32) error {
+func (d upperDirFD) mkdir(name string, mode uint32) error {
 	if err := unix.Mkdirat(d.at(name), name, mode); err != nil {
 		return d.err("mkdir", name, err)
 	}
 	return nil
 }
 
-func (d udir) mknod(name string, mode uint32, dev uint64) error {
+func (d upperDirFD) mknod(name string, mode uint32, dev uint64) error {
 	if err := unix.Mknodat(d.at(name), name, mode, int(dev)); err != nil {
 		return d.err("mknod", name, err)
 	}
 	return nil
 }
 
-func (d udir) symlink(target, name string) error {
+func (d upperDirFD) symlink(target, name string) error {
 	if err := unix.Symlinkat(target, d.at(name), name); err != nil {
 		return d.err("symlink", name, err)
 	}
 	return nil
 }
 
-func (d udir) readlink(name string) (string, error) {
+func (d upperDirFD) readlink(name string) (string, error) {
 	buf := make([]byte, 256)
 	for {
 		n, err := unix.Readlinkat(d.at(name), name, buf)
@@ -697,7 +697,7 @@ func (d udir) readlink(name string) (string, error) {
 	}
 }
 
-func (d udir) unlink(name string, dir bool) error {
+func (d upperDirFD) unlink(name string, dir bool) error {
 	flags := 0
 	if dir {
 		flags = unix.AT_REMOVEDIR
@@ -709,7 +709,7 @@ func (d udir) unlink(name string, dir bool) error {
 }
 
 // rename moves name of d to newName of nd with renameat2 flags.
-func (d udir) rename(name string, nd udir, newName string, flags uint) error {
+func (d upperDirFD) rename(name string, nd upperDirFD, newName string, flags uint) error {
 	if err := unix.Renameat2(d.at(name), name, nd.at(newName), newName, flags); err != nil {
 		return d.u.errp("rename", d.path(name)+" to "+nd.path(newName), err)
 	}
@@ -717,7 +717,7 @@ func (d udir) rename(name string, nd udir, newName string, flags uint) error {
 }
 
 // link makes newName of nd a hard link to name of d.
-func (d udir) link(name string, nd udir, newName string) error {
+func (d upperDirFD) link(name string, nd upperDirFD, newName string) error {
 	if err := unix.Linkat(d.at(name), name, nd.at(newName), newName, 0); err != nil {
 		return d.u.errp("link", d.path(name)+" to "+nd.path(newName), err)
 	}
@@ -725,7 +725,7 @@ func (d udir) link(name string, nd udir, newName string) error {
 }
 
 // chown changes the owner of name in d (d itself when name is ""), not following it.
-func (d udir) chown(name string, uid, gid int) error {
+func (d upperDirFD) chown(name string, uid, gid int) error {
 	flags := unix.AT_SYMLINK_NOFOLLOW
 	if name == "" {
 		flags |= unix.AT_EMPTY_PATH
@@ -738,7 +738,7 @@ func (d udir) chown(name string, uid, gid int) error {
 
 // chmod changes the mode of name in d (d itself when name is ""), not following it. Symlinks have no
 // mode of their own: chmod of one does nothing.
-func (d udir) chmod(name string, mode uint32) error {
+func (d upperDirFD) chmod(name string, mode uint32) error {
 	flags := unix.AT_SYMLINK_NOFOLLOW
 	if name == "" {
 		flags |= unix.AT_EMPTY_PATH
@@ -765,7 +765,7 @@ func (d udir) chmod(name string, mode uint32) error {
 
 // utimes sets the access and modification times of name in d (d itself when name is ""); a nil time
 // stays.
-func (d udir) utimes(name string, atime, mtime *time.Time) error {
+func (d upperDirFD) utimes(name string, atime, mtime *time.Time) error {
 	ts := []unix.Timespec{{Nsec: unix.UTIME_OMIT}, {Nsec: unix.UTIME_OMIT}}
 	if atime != nil {
 		ts[0] = unix.Timespec{Sec: atime.Unix(), Nsec: int64(atime.Nanosecond())}
@@ -789,7 +789,7 @@ func (d udir) utimes(name string, atime, mtime *time.Time) error {
 }
 
 // setTimes sets name's times to those of st (d itself when name is "").
-func (d udir) setTimes(name string, st *unix.Stat_t) error {
+func (d upperDirFD) setTimes(name string, st *unix.Stat_t) error {
 	a := time.Unix(st.Atim.Sec, st.Atim.Nsec)
 	m := time.Unix(st.Mtim.Sec, st.Mtim.Nsec)
 	return d.utimes(name, &a, &m)
@@ -798,7 +798,7 @@ func (d udir) setTimes(name string, st *unix.Stat_t) error {
 // whiteout makes name in d a whiteout (name must not exist): a character device 0/0, or, when that
 // cannot be made, an empty file with overlay.whiteout in a directory marked as holding such whiteouts.
 // It reports whether it made an xattr whiteout.
-func (d udir) whiteout(name string) (xattr bool, err error) {
+func (d upperDirFD) whiteout(name string) (xattr bool, err error) {
 	if !d.u.xwh {
 		err := unix.Mknodat(d.at(name), name, unix.S_IFCHR, 0)
 		if err == nil {
@@ -825,7 +825,7 @@ func (d udir) whiteout(name string) (xattr bool, err error) {
 
 // markXwh marks d as a directory that may hold xattr whiteouts: overlay.whiteouts, and overlay.opaque="x"
 // unless it is opaque already.
-func (d udir) markXwh() error {
+func (d upperDirFD) markXwh() error {
 	if err := d.setxattr("", d.u.ns+xWhiteouts, []byte("y"), 0); err != nil {
 		return err
 	}
