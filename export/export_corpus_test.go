@@ -3,7 +3,6 @@ package export_test
 import (
 	"bufio"
 	"context"
-	"github.com/imgfs/imgfs/export"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/imgfs/imgfs/archive"
+	"github.com/imgfs/imgfs/export"
 	"github.com/imgfs/imgfs/index"
 	"github.com/imgfs/imgfs/overlay"
 )

@@ -7,8 +7,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"github.com/imgfs/imgfs/internal/fakelayer"
-	"github.com/imgfs/imgfs/overlay"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -19,7 +17,9 @@ import (
 	"time"
 
 	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/internal/fakelayer"
 	"github.com/imgfs/imgfs/internal/tartest"
+	"github.com/imgfs/imgfs/overlay"
 )
 
 // expRec is one name of an exported tree as the export tests compare it, whether it comes from the

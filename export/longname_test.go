@@ -4,13 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"github.com/imgfs/imgfs/overlay"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/imgfs/imgfs/index"
 	"github.com/imgfs/imgfs/internal/tartest"
+	"github.com/imgfs/imgfs/overlay"
 )
 
 // longNameLayers holds names of 255, 256 and 65,535 bytes (one a directory with a child), a hardlink

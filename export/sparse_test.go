@@ -4,9 +4,10 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"github.com/imgfs/imgfs/overlay"
 	"io"
 	"testing"
+
+	"github.com/imgfs/imgfs/overlay"
 )
 
 // testdataSparse is the sparse map of sparse.bin in ../index/testdata's sparse tars (1 MiB, made by GNU

@@ -4,10 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"github.com/imgfs/imgfs/overlay"
 	"testing"
 
 	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/overlay"
 )
 
 // TestZeroLayers checks the view of an image without layers (a config-only "FROM scratch" image): an

@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/imgfs/imgfs/internal/ovlfmt"
-	"github.com/imgfs/imgfs/overlay"
 	"slices"
 	"strings"
 
 	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/internal/ovlfmt"
+	"github.com/imgfs/imgfs/overlay"
 )
 
 // Kind says how a path differs between the lower view and the view with an upper directory on top.

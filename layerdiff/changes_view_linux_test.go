@@ -3,12 +3,12 @@ package layerdiff
 import (
 	"context"
 	"errors"
-	"github.com/imgfs/imgfs/overlay"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/imgfs/imgfs/internal/tartest"
+	"github.com/imgfs/imgfs/overlay"
 	"golang.org/x/sys/unix"
 )
 

@@ -5,15 +5,15 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"github.com/imgfs/imgfs/export"
-	"github.com/imgfs/imgfs/internal/ovlfmt"
-	"github.com/imgfs/imgfs/overlay"
 	"io"
 	"log/slog"
 	"strings"
 	"time"
 
+	"github.com/imgfs/imgfs/export"
 	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/internal/ovlfmt"
+	"github.com/imgfs/imgfs/overlay"
 )
 
 // Options configure Write.

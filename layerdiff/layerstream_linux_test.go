@@ -6,9 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/imgfs/imgfs/internal/fakelayer"
-	"github.com/imgfs/imgfs/internal/ovlfmt"
-	"github.com/imgfs/imgfs/overlay"
 	"io"
 	"io/fs"
 	"maps"
@@ -21,7 +18,10 @@ import (
 	"time"
 
 	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/internal/fakelayer"
+	"github.com/imgfs/imgfs/internal/ovlfmt"
 	"github.com/imgfs/imgfs/internal/tartest"
+	"github.com/imgfs/imgfs/overlay"
 	"golang.org/x/sys/unix"
 )
 
