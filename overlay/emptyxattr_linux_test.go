@@ -54,7 +54,7 @@ func TestEmptyXattrsSkipped(t *testing.T) {
 		}
 	}
 	var exp, logs bytes.Buffer
-	if _, err := v.Export(context.Background(), &exp, ExportOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil))}); err != nil {
+	if _, err := ExportTar(context.Background(), v, &exp, slog.New(slog.NewTextHandler(&logs, nil))); err != nil {
 		t.Fatal(err)
 	}
 	check("export", exp.Bytes(), &logs)
@@ -65,7 +65,7 @@ func TestEmptyXattrsSkipped(t *testing.T) {
 	}
 	var layer bytes.Buffer
 	logs.Reset()
-	if _, err := WriteLayer(context.Background(), &layer, lower, dir, LayerOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil))}); err != nil {
+	if err := CommitTar(context.Background(), &layer, lower, dir, slog.New(slog.NewTextHandler(&logs, nil))); err != nil {
 		t.Fatal(err)
 	}
 	check("commit layer", layer.Bytes(), &logs)

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/imgfs/imgfs/internal/ovlfmt"
 	"golang.org/x/sys/unix"
 )
 
@@ -40,12 +41,12 @@ type upperFS struct {
 // resolveBeneath are the openat2 resolve flags of every path in the upper directory.
 const resolveBeneath = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_NO_XDEV
 
-// Marker xattrs, without their namespace prefix.
+// Marker xattrs, without their namespace prefix (named by ovlfmt, the one reader of the format).
 const (
-	xOpaque    = "overlay.opaque"
-	xWhiteout  = "overlay.whiteout"
-	xWhiteouts = "overlay.whiteouts"
-	xBase      = "imgfs.base"
+	xOpaque    = ovlfmt.Opaque
+	xWhiteout  = ovlfmt.Whiteout
+	xWhiteouts = ovlfmt.Whiteouts
+	xBase      = ovlfmt.Base
 )
 
 // tmpPrefix starts the names of entries being made. They are made in the work directory, not in the
@@ -91,12 +92,12 @@ func openUpperFS(dir, base string, readOnly bool) (u *upperFS, fresh bool, err e
 			}
 		}
 	}(u)
-	var st, pst unix.Stat_t
+	if err := ovlfmt.CheckProc(fd, dir); err != nil {
+		return nil, false, err
+	}
+	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		return nil, false, &os.PathError{Op: "stat", Path: dir, Err: err}
-	}
-	if err := unix.Stat(procFD(fd), &pst); err != nil || pst.Dev != st.Dev || pst.Ino != st.Ino {
-		return nil, false, fmt.Errorf("upper directory %s needs /proc/self/fd: %w", dir, errors.ErrUnsupported)
 	}
 	tb, tok, err := fdGetxattr(fd, "trusted."+xBase)
 	if err != nil {
@@ -291,7 +292,7 @@ func removeChildren(fd int) error {
 
 // procFD names descriptor fd through /proc: xattr calls on it reach the very file fd refers to (a
 // symlink included) without following anything.
-func procFD(fd int) string { return "/proc/self/fd/" + strconv.Itoa(fd) }
+func procFD(fd int) string { return ovlfmt.ProcFD(fd) }
 
 // dirEmpty reports whether directory fd has no entries.
 func dirEmpty(fd int) (bool, error) {
@@ -603,55 +604,42 @@ func (d upperDirFD) xattrs(name string) (names []string, vals [][]byte, err erro
 	return names, vals, err
 }
 
-// markerFlags reads the overlayfs markers of directory name in d: opaque ("y"), and whether it may hold
-// xattr whiteouts (opaque "x" or the whiteouts xattr), in either namespace.
+// markerFlags reads the overlayfs markers of directory name in d by ovlfmt's rules: opaque, and whether
+// it may hold xattr whiteouts; a directory moved by redirect_dir is refused.
 func (d upperDirFD) markerFlags(name string) (opaque, xwh bool, err error) {
 	err = d.withChild(name, func(fd int) error {
-		p := procFD(fd)
-		for _, ns := range []string{"trusted.", "user."} {
-			v, ok, e := pathGetxattr(p, ns+xOpaque)
-			if e != nil {
-				return d.err("getxattr", name, e)
-			}
-			if ok && string(v) == "y" {
-				opaque = true
-			}
-			if ok && string(v) == "x" {
-				xwh = true
-			}
-			if _, ok, e = pathGetxattr(p, ns+xWhiteouts); e != nil {
-				return d.err("getxattr", name, e)
-			} else if ok {
-				xwh = true
-			}
-		}
-		return nil
+		m, e := ovlfmt.ReadDirMarks(d.childGet(name, procFD(fd)))
+		opaque, xwh = m.Opaque, m.XattrWhiteouts
+		return e
 	})
 	return opaque, xwh, err
 }
 
-// isXattrWhiteout reports whether regular file name of d (with stat st) is an xattr whiteout: empty and
-// carrying overlay.whiteout in either namespace.
+// isXattrWhiteout reports whether regular file name of d (with stat st), in a directory that may hold
+// xattr whiteouts, is one by ovlfmt's rules.
 func (d upperDirFD) isXattrWhiteout(name string, st *unix.Stat_t) (bool, error) {
 	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size != 0 {
 		return false, nil
 	}
 	found := false
 	err := d.withChild(name, func(fd int) error {
-		p := procFD(fd)
-		for _, ns := range []string{"trusted.", "user."} {
-			_, ok, e := pathGetxattr(p, ns+xWhiteout)
-			if e != nil {
-				return d.err("getxattr", name, e)
-			}
-			if ok {
-				found = true
-				return nil
-			}
-		}
-		return nil
+		var e error
+		found, e = ovlfmt.IsXattrWhiteout(st.Size, true, d.childGet(name, procFD(fd)))
+		return e
 	})
 	return found, err
+}
+
+// childGet returns the ovlfmt.Getxattr of entry name of d through p (its /proc/self/fd path); its
+// errors name the entry, and what ovlfmt refuses keeps ErrUnsupported.
+func (d upperDirFD) childGet(name, p string) ovlfmt.Getxattr {
+	return func(attr string) ([]byte, bool, error) {
+		v, ok, err := pathGetxattr(p, attr)
+		if err != nil {
+			return nil, false, d.err("getxattr", name, err)
+		}
+		return v, ok, nil
+	}
 }
 
 // tmpName returns a fresh temporary name.

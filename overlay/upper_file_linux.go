@@ -2,6 +2,7 @@ package overlay
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -9,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/internal/ovlfmt"
 	"golang.org/x/sys/unix"
 )
 
@@ -169,6 +171,11 @@ func (s *upperState) openUpperLocked(n Node, flags int, h *upHandle) (*os.File, 
 	}
 	if err != nil {
 		return nil, err
+	}
+	// The data of a file that the kernel's metacopy copied up is not in it: refused, as the commit does.
+	if err := ovlfmt.CheckFile(d.childGet(name, procFD(fd))); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("%s: %w", filepath.Join(s.fs.dir, d.path(name)), err)
 	}
 	f := os.NewFile(uintptr(fd), filepath.Join(s.fs.dir, d.path(name)))
 	s.register(n, h, fd)

@@ -73,7 +73,7 @@ func roSnapshot(t *testing.T, root string) []string {
 
 // roUse does everything diff, commit and export --upper do with upper directory dir over layers: a
 // read-only view walked and read whole, the change set and the layer stream. It returns the change set.
-func roUse(t *testing.T, dir string, layers []Layer) []Change {
+func roUse(t *testing.T, dir string, layers []Layer) []string {
 	t.Helper()
 	u, err := OpenUpper(UpperOptions{Dir: dir, Base: "sha256:base", ReadOnly: true})
 	if err != nil {
@@ -87,15 +87,15 @@ func roUse(t *testing.T, dir string, layers []Layer) []Change {
 	if v.Writable() {
 		t.Error("a view over a read-only upper directory says it is writable")
 	}
-	clWalkView(t, v, func(p string, a Attr) {
+	walkView(t, v, func(p string, a Attr) {
 		if a.Type == index.TypeRegular {
-			clReadAll(t, v, a)
+			readWhole(t, v, a)
 		}
 		if _, err := v.Xattrs(a.Node); err != nil {
 			t.Errorf("xattrs of %s: %v", p, err)
 		}
 	})
-	if _, err := v.Export(context.Background(), io.Discard, ExportOptions{}); err != nil {
+	if _, err := ExportTar(context.Background(), v, io.Discard, nil); err != nil {
 		t.Errorf("export: %v", err)
 	}
 	// Every change is refused before it reaches the directory.
@@ -119,11 +119,11 @@ func roUse(t *testing.T, dir string, layers []Layer) []Change {
 	if err != nil {
 		t.Fatal(err)
 	}
-	changes, err := Changes(context.Background(), lower, dir)
+	changes, err := DiffLines(context.Background(), lower, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := WriteLayer(context.Background(), io.Discard, lower, dir, LayerOptions{}); err != nil {
+	if err := CommitTar(context.Background(), io.Discard, lower, dir, nil); err != nil {
 		t.Fatal(err)
 	}
 	return changes

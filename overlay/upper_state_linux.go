@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 
 	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/internal/ovlfmt"
 	"golang.org/x/sys/unix"
 )
 
@@ -254,7 +255,7 @@ func (s *upperState) classify(d upperDirFD, name string, st *unix.Stat_t, xwh bo
 	}
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFCHR:
-		if st.Rdev == 0 {
+		if ovlfmt.IsWhiteoutDevice(st.Rdev) {
 			return upperWhiteout, nil
 		}
 	case unix.S_IFREG:

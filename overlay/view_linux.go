@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/internal/ovlfmt"
 )
 
 // Node identifies a node of a View. Root is the root directory; any other node is
@@ -217,14 +218,10 @@ func (v *View) rootStack(top int) stack {
 
 // Names with a meaning of their own.
 const (
-	whPrefix     = ".wh."
-	aufsPrefix   = ".wh..wh."
-	opaqueMarker = ".wh..wh..opq"
-	opaqueXattr  = "trusted.overlay.opaque"
-	ovlXattrs    = "trusted.overlay."
-	userOvl      = "user.overlay."
-	imgfsTrusted = "trusted.imgfs.base" // the base an upper directory was made over (on its root)
-	imgfsUser    = "user.imgfs.base"
+	whPrefix     = ovlfmt.WhiteoutPrefix
+	aufsPrefix   = ovlfmt.MetaPrefix
+	opaqueMarker = ovlfmt.OpaqueMarker
+	opaqueXattr  = "trusted." + ovlfmt.Opaque
 	stargzIndex  = "stargz.index.json"
 )
 
@@ -584,6 +581,17 @@ func (v *View) Readlink(n Node) (string, error) {
 	return v.lowerReadlink(n)
 }
 
+// LinkTarget returns the target of symbolic link n however long it is: Readlink refuses a layer's
+// target longer than MaxLinkTarget with ErrNameTooLong (no system call could return it), while a tar
+// stream can carry it.
+func (v *View) LinkTarget(n Node) (string, error) {
+	t, err := v.Readlink(n)
+	if errors.Is(err, ErrNameTooLong) {
+		return v.lowerLinkTarget(n)
+	}
+	return t, err
+}
+
 // lowerReadlink returns the target of symbolic link n of the layers; ErrNameTooLong when it is longer
 // than MaxLinkTarget.
 func (v *View) lowerReadlink(n Node) (string, error) {
@@ -622,10 +630,7 @@ func (v *View) Xattrs(n Node) ([]index.Xattr, error) {
 // hiddenXattr reports whether extended attribute name is a marker that the view never shows (and that
 // users may not set): overlayfs's, and imgfs's record of the base. Other names, user.imgfs.* included,
 // are ordinary image content.
-func hiddenXattr(name string) bool {
-	return strings.HasPrefix(name, ovlXattrs) || strings.HasPrefix(name, userOvl) ||
-		name == imgfsTrusted || name == imgfsUser
-}
+func hiddenXattr(name string) bool { return ovlfmt.Hidden(name) }
 
 // lowerXattrs returns the extended attributes of node n of the layers.
 func (v *View) lowerXattrs(n Node) ([]index.Xattr, error) {
@@ -730,6 +735,11 @@ func (f *memberFile) CheckSource() error                      { return checkSour
 
 // Close does nothing: a member file holds nothing of its own (the layer owns the data).
 func (f *memberFile) Close() error { return nil }
+
+// CheckSource returns the error of f's CheckSource, when it has one (a file of an index.Layer whose
+// archive changed since the layer was opened); a reader of File.FileRange calls it after reading the
+// range directly, which bypasses the layer's own check of every read.
+func CheckSource(f File) error { return checkSource(f) }
 
 // checkSource returns the error of x's CheckSource, when x has one (index.Layer: the archive changed
 // since the layer was opened): used after reading a FileRange directly, which bypasses the layer's

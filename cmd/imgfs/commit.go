@@ -15,6 +15,7 @@ import (
 	"github.com/imgfs/imgfs/archive"
 	"github.com/imgfs/imgfs/imagewrite"
 	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/layerdiff"
 	"github.com/imgfs/imgfs/overlay"
 )
 
@@ -55,7 +56,7 @@ func runDiff(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	changes, err := overlay.Changes(c.Context, lower, dir)
+	changes, err := layerdiff.Changes(c.Context, lower, dir)
 	if err != nil {
 		return fmt.Errorf("diff %s: %w", dir, err)
 	}
@@ -176,18 +177,18 @@ func runCommit(c *cli.Context) error {
 		}
 		defer release()
 	}
-	changes, err := overlay.Changes(ctx, lower, dir)
+	changes, err := layerdiff.Changes(ctx, lower, dir)
 	if err != nil {
 		return fmt.Errorf("commit %s: %w", dir, err)
 	}
 	var layers []imagewrite.Layer
 	if len(changes) > 0 {
-		lopts := overlay.LayerOptions{Logger: log}
+		lopts := layerdiff.Options{Logger: log}
 		if os.Getenv("SOURCE_DATE_EPOCH") != "" {
 			lopts.SourceDateEpoch = &created
 		}
 		layers = append(layers, imagewrite.Layer{Write: func(ctx context.Context, w io.Writer) error {
-			_, err := overlay.WriteLayer(ctx, w, lower, dir, lopts)
+			_, err := layerdiff.Write(ctx, w, lower, dir, lopts)
 			return err
 		}})
 	}

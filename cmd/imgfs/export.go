@@ -10,6 +10,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/imgfs/imgfs/compression"
+	"github.com/imgfs/imgfs/export"
 	"github.com/imgfs/imgfs/imagewrite"
 	"github.com/imgfs/imgfs/index"
 	"github.com/imgfs/imgfs/overlay"
@@ -77,7 +78,7 @@ func runExport(c *cli.Context) error {
 	}
 	pr := newProgress(c.Bool("quiet"), "exporting", 1) // draws only on a terminal
 	slot := pr.slot(0)
-	opts := overlay.ExportOptions{Logger: log}
+	opts := export.Options{Logger: log}
 	if file != nil {
 		opts.Skip = ownOutputSkip(file.File.File)
 	} else {
@@ -97,16 +98,16 @@ func runExport(c *cli.Context) error {
 	return nil
 }
 
-func exportTo(ctx context.Context, view *overlay.View, w io.Writer, comp compression.Format, opts overlay.ExportOptions) error {
+func exportTo(ctx context.Context, view *overlay.View, w io.Writer, comp compression.Format, opts export.Options) error {
 	if comp == compression.None {
-		_, err := view.Export(ctx, w, opts)
+		_, err := export.Write(ctx, view, w, opts)
 		return err
 	}
 	cw, err := compression.NewWriter(ctx, w, comp)
 	if err != nil {
 		return err
 	}
-	if _, err := view.Export(ctx, cw, opts); err != nil {
+	if _, err := export.Write(ctx, view, cw, opts); err != nil {
 		cw.Abort()
 		return err
 	}

@@ -30,8 +30,8 @@ var (
 	cliOnly = []string{"github.com/urfave/cli", "golang.org/x/term"}
 	// Only fs speaks FUSE.
 	fuse = []string{"github.com/hanwen/go-fuse"}
-	// internal/tartest imports testing; production code must not link it.
-	testOnly = []string{"testing", module + "/internal/tartest"}
+	// internal/tartest and internal/fakelayer are test support; production code must not link them.
+	testOnly = []string{"testing", module + "/internal/tartest", module + "/internal/fakelayer"}
 )
 
 func concat(lists ...[]string) []string { return slices.Concat(lists...) }
@@ -51,7 +51,16 @@ var rules = map[string]rule{
 		deny: concat(cliOnly, fuse, testOnly, []string{module + "/overlay", module + "/archive",
 			module + "/imagewrite", module + "/fs"})},
 	// overlay "must not import go-fuse ... or parse manifests" (overlay/doc.go); it never sees an archive.
-	"overlay": {imports: []string{"index"},
+	"overlay": {imports: []string{"index", "internal/ovlfmt"},
+		deny: concat(cliOnly, fuse, testOnly, []string{module + "/archive", module + "/imagewrite",
+			module + "/fs", "github.com/opencontainers/image-spec"})},
+	// export writes a view as a tar over the view's public API; it knows no archive, image or FUSE.
+	"export": {imports: []string{"index", "overlay"},
+		deny: concat(cliOnly, fuse, testOnly, []string{module + "/archive", module + "/imagewrite",
+			module + "/fs", "github.com/opencontainers/image-spec"})},
+	// layerdiff reads an upper directory over a view into a change set or a layer tar; no archive,
+	// image or FUSE. It shares the tar note of export and the format reader of overlay.
+	"layerdiff": {imports: []string{"export", "index", "internal/ovlfmt", "overlay"},
 		deny: concat(cliOnly, fuse, testOnly, []string{module + "/archive", module + "/imagewrite",
 			module + "/fs", "github.com/opencontainers/image-spec"})},
 	// fs "must not hold union logic or touch tar" (fs/doc.go): it gets a view and never an archive.
@@ -64,7 +73,7 @@ var rules = map[string]rule{
 	// imagewrite "must not know FUSE, union rules or tar member semantics" (imagewrite/doc.go).
 	"imagewrite": {imports: []string{"archive", "compression", "index", "internal/atomicfile", "internal/digests", "internal/kinderr"},
 		deny: concat(cliOnly, fuse, testOnly, []string{module + "/overlay", module + "/fs"})},
-	"cmd/imgfs": {imports: []string{"archive", "compression", "fs", "imagewrite", "index", "internal/atomicfile", "overlay"},
+	"cmd/imgfs": {imports: []string{"archive", "compression", "export", "fs", "imagewrite", "index", "internal/atomicfile", "layerdiff", "overlay"},
 		deny: testOnly},
 
 	// internal helpers import nothing of the module, except the demo image writer, which is built on
@@ -76,6 +85,8 @@ var rules = map[string]rule{
 	"internal/sample":          {imports: []string{"internal/atomicfile", "internal/tartest"}, deny: concat(cliOnly, fuse)},
 	"internal/sample/mksample": {imports: []string{"internal/sample"}, deny: concat(cliOnly, fuse)},
 	"internal/depcheck":        {},
+	"internal/ovlfmt":          {deny: concat(cliOnly, fuse, testOnly)},
+	"internal/fakelayer":       {imports: []string{"index", "internal/tartest"}, deny: concat(cliOnly, fuse)},
 
 	// Stand-alone programs (a key ending in "/..." covers every package below it) and test-only
 	// packages: nothing of the module.

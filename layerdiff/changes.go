@@ -1,4 +1,4 @@
-package overlay
+package layerdiff
 
 import (
 	"context"
@@ -8,29 +8,31 @@ import (
 	"strings"
 
 	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/internal/ovlfmt"
+	"github.com/imgfs/imgfs/overlay"
 )
 
-// ChangeKind says how a path differs between the lower view and the view with an upper directory on top.
-type ChangeKind byte
+// Kind says how a path differs between the lower view and the view with an upper directory on top.
+type Kind byte
 
 // Kinds of change, with the letters `docker diff` prints.
 const (
 	// Added means the path does not exist in the lower view.
-	Added ChangeKind = 'A'
+	Added Kind = 'A'
 	// Changed means the upper directory holds a new state of a path that exists in the lower view.
-	Changed ChangeKind = 'C'
+	Changed Kind = 'C'
 	// Deleted means a path of the lower view is gone.
-	Deleted ChangeKind = 'D'
+	Deleted Kind = 'D'
 )
 
 // String returns the kind's letter.
-func (k ChangeKind) String() string { return string(rune(k)) }
+func (k Kind) String() string { return string(rune(k)) }
 
 // Change is one line of a change set.
 type Change struct {
 	// Path is the absolute path of the changed entry, like "/etc/motd"; the root is never listed.
 	Path string
-	Kind ChangeKind
+	Kind Kind
 }
 
 // String formats the change as `docker diff` prints it: "C /etc".
@@ -48,15 +50,17 @@ func (c Change) String() string { return string(rune(c.Kind)) + " " + c.Path }
 // (or Added, when it is new itself). The root is never listed, and it is always merged with the lower
 // view, as overlayfs does, even if the upper directory itself carries an opaque xattr.
 //
-// Whiteouts are character devices 0/0, or empty regular files with the xattr user.overlay.whiteout or
-// trusted.overlay.whiteout; opaque directories carry trusted.overlay.opaque or user.overlay.opaque "y".
+// Entries are read by package ovlfmt's rules, which the writable view follows too: whiteouts are
+// character devices 0/0, or, in a directory marked for them (overlay.opaque="x" or overlay.whiteouts),
+// empty regular files with the xattr overlay.whiteout (elsewhere such a file is a plain empty file, as
+// the kernel reads it); opaque directories carry overlay.opaque="y"; both xattr namespaces count.
 // As in a writable View, names starting with ".wh." (AUFS metadata, temporaries a writable View left
-// behind, hand-made names) are skipped. A socket is listed as WriteLayer commits it: a layer cannot hold
+// behind, hand-made names) are skipped. A socket is listed as Write commits it: a layer cannot hold
 // one, so it is a whiteout, Deleted when it replaces a lower path, else not a change (the mount shows it).
 // The upper directory is read without following any symlink in it. Directories renamed by overlayfs's
-// redirect_dir feature (an overlay.redirect xattr) are refused with an error wrapping
-// errors.ErrUnsupported.
-func Changes(ctx context.Context, lower *View, upperDir string) ([]Change, error) {
+// redirect_dir feature (ovlfmt.ErrRedirect) and files whose data its metacopy feature left below
+// (ovlfmt.ErrMetacopy) are refused, with errors wrapping errors.ErrUnsupported.
+func Changes(ctx context.Context, lower *overlay.View, upperDir string) ([]Change, error) {
 	root, err := openChangeRoot(upperDir)
 	if err != nil {
 		return nil, fmt.Errorf("diff of %s: %w", upperDir, err)
@@ -78,7 +82,9 @@ type changeEntry struct {
 	// whiteout: a character device 0/0 or an empty file with an overlay.whiteout xattr.
 	whiteout bool
 	// opaque: a directory with overlay.opaque="y".
-	opaque    bool
+	opaque bool
+	// xwh: a directory marked as holding xattr whiteouts.
+	xwh       bool
 	mode      uint32 // permission, setuid, setgid and sticky bits
 	uid, gid  uint32
 	size      int64
@@ -92,8 +98,8 @@ type changeEntry struct {
 
 // changeLower is where an upper directory stands in the lower view.
 type changeLower struct {
-	node Node // the lower view's directory at this path, when dir is set
-	dir  bool // the lower view has a directory at this path
+	node overlay.Node // the lower view's directory at this path, when dir is set
+	dir  bool         // the lower view has a directory at this path
 	// merged: the lower directory's children show through, as overlayfs merges them: no opaque upper
 	// directory at this path or above it.
 	merged bool
@@ -101,30 +107,30 @@ type changeLower struct {
 
 // rootLower is the lower position of the upper directory's root. Overlayfs always merges the root
 // with the lower layers, whatever xattrs the upper directory itself carries.
-func rootLower(v *View) changeLower {
+func rootLower(v *overlay.View) changeLower {
 	if v == nil {
 		return changeLower{}
 	}
-	return changeLower{node: Root, dir: true, merged: true}
+	return changeLower{node: overlay.Root, dir: true, merged: true}
 }
 
 // lookup returns the lower view's attributes of name in the directory, if it has one of that name.
-func (l changeLower) lookup(v *View, name string) (Attr, bool, error) {
+func (l changeLower) lookup(v *overlay.View, name string) (overlay.Attr, bool, error) {
 	if !l.dir {
-		return Attr{}, false, nil
+		return overlay.Attr{}, false, nil
 	}
 	a, err := v.Lookup(l.node, name)
 	switch {
 	case err == nil:
 		return a, true, nil
-	case errors.Is(err, ErrNotExist):
-		return Attr{}, false, nil
+	case errors.Is(err, overlay.ErrNotExist):
+		return overlay.Attr{}, false, nil
 	}
-	return Attr{}, false, fmt.Errorf("looking up %q in the lower view: %w", name, err)
+	return overlay.Attr{}, false, fmt.Errorf("looking up %q in the lower view: %w", name, err)
 }
 
 // sub returns the lower position of upper directory e, whose lower attributes are a (when found).
-func (l changeLower) sub(e *changeEntry, a Attr, found bool) changeLower {
+func (l changeLower) sub(e *changeEntry, a overlay.Attr, found bool) changeLower {
 	if !found || a.Type != index.TypeDir {
 		return changeLower{}
 	}
@@ -133,7 +139,7 @@ func (l changeLower) sub(e *changeEntry, a Attr, found bool) changeLower {
 
 // changeLister collects a change set.
 type changeLister struct {
-	v   *View
+	v   *overlay.View
 	out []Change
 }
 
@@ -148,7 +154,7 @@ func (c *changeLister) dir(ctx context.Context, d *changeDir, p string, low chan
 			return err
 		}
 		e := &ents[i]
-		if strings.HasPrefix(e.name, whPrefix) {
+		if strings.HasPrefix(e.name, ovlfmt.WhiteoutPrefix) {
 			continue // AUFS metadata, a temporary, or a hand-made ".wh." name: the view never shows one
 		}
 		cp := p + "/" + e.name
@@ -201,9 +207,8 @@ func (c *changeLister) dir(ctx context.Context, d *changeDir, p string, low chan
 
 // changeMetaName reports whether name, in an upper directory, is AUFS metadata or a temporary that a
 // writable View left behind (".wh..wh.*"): never a change.
-func changeMetaName(name string) bool { return strings.HasPrefix(name, aufsPrefix) }
+func changeMetaName(name string) bool { return strings.HasPrefix(name, ovlfmt.MetaPrefix) }
 
-// changeXattrIgnored reports whether extended attribute name is overlayfs's own (trusted.overlay.*,
-// user.overlay.*) or imgfs's record of the base image (trusted.imgfs.*, user.imgfs.*), which a layer
+// changeXattrIgnored reports whether extended attribute name is a marker (ovlfmt.Hidden), which a layer
 // never carries.
-func changeXattrIgnored(name string) bool { return hiddenXattr(name) }
+func changeXattrIgnored(name string) bool { return ovlfmt.Hidden(name) }

@@ -1,4 +1,4 @@
-package overlay
+package export
 
 import (
 	"fmt"
@@ -6,6 +6,7 @@ import (
 	"strconv"
 
 	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/overlay"
 )
 
 // maxExportRegions bounds the data regions of a file exported as sparse (the index's limit on the
@@ -23,8 +24,8 @@ type exportSparse struct {
 
 // dataRegions returns the data regions of f when it has holes; ok is false for a file without holes,
 // one that cannot tell, or one with too many regions.
-func dataRegions(f File, size int64) (rs []index.SparseRegion, ok bool, err error) {
-	ds, can := f.(DataSeeker)
+func dataRegions(f overlay.File, size int64) (rs []index.SparseRegion, ok bool, err error) {
+	ds, can := f.(overlay.DataSeeker)
 	if !can || size == 0 {
 		return nil, false, nil
 	}
@@ -45,7 +46,7 @@ func dataRegions(f File, size int64) (rs []index.SparseRegion, ok bool, err erro
 			end = size
 		}
 		if end <= start {
-			return nil, false, fmt.Errorf("hole at %d for data at %d: %w", end, start, ErrInvalid)
+			return nil, false, fmt.Errorf("hole at %d for data at %d: %w", end, start, overlay.ErrInvalid)
 		}
 		if len(rs) == maxExportRegions {
 			return nil, false, nil
@@ -67,7 +68,7 @@ func dataRegions(f File, size int64) (rs []index.SparseRegion, ok bool, err erro
 // length, one decimal number a line, padded to a block) followed by the regions' data. A file that
 // ends in a hole gets a last region of length 0 at its end, as GNU tar writes, so that extraction
 // gives it its whole size.
-func (e *exporter) sparseFile(f File, a *Attr, xs []index.Xattr, size int64, rs []index.SparseRegion) error {
+func (e *exporter) sparseFile(f overlay.File, a *overlay.Attr, xs []index.Xattr, size int64, rs []index.SparseRegion) error {
 	sp := &exportSparse{regions: rs, size: size}
 	if len(rs) == 0 || rs[len(rs)-1].Offset+rs[len(rs)-1].Length < size {
 		sp.regions = append(sp.regions, index.SparseRegion{Offset: size})

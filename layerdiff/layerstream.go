@@ -1,4 +1,4 @@
-package overlay
+package layerdiff
 
 import (
 	"archive/tar"
@@ -10,11 +10,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/imgfs/imgfs/export"
 	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/internal/ovlfmt"
+	"github.com/imgfs/imgfs/overlay"
 )
 
-// LayerOptions configure WriteLayer.
-type LayerOptions struct {
+// Options configure Write.
+type Options struct {
 	// SourceDateEpoch, when set, clamps modification times: a time later than it is written as it. It is
 	// also the modification time of whiteouts, which is Unix 0 without it.
 	SourceDateEpoch *time.Time
@@ -23,8 +26,8 @@ type LayerOptions struct {
 	Logger *slog.Logger
 }
 
-// LayerStats say what WriteLayer wrote.
-type LayerStats struct {
+// Stats say what Write wrote.
+type Stats struct {
 	// Entries is the number of tar members written, whiteouts included (PAX extended headers not counted).
 	Entries int
 	// Empty is set when the upper directory holds no change a layer can carry: no member was written
@@ -32,7 +35,7 @@ type LayerStats struct {
 	Empty bool
 }
 
-// WriteLayer writes to w the OCI layer (an uncompressed tar stream) that turns lower (nil: an empty
+// Write writes to w the OCI layer (an uncompressed tar stream) that turns lower (nil: an empty
 // lower view) into lower with upperDir on top, upperDir being an upper directory in the kernel
 // overlayfs format (see Changes). The same upper directory content always gives the same bytes.
 //
@@ -59,10 +62,10 @@ type LayerStats struct {
 // lower path, written as a whiteout of it). File data is streamed from the upper directory; sparse files
 // are written in full. ctx is checked between members and while copying data. On error the stream
 // written so far is incomplete.
-func WriteLayer(ctx context.Context, w io.Writer, lower *View, upperDir string, opts LayerOptions) (LayerStats, error) {
+func Write(ctx context.Context, w io.Writer, lower *overlay.View, upperDir string, opts Options) (Stats, error) {
 	root, err := openChangeRoot(upperDir)
 	if err != nil {
-		return LayerStats{}, fmt.Errorf("writing the layer of %s: %w", upperDir, err)
+		return Stats{}, fmt.Errorf("writing the layer of %s: %w", upperDir, err)
 	}
 	defer root.close()
 	bw := bufio.NewWriterSize(w, 64<<10)
@@ -88,16 +91,16 @@ func WriteLayer(ctx context.Context, w io.Writer, lower *View, upperDir string, 
 	if err == nil {
 		err = bw.Flush()
 	}
-	st := LayerStats{Entries: lw.n, Empty: lw.n == 0}
+	st := Stats{Entries: lw.n, Empty: lw.n == 0}
 	if err != nil {
 		return st, fmt.Errorf("writing the layer of %s: %w", upperDir, err)
 	}
 	return st, nil
 }
 
-// layerWriter is the state of one WriteLayer.
+// layerWriter is the state of one Write.
 type layerWriter struct {
-	v     *View
+	v     *overlay.View
 	tw    *tar.Writer
 	log   *slog.Logger
 	sde   *time.Time
@@ -118,7 +121,7 @@ func (lw *layerWriter) dir(ctx context.Context, d *changeDir, prefix string, low
 		return err
 	}
 	if opaque {
-		if err := lw.whiteout(prefix + opaqueMarker); err != nil {
+		if err := lw.whiteout(prefix + ovlfmt.OpaqueMarker); err != nil {
 			return err
 		}
 	}
@@ -131,9 +134,9 @@ func (lw *layerWriter) dir(ctx context.Context, d *changeDir, prefix string, low
 		case e.whiteout:
 		case e.typ == 0:
 			lw.log.Warn("skipping a socket: a layer cannot hold one", "path", d.join(e.name))
-		case strings.HasPrefix(e.name, whPrefix):
+		case strings.HasPrefix(e.name, ovlfmt.WhiteoutPrefix):
 			return fmt.Errorf("%s: names starting with %q are reserved for whiteouts: %w", d.join(e.name),
-				whPrefix, ErrInvalid)
+				ovlfmt.WhiteoutPrefix, overlay.ErrInvalid)
 		default:
 			continue
 		}
@@ -145,7 +148,7 @@ func (lw *layerWriter) dir(ctx context.Context, d *changeDir, prefix string, low
 			return fmt.Errorf("%s: %w", d.join(e.name), err)
 		}
 		if found {
-			if err := lw.whiteout(prefix + whPrefix + e.name); err != nil {
+			if err := lw.whiteout(prefix + ovlfmt.WhiteoutPrefix + e.name); err != nil {
 				return err
 			}
 		}
@@ -185,10 +188,6 @@ func (lw *layerWriter) dir(ctx context.Context, d *changeDir, prefix string, low
 	}
 	return nil
 }
-
-// emptyXattrNote explains why an xattr with an empty value is left out of a tar: POSIX pax reads an
-// empty record as "delete the keyword", and Go's archive/tar, umoci and imgfs's own mounts drop it.
-const emptyXattrNote = "skipping an xattr with an empty value: a tar record cannot hold one (pax reads it as a deletion)"
 
 // whiteout writes a whiteout or opaque marker member.
 func (lw *layerWriter) whiteout(name string) error {
@@ -237,7 +236,7 @@ func (lw *layerWriter) entry(ctx context.Context, d *changeDir, e *changeEntry, 
 			continue
 		}
 		if len(x.Value) == 0 {
-			lw.log.Warn(emptyXattrNote, "path", d.join(e.name), "xattr", x.Name)
+			lw.log.Warn(export.EmptyXattrNote, "path", d.join(e.name), "xattr", x.Name)
 			continue
 		}
 		if h.PAXRecords == nil {

@@ -1,4 +1,4 @@
-package overlay
+package export
 
 import (
 	"archive/tar"
@@ -6,6 +6,8 @@ import (
 	"context"
 	"io"
 	"testing"
+
+	"github.com/imgfs/imgfs/overlay"
 )
 
 // testdataSparse is the sparse map of sparse.bin in ../index/testdata's sparse tars (1 MiB, made by GNU
@@ -28,22 +30,22 @@ func TestSparseView(t *testing.T) {
 	for _, name := range []string{"gnu-sparse.tar", "pax-sparse-0.0.tar", "pax-sparse-0.1.tar", "pax-sparse-1.0.tar"} {
 		t.Run(name, func(t *testing.T) {
 			l := openIndexLayer(t, "../index/testdata/"+name, t.TempDir())
-			v := exportView(t, []Layer{l})
-			a, err := v.Lookup(Root, "sparse.bin")
+			v := exportView(t, []overlay.Layer{l})
+			a, err := v.Lookup(overlay.Root, "sparse.bin")
 			if err != nil {
 				t.Fatal(err)
 			}
 			if a.Size != 1<<20 || a.Blocks != wantBlocks {
 				t.Errorf("size %d blocks %d, want %d %d", a.Size, a.Blocks, 1<<20, wantBlocks)
 			}
-			if s, _ := v.Lookup(Root, "small.bin"); s.Blocks != 8 { // 10000 bytes, data in one block
+			if s, _ := v.Lookup(overlay.Root, "small.bin"); s.Blocks != 8 { // 10000 bytes, data in one block
 				t.Errorf("small.bin: blocks %d for %d bytes", s.Blocks, s.Size)
 			}
 			f, err := v.Open(a.Node)
 			if err != nil {
 				t.Fatal(err)
 			}
-			ds := f.(DataSeeker)
+			ds := f.(overlay.DataSeeker)
 			var got [][2]int64
 			for off := int64(0); ; {
 				start, ok, err := ds.SeekData(off, false)
@@ -85,7 +87,7 @@ func TestSparseView(t *testing.T) {
 			}
 
 			var out bytes.Buffer
-			if _, err := v.Export(context.Background(), &out, ExportOptions{}); err != nil {
+			if _, err := Write(context.Background(), v, &out, Options{}); err != nil {
 				t.Fatal(err)
 			}
 			if out.Len() > 64<<10 {

@@ -1,4 +1,4 @@
-package overlay
+package layerdiff
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/imgfs/imgfs/internal/tartest"
+	"github.com/imgfs/imgfs/overlay"
 	"golang.org/x/sys/unix"
 )
 
@@ -38,26 +39,26 @@ func TestChangesAgreeWithView(t *testing.T) {
 	if !slices.Equal(lines, want) {
 		t.Errorf("changes: %q, want %q", lines, want)
 	}
-	u, err := OpenUpper(UpperOptions{Dir: up, Base: "sha256:base", ReadOnly: true})
+	u, err := overlay.OpenUpper(overlay.UpperOptions{Dir: up, Base: "sha256:base", ReadOnly: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer u.Close()
-	v, err := New(layers, Options{Upper: u})
+	v, err := overlay.New(layers, overlay.Options{Upper: u})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Every path either view shows, and every change's path: the kinds must agree.
 	paths := map[string]bool{}
-	for _, w := range []*View{lower, v} {
-		clWalkView(t, w, func(p string, _ Attr) { paths[strings.TrimSuffix("/"+strings.TrimPrefix(p, "/"), "/")] = true })
+	for _, w := range []*overlay.View{lower, v} {
+		clWalkView(t, w, func(p string, _ overlay.Attr) { paths[strings.TrimSuffix("/"+strings.TrimPrefix(p, "/"), "/")] = true })
 	}
 	for _, c := range got {
 		paths[c.Path] = true
 	}
-	exists := func(w *View, p string) bool {
+	exists := func(w *overlay.View, p string) bool {
 		_, err := lookupPath(w, strings.TrimPrefix(p, "/"))
-		if err != nil && !errors.Is(err, ErrNotExist) && !errors.Is(err, ErrNotDir) {
+		if err != nil && !errors.Is(err, overlay.ErrNotExist) && !errors.Is(err, overlay.ErrNotDir) {
 			t.Fatalf("lookup %s: %v", p, err)
 		}
 		return err == nil

@@ -1,4 +1,4 @@
-package overlay
+package export
 
 import (
 	"archive/tar"
@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/imgfs/imgfs/internal/tartest"
+	"github.com/imgfs/imgfs/overlay"
 )
 
 const benchFileSize = 256 << 20
@@ -80,7 +81,7 @@ func benchSinks(b *testing.B) map[string]func() (io.Writer, func()) {
 func BenchmarkExport(b *testing.B) {
 	path := benchLayerTar(b, benchFileSize)
 	l := openIndexLayer(b, path, b.TempDir())
-	v, err := New([]Layer{l}, Options{})
+	v, err := overlay.New([]overlay.Layer{l}, overlay.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -90,7 +91,7 @@ func BenchmarkExport(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				w, done := sink()
-				if _, err := v.Export(context.Background(), w, ExportOptions{}); err != nil {
+				if _, err := Write(context.Background(), v, w, Options{}); err != nil {
 					b.Fatal(err)
 				}
 				done()
@@ -126,14 +127,14 @@ func BenchmarkExportSmallFiles(b *testing.B) {
 	for i := range 10000 {
 		ms = append(ms, tartest.File(fmt.Sprintf("dir%03d/file%05d", i%100, i), body))
 	}
-	v, err := New([]Layer{newFakeLayer(ms...)}, Options{})
+	v, err := overlay.New([]overlay.Layer{newFakeLayer(ms...)}, overlay.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	var st ExportStats
+	var st Stats
 	b.ReportAllocs()
 	for b.Loop() {
-		if st, err = v.Export(context.Background(), io.Discard, ExportOptions{}); err != nil {
+		if st, err = Write(context.Background(), v, io.Discard, Options{}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -1,4 +1,4 @@
-package overlay
+package export
 
 import (
 	"bytes"
@@ -142,7 +142,7 @@ func lxattrs(t testing.TB, path string) map[string]string {
 func TestExportGNUTar(t *testing.T) {
 	v := exportView(t, layersOf(exportTree()...))
 	var out bytes.Buffer
-	if _, err := v.Export(context.Background(), &out, ExportOptions{}); err != nil {
+	if _, err := Write(context.Background(), v, &out, Options{}); err != nil {
 		t.Fatal(err)
 	}
 	dir := gnuTarExtract(t, out.Bytes())

@@ -1,4 +1,4 @@
-package overlay
+package export
 
 import (
 	"bytes"
@@ -15,7 +15,7 @@ func TestExportSkip(t *testing.T) {
 	v := mustNew(t, members{file("a/out.tar", "partial"), file("a/keep", "k"), dir("out.tar")})
 	var asked []string
 	var out, logs bytes.Buffer
-	_, err := v.Export(context.Background(), &out, ExportOptions{
+	_, err := Write(context.Background(), v, &out, Options{
 		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
 		Skip: func(name string) bool {
 			asked = append(asked, name)

@@ -1,4 +1,4 @@
-package overlay
+package export
 
 import (
 	"bytes"
@@ -10,12 +10,13 @@ import (
 
 	"github.com/imgfs/imgfs/index"
 	"github.com/imgfs/imgfs/internal/tartest"
+	"github.com/imgfs/imgfs/overlay"
 )
 
 // longNameLayers holds names of 255, 256 and 65,535 bytes (one a directory with a child), a hardlink
 // to a file behind a long name, and symlinks with targets of 4095, 4096 and 5000 bytes; a second
 // layer whites out a 255-byte name (the whiteout's own name is 259 bytes).
-func longNameLayers() (l []Layer, n255, n256, n64k string) {
+func longNameLayers() (l []overlay.Layer, n255, n256, n64k string) {
 	n255, n256, n64k = strings.Repeat("a", 255), strings.Repeat("b", 256), strings.Repeat("c", 65535)
 	return layersOf(
 		[]tartest.Member{
@@ -36,11 +37,11 @@ func longNameLayers() (l []Layer, n255, n256, n64k string) {
 // size, but Readlink gives ErrNameTooLong; exported verbatim).
 func TestLongNames(t *testing.T) {
 	layers, n255, n256, n64k := longNameLayers()
-	v, err := New(layers, Options{})
+	v, err := overlay.New(layers, overlay.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := v.ReadDir(Root)
+	d, err := v.ReadDir(overlay.Root)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,27 +52,27 @@ func TestLongNames(t *testing.T) {
 	if want := []string{n255, "d", "h", "s4095", "s4096", "s5000"}; !slices.Equal(names, want) {
 		t.Errorf("root lists %d names %.40q, want %.40q", len(names), names, want)
 	}
-	if a, err := v.Lookup(Root, n255); err != nil || a.Size != 2 {
+	if a, err := v.Lookup(overlay.Root, n255); err != nil || a.Size != 2 {
 		t.Errorf("lookup of the 255-byte name: %+v, %v", a, err)
 	}
 	for _, n := range []string{n256, n64k} {
-		if _, err := v.Lookup(Root, n); !errors.Is(err, ErrNameTooLong) {
+		if _, err := v.Lookup(overlay.Root, n); !errors.Is(err, overlay.ErrNameTooLong) {
 			t.Errorf("lookup of a %d-byte name: %v, want ErrNameTooLong", len(n), err)
 		}
 	}
-	dd, _ := v.Lookup(Root, "d")
+	dd, _ := v.Lookup(overlay.Root, "d")
 	if l, err := v.ReadDir(dd.Node); err != nil || l.Len() != 0 {
 		t.Errorf("d lists %d entries (%v), want none", l.Len(), err)
 	}
-	if h, err := v.Lookup(Root, "h"); err != nil || h.Type != index.TypeRegular || h.Size != 17 {
+	if h, err := v.Lookup(overlay.Root, "h"); err != nil || h.Type != index.TypeRegular || h.Size != 17 {
 		t.Errorf("hardlink to a file behind a long name: %+v, %v", h, err)
 	}
 	for _, tc := range []struct {
 		name string
 		size int64
 		err  error
-	}{{"s4095", 4095, nil}, {"s4096", 4096, ErrNameTooLong}, {"s5000", 5000, ErrNameTooLong}} {
-		a, err := v.Lookup(Root, tc.name)
+	}{{"s4095", 4095, nil}, {"s4096", 4096, overlay.ErrNameTooLong}, {"s5000", 5000, overlay.ErrNameTooLong}} {
+		a, err := v.Lookup(overlay.Root, tc.name)
 		if err != nil || a.Type != index.TypeSymlink || a.Size != tc.size {
 			t.Errorf("%s: %+v, %v", tc.name, a, err)
 			continue
@@ -83,7 +84,7 @@ func TestLongNames(t *testing.T) {
 	}
 
 	var out bytes.Buffer
-	if _, err := v.Export(context.Background(), &out, ExportOptions{}); err != nil {
+	if _, err := Write(context.Background(), v, &out, Options{}); err != nil {
 		t.Fatal(err)
 	}
 	var got []string

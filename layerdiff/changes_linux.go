@@ -1,4 +1,4 @@
-package overlay
+package layerdiff
 
 import (
 	"context"
@@ -7,10 +7,10 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/internal/ovlfmt"
 	"golang.org/x/sys/unix"
 )
 
@@ -23,6 +23,7 @@ type changeDir struct {
 	f    *os.File
 	fd   int
 	path string // for messages: the upper directory's path joined with the relative one
+	xwh  bool   // marked as holding xattr whiteouts (ovlfmt.DirMarks)
 }
 
 // openChangeRoot opens upper directory dir.
@@ -33,15 +34,19 @@ func openChangeRoot(dir string) (*changeDir, error) {
 	}
 	d := &changeDir{f: os.NewFile(uintptr(fd), dir), fd: fd, path: dir}
 	// The extended attributes of entries are read through /proc: make sure it is there and is ours.
-	var st, pst unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
+	if err := ovlfmt.CheckProc(fd, dir); err != nil {
 		d.close()
-		return nil, &os.PathError{Op: "stat", Path: dir, Err: err}
+		return nil, err
 	}
-	if err := unix.Stat(d.proc(""), &pst); err != nil || pst.Dev != st.Dev || pst.Ino != st.Ino {
+	// The root is always merged (never opaque), but it may hold xattr whiteouts.
+	m, err := ovlfmt.ReadDirMarks(func(name string) ([]byte, bool, error) {
+		return changeGetxattr(func(attr string, buf []byte) (int, error) { return unix.Fgetxattr(fd, attr, buf) }, name)
+	})
+	if err != nil {
 		d.close()
-		return nil, fmt.Errorf("reading %s needs /proc/self/fd: %w", dir, errors.ErrUnsupported)
+		return nil, fmt.Errorf("reading xattrs of %s: %w", dir, err)
 	}
+	d.xwh = m.XattrWhiteouts
 	return d, nil
 }
 
@@ -54,7 +59,7 @@ func (d *changeDir) join(name string) string { return filepath.Join(d.path, name
 // proc returns a path naming entry name of d (d itself when name is empty) through /proc, which the
 // l*xattr calls resolve without following name.
 func (d *changeDir) proc(name string) string {
-	p := "/proc/self/fd/" + strconv.Itoa(d.fd)
+	p := ovlfmt.ProcFD(d.fd)
 	if name != "" {
 		p += "/" + name
 	}
@@ -84,9 +89,7 @@ func (d *changeDir) list(ctx context.Context) ([]changeEntry, error) {
 			return nil, &os.PathError{Op: "lstat", Path: d.join(name), Err: err}
 		}
 		e := changeEntryOf(name, &st)
-		p := d.proc(name)
-		get := func(attr string, buf []byte) (int, error) { return unix.Lgetxattr(p, attr, buf) }
-		if err := d.classify(&e, get); err != nil {
+		if err := d.classify(&e, changeGet(d.proc(name))); err != nil {
 			return nil, err
 		}
 		ents = append(ents, e)
@@ -95,47 +98,39 @@ func (d *changeDir) list(ctx context.Context) ([]changeEntry, error) {
 }
 
 // classify marks e as a whiteout or an opaque directory from its type and extended attributes (read
-// with get), and refuses directories that overlayfs's redirect_dir feature renamed.
-func (d *changeDir) classify(e *changeEntry, get func(attr string, buf []byte) (int, error)) error {
+// with get) by the rules of package ovlfmt, which the writable view follows too, and refuses
+// directories moved by redirect_dir.
+func (d *changeDir) classify(e *changeEntry, get ovlfmt.Getxattr) error {
+	var err error
 	switch e.typ {
 	case index.TypeChar:
-		e.whiteout = e.devmajor == 0 && e.devminor == 0
+		e.whiteout = ovlfmt.IsWhiteoutDevice(uint64(unix.Mkdev(e.devmajor, e.devminor)))
 	case index.TypeRegular:
-		if e.size != 0 {
-			return nil
-		}
-		for _, name := range []string{"trusted.overlay.whiteout", "user.overlay.whiteout"} {
-			_, ok, err := changeGetxattr(get, name)
-			if err != nil {
-				return fmt.Errorf("reading xattrs of %s: %w", d.join(e.name), err)
-			}
-			if ok {
-				e.whiteout = true
-				return nil
-			}
-		}
+		e.whiteout, err = ovlfmt.IsXattrWhiteout(e.size, d.xwh, get)
 	case index.TypeDir:
-		for _, ns := range []string{"trusted.", "user."} {
-			v, ok, err := changeGetxattr(get, ns+"overlay.opaque")
-			if err != nil {
-				return fmt.Errorf("reading xattrs of %s: %w", d.join(e.name), err)
-			}
-			if ok && string(v) == "y" {
-				e.opaque = true
-			}
-			if _, ok, err = changeGetxattr(get, ns+"overlay.redirect"); err != nil {
-				return fmt.Errorf("reading xattrs of %s: %w", d.join(e.name), err)
-			} else if ok {
-				return fmt.Errorf("%s: directory renamed by overlayfs redirect_dir: %w", d.join(e.name),
-					errors.ErrUnsupported)
-			}
-		}
+		var m ovlfmt.DirMarks
+		m, err = ovlfmt.ReadDirMarks(get)
+		e.opaque, e.xwh = m.Opaque, m.XattrWhiteouts
+	}
+	if errors.Is(err, errors.ErrUnsupported) {
+		return fmt.Errorf("%s: %w", d.join(e.name), err)
+	}
+	if err != nil {
+		return fmt.Errorf("reading xattrs of %s: %w", d.join(e.name), err)
 	}
 	return nil
 }
 
+// changeGet returns the ovlfmt.Getxattr of the entry that path (a /proc path) names, not following it.
+func changeGet(path string) ovlfmt.Getxattr {
+	return func(name string) ([]byte, bool, error) {
+		return changeGetxattr(func(attr string, buf []byte) (int, error) { return unix.Lgetxattr(path, attr, buf) }, name)
+	}
+}
+
 // xattrs returns the extended attributes of entry e of d that a layer carries (not the overlay or imgfs
-// ones), sorted by name. Files whose data overlayfs's metacopy feature left in a lower layer are refused.
+// ones), sorted by name. A regular file whose data the kernel's metacopy left below is refused, as the
+// writable view refuses to open one.
 func (d *changeDir) xattrs(e *changeEntry) ([]index.Xattr, error) {
 	p := d.proc(e.name)
 	buf := make([]byte, 256)
@@ -157,13 +152,14 @@ func (d *changeDir) xattrs(e *changeEntry) ([]index.Xattr, error) {
 	if n == 0 {
 		return nil, nil
 	}
+	if e.typ == index.TypeRegular {
+		if err := ovlfmt.CheckFile(changeGet(p)); err != nil {
+			return nil, fmt.Errorf("%s: %w", d.join(e.name), err)
+		}
+	}
 	get := func(attr string, b []byte) (int, error) { return unix.Lgetxattr(p, attr, b) }
 	var out []index.Xattr
 	for name := range strings.SplitSeq(strings.TrimSuffix(string(buf[:n]), "\x00"), "\x00") {
-		if name == "trusted.overlay.metacopy" || name == "user.overlay.metacopy" {
-			return nil, fmt.Errorf("%s: data left in the lower layer by overlayfs metacopy: %w", d.join(e.name),
-				errors.ErrUnsupported)
-		}
 		if name == "" || changeXattrIgnored(name) {
 			continue
 		}
@@ -208,7 +204,7 @@ func (d *changeDir) sub(e *changeEntry) (*changeDir, error) {
 		return nil, err
 	}
 	p := d.join(e.name)
-	return &changeDir{f: os.NewFile(uintptr(fd), p), fd: fd, path: p}, nil
+	return &changeDir{f: os.NewFile(uintptr(fd), p), fd: fd, path: p, xwh: e.xwh}, nil
 }
 
 // open opens regular file e of d for reading.

@@ -1,4 +1,4 @@
-package overlay
+package export
 
 import (
 	"archive/tar"
@@ -17,7 +17,9 @@ import (
 	"time"
 
 	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/internal/fakelayer"
 	"github.com/imgfs/imgfs/internal/tartest"
+	"github.com/imgfs/imgfs/overlay"
 )
 
 // expRec is one name of an exported tree as the export tests compare it, whether it comes from the
@@ -62,12 +64,12 @@ func expDesc(typ index.Type, mode, uid, gid uint32, size int64, sec int64, nsec 
 
 // viewRecs walks the view depth first in bytewise order, as an export must list it. Every non-directory
 // node met again gets first set to the name it was met by first.
-func viewRecs(t testing.TB, v *View) []expRec {
+func viewRecs(t testing.TB, v *overlay.View) []expRec {
 	t.Helper()
 	var out []expRec
-	seen := map[Node]string{}
-	var walk func(n Node, prefix string)
-	walk = func(n Node, prefix string) {
+	seen := map[overlay.Node]string{}
+	var walk func(n overlay.Node, prefix string)
+	walk = func(n overlay.Node, prefix string) {
 		d, err := v.ReadDir(n)
 		if err != nil {
 			t.Fatalf("readdir %q: %v", prefix, err)
@@ -123,7 +125,7 @@ func viewRecs(t testing.TB, v *View) []expRec {
 			}
 		}
 	}
-	walk(Root, "")
+	walk(overlay.Root, "")
 	return out
 }
 
@@ -295,9 +297,9 @@ func exportTree() [][]tartest.Member {
 	return [][]tartest.Member{l0, l1}
 }
 
-func exportView(t testing.TB, layers []Layer) *View {
+func exportView(t testing.TB, layers []overlay.Layer) *overlay.View {
 	t.Helper()
-	v, err := New(layers, Options{})
+	v, err := overlay.New(layers, overlay.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,7 +312,7 @@ func exportView(t testing.TB, layers []Layer) *View {
 func TestExportMatchesView(t *testing.T) {
 	v := exportView(t, layersOf(exportTree()...))
 	var out bytes.Buffer
-	st, err := v.Export(context.Background(), &out, ExportOptions{})
+	st, err := Write(context.Background(), v, &out, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -378,7 +380,7 @@ func TestExportMatchesView(t *testing.T) {
 
 	// Deterministic: a second export is the same bytes.
 	var again bytes.Buffer
-	if _, err := v.Export(context.Background(), &again, ExportOptions{}); err != nil {
+	if _, err := Write(context.Background(), v, &again, Options{}); err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(out.Bytes(), again.Bytes()) {
@@ -410,16 +412,16 @@ func newFileLayer(t testing.TB, l *fakeLayer) *fileLayer {
 		}
 		off += int64(len(junk))
 		fl.offs[id] = off
-		if _, err := f.WriteAt(l.data[id], off); err != nil {
+		if _, err := f.WriteAt(l.DataSlice()[id], off); err != nil {
 			t.Fatal(err)
 		}
-		off += int64(len(l.data[id]))
+		off += int64(len(l.DataSlice()[id]))
 	}
 	return fl
 }
 
 func (l *fileLayer) FileRange(id index.ID) (*os.File, int64, bool) {
-	if l.entries[id].Type != index.TypeRegular {
+	if l.EntrySlice()[id].Type != index.TypeRegular {
 		return nil, 0, false
 	}
 	return l.f, l.offs[id], true
@@ -434,7 +436,7 @@ func (l *fileLayer) ReadAt(id index.ID, p []byte, off int64) (int, error) {
 // and a file in append mode (which sendfile refuses: the copy falls back to the buffer).
 func TestExportFileRanges(t *testing.T) {
 	tree := exportTree()
-	layers := make([]Layer, len(tree))
+	layers := make([]overlay.Layer, len(tree))
 	for i, ms := range tree {
 		layers[i] = newFileLayer(t, newFakeLayer(ms...))
 	}
@@ -443,7 +445,7 @@ func TestExportFileRanges(t *testing.T) {
 	want := viewRecs(t, exportView(t, layersOf(tree...)))
 
 	var buf bytes.Buffer
-	if _, err := v.Export(context.Background(), &buf, ExportOptions{}); err != nil {
+	if _, err := Write(context.Background(), v, &buf, Options{}); err != nil {
 		t.Fatal(err)
 	}
 	diffRecs(t, "buffer", want, tarRecs(t, buf.Bytes()))
@@ -459,7 +461,7 @@ func TestExportFileRanges(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		st, err := v.Export(context.Background(), f, ExportOptions{})
+		st, err := Write(context.Background(), v, f, Options{})
 		f.Close()
 		if err != nil {
 			t.Fatal(err)
@@ -475,7 +477,7 @@ func TestExportFileRanges(t *testing.T) {
 }
 
 // exportToPipe exports v into a pipe and returns what came out of it.
-func exportToPipe(t *testing.T, v *View) []byte {
+func exportToPipe(t *testing.T, v *overlay.View) []byte {
 	t.Helper()
 	r, w, err := os.Pipe()
 	if err != nil {
@@ -487,7 +489,7 @@ func exportToPipe(t *testing.T, v *View) []byte {
 		b, _ := io.ReadAll(r)
 		done <- b
 	}()
-	st, err := v.Export(context.Background(), w, ExportOptions{})
+	st, err := Write(context.Background(), v, w, Options{})
 	w.Close()
 	b := <-done
 	if err != nil {
@@ -503,7 +505,7 @@ func exportToPipe(t *testing.T, v *View) []byte {
 func TestExportIndexLayer(t *testing.T) {
 	tree := exportTree()
 	dir := t.TempDir()
-	layers := make([]Layer, len(tree))
+	layers := make([]overlay.Layer, len(tree))
 	for i, ms := range tree {
 		path := fmt.Sprintf("%s/layer%d.tar", dir, i)
 		if err := os.WriteFile(path, tartest.Tar(t, ms...), 0o644); err != nil {
@@ -513,7 +515,7 @@ func TestExportIndexLayer(t *testing.T) {
 	}
 	v := exportView(t, layers)
 	var out bytes.Buffer
-	if _, err := v.Export(context.Background(), &out, ExportOptions{}); err != nil {
+	if _, err := Write(context.Background(), v, &out, Options{}); err != nil {
 		t.Fatal(err)
 	}
 	diffRecs(t, "export", viewRecs(t, v), tarRecs(t, out.Bytes()))
@@ -546,18 +548,18 @@ func openIndexLayer(t testing.TB, path, cache string) *index.Layer {
 func TestExportHeaderLimits(t *testing.T) {
 	cases := []struct {
 		name string
-		a    Attr
+		a    overlay.Attr
 		typ  byte
 		size int64
 	}{
-		{"negative-mtime", Attr{Mode: 0o644, MtimeSec: -2, MtimeNsec: 500000000}, tarRegular, 0},
-		{"negative-whole-mtime", Attr{Mode: 0o644, MtimeSec: -86400}, tarRegular, 0},
-		{"far-mtime", Attr{Mode: 0o644, MtimeSec: 1 << 34, MtimeNsec: 7}, tarRegular, 0},
-		{"max-ids", Attr{Mode: 0o755, UID: 1<<32 - 1, GID: 1 << 21}, tarDir, 0},
-		{"edge-ids", Attr{Mode: 0o755, UID: 1<<21 - 1, GID: 1<<21 - 1}, tarDir, 0},
-		{"big-size", Attr{Mode: 0o644}, tarRegular, 1 << 34},
-		{"edge-size", Attr{Mode: 0o644}, tarRegular, 1<<33 - 1},
-		{"big-devices", Attr{Mode: 0o600, Devmajor: 1<<32 - 1, Devminor: 3000000}, tarChar, 0},
+		{"negative-mtime", overlay.Attr{Mode: 0o644, MtimeSec: -2, MtimeNsec: 500000000}, tarRegular, 0},
+		{"negative-whole-mtime", overlay.Attr{Mode: 0o644, MtimeSec: -86400}, tarRegular, 0},
+		{"far-mtime", overlay.Attr{Mode: 0o644, MtimeSec: 1 << 34, MtimeNsec: 7}, tarRegular, 0},
+		{"max-ids", overlay.Attr{Mode: 0o755, UID: 1<<32 - 1, GID: 1 << 21}, tarDir, 0},
+		{"edge-ids", overlay.Attr{Mode: 0o755, UID: 1<<21 - 1, GID: 1<<21 - 1}, tarDir, 0},
+		{"big-size", overlay.Attr{Mode: 0o644}, tarRegular, 1 << 34},
+		{"edge-size", overlay.Attr{Mode: 0o644}, tarRegular, 1<<33 - 1},
+		{"big-devices", overlay.Attr{Mode: 0o600, Devmajor: 1<<32 - 1, Devminor: 3000000}, tarChar, 0},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -608,7 +610,7 @@ func TestExportNames(t *testing.T) {
 			if link == "" {
 				typ = tarDir
 			}
-			a := Attr{Mode: 0o777}
+			a := overlay.Attr{Mode: 0o777}
 			if err := e.header(&a, typ, 0, link, nil); err != nil {
 				t.Fatal(err)
 			}
@@ -634,13 +636,13 @@ func TestExportNames(t *testing.T) {
 // whiteouts and type changes test that links point to the first name of their node and nothing else.
 func TestExportRandomStacks(t *testing.T) {
 	for seed := range 300 {
-		layers := layersOf(genStack(randChooser{rand.New(rand.NewPCG(uint64(seed), 11))})...)
-		v, err := New(layers, Options{})
+		layers := layersOf(fakelayer.GenStack(fakelayer.NewRandChooser(rand.New(rand.NewPCG(uint64(seed), 11))))...)
+		v, err := overlay.New(layers, overlay.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		var out bytes.Buffer
-		if _, err := v.Export(context.Background(), &out, ExportOptions{}); err != nil {
+		if _, err := Write(context.Background(), v, &out, Options{}); err != nil {
 			t.Fatal(err)
 		}
 		want, got := viewRecs(t, v), tarRecs(t, out.Bytes())
@@ -687,7 +689,7 @@ func (w *cancelWriter) Write(p []byte) (int, error) {
 func TestExportErrors(t *testing.T) {
 	v := exportView(t, layersOf(exportTree()...))
 	t.Run("write", func(t *testing.T) {
-		st, err := v.Export(context.Background(), &errWriter{n: 1 << 20}, ExportOptions{})
+		st, err := Write(context.Background(), v, &errWriter{n: 1 << 20}, Options{})
 		if !errors.Is(err, errWrite) {
 			t.Fatalf("err = %v", err)
 		}
@@ -698,7 +700,7 @@ func TestExportErrors(t *testing.T) {
 	t.Run("canceled", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
-		if _, err := v.Export(ctx, io.Discard, ExportOptions{}); !errors.Is(err, context.Canceled) {
+		if _, err := Write(ctx, v, io.Discard, Options{}); !errors.Is(err, context.Canceled) {
 			t.Fatalf("err = %v", err)
 		}
 	})
@@ -706,7 +708,7 @@ func TestExportErrors(t *testing.T) {
 		// data/big is 3 MiB: the export stops between two buffers of it.
 		ctx, cancel := context.WithCancel(context.Background())
 		w := &cancelWriter{cancel: cancel}
-		if _, err := v.Export(ctx, w, ExportOptions{}); !errors.Is(err, context.Canceled) {
+		if _, err := Write(ctx, v, w, Options{}); !errors.Is(err, context.Canceled) {
 			t.Fatalf("err = %v", err)
 		}
 		if w.n != 1 {
@@ -715,9 +717,9 @@ func TestExportErrors(t *testing.T) {
 	})
 	t.Run("short-data", func(t *testing.T) {
 		l := newFakeLayer(tartest.File("a", "0123456789"))
-		l.data[1] = l.data[1][:4] // the member says 10 bytes, only 4 can be read
-		v := exportView(t, []Layer{l})
-		_, err := v.Export(context.Background(), io.Discard, ExportOptions{})
+		l.DataSlice()[1] = l.DataSlice()[1][:4] // the member says 10 bytes, only 4 can be read
+		v := exportView(t, []overlay.Layer{l})
+		_, err := Write(context.Background(), v, io.Discard, Options{})
 		if !errors.Is(err, io.ErrUnexpectedEOF) || !strings.Contains(err.Error(), "a: ") {
 			t.Fatalf("err = %v", err)
 		}
@@ -729,7 +731,7 @@ func TestExportProgress(t *testing.T) {
 	v := exportView(t, layersOf(exportTree()...))
 	var calls int
 	var last [2]int64
-	st, err := v.Export(context.Background(), io.Discard, ExportOptions{Progress: func(entries, bytes int64) {
+	st, err := Write(context.Background(), v, io.Discard, Options{Progress: func(entries, bytes int64) {
 		calls++
 		if entries < last[0] || bytes < last[1] {
 			t.Errorf("progress went back: %d %d after %v", entries, bytes, last)
@@ -786,11 +788,11 @@ func TestExportSkips(t *testing.T) {
 		tartest.Member{Name: "x", Body: []byte("x"), Xattrs: map[string]string{"user.a=b": "1", "user.ok": "2"}},
 	)
 	id, _ := l.Lookup(0, "sock")
-	l.entries[id].Type = index.Type(99)
-	v := exportView(t, []Layer{l})
+	l.EntrySlice()[id].Type = index.Type(99)
+	v := exportView(t, []overlay.Layer{l})
 	var logs bytes.Buffer
 	var out bytes.Buffer
-	st, err := v.Export(context.Background(), &out, ExportOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	st, err := Write(context.Background(), v, &out, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -817,7 +819,7 @@ func TestExportWindowAcrossLayers(t *testing.T) {
 		{tartest.File("a1", body('a')), tartest.File("a2", body('A'))},
 		{tartest.File("b1", body('b')), tartest.File("b2", body('B')), tartest.File("b3", body('c'))},
 	}
-	layers := make([]Layer, len(tree))
+	layers := make([]overlay.Layer, len(tree))
 	for i, ms := range tree {
 		layers[i] = newFileLayer(t, newFakeLayer(ms...))
 	}
@@ -825,7 +827,7 @@ func TestExportWindowAcrossLayers(t *testing.T) {
 		t.Fatalf("the fixture needs a2 and b2 at one offset: %d, %d", fa.offs[2], fb.offs[2])
 	}
 	var buf bytes.Buffer
-	if _, err := exportView(t, layers).Export(context.Background(), &buf, ExportOptions{}); err != nil {
+	if _, err := Write(context.Background(), exportView(t, layers), &buf, Options{}); err != nil {
 		t.Fatal(err)
 	}
 	diffRecs(t, "window", viewRecs(t, exportView(t, layersOf(tree...))), tarRecs(t, buf.Bytes()))

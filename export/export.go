@@ -1,4 +1,4 @@
-package overlay
+package export
 
 import (
 	"bytes"
@@ -14,10 +14,11 @@ import (
 	"time"
 
 	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/overlay"
 )
 
-// ExportOptions configure View.Export.
-type ExportOptions struct {
+// Options configure Write.
+type Options struct {
 	// Logger receives warnings about what a tar cannot carry (sockets, names or xattr names it cannot
 	// represent), which is skipped; nil discards them.
 	Logger *slog.Logger
@@ -30,8 +31,8 @@ type ExportOptions struct {
 	Skip func(name string) bool
 }
 
-// ExportStats say what Export wrote.
-type ExportStats struct {
+// Stats say what Write wrote.
+type Stats struct {
 	// Entries is the number of tar members written (PAX extended headers not counted).
 	Entries int64
 	// Bytes is the number of bytes of the tar stream written to the writer, the end-of-archive marker
@@ -39,7 +40,7 @@ type ExportStats struct {
 	Bytes int64
 }
 
-// exportBufSize is the size of Export's one buffer: headers and file data are gathered in it and
+// exportBufSize is the size of Write's one buffer: headers and file data are gathered in it and
 // written out in writes of this size.
 const exportBufSize = 1 << 20
 
@@ -50,7 +51,7 @@ const sendfileMin = 256 << 10
 // progressEvery is the minimum interval between two Progress calls.
 const progressEvery = 100 * time.Millisecond
 
-// Export writes the merged view to w as one flat, uncompressed tar stream, as `docker export` does:
+// Write writes the merged view v to w as one flat, uncompressed tar stream, as `docker export` does:
 // every path below the root (the root itself has no member), depth first with each directory's
 // children in bytewise order, so the output is deterministic. Member names have no "./" prefix and
 // directories end in "/". The format is POSIX pax: numeric owners only (no user or group names), the
@@ -67,7 +68,7 @@ const progressEvery = 100 * time.Millisecond
 // sendfile(2) on Linux when w is an *os.File (a pipe, a file, a socket), without passing through user
 // space. w only gets sequential writes, so it may be a pipe. ctx is checked between members and between
 // buffers. On error the stream written so far is incomplete.
-func (v *View) Export(ctx context.Context, w io.Writer, opts ExportOptions) (ExportStats, error) {
+func Write(ctx context.Context, v *overlay.View, w io.Writer, opts Options) (Stats, error) {
 	e := &exporter{
 		v:        v,
 		ctx:      ctx,
@@ -78,7 +79,7 @@ func (v *View) Export(ctx context.Context, w io.Writer, opts ExportOptions) (Exp
 		last:     time.Now(),
 		buf:      make([]byte, 0, exportBufSize),
 		path:     make([]byte, 0, 256),
-		links:    map[Node]*exportLink{},
+		links:    map[overlay.Node]*exportLink{},
 	}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
@@ -97,12 +98,16 @@ func (v *View) Export(ctx context.Context, w io.Writer, opts ExportOptions) (Exp
 	return e.stats, nil
 }
 
+// EmptyXattrNote explains why an xattr with an empty value is left out of a tar: POSIX pax reads an
+// empty record as "delete the keyword", and Go's archive/tar, umoci and imgfs's own mounts drop it.
+const EmptyXattrNote = "skipping an xattr with an empty value: a tar record cannot hold one (pax reads it as a deletion)"
+
 // blockSize is the tar block size.
 const blockSize = 512
 
-// exporter is the state of one Export.
+// exporter is the state of one Write.
 type exporter struct {
-	v        *View
+	v        *overlay.View
 	ctx      context.Context
 	w        io.Writer
 	log      *slog.Logger
@@ -112,7 +117,7 @@ type exporter struct {
 	tick     int       // members since the clock was last read
 
 	buf   []byte // pending output; its capacity is the write size
-	stats ExportStats
+	stats Stats
 	err   error // the first write error: nothing more is written after it
 
 	noSendfile bool // sendFile could not copy to w: copy through the buffer
@@ -125,12 +130,12 @@ type exporter struct {
 	raOff   int64
 	lastEnd int64 // file offset just past the last small file read from raFile
 
-	path  []byte               // the current member's name
-	pax   []byte               // the current member's PAX records
-	links map[Node]*exportLink // hard-linked nodes with names still to come
-	xs    []index.Xattr        // scratch for sorting xattrs
-	dirs  []exportDir          // the directories being walked, outermost first
-	num   [32]byte             // scratch for formatting numbers
+	path  []byte                       // the current member's name
+	pax   []byte                       // the current member's PAX records
+	links map[overlay.Node]*exportLink // hard-linked nodes with names still to come
+	xs    []index.Xattr                // scratch for sorting xattrs
+	dirs  []exportDir                  // the directories being walked, outermost first
+	num   [32]byte                     // scratch for formatting numbers
 
 	sparse *exportSparse // the sparse file whose header is being written, or nil
 }
@@ -143,14 +148,14 @@ type exportLink struct {
 
 // exportDir is a directory being walked.
 type exportDir struct {
-	d    *Dir
+	d    *overlay.Dir
 	next int // index of the next entry
 	plen int // length of the directory's member name ("a/b/"), a prefix of every child's
 }
 
 // walk writes every member, depth first.
 func (e *exporter) walk() error {
-	d, err := e.v.ReadDir(Root)
+	d, err := e.v.ReadDir(overlay.Root)
 	if err != nil {
 		return fmt.Errorf("reading the root directory: %w", err)
 	}
@@ -172,7 +177,7 @@ func (e *exporter) walk() error {
 			continue
 		}
 		sub, err := e.member(de.Node)
-		if errors.Is(err, ErrNotExist) {
+		if errors.Is(err, overlay.ErrNotExist) {
 			// Only a view that changes while it is exported can get here: the entry went away.
 			e.log.Warn("export: entry vanished while exporting", "path", string(e.path))
 			continue
@@ -196,7 +201,7 @@ func validName(name string) bool {
 
 // member writes the member for node n named e.path; for a directory it appends the "/" to e.path and
 // returns the listing to walk next.
-func (e *exporter) member(n Node) (*Dir, error) {
+func (e *exporter) member(n overlay.Node) (*overlay.Dir, error) {
 	a, err := e.v.Attr(n)
 	if err != nil {
 		return nil, err
@@ -227,7 +232,7 @@ func (e *exporter) member(n Node) (*Dir, error) {
 			"type", a.Type.String())
 		return nil, nil
 	}
-	var d *Dir
+	var d *overlay.Dir
 	switch a.Type {
 	case index.TypeDir:
 		// List it before writing its member, so that a directory that cannot be listed fails cleanly.
@@ -240,10 +245,7 @@ func (e *exporter) member(n Node) (*Dir, error) {
 		err = e.file(n, &a, xs)
 	case index.TypeSymlink:
 		var target string
-		if target, err = e.v.Readlink(n); errors.Is(err, ErrNameTooLong) {
-			target, err = e.v.lowerLinkTarget(n) // too long for readlink, not for a tar
-		}
-		if err != nil {
+		if target, err = e.v.LinkTarget(n); err != nil { // too long for readlink is not too long for a tar
 			return nil, err
 		}
 		if strings.IndexByte(target, 0) >= 0 {
@@ -268,7 +270,7 @@ func (e *exporter) member(n Node) (*Dir, error) {
 }
 
 // file writes a regular file's member and data.
-func (e *exporter) file(n Node, a *Attr, xs []index.Xattr) error {
+func (e *exporter) file(n overlay.Node, a *overlay.Attr, xs []index.Xattr) error {
 	f, err := e.v.Open(n)
 	if err != nil {
 		return err
@@ -276,7 +278,7 @@ func (e *exporter) file(n Node, a *Attr, xs []index.Xattr) error {
 	defer f.Close()
 	size := f.Size()
 	if size < 0 {
-		return fmt.Errorf("negative size %d: %w", size, ErrInvalid)
+		return fmt.Errorf("negative size %d: %w", size, overlay.ErrInvalid)
 	}
 	if rs, ok, err := dataRegions(f, size); err != nil {
 		return fmt.Errorf("finding the holes: %w", err)
@@ -293,7 +295,7 @@ func (e *exporter) file(n Node, a *Attr, xs []index.Xattr) error {
 			if err := e.put(data); err != nil {
 				return err
 			}
-			if err := checkSource(f); err != nil {
+			if err := overlay.CheckSource(f); err != nil {
 				return err
 			}
 			e.zeros(padding(size))
@@ -318,7 +320,7 @@ func (e *exporter) file(n Node, a *Attr, xs []index.Xattr) error {
 		return err
 	}
 	// The FileRange paths read the layer's file directly, without the layer's own check.
-	if err := checkSource(f); err != nil {
+	if err := overlay.CheckSource(f); err != nil {
 		return err
 	}
 	e.zeros(padding(size))
@@ -478,7 +480,7 @@ const (
 
 // header writes the member header for e.path: a PAX extended header first when the member needs one,
 // then the ustar header.
-func (e *exporter) header(a *Attr, typ byte, size int64, link string, xs []index.Xattr) error {
+func (e *exporter) header(a *overlay.Attr, typ byte, size int64, link string, xs []index.Xattr) error {
 	name := e.path
 	if e.sparse != nil {
 		name = e.sparse.name
@@ -518,7 +520,7 @@ func (e *exporter) header(a *Attr, typ byte, size int64, link string, xs []index
 				continue
 			}
 			if len(x.Value) == 0 {
-				e.log.Warn("export: "+emptyXattrNote, "path", string(e.path), "xattr", x.Name)
+				e.log.Warn("export: "+EmptyXattrNote, "path", string(e.path), "xattr", x.Name)
 				continue
 			}
 			e.recordXattr(x)

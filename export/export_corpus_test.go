@@ -1,4 +1,4 @@
-package overlay_test
+package export_test
 
 import (
 	"bufio"
@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/imgfs/imgfs/archive"
+	"github.com/imgfs/imgfs/export"
 	"github.com/imgfs/imgfs/index"
 	"github.com/imgfs/imgfs/overlay"
 )
@@ -74,7 +75,7 @@ func TestExportCorpus(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer out.Close()
-	st, err := v.Export(ctx, out, overlay.ExportOptions{})
+	st, err := export.Write(ctx, v, out, export.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package overlay
+package layerdiff
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/imgfs/imgfs/internal/tartest"
+	"github.com/imgfs/imgfs/overlay"
 	"golang.org/x/sys/unix"
 )
 
@@ -129,10 +130,10 @@ func clRequireRoot(t *testing.T) {
 }
 
 // clLower returns the view of fake layers, bottom first.
-func clLower(t testing.TB, stacks ...[]tartest.Member) (*View, []Layer) {
+func clLower(t testing.TB, stacks ...[]tartest.Member) (*overlay.View, []overlay.Layer) {
 	t.Helper()
 	ls := layersOf(stacks...)
-	v, err := New(ls, Options{})
+	v, err := overlay.New(ls, overlay.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -412,7 +413,7 @@ func TestChangesRefusesRedirectedDirs(t *testing.T) {
 	if _, err := Changes(context.Background(), lower, up); !errors.Is(err, errors.ErrUnsupported) {
 		t.Errorf("Changes: %v, want ErrUnsupported", err)
 	}
-	if _, err := WriteLayer(context.Background(), &clDiscard{}, lower, up, LayerOptions{}); !errors.Is(err, errors.ErrUnsupported) {
+	if _, err := Write(context.Background(), &clDiscard{}, lower, up, Options{}); !errors.Is(err, errors.ErrUnsupported) {
 		t.Errorf("WriteLayer: %v, want ErrUnsupported", err)
 	}
 }
@@ -497,7 +498,7 @@ func TestChangeDirSwappedEntry(t *testing.T) {
 	}
 	// A symlink met by the walk is written as a symlink, never followed.
 	var buf bytes.Buffer
-	if _, err := WriteLayer(context.Background(), &buf, nil, up, LayerOptions{}); err != nil {
+	if _, err := Write(context.Background(), &buf, nil, up, Options{}); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{"l d -> " + outside, "l f -> " + filepath.Join(outside, "secret"), "f g"}
