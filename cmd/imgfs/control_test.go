@@ -203,7 +203,9 @@ func TestPauseMountGoing(t *testing.T) {
 	if err := privateDir(sockDir); err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("unix", filepath.Join(sockDir, socketName(lk.id)))
+	sock := filepath.Join(sockDir, socketName(lk.id))
+	os.Remove(sock) // a socket of an earlier directory with the same device and inode (a reused TempDir)
+	l, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
 	}
