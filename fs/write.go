@@ -130,18 +130,12 @@ func (fs *fileSystem[D]) Mknod(cancel <-chan struct{}, in *fuse.MknodIn, name st
 		return fuse.EROFS
 	}
 	parent := overlay.Node(in.NodeId)
-	var typ index.Type
-	switch in.Mode & syscall.S_IFMT {
-	case 0, syscall.S_IFREG:
-		typ = index.TypeRegular
-	case syscall.S_IFIFO:
-		typ = index.TypeFIFO
-	case syscall.S_IFCHR:
-		typ = index.TypeChar
-	case syscall.S_IFBLK:
-		typ = index.TypeBlock
-	case syscall.S_IFSOCK:
-		typ = index.TypeSocket
+	typ := index.TypeOfMode(in.Mode)
+	if in.Mode&syscall.S_IFMT == 0 {
+		typ = index.TypeRegular // mknod(2): a zero type is a regular file
+	}
+	switch typ {
+	case index.TypeRegular, index.TypeFIFO, index.TypeChar, index.TypeBlock, index.TypeSocket:
 	default:
 		return fuse.EPERM
 	}

@@ -266,19 +266,11 @@ func changeEntryOf(name string, st *unix.Stat_t) changeEntry {
 		mtimeSec: sec, mtimeNsec: uint32(nsec),
 		dev: uint64(st.Dev), ino: uint64(st.Ino), nlink: uint64(st.Nlink),
 	}
-	switch st.Mode & unix.S_IFMT {
-	case unix.S_IFREG:
-		e.typ, e.size = index.TypeRegular, st.Size
-	case unix.S_IFDIR:
-		e.typ = index.TypeDir
-	case unix.S_IFLNK:
-		e.typ, e.size = index.TypeSymlink, st.Size
-	case unix.S_IFCHR:
-		e.typ = index.TypeChar
-	case unix.S_IFBLK:
-		e.typ = index.TypeBlock
-	case unix.S_IFIFO:
-		e.typ = index.TypeFIFO
+	switch e.typ = index.TypeOfMode(st.Mode); e.typ {
+	case index.TypeRegular, index.TypeSymlink:
+		e.size = st.Size
+	case index.TypeSocket:
+		e.typ = 0 // a layer cannot hold one
 	}
 	if e.typ == index.TypeChar || e.typ == index.TypeBlock {
 		e.devmajor, e.devminor = unix.Major(uint64(st.Rdev)), unix.Minor(uint64(st.Rdev))

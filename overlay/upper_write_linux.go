@@ -592,24 +592,22 @@ func (s *upperState) mkdir(p Node, name string, mode uint32, c Caller) (Attr, er
 }
 
 func (s *upperState) mknod(p Node, name string, typ index.Type, mode uint32, major, minor uint32, c Caller) (Attr, error) {
-	var fmtBits uint32
 	switch typ {
 	case index.TypeFIFO:
-		fmtBits, major, minor = unix.S_IFIFO, 0, 0
+		major, minor = 0, 0
 	case index.TypeChar:
 		if major == 0 && minor == 0 {
 			return Attr{}, ErrInvalid // it would be a whiteout
 		}
-		fmtBits = unix.S_IFCHR
 	case index.TypeBlock:
-		fmtBits = unix.S_IFBLK
 	case index.TypeSocket:
 		// What bind(2) of a UNIX socket makes: a socket file (a commit leaves it out, as a tar cannot
 		// hold one, and as docker does).
-		fmtBits, major, minor = unix.S_IFSOCK, 0, 0
+		major, minor = 0, 0
 	default:
 		return Attr{}, ErrInvalid
 	}
+	fmtBits := typ.Mode()
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	dev := unix.Mkdev(major, minor)
