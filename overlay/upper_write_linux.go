@@ -482,12 +482,9 @@ func (s *upperState) install(d upperDirFD, tmp, name string, dir, overWhiteout b
 	return nil
 }
 
-// newEntry makes a new entry called name in directory p, of type typ, owned by c with mode, made by mk
-// under a temporary name and then moved into place. Caller holds wmu.
-func (s *upperState) newEntry(p Node, name string, typ index.Type, mode uint32, c Caller, mk func(d upperDirFD, tmp string) error) (Attr, error) {
-	if err := checkNewName(name); err != nil {
-		return Attr{}, err
-	}
+// freeIn returns the attributes of p, which must be a directory in which name is free. Caller holds
+// wmu.
+func (s *upperState) freeIn(p Node, name string) (Attr, error) {
 	pa, err := s.attrLocked(p)
 	if err != nil {
 		return Attr{}, err
@@ -498,6 +495,19 @@ func (s *upperState) newEntry(p Node, name string, typ index.Type, mode uint32, 
 	if _, err := s.lookupLocked(p, name); err == nil {
 		return Attr{}, ErrExist
 	} else if !errors.Is(err, ErrNotExist) {
+		return Attr{}, err
+	}
+	return pa, nil
+}
+
+// newEntry makes a new entry called name in directory p, of type typ, owned by c with mode, made by mk
+// under a temporary name and then moved into place. Caller holds wmu.
+func (s *upperState) newEntry(p Node, name string, typ index.Type, mode uint32, c Caller, mk func(d upperDirFD, tmp string) error) (Attr, error) {
+	if err := checkNewName(name); err != nil {
+		return Attr{}, err
+	}
+	pa, err := s.freeIn(p, name)
+	if err != nil {
 		return Attr{}, err
 	}
 	if err := s.ensureDir(p); err != nil {
@@ -636,16 +646,7 @@ func (s *upperState) link(target, np Node, nn string) (Attr, error) {
 	if ta.Type == index.TypeDir {
 		return Attr{}, ErrIsDir
 	}
-	pa, err := s.attrLocked(np)
-	if err != nil {
-		return Attr{}, err
-	}
-	if pa.Type != index.TypeDir {
-		return Attr{}, ErrNotDir
-	}
-	if _, err := s.lookupLocked(np, nn); err == nil {
-		return Attr{}, ErrExist
-	} else if !errors.Is(err, ErrNotExist) {
+	if _, err := s.freeIn(np, nn); err != nil {
 		return Attr{}, err
 	}
 	if err := s.copyUp(target); err != nil {
