@@ -73,7 +73,18 @@ var rules = map[string]rule{
 	// imagewrite "must not know FUSE, union rules or tar member semantics" (imagewrite/doc.go).
 	"imagewrite": {imports: []string{"archive", "compression", "index", "internal/atomicfile", "internal/digests", "internal/kinderr"},
 		deny: concat(cliOnly, fuse, testOnly, []string{module + "/overlay", module + "/fs"})},
-	"cmd/imgfs": {imports: []string{"archive", "compression", "export", "fs", "imagewrite", "index", "internal/atomicfile", "layerdiff", "overlay"},
+	// verify proves an image's claims against its bytes (archive's blobs, index's proofs and records).
+	"verify": {imports: []string{"archive", "compression", "index", "internal/digests", "internal/kinderr"},
+		deny: concat(cliOnly, fuse, testOnly, []string{module + "/overlay", module + "/fs", module + "/imagewrite"})},
+	// evidence reads layers and views for an examiner (which, timeline, hashes, image diff); no FUSE,
+	// and it writes no image.
+	"evidence": {imports: []string{"archive", "compression", "index", "internal/atomicfile", "internal/digests", "overlay"},
+		deny: concat(cliOnly, fuse, testOnly, []string{module + "/fs", module + "/imagewrite"})},
+	// custody is the chain-of-custody log; it knows nothing of images.
+	"custody": {imports: []string{"internal/atomicfile"},
+		deny: concat(cliOnly, fuse, testOnly, []string{module + "/archive", module + "/index", module + "/overlay",
+			module + "/fs", module + "/imagewrite"})},
+	"cmd/imgfs": {imports: []string{"archive", "compression", "custody", "evidence", "export", "fs", "imagewrite", "index", "internal/atomicfile", "layerdiff", "overlay", "verify"},
 		deny: testOnly},
 
 	// internal helpers import nothing of the module, except the demo image writer, which is built on
