@@ -172,7 +172,7 @@ func (a *Archive) loadLegacyImage(ctx context.Context, e *entry) (*Image, error)
 		plat = *e.ref.Platform
 	}
 	return &Image{
-		Names: append([]string(nil), e.ref.Names...), ManifestDigest: sha256Digest(rawMan), Manifest: man,
+		Names: append([]string(nil), e.ref.Names...), ManifestDigest: sha256Digest(rawMan), Manifest: man, RawManifest: rawMan,
 		ConfigDigest: e.config, RawConfig: li.rawConfig, Config: *cfg, Platform: plat, Layers: layers,
 	}, nil
 }

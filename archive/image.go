@@ -22,6 +22,9 @@ type Image struct {
 	// Manifest is the image manifest. Docker schema 2 manifests are converted to OCI media types; for a
 	// legacy docker-save image it is synthesized from manifest.json with the layer digests found.
 	Manifest ispec.Manifest
+	// RawManifest is the manifest as stored, whose digest is ManifestDigest; for a legacy docker-save
+	// image, the canonical JSON of the synthesized Manifest.
+	RawManifest []byte
 	// ConfigDigest is the digest of the config blob (for docker, the image ID).
 	ConfigDigest digest.Digest
 	// RawConfig is the config blob as stored, so that unknown fields survive edits.

@@ -330,9 +330,12 @@ func (a *Archive) addRepoTags() {
 // loadOCIImage builds the Image of an OCI entry.
 func (a *Archive) loadOCIImage(ctx context.Context, e *entry) (*Image, error) {
 	where := "manifest " + string(e.desc.Digest)
+	rawMan, err := a.readBlob(e.desc, maxIndexJSON)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
 	m := e.manifest
 	if m == nil {
-		var err error
 		if m, err = a.loadManifest(e); err != nil {
 			return nil, fmt.Errorf("%s: %w", where, err)
 		}
@@ -385,7 +388,7 @@ func (a *Archive) loadOCIImage(ctx context.Context, e *entry) (*Image, error) {
 	man := *m
 	man.Layers = append([]ispec.Descriptor(nil), m.Layers...)
 	return &Image{
-		Names: append([]string(nil), e.ref.Names...), ManifestDigest: e.desc.Digest, Manifest: man,
+		Names: append([]string(nil), e.ref.Names...), ManifestDigest: e.desc.Digest, Manifest: man, RawManifest: rawMan,
 		ConfigDigest: m.Config.Digest, RawConfig: rawCfg, Config: *cfg, Platform: plat, Layers: layers,
 	}, nil
 }

@@ -2,7 +2,6 @@ package fs
 
 import (
 	"errors"
-	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
@@ -101,7 +100,7 @@ func (fs *fileSystem[D]) StatFs(cancel <-chan struct{}, h *fuse.InHeader, out *f
 }
 
 // GetXAttr answers GETXATTR. With an empty buffer it returns the size of the value; with a buffer too
-// small, ERANGE; for a name the node does not have, ENODATA.
+// small, ERANGE; a name the node does not list is asked of the view's UnlistedXattrs, else ENODATA.
 func (fs *fileSystem[D]) GetXAttr(cancel <-chan struct{}, h *fuse.InHeader, name string, dest []byte) (uint32, fuse.Status) {
 	xs, err := fs.view.Xattrs(overlay.Node(h.NodeId))
 	if err != nil {
@@ -121,7 +120,7 @@ func (fs *fileSystem[D]) GetXAttr(cancel <-chan struct{}, h *fuse.InHeader, name
 		}
 		return uint32(copy(dest, x.Value)), fuse.OK
 	}
-	return 0, fuse.Status(syscall.ENODATA)
+	return fs.unlistedXattr(h.NodeId, name, dest)
 }
 
 // ListXAttr answers LISTXATTR with the names, each followed by a NUL byte, under the same size

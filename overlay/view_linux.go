@@ -17,7 +17,9 @@ import (
 // of its merged stack that is not implied (the topmost entry when all are); for a hard link, the entry
 // of its resolved target; otherwise the visible entry itself. Nodes carry no state: everything about a
 // node is recomputed from it. Nodes with the top bit set name entries made in a writable upper directory
-// (see OpenUpper); a lower node keeps its number when it is copied up, renamed or moved.
+// (see OpenUpper); a lower node keeps its number when it is copied up, renamed or moved. A view never
+// hands out a node with bit 62 set and bit 63 clear: views stacked on this one (package layertree) number
+// their own nodes there.
 type Node uint64
 
 // Root is the root directory's node.
