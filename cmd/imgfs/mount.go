@@ -30,14 +30,14 @@ func mountCommand() *cli.Command {
 		Description: "Indexes the image's layers (once; indexes are cached by digest) and mounts the merged view.\n" +
 			"Returns when the mount is ready and keeps serving in the background; -f stays attached.\n" +
 			"Unmount with 'imgfs unmount MOUNTPOINT' or umount.",
-		Flags: append(archiveFlags(),
+		Flags: append(append(archiveFlags(),
 			&cli.BoolFlag{Name: "foreground", Aliases: []string{"f"}, Usage: "stay attached until unmounted (Ctrl-C unmounts)"},
 			&cli.StringSliceFlag{Name: "options", Aliases: []string{"o"}, Usage: "extra FUSE mount options (e.g. -o allow_other)"},
 			&cli.BoolFlag{Name: "allow-other", Usage: "let other users see the mount (default: on when run as root)"},
 			&cli.StringFlag{Name: "log-file", Usage: "in the background, append logs to this file (default: discard)"},
 			&cli.BoolFlag{Name: "fuse-debug", Usage: "log every FUSE request (implies -f)"},
 			&cli.StringFlag{Name: "upper", Usage: "make the mount writable: changes go to `DIR` (created when missing; kernel overlayfs format)"},
-		),
+		), layerFlags()...),
 		Action: runMount,
 	}
 }
@@ -88,6 +88,10 @@ func runMount(c *cli.Context) error {
 		return err
 	}
 	defer closeView()
+	tree, err := o.layerView(c, view, log)
+	if err != nil {
+		return err
+	}
 	// Building indexes leaves ~100 bytes of garbage per entry; a long-lived mount should not keep
 	// that memory until the scavenger gets to it.
 	debug.FreeOSMemory()
@@ -109,7 +113,7 @@ func runMount(c *cli.Context) error {
 			return err
 		}
 	}
-	server, err := fs.Mount(mnt, view, opts)
+	server, err := fs.Mount(mnt, tree, opts)
 	if err != nil {
 		return fmt.Errorf("mount %s: %w", mnt, err)
 	}
@@ -123,7 +127,7 @@ func runMount(c *cli.Context) error {
 			return err
 		}
 	}
-	log.Info("mounted", "archive", archivePath, "image", o.img.ManifestDigest, "mountpoint", mnt, "layers", len(o.layers))
+	log.Info("mounted", "archive", archivePath, "image", o.img.ManifestDigest, "mountpoint", mnt, "layers", len(o.layers), "tree", tree.Name())
 	if readyFD != "" {
 		if err := detach(readyFD, c.String("log-file"), log); err != nil {
 			server.Unmount()

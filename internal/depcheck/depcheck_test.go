@@ -63,6 +63,12 @@ var rules = map[string]rule{
 	"layerdiff": {imports: []string{"export", "index", "internal/ovlfmt", "overlay"},
 		deny: concat(cliOnly, fuse, testOnly, []string{module + "/archive", module + "/imagewrite",
 			module + "/fs", "github.com/opencontainers/image-spec"})},
+	// layertree stacks the examiner's tree (each layer, what whiteouts hid, the image's files) and the
+	// provenance attributes on a view, over its public API and the layers' tables; no archive, FUSE or
+	// manifest parsing (cmd hands it the bytes).
+	"layertree": {imports: []string{"index", "internal/ovlfmt", "overlay"},
+		deny: concat(cliOnly, fuse, testOnly, []string{module + "/archive", module + "/imagewrite",
+			module + "/fs", "github.com/opencontainers/image-spec"})},
 	// fs "must not hold union logic or touch tar" (fs/doc.go): it gets a view and never an archive.
 	"fs": {imports: []string{"overlay", "index"},
 		deny:        concat(cliOnly, testOnly, []string{module + "/archive", module + "/imagewrite"}),
@@ -84,7 +90,7 @@ var rules = map[string]rule{
 	"custody": {imports: []string{"internal/atomicfile"},
 		deny: concat(cliOnly, fuse, testOnly, []string{module + "/archive", module + "/index", module + "/overlay",
 			module + "/fs", module + "/imagewrite"})},
-	"cmd/imgfs": {imports: []string{"archive", "compression", "custody", "evidence", "export", "fs", "imagewrite", "index", "internal/atomicfile", "layerdiff", "overlay", "verify"},
+	"cmd/imgfs": {imports: []string{"archive", "compression", "custody", "evidence", "export", "fs", "imagewrite", "index", "internal/atomicfile", "layerdiff", "layertree", "overlay", "verify"},
 		deny: testOnly},
 
 	// internal helpers import nothing of the module, except the demo image writer, which is built on

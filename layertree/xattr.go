@@ -1,0 +1,110 @@
+package layertree
+
+import (
+	"strconv"
+
+	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/overlay"
+)
+
+// The provenance attributes: answered by getxattr, never listed.
+const (
+	XattrLayer  = "user.imgfs.layer"
+	XattrOffset = "user.imgfs.offset"
+	XattrPath   = "user.imgfs.path"
+	// XattrTree is answered by the merged root: the reserved directory's name.
+	XattrTree = "user.imgfs.tree"
+)
+
+// reservedXattr reports whether name is a provenance attribute, which the merged view answers itself.
+func reservedXattr(name string) bool {
+	switch name {
+	case XattrLayer, XattrOffset, XattrPath, XattrTree:
+		return true
+	}
+	return false
+}
+
+// withoutReserved returns xs without the reserved names (an image member's own attribute of such a
+// name shows only under the layer tree).
+func withoutReserved(xs []index.Xattr) []index.Xattr {
+	keep := 0
+	for _, x := range xs {
+		if !reservedXattr(x.Name) {
+			keep++
+		}
+	}
+	if keep == len(xs) {
+		return xs
+	}
+	out := make([]index.Xattr, 0, keep)
+	for _, x := range xs {
+		if !reservedXattr(x.Name) {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// UnlistedXattr answers getxattr of the provenance attributes (see the package documentation); ok is
+// false for any other name, and for a provenance name that does not apply to the node.
+func (t *View) UnlistedXattr(n overlay.Node, name string) ([]byte, bool, error) {
+	if !reservedXattr(name) {
+		return nil, false, nil
+	}
+	if k, L, id, ok := decode(n); ok {
+		if !t.tree {
+			return nil, false, overlay.ErrInvalid
+		}
+		if k == kindMeta || name == XattrTree {
+			return nil, false, nil
+		}
+		l, e, err := t.entry(L, id)
+		if err != nil {
+			return nil, false, err
+		}
+		return t.provenance(name, L, l, id, e, false)
+	}
+	if name == XattrTree {
+		if n == overlay.Root && t.tree {
+			return []byte(t.name), true, nil
+		}
+		return nil, false, nil
+	}
+	o, err := t.v.Origin(n)
+	if err != nil {
+		return nil, false, err
+	}
+	if o.Layer == len(t.layers) {
+		if name == XattrLayer {
+			return []byte("upper"), true, nil
+		}
+		return nil, false, nil
+	}
+	if o.Layer < 0 {
+		return nil, false, nil
+	}
+	l := t.layers[o.Layer]
+	return t.provenance(name, o.Layer, l, o.Entry, l.Entry(o.Entry), o.Implied)
+}
+
+// provenance returns attribute name of entry id (metadata e) of layer L.
+func (t *View) provenance(name string, L int, l overlay.Layer, id index.ID, e index.Entry, implied bool) ([]byte, bool, error) {
+	implied = implied || e.Flags&index.FlagImplied != 0
+	switch name {
+	case XattrLayer:
+		v := strconv.Itoa(L+1) + " " + t.img.Layers[L].Digest
+		if implied {
+			v += " implied"
+		}
+		return []byte(v), true, nil
+	case XattrOffset:
+		if implied || e.Type != index.TypeRegular {
+			return nil, false, nil
+		}
+		return []byte(strconv.FormatInt(e.Offset, 10)), true, nil
+	case XattrPath:
+		return []byte(l.Path(id)), true, nil
+	}
+	return nil, false, nil
+}
