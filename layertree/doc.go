@@ -57,6 +57,10 @@
 //	                   other types (they have no data) and for upper entries
 //	user.imgfs.path    the member's path in that layer ("" for the root)
 //
+// Linux allows no user.* attribute on symbolic links, devices, FIFOs and sockets (getxattr answers
+// ENODATA without asking the file system), so every node also answers the same values as
+// trusted.imgfs.layer, trusted.imgfs.offset and trusted.imgfs.path, which root can read on any type.
+//
 // listxattr does not list them, so cp -a, tar --xattrs and rsync -X copy nothing new. They are reserved
 // names in the merged view: an image member's own xattr of one of these names is not shown there (not
 // listed, not returned), but stays visible under NAME/layers, and setting or removing one on a writable

@@ -417,6 +417,9 @@ func TestProvenance(t *testing.T) {
 		if want := fmt.Sprint(offsets[c.layer-1][c.owner]); !ok || off != want {
 			t.Errorf("%s: %s = %q, want %q", c.path, XattrOffset, off, want)
 		}
+		if alias, _ := getx(t, v, a.Node, "trusted.imgfs.layer"); alias != lay {
+			t.Errorf("%s: trusted.imgfs.layer = %q, user.imgfs.layer %q", c.path, alias, lay)
+		}
 		if p, _ := getx(t, v, a.Node, XattrPath); p != c.owner {
 			t.Errorf("%s: %s = %q, want %q", c.path, XattrPath, p, c.owner)
 		}

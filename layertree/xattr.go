@@ -2,6 +2,7 @@ package layertree
 
 import (
 	"strconv"
+	"strings"
 
 	"github.com/imgfs/imgfs/index"
 	"github.com/imgfs/imgfs/overlay"
@@ -16,13 +17,31 @@ const (
 	XattrTree = "user.imgfs.tree"
 )
 
-// reservedXattr reports whether name is a provenance attribute, which the merged view answers itself.
-func reservedXattr(name string) bool {
+// The provenance attributes are also answered as trusted.imgfs.*: Linux allows no user.* attribute on
+// symbolic links, devices, FIFOs and sockets (getxattr gives ENODATA without asking the file system),
+// so root reads theirs under trusted.
+const (
+	userPrefix    = "user.imgfs."
+	trustedPrefix = "trusted.imgfs."
+)
+
+// canonical returns the user.imgfs.* name of provenance attribute name (itself, or its trusted.imgfs.*
+// alias); ok is false for any other name.
+func canonical(name string) (string, bool) {
+	if rest, ok := strings.CutPrefix(name, trustedPrefix); ok {
+		name = userPrefix + rest
+	}
 	switch name {
 	case XattrLayer, XattrOffset, XattrPath, XattrTree:
-		return true
+		return name, true
 	}
-	return false
+	return "", false
+}
+
+// reservedXattr reports whether name is a provenance attribute, which the merged view answers itself.
+func reservedXattr(name string) bool {
+	_, ok := canonical(name)
+	return ok
 }
 
 // withoutReserved returns xs without the reserved names (an image member's own attribute of such a
@@ -49,7 +68,8 @@ func withoutReserved(xs []index.Xattr) []index.Xattr {
 // UnlistedXattr answers getxattr of the provenance attributes (see the package documentation); ok is
 // false for any other name, and for a provenance name that does not apply to the node.
 func (t *View) UnlistedXattr(n overlay.Node, name string) ([]byte, bool, error) {
-	if !reservedXattr(name) {
+	name, ok := canonical(name)
+	if !ok {
 		return nil, false, nil
 	}
 	if k, L, id, ok := decode(n); ok {
