@@ -629,3 +629,80 @@ func topLayer(t *testing.T, archive string) []string {
 	layer := files[man[0].Layers[len(man[0].Layers)-1]]
 	return readTarNames(t, bytes.NewReader(layer))
 }
+
+// TestLayerTreeSparse: a sparse member under layers/ keeps its holes (st_blocks, SEEK_DATA/SEEK_HOLE),
+// as tar --sparse -x leaves it.
+func TestLayerTreeSparse(t *testing.T) {
+	requireFUSE(t)
+	dir := t.TempDir()
+	src, oracle := filepath.Join(dir, "src"), filepath.Join(dir, "oracle")
+	for _, d := range []string{src, oracle, filepath.Join(src, "d")} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	makeSparse(t, filepath.Join(src, "d", "sparse"))
+	layer := filepath.Join(dir, "layer.tar")
+	run(t, "tar", "--sparse", "--sparse-version=1.0", "--format=posix", "-cf", layer, "-C", src, ".")
+	run(t, "tar", "--sparse", "-xpf", layer, "-C", oracle)
+	archive := filepath.Join(dir, "sparse.tar")
+	if _, stderr, code := imgfs(t, "import", "--quiet", "-o", archive, layer); code != 0 {
+		t.Fatalf("import: exit %d: %s", code, stderr)
+	}
+	mnt := mountImage(t, archive, "--layers")
+	ents, err := os.ReadDir(filepath.Join(mnt, treeDir, "layers"))
+	if err != nil || len(ents) != 1 {
+		t.Fatalf("layers/: %v %v", ents, err)
+	}
+	want := filepath.Join(oracle, "d", "sparse")
+	got := filepath.Join(mnt, treeDir, "layers", ents[0].Name(), "d", "sparse")
+	if b, w := blocks(t, got), blocks(t, want); b != w {
+		t.Errorf("st_blocks %d under layers/, %d extracted", b, w)
+	}
+	if why := sameSparse(t, want, got); why != "" {
+		t.Errorf("layers/: %s", why)
+	}
+}
+
+// TestLayerTreeNameTaken: an image with its own /.imgfs keeps it in the merged view; the tree moves
+// to .imgfs-1, the mount says so, and the root's user.imgfs.tree names it; --layers-name picks a name
+// and refuses one the image uses.
+func TestLayerTreeNameTaken(t *testing.T) {
+	requireFUSE(t)
+	_, archive := writeArchive(t, []tartest.Member{tartest.File(".imgfs", "the image's own\n"), tartest.File("f", "f")})
+	mnt := t.TempDir()
+	_, stderr, code := imgfs(t, "mount", "--quiet", "--cache-dir", cacheDir, "--layers", archive, mnt)
+	if code != 0 {
+		t.Fatalf("mount: exit %d: %s", code, stderr)
+	}
+	t.Cleanup(func() { unmountOrDie(t, mnt) })
+	t.Logf("mount says: %s", stderr)
+	if !strings.Contains(stderr, ".imgfs-1") {
+		t.Errorf("the mount does not say where the tree is: %q", stderr)
+	}
+	if b, err := os.ReadFile(filepath.Join(mnt, ".imgfs")); err != nil || string(b) != "the image's own\n" {
+		t.Errorf("the image's /.imgfs: %q %v", b, err)
+	}
+	if _, err := os.Stat(filepath.Join(mnt, ".imgfs-1", "layers")); err != nil {
+		t.Errorf("the tree at .imgfs-1: %v", err)
+	}
+	if name, _ := getxattr(t, mnt, "user.imgfs.tree"); name != ".imgfs-1" {
+		t.Errorf("user.imgfs.tree = %q", name)
+	}
+	out, err := exec.Command("ls", "-a", mnt).Output()
+	if err != nil || strings.Contains(string(out), ".imgfs-1") || !strings.Contains(string(out), ".imgfs") {
+		t.Errorf("ls -a: %q %v", out, err)
+	}
+	unmountOrDie(t, mnt)
+
+	_, stderr, code = imgfs(t, "mount", "--quiet", "--cache-dir", cacheDir, "--layers-name", ".imgfs", archive, mnt)
+	t.Logf("refused: %s", stderr)
+	if code == 0 || !strings.Contains(stderr, "/.imgfs") || strings.Count(stderr, "\n") != 1 {
+		unmountOrDie(t, mnt)
+		t.Errorf("--layers-name of a name the image has: exit %d: %s", code, stderr)
+	}
+	mnt = mountImage(t, archive, "--layers-name", "evidence")
+	if _, err := os.Stat(filepath.Join(mnt, "evidence", "image", "config.json")); err != nil {
+		t.Errorf("--layers-name evidence: %v", err)
+	}
+}
