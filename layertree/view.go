@@ -88,11 +88,11 @@ func New(v *overlay.View, layers []overlay.Layer, img Image, opts Options) (*Vie
 		}
 		t.names[i] = fmt.Sprintf("%d-%s", i+1, hex)
 	}
-	t.history = historyOf(img.Config)
-	t.countLinks()
 	if !opts.Tree {
 		return t, nil
 	}
+	t.history = historyOf(img.Config)
+	t.countLinks()
 	name, err := t.pickName(opts.Name)
 	if err != nil {
 		return nil, err
