@@ -601,3 +601,48 @@ func xattrList(xs map[string]string) string {
 	}
 	return " [" + strings.Join(parts, " ") + "]"
 }
+
+// TestTreeNodesChecked: nodes the tree never hands out are refused, not trusted, and a view without
+// the tree refuses all of its nodes.
+func TestTreeNodesChecked(t *testing.T) {
+	f := newFixture(t, deletedStack())
+	v := f.view(t, nil, Options{Tree: true})
+	for _, n := range []overlay.Node{
+		node(kindLayer, 3, 0),             // no layer 4
+		node(kindLayer, 0, 1<<31),         // no such entry
+		node(kindHidden, 70000&0xffff, 0), // layer out of range
+		node(7, 0, 0),                     // no such part
+		metaNode(metaCount),               // no such fixed node
+	} {
+		if _, err := v.Attr(n); !errors.Is(err, overlay.ErrInvalid) {
+			t.Errorf("Attr(%#x) = %v, want ErrInvalid", n, err)
+		}
+		if _, err := v.ReadDir(n); !errors.Is(err, overlay.ErrInvalid) {
+			t.Errorf("ReadDir(%#x) = %v, want ErrInvalid", n, err)
+		}
+		if _, err := v.Open(n); !errors.Is(err, overlay.ErrInvalid) {
+			t.Errorf("Open(%#x) = %v, want ErrInvalid", n, err)
+		}
+	}
+	// A hard link's own entry is never a node: its target is.
+	l := f.layers[0]
+	h := l.Hardlinks()[0]
+	if _, err := v.Attr(node(kindLayer, 0, h)); !errors.Is(err, overlay.ErrInvalid) {
+		t.Errorf("Attr of a hard link entry: %v", err)
+	}
+	plain := f.view(t, nil, Options{})
+	if _, err := plain.Attr(metaNode(metaRoot)); !errors.Is(err, overlay.ErrInvalid) {
+		t.Errorf("a view without the tree: Attr of its root: %v", err)
+	}
+	if _, _, err := plain.UnlistedXattr(node(kindLayer, 0, 1), XattrLayer); !errors.Is(err, overlay.ErrInvalid) {
+		t.Errorf("a view without the tree: getxattr of a tree node: %v", err)
+	}
+	// Merged nodes never look like tree nodes.
+	merged := map[string]item{}
+	walk(t, v, overlay.Root, "", merged)
+	for p, it := range merged {
+		if isTree(it.node) {
+			t.Errorf("merged %q has tree node %#x", p, it.node)
+		}
+	}
+}

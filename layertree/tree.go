@@ -144,9 +144,9 @@ func validName(name string) bool {
 	return name != "" && name != "." && name != ".." && len(name) <= overlay.MaxName && !strings.ContainsAny(name, "/\x00")
 }
 
-// entry returns layer L's entry id, checking that the node names one.
-func (t *View) entry(L int, id index.ID) (overlay.Layer, index.Entry, error) {
-	if L >= len(t.layers) {
+// entry returns layer L's entry id of part k, checking that the node names one.
+func (t *View) entry(k kind, L int, id index.ID) (overlay.Layer, index.Entry, error) {
+	if k != kindLayer && k != kindHidden || L >= len(t.layers) {
 		return nil, index.Entry{}, overlay.ErrInvalid
 	}
 	l := t.layers[L]
@@ -173,10 +173,7 @@ func (t *View) treeAttr(n overlay.Node, k kind, L int, id index.ID) (overlay.Att
 	if k == kindMeta {
 		return t.metaAttr(n, id)
 	}
-	if k != kindLayer && k != kindHidden {
-		return overlay.Attr{}, overlay.ErrInvalid
-	}
-	l, e, err := t.entry(L, id)
+	l, e, err := t.entry(k, L, id)
 	if err != nil {
 		return overlay.Attr{}, err
 	}
@@ -226,7 +223,7 @@ func (t *View) treeLookup(k kind, L int, id index.ID, name string) (overlay.Attr
 	if k == kindMeta {
 		return t.metaLookup(id, name)
 	}
-	l, e, err := t.entry(L, id)
+	l, e, err := t.entry(k, L, id)
 	if err != nil {
 		return overlay.Attr{}, err
 	}
@@ -252,7 +249,7 @@ func (t *View) treeReadDir(k kind, L int, id index.ID) (*Dir, error) {
 	if k == kindMeta {
 		return t.metaReadDir(id)
 	}
-	l, e, err := t.entry(L, id)
+	l, e, err := t.entry(k, L, id)
 	if err != nil {
 		return nil, err
 	}
@@ -284,7 +281,7 @@ func (t *View) treeReadlink(k kind, L int, id index.ID) (string, error) {
 	if !t.tree || k == kindMeta {
 		return "", overlay.ErrInvalid
 	}
-	l, e, err := t.entry(L, id)
+	l, e, err := t.entry(k, L, id)
 	if err != nil {
 		return "", err
 	}
@@ -306,7 +303,7 @@ func (t *View) treeXattrs(k kind, L int, id index.ID) ([]index.Xattr, error) {
 	if k == kindMeta {
 		return nil, nil
 	}
-	l, e, err := t.entry(L, id)
+	l, e, err := t.entry(k, L, id)
 	if err != nil {
 		return nil, err
 	}
@@ -331,7 +328,7 @@ func (t *View) treeOpen(k kind, L int, id index.ID) (overlay.File, error) {
 		}
 		return &bytesFile{r: bytes.NewReader(b)}, nil
 	}
-	l, e, err := t.entry(L, id)
+	l, e, err := t.entry(k, L, id)
 	if err != nil {
 		return nil, err
 	}

@@ -79,7 +79,7 @@ func (t *View) UnlistedXattr(n overlay.Node, name string) ([]byte, bool, error) 
 		if k == kindMeta || name == XattrTree {
 			return nil, false, nil
 		}
-		l, e, err := t.entry(L, id)
+		l, e, err := t.entry(k, L, id)
 		if err != nil {
 			return nil, false, err
 		}
