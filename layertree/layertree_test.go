@@ -10,14 +10,17 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/internal/fakelayer"
 	"github.com/imgfs/imgfs/internal/tartest"
 	"github.com/imgfs/imgfs/overlay"
 )
@@ -645,4 +648,105 @@ func TestTreeNodesChecked(t *testing.T) {
 			t.Errorf("merged %q has tree node %#x", p, it.node)
 		}
 	}
+}
+
+// TestTreeGenerated runs random stacks (paths colliding across layers, whiteouts of both styles,
+// opaque directories, hard links, type changes) through the tree and checks what must hold whatever
+// the stack: Lookup agrees with ReadDir everywhere (walk); every file of the merged view is, at the
+// layer and path its provenance names, the same file under layers/; every hidden entry is its layer's
+// entry, and the merged view shows its path only from a higher layer; no directory shares its node,
+// and no node of the tree is one of the merged view.
+func TestTreeGenerated(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 0))
+	for i := range 500 {
+		stack := fakelayer.GenStack(fakelayer.NewRandChooser(r))
+		var layers []overlay.Layer
+		img := Image{Config: []byte("{}")}
+		for j, ms := range stack {
+			layers = append(layers, fakelayer.New(ms...))
+			img.Layers = append(img.Layers, LayerInfo{Digest: fmt.Sprintf("sha256:%064x", j+1)})
+		}
+		ov, err := overlay.New(layers, overlay.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := New(ov, layers, img, Options{Tree: true})
+		if err != nil {
+			t.Fatalf("stack %d: %v", i, err)
+		}
+		merged, tree := map[string]item{}, map[string]item{}
+		walk(t, v, overlay.Root, "", merged)
+		root, err := v.Lookup(overlay.Root, v.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		walk(t, v, root.Node, "", tree)
+		dump := func() string { return fakelayer.Dump(fakeLayers(layers)) }
+		for p, it := range merged {
+			lay, ok := getx(t, v, it.node, XattrLayer)
+			if !ok {
+				t.Fatalf("stack %d: %s has no %s\n%s", i, p, XattrLayer, dump())
+			}
+			if it.attr.Type != index.TypeRegular {
+				continue
+			}
+			n, _ := strconv.Atoi(strings.Fields(lay)[0])
+			q, _ := getx(t, v, it.node, XattrPath)
+			lt, ok := tree["layers/"+v.names[n-1]+"/"+q]
+			if !ok || lt.data != it.data || lt.attr.Mode != it.attr.Mode {
+				t.Fatalf("stack %d: merged %s (%s, %s) is not layers/%s/%s (%+v)\n%s", i, p, lay, q, v.names[n-1], q, lt, dump())
+			}
+		}
+		for p, it := range tree {
+			rest, ok := strings.CutPrefix(p, "hidden/")
+			if !ok {
+				continue
+			}
+			name, sub, _ := strings.Cut(rest, "/")
+			N := slices.Index(v.names, name)
+			if sub == "" {
+				continue
+			}
+			lt, ok := tree["layers/"+name+"/"+sub]
+			if !ok || lt.data != it.data || lt.attr.Type != it.attr.Type || lt.attr.Mode != it.attr.Mode {
+				t.Fatalf("stack %d: hidden %s is not layers/%s/%s\n%s", i, p, name, sub, dump())
+			}
+			if m, ok := merged[sub]; ok && it.attr.Type != index.TypeDir && !v.onlyDirs(N, sub) {
+				lay, _ := getx(t, v, m.node, XattrLayer)
+				q, _ := getx(t, v, m.node, XattrPath)
+				n, _ := strconv.Atoi(strings.Fields(lay)[0])
+				if q == sub && n-1 <= N {
+					t.Fatalf("stack %d: %s hidden in layer %d but shown from layer %d\n%s", i, sub, N+1, n, dump())
+				}
+			}
+		}
+		seen := map[overlay.Node]string{}
+		for _, p := range sortedKeys(merged) {
+			seen[merged[p].node] = "merged/" + p
+		}
+		for _, p := range sortedKeys(tree) {
+			it := tree[p]
+			// Hard links of the tree share a node (one of hidden/ may name a file of layers/);
+			// directories never do, and nothing is a node of the merged view.
+			if q, ok := seen[it.node]; ok && (it.attr.Type == index.TypeDir || strings.HasPrefix(q, "merged/")) {
+				t.Fatalf("stack %d: node %#x is %s and %s\n%s", i, it.node, q, p, dump())
+			}
+			seen[it.node] = p
+		}
+	}
+}
+
+// onlyDirs reports whether layer N holds a directory at path p (a hidden directory's path may show in
+// the merged view from any layer: directories merge).
+func (t *View) onlyDirs(N int, p string) bool {
+	id, ok := lookupPath(t.layers[N], p)
+	return ok && t.layers[N].Entry(id).Type == index.TypeDir
+}
+
+func fakeLayers(ls []overlay.Layer) []*fakelayer.Layer {
+	var out []*fakelayer.Layer
+	for _, l := range ls {
+		out = append(out, l.(*fakelayer.Layer))
+	}
+	return out
 }
