@@ -496,6 +496,15 @@ func TestLayerTreeDeletedFile(t *testing.T) {
 			t.Errorf("%s: %s = %q, want layer %d", p, xattrLayer, lay, want)
 		}
 	}
+	// The tools: getfattr -n answers, getfattr -d (listxattr) shows nothing of imgfs.
+	requireTool(t, "getfattr")
+	if out, err := exec.Command("getfattr", "--only-values", "-n", xattrLayer, filepath.Join(mnt, "etc/keep")).Output(); err != nil ||
+		string(out) != "2 "+digests[1] {
+		t.Errorf("getfattr -n %s etc/keep: %q %v", xattrLayer, out, err)
+	}
+	if out, err := exec.Command("getfattr", "-d", "-m", "-", "-R", mnt+"/etc").CombinedOutput(); err != nil || strings.Contains(string(out), "imgfs") {
+		t.Errorf("getfattr -d -m - -R lists: %s %v", out, err)
+	}
 	checkTreeRefusesWrites(t, mnt, filepath.Join(treeDir, "hidden", layerDirName(0, digests[0]), "etc/motd"), unix.EROFS)
 	unmountOrDie(t, mnt)
 
