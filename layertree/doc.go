@@ -13,7 +13,8 @@
 //	NAME/layers/<N>-<digest>/...  layer N (1 = bottom) alone, as its tar holds it: whiteout markers
 //	                              (".wh.x", ".wh..wh..opq", character devices 0/0) shown as the members
 //	                              they are, modes, owners, times, xattrs (trusted.overlay.* included),
-//	                              hard links as one inode, sparse files with their holes
+//	                              hard links as one inode, sparse files with their holes (what
+//	                              the index keeps: the last of duplicate paths, no member it drops)
 //	NAME/hidden/<N>-<digest>/...  the members of layer N that a whiteout or opaque directory of a higher
 //	                              layer deleted, at their paths in layer N, with their content; only
 //	                              layers that lost something are listed
