@@ -750,3 +750,30 @@ func fakeLayers(ls []overlay.Layer) []*fakelayer.Layer {
 	}
 	return out
 }
+
+// TestTreeConcurrent walks the tree from several goroutines at once while the hidden sets are being
+// computed (run with -race).
+func TestTreeConcurrent(t *testing.T) {
+	f := newFixture(t, deletedStack())
+	v := f.view(t, nil, Options{Tree: true})
+	root, err := v.Lookup(overlay.Root, DefaultName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]item{}
+	walk(t, v, root.Node, "", want)
+	v = f.view(t, nil, Options{Tree: true}) // hidden sets not computed yet
+	done := make(chan map[string]item)
+	for range 8 {
+		go func() {
+			got := map[string]item{}
+			defer func() { done <- got }() // also when walk fails (t.Fatal ends the goroutine)
+			walk(t, v, root.Node, "", got)
+		}()
+	}
+	for range 8 {
+		if got := <-done; !slices.Equal(sortedKeys(got), sortedKeys(want)) {
+			t.Errorf("a concurrent walk saw %q, want %q", sortedKeys(got), sortedKeys(want))
+		}
+	}
+}
