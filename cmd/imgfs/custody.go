@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 
@@ -139,6 +140,22 @@ func (cs *custodyState) Record(c *cli.Context, action string, err error) error {
 		return fmt.Errorf("the custody record of %s was not written: %w", action, err)
 	}
 	return nil
+}
+
+// custodyNoteOutput notes an output file written by the action, with its identity and sha256 read
+// back from the disk.
+func custodyNoteOutput(c *cli.Context, path string, log *slog.Logger) {
+	cs := custodyOf(c)
+	if cs == nil {
+		return
+	}
+	a, err := custody.Hash(context.WithoutCancel(c.Context), path, custody.SumOptions{Logger: log})
+	if err != nil {
+		cs.Note("output", path)
+		cs.Note("output_error", err.Error())
+		return
+	}
+	cs.Note("output", a)
 }
 
 func custodyCommand() *cli.Command {
