@@ -422,10 +422,16 @@ func TestEvidenceMountRefusesTampered(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "layout")
 			writeOCI(t, dir, tc.blob, tc.digest, x, false)
-			_, out, code := mount(dir)
+			refused := filepath.Join(t.TempDir(), "custody.jsonl")
+			_, out, code := mount(dir, "--custody", refused)
 			if code == 0 || !strings.Contains(out, tc.digest.String()) || !strings.Contains(out, "blobs/sha256/"+tc.digest.Encoded()) ||
 				!strings.Contains(out, "mismatch") {
 				t.Fatalf("evidence mount of a tampered %s layer: exit %d: %s", tc.name, code, out)
+			}
+			// The refusal is on record, naming the blob.
+			if recs := custodyLog(t, refused); len(recs) != 1 || recs[0]["action"] != "mount" || recs[0]["result"] != "error" ||
+				!strings.Contains(recs[0]["error"].(string), tc.digest.String()) {
+				t.Fatalf("custody record of the refused mount: %v", recs)
 			}
 			if tc.name != "plain" {
 				return
