@@ -35,6 +35,8 @@ type Archive struct {
 	SHA256   string `json:"sha256"`
 	Files    int    `json:"files,omitempty"`   // directory: regular files in the sum
 	Skipped  int    `json:"skipped,omitempty"` // directory: entries neither regular files nor directories
+
+	size int64 // a file's size, for progress
 }
 
 // SumOptions configure Identify and Hash.
@@ -44,6 +46,9 @@ type SumOptions struct {
 	CacheDir string
 	// Logger receives notes (an O_NOATIME refused, a sum remembered); nil discards.
 	Logger *slog.Logger
+	// Progress, when set, is called while the archive is hashed with the bytes hashed so far and the
+	// total, at most every 4 MiB.
+	Progress func(done, total int64)
 }
 
 const sumVersion = 1
@@ -77,10 +82,17 @@ func Hash(ctx context.Context, path string, opts SumOptions) (Archive, error) {
 		return before, err
 	}
 	a := before
+	h := &hasher{ctx: ctx, log: log, progress: opts.Progress}
 	if a.Kind == "file" {
-		a.SHA256, err = hashFile(ctx, path, log)
+		h.total = before.size
+		a.SHA256, err = h.file(path)
 	} else {
-		a.SHA256, a.Files, a.Skipped, err = hashDir(ctx, path, list, log)
+		for _, e := range list {
+			if e.regular {
+				h.total += e.size
+			}
+		}
+		a.SHA256, a.Files, a.Skipped, err = h.dir(path, list)
 	}
 	if err != nil {
 		return a, fmt.Errorf("hashing %s: %w", path, err)
@@ -111,6 +123,7 @@ func logger(opts SumOptions) *slog.Logger {
 type entry struct {
 	rel     string // "./a/b"
 	regular bool
+	size    int64
 }
 
 // identity stats path (without reading it): a file's device, inode, size, mtime and ctime; for a
@@ -127,7 +140,7 @@ func identity(path string, log *slog.Logger) (Archive, []entry, error) {
 	}
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFREG:
-		a.Kind, a.Identity = "file", statID(&st)
+		a.Kind, a.Identity, a.size = "file", statID(&st), st.Size
 		return a, nil, nil
 	case unix.S_IFDIR:
 	default:
@@ -138,7 +151,7 @@ func identity(path string, log *slog.Logger) (Archive, []entry, error) {
 	h := sha256.New()
 	fmt.Fprintf(h, ". %s\n", statID(&st))
 	err = walk(abs, ".", log, func(rel string, st *unix.Stat_t) {
-		list = append(list, entry{rel: rel, regular: st.Mode&unix.S_IFMT == unix.S_IFREG})
+		list = append(list, entry{rel: rel, regular: st.Mode&unix.S_IFMT == unix.S_IFREG, size: st.Size})
 		fmt.Fprintf(h, "%q %o %s\n", rel, st.Mode, statID(st))
 	})
 	if err != nil {
@@ -198,38 +211,48 @@ func openNoatime(path string, flags int, log *slog.Logger) (*os.File, error) {
 	return os.NewFile(uintptr(fd), path), nil
 }
 
-func hashFile(ctx context.Context, path string, log *slog.Logger) (string, error) {
-	f, err := openNoatime(path, 0, log)
+// hasher hashes an archive's files, reporting progress.
+type hasher struct {
+	ctx         context.Context
+	log         *slog.Logger
+	progress    func(done, total int64)
+	done, total int64
+	reported    int64
+	buf         []byte
+}
+
+func (h *hasher) file(path string) (string, error) {
+	f, err := openNoatime(path, 0, h.log)
 	if err != nil {
 		return "", err
 	}
 	defer f.Close()
-	h := sha256.New()
-	if err := copyCtx(ctx, h, f); err != nil {
-		return "", fmt.Errorf("%s: %w", path, err)
+	s := sha256.New()
+	if h.buf == nil {
+		h.buf = make([]byte, 1<<20)
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
-func copyCtx(ctx context.Context, w io.Writer, r io.Reader) error {
-	buf := make([]byte, 1<<20)
 	for {
-		if err := ctx.Err(); err != nil {
-			return err
+		if err := h.ctx.Err(); err != nil {
+			return "", err
 		}
-		n, err := r.Read(buf)
-		w.Write(buf[:n])
+		n, err := f.Read(h.buf)
+		s.Write(h.buf[:n])
+		h.done += int64(n)
+		if h.progress != nil && h.done-h.reported >= 4<<20 {
+			h.reported = h.done
+			h.progress(h.done, h.total)
+		}
 		if err == io.EOF {
-			return nil
+			return hex.EncodeToString(s.Sum(nil)), nil
 		}
 		if err != nil {
-			return err
+			return "", fmt.Errorf("%s: %w", path, err)
 		}
 	}
 }
 
 // hashDir hashes the sha256sum listing of the regular files of list.
-func hashDir(ctx context.Context, dir string, list []entry, log *slog.Logger) (sum string, files, skipped int, err error) {
+func (h *hasher) dir(dir string, list []entry) (sum string, files, skipped int, err error) {
 	var regs []string
 	for _, e := range list {
 		if e.regular {
@@ -239,15 +262,15 @@ func hashDir(ctx context.Context, dir string, list []entry, log *slog.Logger) (s
 	// sort -z orders the whole "./path" strings bytewise; the walk ordered name by name, which differs
 	// when a name sorts below "/".
 	slices.Sort(regs)
-	h := sha256.New()
+	listing := sha256.New()
 	for _, rel := range regs {
-		s, err := hashFile(ctx, filepath.Join(dir, rel), log)
+		s, err := h.file(filepath.Join(dir, rel))
 		if err != nil {
 			return "", 0, 0, err
 		}
-		h.Write(sumLine(s, rel))
+		listing.Write(sumLine(s, rel))
 	}
-	return hex.EncodeToString(h.Sum(nil)), len(regs), countSkipped(dir, list), nil
+	return hex.EncodeToString(listing.Sum(nil)), len(regs), countSkipped(dir, list), nil
 }
 
 // countSkipped counts the entries of list that are neither regular files nor directories.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/imgfs/imgfs/custody"
 	"github.com/imgfs/imgfs/fs"
+	"github.com/imgfs/imgfs/index"
 )
 
 // Environment of the background child that serves a mount: the fd it reports readiness on.
@@ -109,7 +110,14 @@ func runMount(c *cli.Context) error {
 	if evidence || cs != nil {
 		// Taken before the mount serves, from the cache when the archive's identity is unchanged.
 		var cached bool
-		if sum, cached, err = custody.Identify(ctx, archivePath, custody.SumOptions{CacheDir: cacheDir(c), Logger: log}); err != nil {
+		pr := newProgress(c.Bool("quiet"), "hashing the archive", 1) // when its sum is not remembered
+		so := custody.SumOptions{CacheDir: cacheDir(c), Logger: log}
+		if slot := pr.slot(0); slot != nil {
+			so.Progress = func(done, total int64) { slot(index.Progress{Bytes: done, Total: total}) }
+		}
+		sum, cached, err = custody.Identify(ctx, archivePath, so)
+		pr.done()
+		if err != nil {
 			return err
 		}
 		cs.SetSum(sum)
