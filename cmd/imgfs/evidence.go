@@ -12,6 +12,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
+	"golang.org/x/term"
 
 	"github.com/imgfs/imgfs/custody"
 	"github.com/imgfs/imgfs/fs"
@@ -203,7 +204,12 @@ func waitMountEnd(ctx context.Context, dev uint64, log *slog.Logger) {
 		}
 		defer f.Close()
 		log.Debug("waiting for the mount's daemon to record the unmount", "lock", path)
+		start, told := time.Now(), false
 		for {
+			if !told && time.Since(start) > time.Second && term.IsTerminal(2) {
+				fmt.Fprintln(os.Stderr, "imgfs: waiting for the mount's daemon to hash the archive again and record the unmount")
+				told = true
+			}
 			err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB)
 			if err == nil || !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
 				return
