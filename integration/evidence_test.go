@@ -450,6 +450,64 @@ func TestEvidenceMountRefusesTampered(t *testing.T) {
 			}
 		})
 	}
+	// The config or the manifest with one byte changed, the layer swapped for another of the same
+	// size, the layer cut short: refused, naming the blob.
+	_, swap := trustLayers(t)
+	for _, tc := range []struct {
+		name   string
+		change func(name string, b []byte) []byte // of every blob file; nil leaves it
+	}{
+		{"config", func(_ string, b []byte) []byte {
+			if bytes.Contains(b, []byte(`"rootfs"`)) {
+				return bytes.Replace(b, []byte(`"amd64"`), []byte(`"amd65"`), 1)
+			}
+			return nil
+		}},
+		{"manifest", func(_ string, b []byte) []byte {
+			if bytes.Contains(b, []byte(`"layers"`)) {
+				return bytes.Replace(b, []byte(`"schemaVersion":2`), []byte(`"schemaVersion":3`), 1)
+			}
+			return nil
+		}},
+		{"swapped layer", func(name string, _ []byte) []byte {
+			if name == d.Encoded() {
+				return swap
+			}
+			return nil
+		}},
+		{"truncated layer", func(name string, b []byte) []byte {
+			if name == d.Encoded() {
+				return b[:len(b)-512]
+			}
+			return nil
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "layout")
+			writeOCI(t, dir, honest, d, x, false)
+			blobs := filepath.Join(dir, "blobs", "sha256")
+			ents, _ := os.ReadDir(blobs)
+			changed := ""
+			for _, e := range ents {
+				p := filepath.Join(blobs, e.Name())
+				if nb := tc.change(e.Name(), mustRead(t, p)); nb != nil {
+					if err := os.WriteFile(p, nb, 0o644); err != nil {
+						t.Fatal(err)
+					}
+					changed = e.Name()
+				}
+			}
+			if changed == "" {
+				t.Fatal("nothing changed")
+			}
+			_, out, code := mount(dir)
+			if code == 0 || !strings.Contains(out, changed) {
+				t.Fatalf("evidence mount with a changed %s: exit %d, want a refusal naming %s: %s", tc.name, code, changed, out)
+			}
+			t.Logf("refused: %s", out)
+		})
+	}
+
 	// The honest image after the tampered ones: its own content, nothing of theirs.
 	dir := filepath.Join(t.TempDir(), "layout")
 	writeOCI(t, dir, honest, d, x, false)
