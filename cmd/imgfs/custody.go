@@ -46,6 +46,9 @@ func withCustody(cmd *cli.Command) *cli.Command {
 		if err != nil {
 			return fmt.Errorf("--custody: %w", err)
 		}
+		if err := checkLogOutside(abs, c.Args().First()); err != nil {
+			return err
+		}
 		if _, err := os.Stat(abs); err == nil {
 			// Refuse before acting: a record appended to a broken chain would prove nothing.
 			if _, err := custody.Verify(abs); err != nil {
@@ -64,6 +67,35 @@ func withCustody(cmd *cli.Command) *cli.Command {
 		return err
 	}
 	return cmd
+}
+
+// checkLogOutside refuses a custody log that is the archive, or lies in an archive directory: writing
+// it would change the evidence.
+func checkLogOutside(log, archive string) error {
+	if archive == "" {
+		return nil
+	}
+	st, err := os.Stat(archive)
+	if err != nil {
+		return nil // the action reports it
+	}
+	real, err := filepath.EvalSymlinks(archive)
+	if err != nil {
+		return nil
+	}
+	real, _ = filepath.Abs(real)
+	dir, err := filepath.EvalSymlinks(filepath.Dir(log))
+	if err != nil {
+		return nil // the append reports it
+	}
+	logReal := filepath.Join(dir, filepath.Base(log))
+	if logReal == real {
+		return fmt.Errorf("--custody %s: that is the archive itself", log)
+	}
+	if rel, err := filepath.Rel(real, logReal); st.IsDir() && err == nil && filepath.IsLocal(rel) {
+		return fmt.Errorf("--custody %s: the log lies in the archive directory %s; writing it would change the evidence", log, archive)
+	}
+	return nil
 }
 
 // custodyOf returns the custody state of the running command; nil (whose methods do nothing) when

@@ -82,3 +82,26 @@ func TestWithCustody(t *testing.T) {
 		t.Fatalf("damaged log: err %v, action ran %d more times", err, calls-before)
 	}
 }
+
+func TestCustodyLogOutsideArchive(t *testing.T) {
+	dir := t.TempDir()
+	layout := filepath.Join(dir, "layout")
+	os.MkdirAll(filepath.Join(layout, "blobs"), 0o755)
+	file := filepath.Join(dir, "img.tar")
+	os.WriteFile(file, nil, 0o644)
+	for _, tc := range []struct {
+		log, archive string
+		ok           bool
+	}{
+		{filepath.Join(dir, "log"), layout, true},
+		{filepath.Join(dir, "log"), file, true},
+		{filepath.Join(layout, "log"), layout, false},
+		{filepath.Join(layout, "blobs", "log"), layout, false},
+		{file, file, false},
+		{filepath.Join(dir, "layout-log"), layout, true},
+	} {
+		if err := checkLogOutside(tc.log, tc.archive); (err == nil) != tc.ok {
+			t.Errorf("log %s, archive %s: %v", tc.log, tc.archive, err)
+		}
+	}
+}
