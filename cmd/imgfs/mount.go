@@ -39,7 +39,7 @@ func mountCommand() *cli.Command {
 			&cli.StringFlag{Name: "log-file", Usage: "in the background, append logs to this file (default: discard)"},
 			&cli.BoolFlag{Name: "fuse-debug", Usage: "log every FUSE request (implies -f)"},
 			&cli.StringFlag{Name: "upper", Usage: "make the mount writable: changes go to `DIR` (created when missing; kernel overlayfs format)"},
-			&cli.BoolFlag{Name: "evidence", Usage: "for examiners: ro,nosuid,nodev,noexec,nosymfollow, every blob proven before serving, the archive's sha256 taken before and after (README: Evidence mounts)"},
+			&cli.BoolFlag{Name: "evidence", Usage: "for examiners: ro,nosuid,nodev,noexec,nosymfollow, every blob proven before serving, the archive's sha256 taken before serving (with --custody, again at the end; README: Evidence mounts)"},
 			&cli.BoolFlag{Name: "no-verify", Usage: "serve layers whose digest or diff_id does not match their claims (each named in a warning and the custody record)"},
 		),
 		Action: runMount,
