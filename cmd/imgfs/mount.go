@@ -86,6 +86,15 @@ func runMount(c *cli.Context) error {
 		return err
 	}
 	defer o.Close()
+	if evidence {
+		// Every layer was proven against both claims (index.Open); a layer without one would have
+		// been proven against nothing.
+		for i, l := range o.img.Layers {
+			if l.Digest == "" || l.DiffID == "" {
+				return fmt.Errorf("%s: layer %d (%s): no digest or no diff_id to prove it against; an evidence mount refuses it", archivePath, i+1, l.Source)
+			}
+		}
+	}
 
 	upperDir := c.String("upper")
 	var lock *upperLock
