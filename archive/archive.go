@@ -114,7 +114,7 @@ func Open(ctx context.Context, path string, opts Options) (*Archive, error) {
 func (a *Archive) wrap(err error) error { return fmt.Errorf("archive %s: %w", a.path, err) }
 
 func (a *Archive) open(ctx context.Context, opts Options) error {
-	f, err := os.OpenFile(a.path, os.O_RDONLY|openFlags, 0)
+	f, err := openSource(func(flag int) (*os.File, error) { return os.OpenFile(a.path, flag, 0) }, a.path, a.log)
 	if err != nil {
 		var pe *fs.PathError
 		if errors.As(err, &pe) {
@@ -131,7 +131,7 @@ func (a *Archive) open(ctx context.Context, opts Options) error {
 	switch {
 	case dir:
 		f.Close()
-		ds, err := newDirSource(a.path)
+		ds, err := newDirSource(a.path, a.log)
 		if err != nil {
 			return err
 		}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path"
 	"strings"
@@ -32,6 +33,7 @@ var (
 // dirSource reads files under a directory through an os.Root, so that no name or symlink can lead
 // outside it. Files are opened read-only once and kept open until close, so that their blobs stay valid.
 type dirSource struct {
+	log   *slog.Logger
 	root  *os.Root
 	mu    sync.Mutex
 	files map[string]dirFile
@@ -42,12 +44,12 @@ type dirFile struct {
 	size int64
 }
 
-func newDirSource(dir string) (*dirSource, error) {
+func newDirSource(dir string, log *slog.Logger) (*dirSource, error) {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return nil, err
 	}
-	return &dirSource{root: root, files: map[string]dirFile{}}, nil
+	return &dirSource{log: log, root: root, files: map[string]dirFile{}}, nil
 }
 
 func (s *dirSource) open(name string) (compression.Blob, string, error) {
@@ -59,7 +61,7 @@ func (s *dirSource) open(name string) (compression.Blob, string, error) {
 	if df, ok := s.files[name]; ok {
 		return compression.Blob{R: df.f, Size: df.size, File: df.f}, name, nil
 	}
-	f, err := s.root.OpenFile(name, os.O_RDONLY|openFlags, 0)
+	f, err := openSource(func(flag int) (*os.File, error) { return s.root.OpenFile(name, flag, 0) }, name, s.log)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return compression.Blob{}, name, errNoFile

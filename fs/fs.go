@@ -46,6 +46,8 @@ type Options struct {
 	UpperDir string
 	// Pause, when set, lets a writable mount's changes be paused (see Pause).
 	Pause *Pause
+	// Evidence adds noexec and nosymfollow to a read-only mount's nosuid and nodev (see Mount).
+	Evidence bool
 }
 
 func (o Options) entryTimeout() time.Duration { return timeout(o.EntryTimeout) }

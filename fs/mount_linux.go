@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -32,7 +33,9 @@ const (
 // The mount is read-only unless view is a WritableView whose Writable reports true. It is always nodev
 // and nosuid, and uses default_permissions: the kernel checks the image's modes and owners against the
 // caller, so a file of mode 0600 owned by root in the image is readable by root only. Writes go to the
-// view as they come, without the kernel's writeback cache.
+// view as they come, without the kernel's writeback cache. With Options.Evidence it is also noexec and
+// nosymfollow (the latter by mount(2) as root, else by mount_setattr(2) where allowed: FlagsOf says
+// which flags the kernel really applies).
 func Mount[D Dir](mountpoint string, view View[D], opts Options) (*fuse.Server, error) {
 	return mount(mountpoint, newFileSystem(view, opts), opts)
 }
@@ -51,10 +54,65 @@ func mount[D Dir](mountpoint string, fsys *fileSystem[D], opts Options) (*fuse.S
 		_ = srv.Unmount()
 		return nil, fmt.Errorf("mounting %s: %w", mountpoint, err)
 	}
+	if opts.Evidence {
+		ensureNoSymfollow(mountpoint, fsys.log)
+	}
 	if err := raiseReadahead(mountpoint, maxRequest); err != nil {
 		fsys.log.Debug("fs: readahead left at the kernel's default", "mountpoint", mountpoint, "reason", err)
 	}
 	return srv, nil
+}
+
+// Flags of a mount as statfs(2) reports them (f_flags).
+const (
+	stRdonly      = 0x1
+	stNosuid      = 0x2
+	stNodev       = 0x4
+	stNoexec      = 0x8
+	stNoSymfollow = 0x2000 // Linux 5.10
+)
+
+// MountFlags is what the kernel says of a mount's restrictions.
+type MountFlags struct {
+	ReadOnly, NoSuid, NoDev, NoExec, NoSymfollow bool
+}
+
+// String lists the flags set, as mount options ("ro,nosuid,nodev,noexec,nosymfollow").
+func (f MountFlags) String() string {
+	var s []string
+	for _, o := range []struct {
+		on   bool
+		name string
+	}{{f.ReadOnly, "ro"}, {f.NoSuid, "nosuid"}, {f.NoDev, "nodev"}, {f.NoExec, "noexec"}, {f.NoSymfollow, "nosymfollow"}} {
+		if o.on {
+			s = append(s, o.name)
+		}
+	}
+	return strings.Join(s, ",")
+}
+
+// FlagsOf returns the restrictions the kernel applies to the mount at mountpoint (statfs f_flags).
+func FlagsOf(mountpoint string) (MountFlags, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(mountpoint, &st); err != nil {
+		return MountFlags{}, fmt.Errorf("statfs %s: %w", mountpoint, err)
+	}
+	f := st.Flags
+	return MountFlags{ReadOnly: f&stRdonly != 0, NoSuid: f&stNosuid != 0, NoDev: f&stNodev != 0,
+		NoExec: f&stNoexec != 0, NoSymfollow: f&stNoSymfollow != 0}, nil
+}
+
+// ensureNoSymfollow sets nosymfollow on the mount when mount(2) did not (the mount went through
+// fusermount), with mount_setattr(2), which needs CAP_SYS_ADMIN; what it could not do is logged, and
+// FlagsOf tells the caller the truth.
+func ensureNoSymfollow(mountpoint string, log *slog.Logger) {
+	if f, err := FlagsOf(mountpoint); err == nil && f.NoSymfollow {
+		return
+	}
+	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_NOSYMFOLLOW}
+	if err := unix.MountSetattr(unix.AT_FDCWD, mountpoint, unix.AT_SYMLINK_NOFOLLOW, &attr); err != nil {
+		log.Debug("fs: nosymfollow could not be set after mounting", "mountpoint", mountpoint, "err", err)
+	}
 }
 
 // raiseReadahead sets the readahead of the mount's backing device (a FUSE connection has its own
@@ -82,6 +140,12 @@ func mountOptions(opts Options, writable bool, log *slog.Logger) *fuse.MountOpti
 	if !writable {
 		options = append([]string{"ro"}, options...)
 		flags |= syscall.MS_RDONLY
+	}
+	if opts.Evidence {
+		// fusermount (3.14) knows noexec but not nosymfollow: that is a flag of mount(2) only, or
+		// set afterwards by ensureNoSymfollow.
+		options = append(options, "noexec")
+		flags |= syscall.MS_NOEXEC | unix.MS_NOSYMFOLLOW
 	}
 	mo := &fuse.MountOptions{
 		Options:          append(options, opts.ExtraOptions...),

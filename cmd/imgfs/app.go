@@ -27,13 +27,14 @@ func newApp() *cli.App {
 		HideHelpCommand:      true,
 		EnableBashCompletion: false,
 		Commands: []*cli.Command{
-			mountCommand(),
-			unmountCommand(),
+			withCustody(mountCommand()),
+			withCustody(unmountCommand()),
 			inspectCommand(),
 			diffCommand(),
 			commitCommand(),
-			exportCommand(),
+			withCustody(exportCommand()),
 			importCommand(),
+			custodyCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // main prints errors once
 	}

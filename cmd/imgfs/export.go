@@ -93,8 +93,13 @@ func runExport(c *cli.Context) error {
 		return fmt.Errorf("export %s: %w", c.Args().First(), err)
 	}
 	if file != nil {
-		return file.Commit()
+		if err := file.Commit(); err != nil {
+			return err
+		}
+		custodyNoteOutput(c, out, log)
+		return nil
 	}
+	custodyOf(c).Note("output", "-")
 	return nil
 }
 

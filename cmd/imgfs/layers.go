@@ -36,7 +36,7 @@ func (o *opened) layerView(c *cli.Context, view *overlay.View, log *slog.Logger)
 	}
 	name := c.String("layers-name")
 	t, err := layertree.New(view, o.overlayLayers(), img, layertree.Options{
-		Tree: c.Bool("layers") || name != "", Name: name, Logger: log,
+		Tree: c.Bool("layers") || c.Bool("evidence") || name != "", Name: name, Logger: log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", o.arc.Path(), err)

@@ -16,7 +16,9 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/imgfs/imgfs/custody"
 	"github.com/imgfs/imgfs/fs"
+	"github.com/imgfs/imgfs/index"
 )
 
 // Environment of the background child that serves a mount: the fd it reports readiness on.
@@ -37,6 +39,8 @@ func mountCommand() *cli.Command {
 			&cli.StringFlag{Name: "log-file", Usage: "in the background, append logs to this file (default: discard)"},
 			&cli.BoolFlag{Name: "fuse-debug", Usage: "log every FUSE request (implies -f)"},
 			&cli.StringFlag{Name: "upper", Usage: "make the mount writable: changes go to `DIR` (created when missing; kernel overlayfs format)"},
+			&cli.BoolFlag{Name: "evidence", Usage: "for examiners: ro,nosuid,nodev,noexec,nosymfollow, every blob proven before serving, the archive's sha256 taken before serving (with --custody, again at the end), and the layer trees of --layers (README: Evidence mounts)"},
+			&cli.BoolFlag{Name: "no-verify", Usage: "serve layers whose digest or diff_id does not match their claims (each named in a warning and the custody record)"},
 		), layerFlags()...),
 		Action: runMount,
 	}
@@ -58,19 +62,39 @@ func runMount(c *cli.Context) error {
 	if _, err := os.Stat(archivePath); err != nil {
 		return fmt.Errorf("%s: %w", archivePath, errors.Unwrap(err))
 	}
+	evidence := c.Bool("evidence")
+	if evidence {
+		if err := checkEvidenceFlags(c); err != nil {
+			return err
+		}
+	}
 	foreground := c.Bool("foreground") || c.Bool("fuse-debug")
 	readyFD := os.Getenv(daemonEnv)
+	cs := custodyOf(c)
 	if !foreground && readyFD == "" {
+		cs.Skip() // the daemon records the mount
 		return spawnDaemon(c)
 	}
 	log := newLogger(c)
 	ctx := c.Context
+	if c.Bool("no-verify") {
+		log.Warn("--no-verify: layers that do not match their digests are served unverified, each named below and in the custody record")
+	}
 
 	o, err := openImage(ctx, c, archivePath, log)
 	if err != nil {
 		return err
 	}
 	defer o.Close()
+	if evidence {
+		// Every layer was proven against both claims (index.Open); a layer without one would have
+		// been proven against nothing.
+		for i, l := range o.img.Layers {
+			if l.Digest == "" || l.DiffID == "" {
+				return fmt.Errorf("%s: layer %d (%s): no digest or no diff_id to prove it against; an evidence mount refuses it", archivePath, i+1, l.Source)
+			}
+		}
+	}
 
 	upperDir := c.String("upper")
 	var lock *upperLock
@@ -95,6 +119,24 @@ func runMount(c *cli.Context) error {
 	// Building indexes leaves ~100 bytes of garbage per entry; a long-lived mount should not keep
 	// that memory until the scavenger gets to it.
 	debug.FreeOSMemory()
+	var sum custody.Archive
+	if evidence || cs != nil {
+		// Taken before the mount serves, from the cache when the archive's identity is unchanged.
+		var cached bool
+		pr := newProgress(c.Bool("quiet"), "hashing the archive", 1) // when its sum is not remembered
+		so := custody.SumOptions{CacheDir: cacheDir(c), Logger: log}
+		if slot := pr.slot(0); slot != nil {
+			so.Progress = func(done, total int64) { slot(index.Progress{Bytes: done, Total: total}) }
+		}
+		sum, cached, err = custody.Identify(ctx, archivePath, so)
+		pr.done()
+		if err != nil {
+			return err
+		}
+		cs.SetSum(sum)
+		cs.Note("sha256_cached", cached)
+		log.Info("archive identified", "archive", sum.Path, "sha256", sum.SHA256, "identity", sum.Identity, "cached", cached)
+	}
 	abs, _ := filepath.Abs(archivePath)
 	opts := fs.Options{
 		Logger:       log,
@@ -104,6 +146,7 @@ func runMount(c *cli.Context) error {
 		Debug:        c.Bool("fuse-debug"),
 		ExtraOptions: c.StringSlice("options"),
 		UpperDir:     upperDir,
+		Evidence:     evidence,
 	}
 	var ctl *controlServer
 	if upperDir != "" {
@@ -128,13 +171,25 @@ func runMount(c *cli.Context) error {
 		}
 	}
 	log.Info("mounted", "archive", archivePath, "image", o.img.ManifestDigest, "mountpoint", mnt, "layers", len(o.layers), "tree", tree.Name())
+	var end *mountEnd
+	if evidence || cs != nil {
+		if end, err = mountReady(c, o, mnt, sum, evidence, log); err != nil {
+			server.Unmount()
+			return err
+		}
+		defer end.close()
+	}
 	if readyFD != "" {
 		if err := detach(readyFD, c.String("log-file"), log); err != nil {
 			server.Unmount()
 			return err
 		}
 	}
-	return serve(ctx, server, mnt)
+	err = serve(ctx, server, mnt)
+	if end != nil {
+		end.record(c, err, log)
+	}
+	return err
 }
 
 // mountServer is what serve needs of a go-fuse server.
@@ -277,7 +332,18 @@ func unmountCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			return unmount(mnt, c.Bool("lazy"))
+			cs := custodyOf(c)
+			cs.SetArchive("") // the mount's daemon records the archive's state at its end
+			cs.Note("mountpoint", mnt)
+			dev := mountDev(mnt)
+			if err := unmount(mnt, c.Bool("lazy")); err != nil {
+				return err
+			}
+			if !c.Bool("lazy") {
+				// A mount with a custody log records its end: return once it has.
+				waitMountEnd(c.Context, dev, newLogger(c))
+			}
+			return nil
 		},
 	}
 }
