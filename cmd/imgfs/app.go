@@ -34,6 +34,8 @@ func newApp() *cli.App {
 			commitCommand(),
 			exportCommand(),
 			importCommand(),
+			whichCommand(),
+			timelineCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // main prints errors once
 	}
