@@ -47,7 +47,8 @@ const (
 //
 //   - name is the member's path in the image ("/etc/passwd"; a member whose name leaves the root, which
 //     no extractor writes, keeps its stored name), " -> target" for symlinks, and the Sleuth Kit's
-//     deletion marks: " (deleted)" for whiteout markers (".wh.*") and for members hidden by a higher
+//     deletion marks: " (deleted)" for whiteout markers (".wh.*", and character devices 0/0, the
+//     overlayfs form) and for members hidden by a higher
 //     layer (whiteout, opaque directory, replaced parent) whose path is absent from the merged view;
 //     " (deleted-realloc)" for members hidden or replaced (by a higher layer, or by a later member of
 //     the same layer) whose path the merged view shows with another file. Control characters are
@@ -121,7 +122,9 @@ func (tl *timeline) layer(ctx context.Context, j int, st *TimelineStats) error {
 			name = "/" + p
 		}
 		comps := splitNorm(p)
-		marker := inRoot && len(comps) > 0 && strings.HasPrefix(comps[len(comps)-1], ovlfmt.WhiteoutPrefix)
+		// Whiteout markers: ".wh.*" names, and overlayfs-style character devices 0/0.
+		marker := inRoot && len(comps) > 0 && (strings.HasPrefix(comps[len(comps)-1], ovlfmt.WhiteoutPrefix) ||
+			m.Type == index.TypeChar && m.Devmajor == 0 && m.Devminor == 0)
 		metaType, nameType, mode := typeChars(m.Type), typeChars(m.Type), m.Mode
 		switch m.Type {
 		case index.TypeSymlink:

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/internal/tartest"
 )
 
 func sha256hex(s string) string { h := sha256.Sum256([]byte(s)); return hex.EncodeToString(h[:]) }
@@ -168,6 +169,35 @@ func TestWhichAgreesWithView(t *testing.T) {
 			if rep.Final.Present && rep.Final.Layer != 0 && last.Member.Type != "dir" && last.Member.Type != "hardlink" && rep.Final.Layer != last.Layer {
 				t.Errorf("%s: owner %d, last event in layer %d", p, rep.Final.Layer, last.Layer)
 			}
+		}
+	}
+}
+
+// TestWhichOverlayStyleMarkers covers the overlayfs forms the union also reads: a directory made opaque
+// by trusted.overlay.opaque=y, and a character device 0/0 as a whiteout; the timeline marks the device
+// as a whiteout marker.
+func TestWhichOverlayStyleMarkers(t *testing.T) {
+	l1 := tartest.Tar(t, tartest.File("a/x", "x"), tartest.File("b/y", "y"))
+	l2 := tartest.Tar(t,
+		tartest.Member{Name: "a/", Type: tar.TypeDir, Xattrs: map[string]string{"trusted.overlay.opaque": "y"}},
+		tartest.Member{Name: "b/y", Type: tar.TypeChar},
+	)
+	fx := newLayered(t, nil, nil, l1, l2)
+	rep, err := Which(context.Background(), fx.img, "/a/x")
+	if err != nil || !slices.Equal(eventsOf(rep), []string{"1 added", "2 hidden/opaque-parent"}) || rep.Events[1].Member != nil || rep.Final.Present {
+		t.Errorf("/a/x: %v %q %+v", err, eventsOf(rep), rep.Final)
+	}
+	rep, err = Which(context.Background(), fx.img, "/b/y")
+	if err != nil || !slices.Equal(eventsOf(rep), []string{"1 added", "2 hidden/whiteout"}) || rep.Events[1].Member.Type != "char" || rep.Final.Present {
+		t.Errorf("/b/y: %v %q %+v", err, eventsOf(rep), rep.Final)
+	}
+	var buf bytes.Buffer
+	if _, err := WriteTimeline(context.Background(), &buf, fx.img, TimelineOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"|/a/x (deleted)|1-", "|/b/y (deleted)|1-", "|/b/y (deleted)|2-2|w/c", "|/a|2-1|d/d"} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("timeline lacks %q:\n%s", want, buf.String())
 		}
 	}
 }
