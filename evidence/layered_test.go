@@ -24,7 +24,7 @@ type layeredFixture struct {
 
 // newLayered opens layers (uncompressed tars, bottom first; gz[i] stores layer i gzip-compressed) as
 // an image with the given history.
-func newLayered(t *testing.T, history []ispec.History, gz map[int]bool, layers ...[]byte) *layeredFixture {
+func newLayered(t testing.TB, history []ispec.History, gz map[int]bool, layers ...[]byte) *layeredFixture {
 	t.Helper()
 	fx := &layeredFixture{raw: layers}
 	desc := &archive.Image{Config: ispec.Image{History: history}}
@@ -62,7 +62,7 @@ var (
 // change, whiteouts (of a file, of a parent), an opaque directory, a parent replaced by a file,
 // re-creation after deletion, hard links within and across layers, a symlinked parent, implied
 // parents and a path stored twice.
-func deletionLayers(t *testing.T) [][]byte {
+func deletionLayers(t testing.TB) [][]byte {
 	l1 := tartest.Tar(t,
 		tartest.Dir("./"),
 		tartest.Dir("./etc/"),
