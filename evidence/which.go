@@ -421,6 +421,17 @@ func describeMembers(ctx context.Context, img Layered, j int, ids []index.ID) ([
 	}
 	buf := make([]byte, whichHashBufferSize)
 	seen := make([]int, len(ids))
+	// The kept member of a regular file is the last of its path: once every wanted entry is a regular
+	// file found at its data offset, the rest of the stream cannot change the answer.
+	todo := 0
+	for i, id := range ids {
+		if !out[i].Implied {
+			todo++
+			if l.Entry(id).Type != index.TypeRegular {
+				todo = -len(ids) - 1 // something must be the last of its path: scan to the end
+			}
+		}
+	}
 	err := l.Scan(ctx, func(mb *index.Member, data io.Reader) error {
 		p, ok := index.CleanPath(mb.Name)
 		if !ok {
@@ -446,11 +457,14 @@ func describeMembers(ctx context.Context, img Layered, j int, ids []index.ID) ([
 					return err
 				}
 				m.SHA256 = hex.EncodeToString(h.Sum(nil))
+				if todo--; todo == 0 {
+					return errScanDone
+				}
 			}
 		}
 		return nil
 	})
-	if err != nil {
+	if err != nil && err != errScanDone {
 		return nil, err
 	}
 	for i, n := range seen {
@@ -458,6 +472,9 @@ func describeMembers(ctx context.Context, img Layered, j int, ids []index.ID) ([
 	}
 	return out, nil
 }
+
+// errScanDone stops a scan that has found what it wanted.
+var errScanDone = errors.New("scan done")
 
 // hardlinkContent returns the sha256 and size of the content hard link id of layer j names: its target
 // in the same layer, else the target path in the union of the layers below, as the view resolves it.
