@@ -131,8 +131,17 @@ func TestWhichCorpus(t *testing.T) {
 	if w.summary() != "2 added, 3 hidden/parent-replaced" || w.Final.Present {
 		t.Errorf("dir-becomes-file/child: %q, %+v", w.summary(), w.Final)
 	}
+	// The text form: the resolved path, one row per event, the final state.
+	out, stderr, code := imgfs(t, "which", "-q", arc, "/bin/rgrep")
+	rows := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	if code != 0 || len(rows) != 5 || rows[0] != "/bin/rgrep = /usr/bin/rgrep (via /bin -> usr/bin)" ||
+		!strings.Contains(rows[2], `added`) || !strings.Contains(rows[2], `"usr/bin/rgrep"`) ||
+		!strings.Contains(rows[3], `hidden (whiteout)`) || !strings.Contains(rows[3], `"usr/bin/.wh.rgrep"`) ||
+		rows[4] != "merged view: absent" {
+		t.Errorf("which text: exit %d (%s)\n%s", code, stderr, out)
+	}
 	// A path no layer has: exit 1 and one line that says so.
-	_, stderr, code := imgfs(t, "which", "-q", arc, "/no/such/file")
+	_, stderr, code = imgfs(t, "which", "-q", arc, "/no/such/file")
 	if code != 1 || !strings.Contains(stderr, "/no/such/file: no layer has this path") || strings.Count(stderr, "\n") != 1 {
 		t.Errorf("absent path: exit %d, stderr %q", code, stderr)
 	}
@@ -316,4 +325,32 @@ func containsLine(s, prefix, suffix string) bool {
 		}
 	}
 	return false
+}
+
+// TestTimelineOutputAtomic checks that -o replaces FILE only with a complete timeline: a failing run
+// leaves the old file as it was and no temporary beside it.
+func TestTimelineOutputAtomic(t *testing.T) {
+	_, arc := writeSample(t, "sample.tar")
+	out := filepath.Join(t.TempDir(), "body.txt")
+	if err := os.WriteFile(out, []byte("old\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, code := imgfs(t, "timeline", "-q", "--image", "no-such-image", "-o", out, arc); code == 0 {
+		t.Fatal("timeline of a missing image succeeded")
+	}
+	if b, _ := os.ReadFile(out); string(b) != "old\n" {
+		t.Fatalf("failed run changed %s: %q", out, b)
+	}
+	if _, stderr, code := imgfs(t, "timeline", "-q", "-o", out, arc); code != 0 {
+		t.Fatalf("timeline: exit %d: %s", code, stderr)
+	}
+	b, _ := os.ReadFile(out)
+	stdout, _, _ := imgfs(t, "timeline", "-q", arc)
+	if len(b) == 0 || string(b) != stdout || strings.Count(string(b), "\n") != strings.Count(stdout, "|")/10 {
+		t.Errorf("-o and stdout differ, or lines are not 11 fields:\n%s", b)
+	}
+	ents, _ := os.ReadDir(filepath.Dir(out))
+	if len(ents) != 1 {
+		t.Errorf("left beside the output: %v", ents)
+	}
 }
