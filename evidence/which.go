@@ -58,6 +58,9 @@ type WhichReport struct {
 	Symlinks []WhichSymlink `json:"symlinks,omitempty"`
 	// Events are the layers' actions on Resolved, bottom layer first.
 	Events []WhichEvent `json:"events"`
+	// LiteralEvents, when Resolved differs from Path, are the layers' actions on Path taken literally
+	// (no symlink followed): what lay there before a parent became a symlink, or was hidden with it.
+	LiteralEvents []WhichEvent `json:"literalEvents,omitempty"`
 	// Final is Resolved in the merged view of all the layers.
 	Final WhichFinal `json:"final"`
 }
@@ -212,20 +215,38 @@ func Which(ctx context.Context, img Layered, p string) (*WhichReport, error) {
 	}
 	rep.Resolved, rep.Symlinks = "/"+resolved, hops
 	comps := splitNorm(resolved)
+	if rep.Events, err = layerEvents(ctx, img, comps); err != nil {
+		return nil, err
+	}
+	if resolved != asked {
+		// The path taken literally: what lay there before a parent became a symlink.
+		if rep.LiteralEvents, err = layerEvents(ctx, img, splitNorm(asked)); err != nil {
+			return nil, err
+		}
+	}
+	rep.Final = finalState(img, comps)
+	if len(rep.Events) == 0 && len(rep.LiteralEvents) == 0 {
+		return rep, ErrNotInAnyLayer
+	}
+	return rep, nil
+}
 
+// layerEvents returns the layers' actions on the normalised path comps, bottom first, with their
+// members described.
+func layerEvents(ctx context.Context, img Layered, comps []string) ([]WhichEvent, error) {
 	type pending struct {
-		ev    int // index in rep.Events
+		ev    int // index in events
 		frame frameRef
 	}
+	events := []WhichEvent{}
 	var want []pending
 	visible, everHidden := noFrame, false
 	for j, l := range img.Layers {
 		pr := probeLayer(l, comps)
 		if pr.reason != hiddenReasonNone && visible != noFrame {
-			ev := WhichEvent{Layer: j + 1, Action: ActionHidden, Reason: pr.reason}
-			rep.Events = append(rep.Events, ev)
+			events = append(events, WhichEvent{Layer: j + 1, Action: ActionHidden, Reason: pr.reason})
 			if pr.marker != index.NoID {
-				want = append(want, pending{len(rep.Events) - 1, frameRef{j, pr.marker}})
+				want = append(want, pending{len(events) - 1, frameRef{j, pr.marker}})
 			}
 			visible, everHidden = noFrame, true
 		}
@@ -249,8 +270,8 @@ func Which(ctx context.Context, img Layered, p string) (*WhichReport, error) {
 		case everHidden:
 			action = ActionRecreated
 		}
-		rep.Events = append(rep.Events, WhichEvent{Layer: j + 1, Action: action})
-		want = append(want, pending{len(rep.Events) - 1, frameRef{j, pr.entry}})
+		events = append(events, WhichEvent{Layer: j + 1, Action: action})
+		want = append(want, pending{len(events) - 1, frameRef{j, pr.entry}})
 		visible = frameRef{j, pr.entry}
 	}
 	// The members as stored: one scan of each layer that holds one.
@@ -272,18 +293,14 @@ func Which(ctx context.Context, img Layered, p string) (*WhichReport, error) {
 			return nil, fmt.Errorf("layer %d (%s): %w", j+1, img.Desc.Layers[j].Digest, err)
 		}
 		for i, w := range ws {
-			rep.Events[w.ev].Member = members[i]
+			events[w.ev].Member = members[i]
 		}
 	}
-	for i := range rep.Events {
-		d := img.Desc.Layers[rep.Events[i].Layer-1]
-		rep.Events[i].Digest, rep.Events[i].DiffID = d.Digest, d.DiffID
+	for i := range events {
+		d := img.Desc.Layers[events[i].Layer-1]
+		events[i].Digest, events[i].DiffID = d.Digest, d.DiffID
 	}
-	rep.Final = finalState(img, comps)
-	if len(rep.Events) == 0 {
-		return rep, ErrNotInAnyLayer
-	}
-	return rep, nil
+	return events, nil
 }
 
 // finalState looks the resolved path up in the merged view.

@@ -201,3 +201,28 @@ func TestWhichOverlayStyleMarkers(t *testing.T) {
 		}
 	}
 }
+
+// TestWhichParentBecameSymlink covers a directory replaced by a symlink in a higher layer: the path
+// resolves through the link, and the literal path's history (the file the link hid) is kept beside.
+func TestWhichParentBecameSymlink(t *testing.T) {
+	l1 := tartest.Tar(t, tartest.File("a/b", "old"))
+	l2 := tartest.Tar(t, tartest.Symlink("a", "c"), tartest.File("c/b", "new"))
+	fx := newLayered(t, nil, nil, l1, l2)
+	rep, err := Which(context.Background(), fx.img, "/a/b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lit := &WhichReport{Events: rep.LiteralEvents}
+	if rep.Resolved != "/c/b" || !slices.Equal(eventsOf(rep), []string{"2 added"}) || !rep.Final.Present || rep.Final.Layer != 2 ||
+		!slices.Equal(eventsOf(lit), []string{"1 added", "2 hidden/parent-replaced"}) ||
+		rep.LiteralEvents[0].Member.SHA256 != sha256hex("old") || rep.LiteralEvents[1].Member.Type != "symlink" {
+		t.Errorf("resolved %s, events %q, literal %q, final %+v", rep.Resolved, eventsOf(rep), eventsOf(lit), rep.Final)
+	}
+	// Only the literal path exists: still found.
+	l3 := tartest.Tar(t, tartest.Whiteout("c", "b"))
+	fx = newLayered(t, nil, nil, l1, l2, l3)
+	rep, err = Which(context.Background(), fx.img, "/a/b")
+	if err != nil || !slices.Equal(eventsOf(rep), []string{"2 added", "3 hidden/whiteout"}) || rep.Final.Present {
+		t.Errorf("%v: events %q, final %+v", err, eventsOf(rep), rep.Final)
+	}
+}

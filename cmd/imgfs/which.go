@@ -75,9 +75,28 @@ func printWhich(w io.Writer, rep *evidence.WhichReport) {
 		fmt.Fprintf(w, " = %s (via %s)", rep.Resolved, strings.Join(via, ", "))
 	}
 	fmt.Fprintln(w)
+	printWhichEvents(w, rep.Events)
+	if len(rep.LiteralEvents) > 0 {
+		fmt.Fprintf(w, "%s taken literally (no symlink followed):\n", rep.Path)
+		printWhichEvents(w, rep.LiteralEvents)
+	}
+	f := rep.Final
+	if !f.Present {
+		fmt.Fprintf(w, "merged view: absent\n")
+		return
+	}
+	owner := "implied in every layer"
+	if f.Layer > 0 {
+		owner = fmt.Sprintf("layer %d (%s)", f.Layer, short(f.Digest))
+	}
+	fmt.Fprintf(w, "merged view: present, %s %s %d:%d, %d bytes, %d link(s), from %s\n", f.Type, f.Mode, f.UID, f.GID,
+		f.Size, f.Nlink, owner)
+}
+
+func printWhichEvents(w io.Writer, events []evidence.WhichEvent) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "LAYER\tDIGEST\tACTION\tMEMBER\tTYPE\tMODE\tUID:GID\tSIZE\tMTIME\tHEADER@\tDATA@\tSHA256")
-	for _, e := range rep.Events {
+	for _, e := range events {
 		action := e.Action
 		if e.Reason != "" {
 			action += " (" + e.Reason + ")"
@@ -102,17 +121,6 @@ func printWhich(w io.Writer, rep *evidence.WhichReport) {
 			typ, m.Mode, m.UID, m.GID, m.Size, m.Mtime, hdr, data, orDash(m.SHA256))
 	}
 	tw.Flush()
-	f := rep.Final
-	if !f.Present {
-		fmt.Fprintf(w, "merged view: absent\n")
-		return
-	}
-	owner := "implied in every layer"
-	if f.Layer > 0 {
-		owner = fmt.Sprintf("layer %d (%s)", f.Layer, short(f.Digest))
-	}
-	fmt.Fprintf(w, "merged view: present, %s %s %d:%d, %d bytes, %d link(s), from %s\n", f.Type, f.Mode, f.UID, f.GID,
-		f.Size, f.Nlink, owner)
 }
 
 func orDash(s string) string {
