@@ -145,6 +145,10 @@ func (tl *timeline) layer(ctx context.Context, j int, st *TimelineStats) error {
 		default:
 			kept := tl.kept(l, comps, m)
 			if kept && !tl.hiddenAbove(j, comps, m.Type == index.TypeDir) {
+				// A hard link whose target the union cannot resolve is removed from the view.
+				if m.Type == index.TypeHardlink && !tl.present(comps) {
+					status = suffixDeleted
+				}
 				break
 			}
 			status = suffixDeleted

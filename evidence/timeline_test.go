@@ -17,6 +17,7 @@ import (
 	ispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/internal/tartest"
 	"github.com/imgfs/imgfs/overlay"
 )
 
@@ -243,5 +244,20 @@ func TestTimelineMactime(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Logf("mactime output:\n%s", out)
+	}
+}
+
+// TestTimelineDanglingHardlink: a hard link whose target no layer has is not in the merged view, so
+// its line is marked deleted; a resolvable one is not.
+func TestTimelineDanglingHardlink(t *testing.T) {
+	fx := newLayered(t, nil, nil, tartest.Tar(t, tartest.File("f", "x"), tartest.Hardlink("ok", "f"), tartest.Hardlink("dangling", "missing")))
+	var buf bytes.Buffer
+	if _, err := WriteTimeline(context.Background(), &buf, fx.img, TimelineOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{md5hex("x") + "|/ok|1-2|", "0|/dangling (deleted)|1-3|"} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("timeline lacks %q:\n%s", want, buf.String())
+		}
 	}
 }
