@@ -41,7 +41,7 @@ type whichOut struct {
 
 func runWhich(t *testing.T, args ...string) (whichOut, string, int) {
 	t.Helper()
-	out, stderr, code := imgfs(t, append([]string{"which", "-q", "--json"}, args...)...)
+	out, stderr, code := imgfs(t, append([]string{"which", "-q", "--json", "--cache-dir", cacheDir}, args...)...)
 	var w whichOut
 	if err := json.Unmarshal([]byte(out), &w); err != nil {
 		t.Fatalf("which %v: %v (exit %d, stderr %s)\n%s", args, err, code, stderr, out)
@@ -132,7 +132,7 @@ func TestWhichCorpus(t *testing.T) {
 		t.Errorf("dir-becomes-file/child: %q, %+v", w.summary(), w.Final)
 	}
 	// The text form: the resolved path, one row per event, the final state.
-	out, stderr, code := imgfs(t, "which", "-q", arc, "/bin/rgrep")
+	out, stderr, code := imgfs(t, "which", "-q", "--cache-dir", cacheDir, arc, "/bin/rgrep")
 	rows := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
 	if code != 0 || len(rows) != 5 || rows[0] != "/bin/rgrep = /usr/bin/rgrep (via /bin -> usr/bin)" ||
 		!strings.Contains(rows[2], `added`) || !strings.Contains(rows[2], `"usr/bin/rgrep"`) ||
@@ -141,7 +141,7 @@ func TestWhichCorpus(t *testing.T) {
 		t.Errorf("which text: exit %d (%s)\n%s", code, stderr, out)
 	}
 	// A path no layer has: exit 1 and one line that says so.
-	_, stderr, code = imgfs(t, "which", "-q", arc, "/no/such/file")
+	_, stderr, code = imgfs(t, "which", "-q", "--cache-dir", cacheDir, arc, "/no/such/file")
 	if code != 1 || !strings.Contains(stderr, "/no/such/file: no layer has this path") || strings.Count(stderr, "\n") != 1 {
 		t.Errorf("absent path: exit %d, stderr %q", code, stderr)
 	}
@@ -215,7 +215,7 @@ func TestTimelineCorpus(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			arc := filepath.Join(dir, "artifacts/debian-layered", name)
 			body := filepath.Join(t.TempDir(), "body.txt")
-			if _, stderr, code := imgfs(t, "timeline", "-q", "-o", body, arc); code != 0 {
+			if _, stderr, code := imgfs(t, "timeline", "-q", "--cache-dir", cacheDir, "-o", body, arc); code != 0 {
 				t.Fatalf("timeline: exit %d: %s", code, stderr)
 			}
 			b, err := os.ReadFile(body)
@@ -335,17 +335,17 @@ func TestTimelineOutputAtomic(t *testing.T) {
 	if err := os.WriteFile(out, []byte("old\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, code := imgfs(t, "timeline", "-q", "--image", "no-such-image", "-o", out, arc); code == 0 {
+	if _, _, code := imgfs(t, "timeline", "-q", "--cache-dir", cacheDir, "--image", "no-such-image", "-o", out, arc); code == 0 {
 		t.Fatal("timeline of a missing image succeeded")
 	}
 	if b, _ := os.ReadFile(out); string(b) != "old\n" {
 		t.Fatalf("failed run changed %s: %q", out, b)
 	}
-	if _, stderr, code := imgfs(t, "timeline", "-q", "-o", out, arc); code != 0 {
+	if _, stderr, code := imgfs(t, "timeline", "-q", "--cache-dir", cacheDir, "-o", out, arc); code != 0 {
 		t.Fatalf("timeline: exit %d: %s", code, stderr)
 	}
 	b, _ := os.ReadFile(out)
-	stdout, _, _ := imgfs(t, "timeline", "-q", arc)
+	stdout, _, _ := imgfs(t, "timeline", "-q", "--cache-dir", cacheDir, arc)
 	if len(b) == 0 || string(b) != stdout || strings.Count(string(b), "\n") != strings.Count(stdout, "|")/10 {
 		t.Errorf("-o and stdout differ, or lines are not 11 fields:\n%s", b)
 	}
