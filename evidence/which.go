@@ -204,10 +204,8 @@ func Which(ctx context.Context, img Layered, p string) (*WhichReport, error) {
 	if err := img.check(); err != nil {
 		return nil, err
 	}
-	asked, ok := index.CleanPath(p)
-	if !ok {
-		asked = "" // ".." above the root stays at the root, as a path walk does
-	}
+	// Lexically cleaned; ".." above the root stays at the root, as a path walk does.
+	asked := strings.TrimPrefix(path.Clean("/"+p), "/")
 	rep := &WhichReport{Path: "/" + asked, Events: []WhichEvent{}}
 	resolved, hops, err := resolveParents(img.View, p)
 	if err != nil {

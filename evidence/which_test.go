@@ -98,6 +98,9 @@ func TestWhichDeletionFixture(t *testing.T) {
 			}
 		}
 		// Details: modes, the symlink hop, hard-link names, the member stored twice.
+		if rep, _ := Which(context.Background(), fx.img, "/../etc/./motd"); rep.Path != "/etc/motd" {
+			t.Errorf("path %q asked as /../etc/./motd", rep.Path)
+		}
 		rep, _ := Which(context.Background(), fx.img, "/bin/tool")
 		if len(rep.Symlinks) != 1 || rep.Symlinks[0] != (WhichSymlink{Path: "/bin", Target: "usr/bin"}) {
 			t.Errorf("symlinks %+v", rep.Symlinks)
