@@ -53,9 +53,9 @@ func newLayered(t testing.TB, history []ispec.History, gz map[int]bool, layers .
 }
 
 var (
-	t0 = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
-	t1 = time.Date(2024, 2, 1, 0, 0, 0, 0, time.UTC)
-	t2 = time.Date(2024, 3, 1, 0, 0, 0, 0, time.UTC)
+	fixT0 = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	fixT1 = time.Date(2024, 2, 1, 0, 0, 0, 0, time.UTC)
+	fixT2 = time.Date(2024, 3, 1, 0, 0, 0, 0, time.UTC)
 )
 
 // deletionLayers is the three-layer fixture of the which and timeline tests: additions, a mode
@@ -66,7 +66,7 @@ func deletionLayers(t testing.TB) [][]byte {
 	l1 := tartest.Tar(t,
 		tartest.Dir("./"),
 		tartest.Dir("./etc/"),
-		tartest.Member{Name: "./etc/motd", Body: []byte("hello\n"), Mtime: t0, Atime: t0.Add(time.Hour), Ctime: t0.Add(2 * time.Hour)},
+		tartest.Member{Name: "./etc/motd", Body: []byte("hello\n"), Mtime: fixT0, Atime: fixT0.Add(time.Hour), Ctime: fixT0.Add(2 * time.Hour)},
 		tartest.File("./etc/passwd", "root:x:0:0\n"),
 		tartest.File("./etc/passwd", "root:x:0:0:again\n"), // stored twice: the second one counts
 		tartest.Dir("usr/"), tartest.Dir("usr/bin/"),
@@ -81,16 +81,16 @@ func deletionLayers(t testing.TB) [][]byte {
 		tartest.Member{Name: "pipe|name\n", Body: []byte("odd")},
 	)
 	l2 := tartest.Tar(t,
-		tartest.Member{Name: "usr/bin/tool", Body: []byte("v1"), Mode: 0o755, Mtime: t1},
-		tartest.Member{Name: "etc/passwd", Body: []byte("root:x:0:0:two\n"), Mtime: t1},
+		tartest.Member{Name: "usr/bin/tool", Body: []byte("v1"), Mode: 0o755, Mtime: fixT1},
+		tartest.Member{Name: "etc/passwd", Body: []byte("root:x:0:0:two\n"), Mtime: fixT1},
 		tartest.Opaque("optdir"),
 		tartest.File("optdir/new", "n"),
 		tartest.Hardlink("links/hl2", "links/target"), // target in the layer below
 		tartest.Whiteout("data", "keep"),
 	)
 	l3 := tartest.Tar(t,
-		tartest.Member{Name: "etc/.wh.motd", Mtime: t2},
-		tartest.Member{Name: "data/keep", Body: []byte("k3"), Mtime: t2},
+		tartest.Member{Name: "etc/.wh.motd", Mtime: fixT2},
+		tartest.Member{Name: "data/keep", Body: []byte("k3"), Mtime: fixT2},
 		tartest.Whiteout("", "gone"),
 		tartest.File("usr/lib/x", "now a file"),
 		tartest.File("srv/new/file", "new"), // implied srv, srv/new

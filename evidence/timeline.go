@@ -9,10 +9,8 @@ import (
 	"hash"
 	"io"
 	"strconv"
-	"strings"
 
 	"github.com/imgfs/imgfs/index"
-	"github.com/imgfs/imgfs/internal/ovlfmt"
 	"github.com/imgfs/imgfs/overlay"
 )
 
@@ -123,7 +121,7 @@ func (tl *timeline) layer(ctx context.Context, j int, st *TimelineStats) error {
 		}
 		comps := splitNorm(p)
 		// Whiteout markers: ".wh.*" names, and overlayfs-style character devices 0/0.
-		marker := inRoot && len(comps) > 0 && (strings.HasPrefix(comps[len(comps)-1], ovlfmt.WhiteoutPrefix) ||
+		marker := inRoot && len(comps) > 0 && (isUnionMarker(comps[len(comps)-1]) ||
 			m.Type == index.TypeChar && m.Devmajor == 0 && m.Devminor == 0)
 		metaType, nameType, mode := typeChars(m.Type), typeChars(m.Type), m.Mode
 		switch m.Type {

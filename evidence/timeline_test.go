@@ -21,7 +21,7 @@ import (
 	"github.com/imgfs/imgfs/overlay"
 )
 
-func md5hex(s string) string { h := md5.Sum([]byte(s)); return hex.EncodeToString(h[:]) }
+func timelineMD5(s string) string { h := md5.Sum([]byte(s)); return hex.EncodeToString(h[:]) }
 
 // bodyLine is one bodyfile line split into its 11 fields.
 type bodyLine struct {
@@ -31,7 +31,7 @@ type bodyLine struct {
 	crtime                 int64
 }
 
-func parseBody(t *testing.T, body string) []bodyLine {
+func parseBodyfile(t *testing.T, body string) []bodyLine {
 	t.Helper()
 	var out []bodyLine
 	for _, ln := range strings.Split(strings.TrimSuffix(body, "\n"), "\n") {
@@ -71,32 +71,32 @@ func TestTimelineDeletionFixture(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		lines := parseBody(t, buf.String())
+		lines := parseBodyfile(t, buf.String())
 		byInode := map[string]bodyLine{}
 		for _, l := range lines {
 			byInode[l.inode] = l
 		}
 		want := map[string]bodyLine{
-			"1-1":  {md5: "0", name: "/", mode: "d/drwxr-xr-x", mtime: t0.Unix()},
-			"1-3":  {md5: md5hex("hello\n"), name: "/etc/motd (deleted)", mode: "r/rrw-r--r--", size: 6, atime: t0.Unix() + 3600, mtime: t0.Unix(), ctime: t0.Unix() + 7200},
-			"1-4":  {md5: md5hex("root:x:0:0\n"), name: "/etc/passwd (deleted-realloc)", mode: "r/rrw-r--r--", size: 11, mtime: t0.Unix()},
-			"1-5":  {md5: md5hex("root:x:0:0:again\n"), name: "/etc/passwd (deleted-realloc)", mode: "r/rrw-r--r--", size: 17, mtime: t0.Unix()},
-			"1-8":  {md5: md5hex("v1"), name: "/usr/bin/tool (deleted-realloc)", mode: "r/rrwsr-xr-x", size: 2, mtime: t0.Unix()},
-			"1-9":  {md5: md5hex("a"), name: "/usr/lib/x/a (deleted)", mode: "r/rrw-r--r--", size: 1, mtime: t0.Unix()},
-			"1-10": {md5: md5hex("k1"), name: "/data/keep (deleted-realloc)", mode: "r/rrw-r--r--", size: 2, mtime: t0.Unix()},
-			"1-11": {md5: md5hex("T"), name: "/links/target", mode: "r/rrw-r--r--", size: 1, mtime: t0.Unix()},
-			"1-12": {md5: md5hex("T"), name: "/links/hl", mode: "r/rrw-r--r--", size: 1, mtime: t0.Unix()},
-			"1-13": {md5: md5hex("o"), name: "/optdir/old (deleted)", mode: "r/rrw-r--r--", size: 1, mtime: t0.Unix()},
-			"1-14": {md5: "0", name: "/bin -> usr/bin", mode: "l/lrwxrwxrwx", size: 7, mtime: t0.Unix()},
-			"1-15": {md5: md5hex("d"), name: "/gone/deep/f (deleted)", mode: "r/rrw-r--r--", size: 1, mtime: t0.Unix()},
-			"1-16": {md5: md5hex("odd"), name: "/pipe%7Cname^", mode: "r/rrw-r--r--", size: 3, mtime: t0.Unix()},
-			"2-1":  {md5: md5hex("v1"), name: "/usr/bin/tool", mode: "r/rrwxr-xr-x", size: 2, mtime: t1.Unix()},
-			"2-3":  {md5: md5hex(""), name: "/optdir/.wh..wh..opq (deleted)", mode: "w/rrw-r--r--", mtime: t0.Unix()},
-			"2-5":  {md5: md5hex("T"), name: "/links/hl2", mode: "r/rrw-r--r--", size: 1, mtime: t0.Unix()},
-			"2-6":  {md5: md5hex(""), name: "/data/.wh.keep (deleted)", mode: "w/rrw-r--r--", mtime: t0.Unix()},
-			"3-1":  {md5: md5hex(""), name: "/etc/.wh.motd (deleted)", mode: "w/rrw-r--r--", mtime: t2.Unix()},
-			"3-2":  {md5: md5hex("k3"), name: "/data/keep", mode: "r/rrw-r--r--", size: 2, mtime: t2.Unix()},
-			"3-4":  {md5: md5hex("now a file"), name: "/usr/lib/x", mode: "r/rrw-r--r--", size: 10, mtime: t0.Unix()},
+			"1-1":  {md5: "0", name: "/", mode: "d/drwxr-xr-x", mtime: fixT0.Unix()},
+			"1-3":  {md5: timelineMD5("hello\n"), name: "/etc/motd (deleted)", mode: "r/rrw-r--r--", size: 6, atime: fixT0.Unix() + 3600, mtime: fixT0.Unix(), ctime: fixT0.Unix() + 7200},
+			"1-4":  {md5: timelineMD5("root:x:0:0\n"), name: "/etc/passwd (deleted-realloc)", mode: "r/rrw-r--r--", size: 11, mtime: fixT0.Unix()},
+			"1-5":  {md5: timelineMD5("root:x:0:0:again\n"), name: "/etc/passwd (deleted-realloc)", mode: "r/rrw-r--r--", size: 17, mtime: fixT0.Unix()},
+			"1-8":  {md5: timelineMD5("v1"), name: "/usr/bin/tool (deleted-realloc)", mode: "r/rrwsr-xr-x", size: 2, mtime: fixT0.Unix()},
+			"1-9":  {md5: timelineMD5("a"), name: "/usr/lib/x/a (deleted)", mode: "r/rrw-r--r--", size: 1, mtime: fixT0.Unix()},
+			"1-10": {md5: timelineMD5("k1"), name: "/data/keep (deleted-realloc)", mode: "r/rrw-r--r--", size: 2, mtime: fixT0.Unix()},
+			"1-11": {md5: timelineMD5("T"), name: "/links/target", mode: "r/rrw-r--r--", size: 1, mtime: fixT0.Unix()},
+			"1-12": {md5: timelineMD5("T"), name: "/links/hl", mode: "r/rrw-r--r--", size: 1, mtime: fixT0.Unix()},
+			"1-13": {md5: timelineMD5("o"), name: "/optdir/old (deleted)", mode: "r/rrw-r--r--", size: 1, mtime: fixT0.Unix()},
+			"1-14": {md5: "0", name: "/bin -> usr/bin", mode: "l/lrwxrwxrwx", size: 7, mtime: fixT0.Unix()},
+			"1-15": {md5: timelineMD5("d"), name: "/gone/deep/f (deleted)", mode: "r/rrw-r--r--", size: 1, mtime: fixT0.Unix()},
+			"1-16": {md5: timelineMD5("odd"), name: "/pipe%7Cname^", mode: "r/rrw-r--r--", size: 3, mtime: fixT0.Unix()},
+			"2-1":  {md5: timelineMD5("v1"), name: "/usr/bin/tool", mode: "r/rrwxr-xr-x", size: 2, mtime: fixT1.Unix()},
+			"2-3":  {md5: timelineMD5(""), name: "/optdir/.wh..wh..opq (deleted)", mode: "w/rrw-r--r--", mtime: fixT0.Unix()},
+			"2-5":  {md5: timelineMD5("T"), name: "/links/hl2", mode: "r/rrw-r--r--", size: 1, mtime: fixT0.Unix()},
+			"2-6":  {md5: timelineMD5(""), name: "/data/.wh.keep (deleted)", mode: "w/rrw-r--r--", mtime: fixT0.Unix()},
+			"3-1":  {md5: timelineMD5(""), name: "/etc/.wh.motd (deleted)", mode: "w/rrw-r--r--", mtime: fixT2.Unix()},
+			"3-2":  {md5: timelineMD5("k3"), name: "/data/keep", mode: "r/rrw-r--r--", size: 2, mtime: fixT2.Unix()},
+			"3-4":  {md5: timelineMD5("now a file"), name: "/usr/lib/x", mode: "r/rrw-r--r--", size: 10, mtime: fixT0.Unix()},
 			"0-1": {md5: "0", name: "[image history 1/4, layer 1 " + string(fx.img.Desc.Layers[0].Digest) + "] /bin/sh -c debootstrap %7C tee log",
 				mode: "v/v---------", mtime: 1685620800, crtime: 1685620800},
 			"0-2": {md5: "0", name: "[image history 2/4, empty layer] ENV A=b", mode: "v/v---------", mtime: 1685707200, crtime: 1685707200},
@@ -111,7 +111,7 @@ func TestTimelineDeletionFixture(t *testing.T) {
 		}
 		members := 0
 		for _, raw := range fx.raw {
-			members += countMembers(t, raw)
+			members += countTarMembers(t, raw)
 		}
 		if st.Members != int64(members) || st.History != 4 || len(lines) != members+4 || st.Deleted != 8 || st.Realloc != 4 {
 			t.Errorf("stats %+v, %d lines, %d members", st, len(lines), members)
@@ -120,8 +120,8 @@ func TestTimelineDeletionFixture(t *testing.T) {
 	}
 }
 
-// countMembers counts the members of a tar with the index's own scan.
-func countMembers(t *testing.T, raw []byte) int {
+// countTarMembers counts the members of a tar with the index's own scan.
+func countTarMembers(t *testing.T, raw []byte) int {
 	l, err := index.Open(context.Background(), index.Blob{R: bytes.NewReader(raw), Size: int64(len(raw))}, index.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -186,7 +186,7 @@ func TestTimelineNoMD5(t *testing.T) {
 	if _, err := WriteTimeline(context.Background(), &without, fx.img, TimelineOptions{NoMD5: true}); err != nil {
 		t.Fatal(err)
 	}
-	a, b := parseBody(t, with.String()), parseBody(t, without.String())
+	a, b := parseBodyfile(t, with.String()), parseBodyfile(t, without.String())
 	if len(a) != len(b) {
 		t.Fatalf("%d and %d lines", len(a), len(b))
 	}
@@ -255,7 +255,7 @@ func TestTimelineDanglingHardlink(t *testing.T) {
 	if _, err := WriteTimeline(context.Background(), &buf, fx.img, TimelineOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{md5hex("x") + "|/ok|1-2|", "0|/dangling (deleted)|1-3|"} {
+	for _, want := range []string{timelineMD5("x") + "|/ok|1-2|", "0|/dangling (deleted)|1-3|"} {
 		if !strings.Contains(buf.String(), want) {
 			t.Errorf("timeline lacks %q:\n%s", want, buf.String())
 		}

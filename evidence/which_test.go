@@ -15,7 +15,7 @@ import (
 	"github.com/imgfs/imgfs/internal/tartest"
 )
 
-func sha256hex(s string) string { h := sha256.Sum256([]byte(s)); return hex.EncodeToString(h[:]) }
+func whichSHA256(s string) string { h := sha256.Sum256([]byte(s)); return hex.EncodeToString(h[:]) }
 
 // eventsOf renders a report's events as "layer action[/reason]" strings.
 func eventsOf(r *WhichReport) []string {
@@ -43,13 +43,13 @@ func TestWhichDeletionFixture(t *testing.T) {
 			sha      []string // content sha256 per event ("" for none)
 		}{
 			{"/etc/motd", "/etc/motd", []string{"1 added", "3 hidden/whiteout"}, false, 0,
-				[]string{"./etc/motd", "etc/.wh.motd"}, []string{sha256hex("hello\n"), sha256hex("")}},
+				[]string{"./etc/motd", "etc/.wh.motd"}, []string{whichSHA256("hello\n"), whichSHA256("")}},
 			{"etc/passwd", "/etc/passwd", []string{"1 added", "2 changed"}, true, 2,
-				[]string{"./etc/passwd", "etc/passwd"}, []string{sha256hex("root:x:0:0:again\n"), sha256hex("root:x:0:0:two\n")}},
+				[]string{"./etc/passwd", "etc/passwd"}, []string{whichSHA256("root:x:0:0:again\n"), whichSHA256("root:x:0:0:two\n")}},
 			{"/usr/bin/tool", "/usr/bin/tool", []string{"1 added", "2 changed"}, true, 2, nil, nil},
 			{"/bin/tool", "/usr/bin/tool", []string{"1 added", "2 changed"}, true, 2, nil, nil},
 			{"/data/keep", "/data/keep", []string{"1 added", "2 hidden/whiteout", "3 re-created"}, true, 3,
-				[]string{"data/keep", "data/.wh.keep", "data/keep"}, []string{sha256hex("k1"), sha256hex(""), sha256hex("k3")}},
+				[]string{"data/keep", "data/.wh.keep", "data/keep"}, []string{whichSHA256("k1"), whichSHA256(""), whichSHA256("k3")}},
 			{"/optdir/old", "/optdir/old", []string{"1 added", "2 hidden/opaque-parent"}, false, 0,
 				[]string{"optdir/old", "optdir/.wh..wh..opq"}, nil},
 			{"/gone/deep/f", "/gone/deep/f", []string{"1 added", "3 hidden/parent-whiteout"}, false, 0,
@@ -57,8 +57,8 @@ func TestWhichDeletionFixture(t *testing.T) {
 			{"/usr/lib/x/a", "/usr/lib/x/a", []string{"1 added", "3 hidden/parent-replaced"}, false, 0,
 				[]string{"usr/lib/x/a", "usr/lib/x"}, nil},
 			{"/usr/lib/x", "/usr/lib/x", []string{"1 added", "3 changed"}, true, 3, []string{"", "usr/lib/x"}, nil},
-			{"/links/hl", "/links/hl", []string{"1 added"}, true, 1, []string{"links/hl"}, []string{sha256hex("T")}},
-			{"/links/hl2", "/links/hl2", []string{"2 added"}, true, 1, []string{"links/hl2"}, []string{sha256hex("T")}},
+			{"/links/hl", "/links/hl", []string{"1 added"}, true, 1, []string{"links/hl"}, []string{whichSHA256("T")}},
+			{"/links/hl2", "/links/hl2", []string{"2 added"}, true, 1, []string{"links/hl2"}, []string{whichSHA256("T")}},
 			{"/srv", "/srv", []string{"3 added"}, true, 0, []string{""}, nil},
 			{"/bin", "/bin", []string{"1 added"}, true, 1, []string{"bin"}, nil},
 			{"/", "/", []string{"1 added"}, true, 1, []string{"./"}, nil},
@@ -93,7 +93,7 @@ func TestWhichDeletionFixture(t *testing.T) {
 					t.Errorf("%s: event %d sha256 %s, want %s", tc.path, i, m.SHA256, tc.sha[i])
 				}
 				if !m.Implied {
-					checkOffsets(t, fx.raw[e.Layer-1], m)
+					checkMemberOffsets(t, fx.raw[e.Layer-1], m)
 				}
 			}
 		}
@@ -130,9 +130,9 @@ func TestWhichDeletionFixture(t *testing.T) {
 	}
 }
 
-// checkOffsets proves a member's offsets against the raw layer tar: a tar reader started at the header
+// checkMemberOffsets proves a member's offsets against the raw layer tar: a tar reader started at the header
 // offset reads the member's name, and the data offset holds its content.
-func checkOffsets(t *testing.T, raw []byte, m *WhichMember) {
+func checkMemberOffsets(t *testing.T, raw []byte, m *WhichMember) {
 	t.Helper()
 	if m.HeaderOffset < 0 || m.DataOffset < m.HeaderOffset+512 {
 		t.Errorf("%s: offsets %d %d", m.Path, m.HeaderOffset, m.DataOffset)
@@ -218,7 +218,7 @@ func TestWhichParentBecameSymlink(t *testing.T) {
 	lit := &WhichReport{Events: rep.LiteralEvents}
 	if rep.Resolved != "/c/b" || !slices.Equal(eventsOf(rep), []string{"2 added"}) || !rep.Final.Present || rep.Final.Layer != 2 ||
 		!slices.Equal(eventsOf(lit), []string{"1 added", "2 hidden/parent-replaced"}) ||
-		rep.LiteralEvents[0].Member.SHA256 != sha256hex("old") || rep.LiteralEvents[1].Member.Type != "symlink" {
+		rep.LiteralEvents[0].Member.SHA256 != whichSHA256("old") || rep.LiteralEvents[1].Member.Type != "symlink" {
 		t.Errorf("resolved %s, events %q, literal %q, final %+v", rep.Resolved, eventsOf(rep), eventsOf(lit), rep.Final)
 	}
 	// Only the literal path exists: still found.
