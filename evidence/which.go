@@ -105,6 +105,9 @@ type WhichMember struct {
 	LinkTarget string `json:"linkTarget,omitempty"`
 	Devmajor   uint32 `json:"devmajor,omitempty"`
 	Devminor   uint32 `json:"devminor,omitempty"`
+	// Opaque marks a directory that hides the lower layers' contents of its path (".wh..wh..opq" in it,
+	// or trusted.overlay.opaque=y).
+	Opaque bool `json:"opaque,omitempty"`
 	// HardlinkedAs lists the other names of this layer that are hard links to this member.
 	HardlinkedAs []string `json:"hardlinkedAs,omitempty"`
 	// Replaced counts earlier members of the same path in this layer that this one replaced.
@@ -413,6 +416,8 @@ func describeMembers(ctx context.Context, img Layered, j int, ids []index.ID) ([
 		switch e.Type {
 		case index.TypeSymlink, index.TypeHardlink:
 			m.LinkTarget = l.LinkName(id)
+		case index.TypeDir:
+			_, m.Opaque = unionOpaque(l, id)
 		}
 		for _, h := range l.Hardlinks() {
 			if l.Entry(h).Link == id {

@@ -194,6 +194,11 @@ func TestWhichOverlayStyleMarkers(t *testing.T) {
 	if err != nil || !slices.Equal(eventsOf(rep), []string{"1 added", "2 hidden/whiteout"}) || rep.Events[1].Member.Type != "char" || rep.Final.Present {
 		t.Errorf("/b/y: %v %q %+v", err, eventsOf(rep), rep.Final)
 	}
+	rep, err = Which(context.Background(), fx.img, "/a")
+	if err != nil || !slices.Equal(eventsOf(rep), []string{"1 added", "2 changed"}) || rep.Events[0].Member.Opaque ||
+		!rep.Events[0].Member.Implied || !rep.Events[1].Member.Opaque {
+		t.Errorf("/a: %v %q", err, eventsOf(rep))
+	}
 	var buf bytes.Buffer
 	if _, err := WriteTimeline(context.Background(), &buf, fx.img, TimelineOptions{}); err != nil {
 		t.Fatal(err)

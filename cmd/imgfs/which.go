@@ -117,6 +117,12 @@ func printWhichEvents(w io.Writer, events []evidence.WhichEvent) {
 		if m.Replaced > 0 {
 			name += fmt.Sprintf(" (replaces %d earlier)", m.Replaced)
 		}
+		if m.Opaque {
+			typ += " (opaque)"
+		}
+		if len(m.HardlinkedAs) > 0 {
+			typ += " (also " + strings.Join(m.HardlinkedAs, ", ") + ")"
+		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d:%d\t%d\t%s\t%s\t%s\t%s\n", e.Layer, short(e.Digest), action, name,
 			typ, m.Mode, m.UID, m.GID, m.Size, m.Mtime, hdr, data, orDash(m.SHA256))
 	}
