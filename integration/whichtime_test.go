@@ -145,6 +145,11 @@ func TestWhichCorpus(t *testing.T) {
 	if code != 1 || !strings.Contains(stderr, "/no/such/file: no layer has this path") || strings.Count(stderr, "\n") != 1 {
 		t.Errorf("absent path: exit %d, stderr %q", code, stderr)
 	}
+	// Trouble is not "not found": exit 2, as grep.
+	_, stderr, code = imgfs(t, "which", "-q", "--cache-dir", cacheDir, filepath.Join(t.TempDir(), "missing.tar"), "/etc")
+	if code != 2 || !strings.Contains(stderr, "missing.tar") || strings.Count(stderr, "\n") != 1 {
+		t.Errorf("missing archive: exit %d, stderr %q", code, stderr)
+	}
 }
 
 // readWhiteouts returns the whiteout names a corpus whiteout listing gives for layer n.

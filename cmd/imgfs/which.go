@@ -22,11 +22,22 @@ func whichCommand() *cli.Command {
 		Description: "PATH is a path in the image; its parent directories are resolved in the merged view (symlinks\n" +
 			"followed inside the image, never on the host). Each layer's member is shown as stored, with its\n" +
 			"header and data offsets in the uncompressed layer stream and the sha256 of a regular file's content.\n" +
-			"Exit status 0 when some layer has PATH, 1 when none has it.",
-		Flags:  append(archiveFlags(), &cli.BoolFlag{Name: "json", Usage: "print JSON"}),
-		Action: runWhich,
+			"Exit status 0 when some layer has PATH, 1 when none has it, 2 on any other error.",
+		Flags: append(archiveFlags(), &cli.BoolFlag{Name: "json", Usage: "print JSON"}),
+		Action: func(c *cli.Context) error {
+			err := runWhich(c)
+			if err == nil || errors.Is(err, errNotInAnyLayer) {
+				return err
+			}
+			// As grep: 0 found, 1 not found, 2 trouble (usage, archive, layers).
+			fmt.Fprintf(os.Stderr, "imgfs: %v\n", err)
+			return exitError{2}
+		},
 	}
 }
+
+// errNotInAnyLayer marks which's "no layer has this path" (exit status 1).
+var errNotInAnyLayer = evidence.ErrNotInAnyLayer
 
 func runWhich(c *cli.Context) error {
 	if c.NArg() != 2 {
@@ -59,8 +70,8 @@ func runWhich(c *cli.Context) error {
 		printWhich(os.Stdout, rep)
 	}
 	if notFound {
-		return fmt.Errorf("which %s: %s: no layer has this path (not added, changed or whited out by any of the %d layers)",
-			arc, rep.Resolved, len(o.layers))
+		return fmt.Errorf("which %s: %s: %w (not added, changed or whited out by any of the %d layers)",
+			arc, rep.Resolved, errNotInAnyLayer, len(o.layers))
 	}
 	return nil
 }
