@@ -136,9 +136,14 @@ func (tl *timeline) layer(ctx context.Context, j int, st *TimelineStats) error {
 				sum = s
 			}
 		}
+		// Below an AUFS metadata directory (".wh..wh.plnk/..."): never shown by the union.
+		meta := false
+		for _, c := range comps[:max(len(comps)-1, 0)] {
+			meta = meta || isUnionMarker(c)
+		}
 		var status string
 		switch {
-		case !inRoot || marker:
+		case !inRoot || marker || meta:
 			status = suffixDeleted
 		default:
 			kept := tl.kept(l, comps, m)

@@ -248,14 +248,15 @@ func TestTimelineMactime(t *testing.T) {
 }
 
 // TestTimelineDanglingHardlink: a hard link whose target no layer has is not in the merged view, so
-// its line is marked deleted; a resolvable one is not.
+// its line is marked deleted; a resolvable one is not; neither is AUFS metadata shown.
 func TestTimelineDanglingHardlink(t *testing.T) {
-	fx := newLayered(t, nil, nil, tartest.Tar(t, tartest.File("f", "x"), tartest.Hardlink("ok", "f"), tartest.Hardlink("dangling", "missing")))
+	fx := newLayered(t, nil, nil, tartest.Tar(t, tartest.File("f", "x"), tartest.Hardlink("ok", "f"), tartest.Hardlink("dangling", "missing"),
+		tartest.File(".wh..wh.plnk/1.2", "aufs")))
 	var buf bytes.Buffer
 	if _, err := WriteTimeline(context.Background(), &buf, fx.img, TimelineOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{timelineMD5("x") + "|/ok|1-2|", "0|/dangling (deleted)|1-3|"} {
+	for _, want := range []string{timelineMD5("x") + "|/ok|1-2|", "0|/dangling (deleted)|1-3|", "|/.wh..wh.plnk/1.2 (deleted)|1-4|"} {
 		if !strings.Contains(buf.String(), want) {
 			t.Errorf("timeline lacks %q:\n%s", want, buf.String())
 		}
