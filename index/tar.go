@@ -68,6 +68,14 @@ type tarMember struct {
 	Offset    int64          // stream offset of the first data byte (after a PAX 1.0 sparse map)
 	Stored    int64          // data bytes stored at Offset
 	Sparse    []SparseRegion // non-nil for sparse files; zero-length regions dropped
+	times     [2]paxTime     // PAX atime and ctime, when the member has them
+}
+
+// paxTime is a PAX atime or ctime record.
+type paxTime struct {
+	sec  int64
+	nsec uint32
+	set  bool
 }
 
 // tarScanner reads tar headers in one pass over a stream. It reads from an io.ReaderAt when it can
@@ -491,11 +499,13 @@ func (s *tarScanner) member(blk []byte, f *headerFields, off, hdrStart int64) (*
 				return nil, tarErrAt(off, ErrTarHeader, "PAX mtime %q", p.mtime)
 			}
 		}
-		for _, t := range [][]byte{p.atime, p.ctime} {
+		for i, t := range [][]byte{p.atime, p.ctime} {
 			if len(t) > 0 {
-				if _, _, ok = tarPAXTime(t); !ok {
+				sec, nsec, ok := tarPAXTime(t)
+				if !ok {
 					return nil, tarErrAt(off, ErrTarHeader, "PAX time %q", t)
 				}
+				m.times[i] = paxTime{sec: sec, nsec: uint32(nsec), set: true}
 			}
 		}
 		if len(p.size) > 0 {

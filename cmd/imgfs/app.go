@@ -35,6 +35,8 @@ func newApp() *cli.App {
 			withCustody(exportCommand()),
 			importCommand(),
 			custodyCommand(),
+			whichCommand(),
+			withCustody(timelineCommand()),
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // main prints errors once
 	}

@@ -84,7 +84,7 @@ var rules = map[string]rule{
 		deny: concat(cliOnly, fuse, testOnly, []string{module + "/overlay", module + "/fs", module + "/imagewrite"})},
 	// evidence reads layers and views for an examiner (which, timeline, hashes, image diff); no FUSE,
 	// and it writes no image.
-	"evidence": {imports: []string{"archive", "compression", "index", "internal/atomicfile", "internal/digests", "overlay"},
+	"evidence": {imports: []string{"archive", "compression", "index", "internal/atomicfile", "internal/digests", "internal/ovlfmt", "overlay"},
 		deny: concat(cliOnly, fuse, testOnly, []string{module + "/fs", module + "/imagewrite"})},
 	// custody is the chain-of-custody log; it knows nothing of images.
 	"custody": {imports: []string{"internal/atomicfile"},

@@ -32,6 +32,8 @@ type Member struct {
 	PAX      map[string]string // extra PAX records
 	Format   tar.Format
 	Size     int64 // when non-zero, overrides len(Body) in the header (for truncation tests)
+	// Atime and Ctime, when set, are written as PAX atime and ctime records.
+	Atime, Ctime time.Time
 }
 
 // Helpers for the common member kinds.
@@ -107,7 +109,10 @@ func write(tw *tar.Writer, m Member) error {
 	hdr := &tar.Header{
 		Name: m.Name, Typeflag: typ, Linkname: m.Linkname, Mode: mode, Uid: m.UID, Gid: m.GID,
 		Uname: m.Uname, Gname: m.Gname, ModTime: mt, Devmajor: m.Devmajor, Devminor: m.Devminor,
-		Format: m.Format,
+		Format: m.Format, AccessTime: m.Atime, ChangeTime: m.Ctime,
+	}
+	if (!m.Atime.IsZero() || !m.Ctime.IsZero()) && hdr.Format == tar.FormatUnknown {
+		hdr.Format = tar.FormatPAX
 	}
 	switch typ {
 	case tar.TypeLink, tar.TypeSymlink, tar.TypeChar, tar.TypeBlock, tar.TypeDir, tar.TypeFifo:
