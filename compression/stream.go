@@ -17,8 +17,8 @@ import (
 )
 
 // spanSize is the distance in uncompressed bytes between restart points of a compressed stream: a
-// random read decodes at most about this much before its first byte. (A variable for tests.)
-var spanSize int64 = 4 << 20
+// random read decodes at most about this much before its first byte. Options.SpanSize replaces it.
+const spanSize int64 = 4 << 20
 
 // Options configure the indexing and opening of a compressed stream.
 type Options struct {
@@ -36,7 +36,8 @@ type Options struct {
 	// Progress, when set, is called by Open at most about ten times a second while it indexes
 	// a stream. An Indexer does not call it: its user reports progress with Consumed.
 	Progress func(Progress)
-	// SpanSize and HugeFrame, when positive, replace spanSize and zstdHugeFrame (for tests of callers).
+	// SpanSize and HugeFrame, when positive, replace spanSize and zstdHugeFrame (for tests: small inputs
+	// then get many restart points, or a decompressed copy).
 	SpanSize, HugeFrame int64
 }
 
