@@ -143,8 +143,8 @@ type trustInput struct {
 // the blob's current bytes hash to the claimed digest and diff ID, and every name and byte the layer
 // shows is what those bytes hold; an honest, untouched blob always opens.
 func TestCacheTrust(t *testing.T) {
-	defer func(s, h int64) { streamSpan, streamHugeFrame = s, h }(streamSpan, streamHugeFrame)
-	streamSpan, streamHugeFrame = 16<<10, 48<<10 // gzip windows; zstd with restart points and with a copy
+	// Small restart spacing and frame bound: gzip windows; zstd with restart points and with a copy.
+	const span, huge = 16 << 10, 48 << 10
 
 	tarA, tarB := trustTars(t)
 	gzA, gzB := storedGzip(t, tarA), storedGzip(t, tarB)
@@ -201,7 +201,7 @@ func TestCacheTrust(t *testing.T) {
 	}
 	openChecked = func(t *testing.T, cache string, in *trustInput, step string, strict bool) bool {
 		t.Helper()
-		l, err := Open(context.Background(), in.blob, Options{CacheDir: cache, Digest: in.digest, DiffID: in.diffID})
+		l, err := Open(context.Background(), in.blob, Options{CacheDir: cache, Digest: in.digest, DiffID: in.diffID, spanSize: span, hugeFrame: huge})
 		cur := make([]byte, in.blob.Size)
 		if _, rerr := in.blob.R.ReadAt(cur, in.blob.Off); rerr != nil {
 			t.Fatal(rerr)
