@@ -303,9 +303,7 @@ func TestUpperRandomOpsMatchKernel(t *testing.T) {
 		// Seeds cycle through the marker forms (the kernel does not fully read xattr whiteouts in an
 		// upper directory, so only the view and its remount check that form).
 		mode := upModes[seed%len(upModes)]
-		forceUserXattrs, forceXattrWhiteouts = mode.user, mode.xattrWh
-		v, u := upOpen(t, dir, layers)
-		forceUserXattrs, forceXattrWhiteouts = false, false
+		v, u := upOpenMarkers(t, dir, layers, mode.markers())
 		var done []string
 		failed := false
 		for i := range 40 {

@@ -21,7 +21,13 @@ import (
 // upOpen opens dir as the upper directory of a view over layers.
 func upOpen(t testing.TB, dir string, layers []Layer) (*View, *Upper) {
 	t.Helper()
-	u, err := OpenUpper(UpperOptions{Dir: dir, Base: "sha256:base"})
+	return upOpenMarkers(t, dir, layers, upperMarkers{})
+}
+
+// upOpenMarkers is upOpen with the markers of a new upper directory forced to the form m.
+func upOpenMarkers(t testing.TB, dir string, layers []Layer, m upperMarkers) (*View, *Upper) {
+	t.Helper()
+	u, err := OpenUpper(UpperOptions{Dir: dir, Base: "sha256:base", markers: m})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -342,12 +348,17 @@ var upCases = []struct {
 		[]string{". dir", "e dir", "e/more file =2", "e/new file =1"}},
 }
 
-// upModes are the forms of markers an upper directory may be written with.
-var upModes = []struct {
+// upMode is a form of markers an upper directory may be written with.
+type upMode struct {
 	name            string
 	user, xattrWh   bool
 	kernelUserxattr bool // the kernel can check it, with the userxattr option
-}{
+}
+
+func (m upMode) markers() upperMarkers { return upperMarkers{user: m.user, xattrWhiteouts: m.xattrWh} }
+
+// upModes are the forms of markers an upper directory may be written with.
+var upModes = []upMode{
 	{"", false, false, false},
 	{" (user xattrs)", true, false, true},
 	{" (user xattrs, xattr whiteouts)", true, true, false},
@@ -361,12 +372,6 @@ func upNeedRoot(t *testing.T) {
 	}
 }
 
-// upSetMode makes the next OpenUpper write the markers of mode m.
-func upSetMode(t testing.TB, user, xattrWh bool) {
-	forceUserXattrs, forceXattrWhiteouts = user, xattrWh
-	t.Cleanup(func() { forceUserXattrs, forceXattrWhiteouts = false, false })
-}
-
 func TestUpperUnionCases(t *testing.T) {
 	for _, m := range upModes {
 		for _, tc := range upCases {
@@ -374,10 +379,9 @@ func TestUpperUnionCases(t *testing.T) {
 				if slices.ContainsFunc(tc.steps, func(s string) bool { return strings.HasPrefix(s, "chown ") }) {
 					upNeedRoot(t)
 				}
-				upSetMode(t, m.user, m.xattrWh)
 				layers := layersOf(tc.layers...)
 				dir := filepath.Join(upTempDir(t), "upper")
-				v, u := upOpen(t, dir, layers)
+				v, u := upOpenMarkers(t, dir, layers, m.markers())
 				for _, st := range tc.steps {
 					if err := upDo(v, st); err != nil {
 						t.Fatalf("%s: %v", st, err)
@@ -389,7 +393,7 @@ func TestUpperUnionCases(t *testing.T) {
 				}
 				upCheckDisk(t, dir)
 				u.Close()
-				v2, _ := upOpen(t, dir, layers)
+				v2, _ := upOpenMarkers(t, dir, layers, m.markers())
 				if again := upRender(t, v2); !slices.Equal(again, got) {
 					t.Errorf("remounted view differs:\n%s\nbefore:\n%s", strings.Join(again, "\n"), strings.Join(got, "\n"))
 				}
@@ -699,9 +703,8 @@ func TestUpperOnDiskForms(t *testing.T) {
 	for _, m := range upModes {
 		user, xattrWh := m.user, m.xattrWh
 		t.Run("mode"+m.name, func(t *testing.T) {
-			upSetMode(t, user, xattrWh)
 			dir := t.TempDir()
-			v, _ := upOpen(t, dir, layers)
+			v, _ := upOpenMarkers(t, dir, layers, m.markers())
 			for _, st := range []string{"rm f", "rm d/x", "rmdir d", "mkdir d", "rm e/y", "rmdir e", "touch new=1", "mkdir nd", "mv k k2"} {
 				if err := upDo(v, st); err != nil {
 					t.Fatalf("%s: %v", st, err)
