@@ -93,6 +93,7 @@ func gzipFHCRC(t testing.TB, data []byte, corruptHCRC bool) []byte {
 }
 
 func TestGzipStream(t *testing.T) {
+	t.Parallel()
 	const span = 64 << 10
 	text := hexText(11, 1<<20+12345)
 	random := randomBytes(12, 700<<10)
@@ -144,6 +145,7 @@ func TestGzipStream(t *testing.T) {
 
 // TestGzipSpanBoundaries reads around every restart point.
 func TestGzipSpanBoundaries(t *testing.T) {
+	t.Parallel()
 	want := hexText(13, 600<<10)
 	s := indexStream(t, blobAt(gzipMembers(t, split(want, 200<<10, 100<<10)...)), Gzip, Options{SpanSize: 32 << 10}, want)
 	if len(s.points) < 10 {
@@ -165,6 +167,7 @@ func TestGzipSpanBoundaries(t *testing.T) {
 }
 
 func TestGzipFixtures(t *testing.T) {
+	t.Parallel()
 	want, err := os.ReadFile(filepath.Join("testdata", "stream", "plain.txt"))
 	if err != nil {
 		t.Fatal(err)
@@ -196,6 +199,7 @@ func TestGzipFixtures(t *testing.T) {
 }
 
 func TestGzipDamaged(t *testing.T) {
+	t.Parallel()
 	want := hexText(14, 300<<10)
 	good := gzipMembers(t, split(want, 100<<10)...)
 	flip := func(b []byte, i int) []byte { b = bytes.Clone(b); b[i] ^= 0x10; return b }
@@ -244,6 +248,7 @@ func TestGzipDamaged(t *testing.T) {
 // TestGzipCursorReuse checks that sequential reads continue a live decoder instead of restarting
 // from a restart point every time.
 func TestCursorReuse(t *testing.T) {
+	t.Parallel()
 	want := hexText(15, 2<<20)
 	t.Run("gzip", func(t *testing.T) {
 		testCursorReuse(t, indexStream(t, blobAt(gzipBytes(t, want)), Gzip, Options{SpanSize: 256 << 10}, want))

@@ -162,6 +162,7 @@ func checkReadAt(t testing.TB, s *Stream, want, buf []byte, off int64) {
 }
 
 func TestStreamNone(t *testing.T) {
+	t.Parallel()
 	want := hexText(1, 300<<10)
 	blob := blobAt(want)
 	s := indexStream(t, blob, None, Options{}, want)
@@ -198,6 +199,7 @@ func TestStreamNone(t *testing.T) {
 }
 
 func TestStreamKeyValidation(t *testing.T) {
+	t.Parallel()
 	data := gzipBytes(t, hexText(1, 1000))
 	for _, key := range []digest.Digest{
 		"sha256:../../x",
@@ -214,6 +216,7 @@ func TestStreamKeyValidation(t *testing.T) {
 }
 
 func TestOpenUnsupported(t *testing.T) {
+	t.Parallel()
 	for _, name := range []string{"plain.txt.bz2", "plain.txt.xz", "plain.txt.lz4"} {
 		data, err := os.ReadFile(filepath.Join("testdata", "stream", name))
 		if err != nil {
@@ -227,6 +230,7 @@ func TestOpenUnsupported(t *testing.T) {
 }
 
 func TestOpenProgress(t *testing.T) {
+	t.Parallel()
 	want := hexText(3, 2<<20)
 	data := gzipBytes(t, want)
 	var last Progress
@@ -246,6 +250,7 @@ func TestOpenProgress(t *testing.T) {
 }
 
 func TestIndexerCancel(t *testing.T) {
+	t.Parallel()
 	data := gzipBytes(t, hexText(1, 1<<20))
 	ctx, cancel := context.WithCancel(context.Background())
 	ix, err := NewIndexer(ctx, blobAt(data), Gzip, Options{})
@@ -265,6 +270,7 @@ func TestIndexerCancel(t *testing.T) {
 // TestStreamPersisted builds each kind of stream with a cache, loads it back, and checks that damaged
 // or stale index files are detected and rebuilt.
 func TestStreamPersisted(t *testing.T) {
+	t.Parallel()
 	want := hexText(5, 1<<20)
 	cases := []struct {
 		name string
@@ -371,6 +377,7 @@ func TestStreamPersisted(t *testing.T) {
 // TestStreamChangedBlob reads through an index built for other bytes of the same size: reads give
 // errors or wrong bytes, never a panic.
 func TestStreamChangedBlob(t *testing.T) {
+	t.Parallel()
 	want := hexText(6, 512<<10)
 	for _, tc := range []struct {
 		name string
@@ -407,6 +414,7 @@ func TestStreamChangedBlob(t *testing.T) {
 }
 
 func TestStreamClosed(t *testing.T) {
+	t.Parallel()
 	want := hexText(1, 100000)
 	s := indexStream(t, blobAt(gzipBytes(t, want)), Gzip, Options{}, want)
 	s.Close()
@@ -421,6 +429,7 @@ func TestStreamClosed(t *testing.T) {
 // TestIdleCursorBudget checks that idle decoders are bounded across streams, and that streams keep
 // reading correctly while their cursors are evicted by others.
 func TestIdleCursorBudget(t *testing.T) {
+	t.Parallel()
 	want := hexText(41, 1<<20)
 	before := idleZstd.len() + idleGzip.len() // of streams other tests left open
 	var streams []*Stream

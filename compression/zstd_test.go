@@ -53,6 +53,7 @@ func skippable(payload string) []byte {
 func concat(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 
 func TestZstdStream(t *testing.T) {
+	t.Parallel()
 	const span = 64 << 10
 	text := hexText(21, 1<<20+777)
 	random := randomBytes(22, 600<<10)
@@ -111,6 +112,7 @@ func TestZstdStream(t *testing.T) {
 // TestZstdCopyLog checks that the decompressed copy of a one-frame zstd layer is announced at the
 // default level (warnings), with its size before (from the frame header, when it says) and after.
 func TestZstdCopyLog(t *testing.T) {
+	t.Parallel()
 	want := hexText(23, 200<<10)
 	streamed := zstdStreamed(t, want)
 	var logs bytes.Buffer
@@ -154,6 +156,7 @@ func TestZstdCopyLog(t *testing.T) {
 }
 
 func TestZstdFixtures(t *testing.T) {
+	t.Parallel()
 	want, err := os.ReadFile(filepath.Join("testdata", "stream", "plain.txt"))
 	if err != nil {
 		t.Fatal(err)
@@ -175,6 +178,7 @@ func TestZstdFixtures(t *testing.T) {
 }
 
 func TestZstdDamaged(t *testing.T) {
+	t.Parallel()
 	want := hexText(24, 300<<10)
 	good := zstdFrames(t, want, 100000)
 	flip := func(b []byte, i int) []byte { b = bytes.Clone(b); b[i] ^= 0x10; return b }

@@ -24,6 +24,7 @@ const (
 // chain from the archive), extracts it with GNU tar and checks that the canonical listings of the tree
 // (metadata, contents, symlinks) hash to those of the reference unpacking of the same image.
 func TestExportCorpus(t *testing.T) {
+	t.Parallel()
 	src := filepath.Join(corpusDir, "artifacts/debian-layered/oci-gzip")
 	sums := filepath.Join(corpusDir, "listings/debian-layered.l3.sums")
 	if _, err := os.Stat(src); err != nil {

@@ -22,6 +22,7 @@ func acl(version uint32, entries ...[3]uint32) []byte {
 const noID = ^uint32(0)
 
 func TestValidACL(t *testing.T) {
+	t.Parallel()
 	minimal := [][3]uint32{{aclUserObj, 6, noID}, {aclGroupObj, 4, noID}, {aclOther, 4, noID}}
 	for _, tt := range []struct {
 		name string
@@ -55,6 +56,7 @@ func TestValidACL(t *testing.T) {
 }
 
 func TestInheritedACL(t *testing.T) {
+	t.Parallel()
 	def := acl(2, [3]uint32{aclUserObj, 7, noID}, [3]uint32{aclUser, 7, 1000}, [3]uint32{aclGroupObj, 5, noID},
 		[3]uint32{aclMask, 7, noID}, [3]uint32{aclOther, 5, noID})
 	want := acl(2, [3]uint32{aclUserObj, 6, noID}, [3]uint32{aclUser, 7, 1000}, [3]uint32{aclGroupObj, 5, noID},
@@ -70,6 +72,7 @@ func TestInheritedACL(t *testing.T) {
 }
 
 func TestServedXattrsHidesBadACLs(t *testing.T) {
+	t.Parallel()
 	good := acl(2, [3]uint32{aclUserObj, 6, noID}, [3]uint32{aclGroupObj, 4, noID}, [3]uint32{aclOther, 4, noID})
 	xs := []index.Xattr{{Name: aclAccess, Value: []byte("garbage")}, {Name: aclDefault, Value: good}, {Name: "user.x", Value: []byte("y")}}
 	got := servedXattrs(newFileSystem[*fakeDir](newFakeView(), Options{}).log, 1, xs)

@@ -951,6 +951,7 @@ func posixTrees(t *testing.T) (plain, ovl, mnt string) {
 // TestPosixDiff runs each scenario on a plain directory, on the kernel's overlayfs and on imgfs, and
 // compares every result and the trees they leave.
 func TestPosixDiff(t *testing.T) {
+	t.Parallel()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: mounts overlayfs, runs operations as other users")
 	}
@@ -995,6 +996,7 @@ func TestPosixDiff(t *testing.T) {
 // 1): after the move nothing merges below it, and the subdirectory counts its own subdirectories again,
 // as on a plain directory. (overlayfs refuses to move a merged directory without redirect_dir: EXDEV.)
 func TestPosixDirRenameNlink(t *testing.T) {
+	t.Parallel()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: mounts overlayfs")
 	}

@@ -45,6 +45,7 @@ func applyLines(t *testing.T, lines ...string) (map[string]json.RawMessage, erro
 }
 
 func TestApplyChanges(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name  string
 		lines []string
@@ -110,6 +111,7 @@ func TestApplyChanges(t *testing.T) {
 }
 
 func TestApplyChangesWindows(t *testing.T) {
+	t.Parallel()
 	c, err := ParseChange("CMD dir")
 	if err != nil {
 		t.Fatal(err)
@@ -124,6 +126,7 @@ func TestApplyChangesWindows(t *testing.T) {
 }
 
 func TestParseChangeErrors(t *testing.T) {
+	t.Parallel()
 	cases := []struct{ line, want string }{
 		{"", "empty"},
 		{"   ", "empty"},
@@ -171,6 +174,7 @@ func TestParseChangeErrors(t *testing.T) {
 }
 
 func TestApplyChangeErrors(t *testing.T) {
+	t.Parallel()
 	cases := []struct{ line, want string }{
 		{"ENV A=${NOPE:?must be set}", "NOPE: must be set"},
 		{"ENV A=${EMPTY?}", ""}, // set (if empty): no error

@@ -22,6 +22,7 @@ func binACL(entries ...[3]uint32) []byte {
 const noACLID = ^uint32(0)
 
 func TestACLFromText(t *testing.T) {
+	t.Parallel()
 	named := binACL([3]uint32{aclUserObj, 6, noACLID}, [3]uint32{aclUser, 4, 1000}, [3]uint32{aclGroupObj, 0, noACLID},
 		[3]uint32{aclGroup, 5, 60}, [3]uint32{aclMask, 4, noACLID}, [3]uint32{aclOther, 0, noACLID})
 	for _, tt := range []struct {
@@ -53,6 +54,7 @@ func TestACLFromText(t *testing.T) {
 // TestScanTextACLs checks that SCHILY.acl.* text records become the ACL xattrs, and that a binary
 // SCHILY.xattr record of the same ACL wins over the text, wherever it comes.
 func TestScanTextACLs(t *testing.T) {
+	t.Parallel()
 	text := "user::rw-,user:alice:r--:1000,group::---,mask::r--,other::---"
 	bin := string(binACL([3]uint32{aclUserObj, 6, noACLID}, [3]uint32{aclUser, 4, 1000}, [3]uint32{aclGroupObj, 0, noACLID},
 		[3]uint32{aclMask, 4, noACLID}, [3]uint32{aclOther, 0, noACLID}))
@@ -89,6 +91,7 @@ func TestScanTextACLs(t *testing.T) {
 }
 
 func TestACLMode(t *testing.T) {
+	t.Parallel()
 	withMask := binACL([3]uint32{aclUserObj, 6, noACLID}, [3]uint32{aclUser, 4, 1000}, [3]uint32{aclGroupObj, 0, noACLID},
 		[3]uint32{aclMask, 5, noACLID}, [3]uint32{aclOther, 1, noACLID})
 	minimal := binACL([3]uint32{aclUserObj, 7, noACLID}, [3]uint32{aclGroupObj, 2, noACLID}, [3]uint32{aclOther, 0, noACLID})

@@ -143,6 +143,7 @@ type trustInput struct {
 // the blob's current bytes hash to the claimed digest and diff ID, and every name and byte the layer
 // shows is what those bytes hold; an honest, untouched blob always opens.
 func TestCacheTrust(t *testing.T) {
+	t.Parallel()
 	// Small restart spacing and frame bound: gzip windows; zstd with restart points and with a copy.
 	const span, huge = 16 << 10, 48 << 10
 
@@ -376,6 +377,7 @@ func keys(m map[string]string) []string {
 // and nothing is remembered of it, even when its bytes still hash right (the change may have been
 // undone, or hit bytes the pass had already read).
 func TestOpenBlobChangedWhileIndexed(t *testing.T) {
+	t.Parallel()
 	data, _ := trustTars(t)
 	for name, blob := range map[string][]byte{"plain": data, "gzip": tartest.Gzip(t, data)} {
 		t.Run(name, func(t *testing.T) {

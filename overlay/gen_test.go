@@ -129,6 +129,7 @@ func genStack(c chooser) [][]tartest.Member {
 }
 
 func TestRandomStacksMatchOracle(t *testing.T) {
+	t.Parallel()
 	n := 3000
 	if testing.Short() {
 		n = 300

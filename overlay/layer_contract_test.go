@@ -377,6 +377,7 @@ func checkContractFixture(t *testing.T, l Layer) {
 }
 
 func TestLayerContractFake(t *testing.T) {
+	t.Parallel()
 	checkContractFixture(t, newFakeLayer(contractMembers()...))
 	for seed := range 200 {
 		for i, ms := range genStack(randChooser{rand.New(rand.NewPCG(uint64(seed), 11))}) {
@@ -388,6 +389,7 @@ func TestLayerContractFake(t *testing.T) {
 }
 
 func TestLayerContractIndex(t *testing.T) {
+	t.Parallel()
 	checkContractFixture(t, openContractLayer(t, tartest.Tar(t, contractMembers()...)))
 	// The tar fixtures of package index: GNU and PAX long names, sparse files of every format.
 	tars, err := filepath.Glob("../index/testdata/*.tar")
@@ -442,6 +444,7 @@ func (l brokenLookupLayer) Lookup(dir index.ID, name string) (index.ID, bool) {
 
 // TestLayerContractReports breaks a fake layer one obligation at a time and expects the checker to say so.
 func TestLayerContractReports(t *testing.T) {
+	t.Parallel()
 	members := []tartest.Member{
 		tartest.File("d/a", "A"), tartest.File("d/b", "B"), tartest.Dir("e"),
 		tartest.Hardlink("h", "d/a"),

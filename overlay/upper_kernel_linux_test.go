@@ -243,6 +243,7 @@ func upGenStep(c chooser, v *View) string {
 // same tree, and compares every step's outcome and the final trees; then it checks the upper directory
 // the view wrote with a second kernel mount, and a remount of the view.
 func TestUpperRandomOpsMatchKernel(t *testing.T) {
+	t.Parallel()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to mount overlayfs")
 	}
@@ -375,6 +376,7 @@ func upNorm(err error) unix.Errno {
 // TestUpperConcurrentChanges runs random steps from several goroutines while others walk and read the
 // view (for -race and deadlocks), then checks that a remount shows the same tree.
 func TestUpperConcurrentChanges(t *testing.T) {
+	t.Parallel()
 	r := rand.New(rand.NewPCG(3, 4))
 	layers := layersOf(genStack(randChooser{r})...)
 	dir := t.TempDir()
