@@ -16,6 +16,7 @@ import (
 	"unsafe"
 
 	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/internal/fakelayer"
 	"github.com/imgfs/imgfs/internal/tartest"
 )
 
@@ -573,7 +574,7 @@ func TestDeepPaths(t *testing.T) {
 // are evicted and rebuilt while others read them (run with -race).
 func TestConcurrentWalks(t *testing.T) {
 	t.Parallel()
-	layers := layersOf(genStack(randChooser{rand.New(rand.NewPCG(1, 2))})...)
+	layers := layersOf(fakelayer.GenStack(rand.New(rand.NewPCG(1, 2)))...)
 	var l1, l2 members
 	for i := range 200 {
 		l1 = append(l1, file(fmt.Sprintf("t/%d/a/b", i%17), "1"), hardlink(fmt.Sprintf("t/%d/h", i%13), "t/1/a/b"))
