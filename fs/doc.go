@@ -3,6 +3,10 @@
 //
 // It must not hold union logic or touch tar.
 //
+// It builds on Linux only, and says so through its import of overlay, whose files are all *_linux.go
+// (DESIGN.md states the rule once): its own files carry no suffix, and nothing is stubbed for other
+// systems.
+//
 // It implements go-fuse's raw protocol interface (fuse.RawFileSystem) rather than go-fuse's fs package,
 // which keeps an Inode object for every node the kernel has looked up: with a million entries walked
 // that alone exceeds the memory bound. Here FUSE node IDs are the view's nodes, which are stable and
