@@ -407,13 +407,6 @@ func (s *Stream) IndexCRC() uint32 { return s.hdrCRC }
 // Size returns the uncompressed size.
 func (s *Stream) Size() int64 { return s.size }
 
-// Format returns the compression format of the underlying blob.
-func (s *Stream) Format() Format { return s.c }
-
-// DiffID returns the sha256 digest of the decompressed bytes when it is known (the stream was indexed,
-// or loaded from an index that recorded it), else "".
-func (s *Stream) DiffID() digest.Digest { return s.diffID }
-
 // File returns the plain file holding the decompressed data when there is one (an uncompressed blob
 // backed by a file, or a decompressed copy), so that reads can be served by splice. The byte at stream
 // offset x is at file offset FileOffset()+x.
