@@ -1,5 +1,6 @@
-// Package fs serves an overlay view through FUSE: node IDs, attributes, cache timeouts, kernel page
-// caching of immutable data, and the mapping of errors to errno values.
+// Package fs serves an overlay view through FUSE: node IDs, attributes, cache timeouts and kernel page
+// caching, the changes of a writable view and the pause a live commit asks for, and the mapping of
+// errors to errno values.
 //
 // It must not hold union logic or touch tar.
 //
