@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"slices"
 	"strconv"
+
+	"github.com/imgfs/imgfs/internal/posixacl"
 )
 
 // POSIX ACLs in tar. Tools write them two ways: as the xattrs system.posix_acl_access and
@@ -13,17 +15,18 @@ import (
 // --acls, star). The table keeps them as the xattrs, so text records become binary ones here; a member
 // with both keeps its binary record.
 
-// ACL xattr names, and the kernel's ACL entry tags.
+// ACL xattr names, and the kernel's ACL entry tags: package posixacl's, which also owns the rule for
+// an ACL the kernel accepts.
 const (
-	xattrACLAccess  = "system.posix_acl_access"
-	xattrACLDefault = "system.posix_acl_default"
+	xattrACLAccess  = posixacl.AccessName
+	xattrACLDefault = posixacl.DefaultName
 
-	aclUserObj  = 0x01
-	aclUser     = 0x02
-	aclGroupObj = 0x04
-	aclGroup    = 0x08
-	aclMask     = 0x10
-	aclOther    = 0x20
+	aclUserObj  = posixacl.UserObj
+	aclUser     = posixacl.User
+	aclGroupObj = posixacl.GroupObj
+	aclGroup    = posixacl.Group
+	aclMask     = posixacl.Mask
+	aclOther    = posixacl.Other
 )
 
 type aclEntry struct {
@@ -37,8 +40,8 @@ type aclEntry struct {
 // and bsdtar write "user:alice:r--:1000"); tags are user, group, mask and other (or u, g, m, o), an
 // optional "default:" prefix is ignored, and so is anything after '#'. A qualifier that is a name with
 // no numeric id cannot be resolved without the image's user database: ok is false, and so it is for an
-// ACL the kernel would refuse (a missing owner, group or other entry, or a mask missing with named
-// entries, or a duplicate).
+// empty ACL and for one the kernel would refuse (posixacl.Valid: a missing owner, group or other entry,
+// a mask missing with named entries, a duplicate).
 func aclFromText(text []byte) (v []byte, ok bool) {
 	var es []aclEntry
 	for len(text) > 0 {
@@ -132,23 +135,17 @@ func aclFromText(text []byte) (v []byte, ok bool) {
 		}
 		return 0
 	})
-	var seen uint16
-	named := false
-	for i, e := range es {
-		if i > 0 && es[i-1].tag == e.tag && (e.tag != aclUser && e.tag != aclGroup || es[i-1].id == e.id) {
-			return nil, false // a duplicate
-		}
-		seen |= e.tag
-		named = named || e.tag == aclUser || e.tag == aclGroup
-	}
-	if seen&(aclUserObj|aclGroupObj|aclOther) != aclUserObj|aclGroupObj|aclOther || named && seen&aclMask == 0 {
+	if len(es) == 0 {
 		return nil, false
 	}
-	v = binary.LittleEndian.AppendUint32(make([]byte, 0, 4+8*len(es)), 2)
+	v = binary.LittleEndian.AppendUint32(make([]byte, 0, 4+8*len(es)), posixacl.Version)
 	for _, e := range es {
 		v = binary.LittleEndian.AppendUint16(v, e.tag)
 		v = binary.LittleEndian.AppendUint16(v, e.perm)
 		v = binary.LittleEndian.AppendUint32(v, e.id)
+	}
+	if !posixacl.Valid(v) {
+		return nil, false
 	}
 	return v, true
 }
@@ -179,17 +176,19 @@ func (s *tarScanner) hasXattr(name string) bool {
 }
 
 // aclMode returns mode with its permission bits taken from the access ACL among xs, when there is one
-// in the kernel's form: the owner's from the owner entry, the group's from the mask (the owning group's
-// entry when there is no mask), other's from the other entry; setuid, setgid and sticky stay. That is
-// the mode a file system gives a file when the ACL is set (tar extraction sets it after the mode), and
-// the kernel consults the ACL only when the group bits are not all clear.
+// the kernel accepts (posixacl.Valid, not empty): the owner's from the owner entry, the group's from the
+// mask (the owning group's entry when there is no mask), other's from the other entry; setuid, setgid
+// and sticky stay. That is the mode a file system gives a file when the ACL is set (tar extraction sets
+// it after the mode), and the kernel consults the ACL only when the group bits are not all clear. An ACL
+// the kernel refuses leaves the mode alone, as it does on a tree whose extractor could not set it (and
+// the mount hides such an ACL).
 func aclMode(xs []tarXattr, mode uint32) uint32 {
 	for _, x := range xs {
 		if string(x.Name) != xattrACLAccess {
 			continue
 		}
 		v := x.Value
-		if len(v) < 4 || (len(v)-4)%8 != 0 || binary.LittleEndian.Uint32(v) != 2 || len(v) == 4 {
+		if len(v) == 4 || !posixacl.Valid(v) {
 			return mode
 		}
 		var user, group, mask, other uint32
@@ -207,9 +206,6 @@ func aclMode(xs []tarXattr, mode uint32) uint32 {
 				other = perm
 			}
 			seen |= tag
-		}
-		if seen&(aclUserObj|aclGroupObj|aclOther) != aclUserObj|aclGroupObj|aclOther {
-			return mode
 		}
 		if seen&aclMask != 0 {
 			group = mask

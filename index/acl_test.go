@@ -95,6 +95,11 @@ func TestACLMode(t *testing.T) {
 	withMask := binACL([3]uint32{aclUserObj, 6, noACLID}, [3]uint32{aclUser, 4, 1000}, [3]uint32{aclGroupObj, 0, noACLID},
 		[3]uint32{aclMask, 5, noACLID}, [3]uint32{aclOther, 1, noACLID})
 	minimal := binACL([3]uint32{aclUserObj, 7, noACLID}, [3]uint32{aclGroupObj, 2, noACLID}, [3]uint32{aclOther, 0, noACLID})
+	// Refused by the kernel (so hidden by the mount): a named entry without a mask; two owners.
+	noMask := binACL([3]uint32{aclUserObj, 7, noACLID}, [3]uint32{aclUser, 7, 1000}, [3]uint32{aclGroupObj, 2, noACLID},
+		[3]uint32{aclOther, 0, noACLID})
+	twoOwners := binACL([3]uint32{aclUserObj, 7, noACLID}, [3]uint32{aclUserObj, 1, noACLID}, [3]uint32{aclGroupObj, 2, noACLID},
+		[3]uint32{aclOther, 0, noACLID})
 	for _, tt := range []struct {
 		name       string
 		xs         []tarXattr
@@ -104,6 +109,8 @@ func TestACLMode(t *testing.T) {
 		{"no mask: the owning group", []tarXattr{{Name: []byte("user.x")}, {Name: []byte(xattrACLAccess), Value: minimal}}, 0o1777, 0o1720},
 		{"default ACL only", []tarXattr{{Name: []byte(xattrACLDefault), Value: withMask}}, 0o755, 0o755},
 		{"malformed", []tarXattr{{Name: []byte(xattrACLAccess), Value: []byte("junk")}}, 0o640, 0o640},
+		{"named without a mask", []tarXattr{{Name: []byte(xattrACLAccess), Value: noMask}}, 0o640, 0o640},
+		{"two owners", []tarXattr{{Name: []byte(xattrACLAccess), Value: twoOwners}}, 0o640, 0o640},
 		{"none", nil, 0o600, 0o600},
 	} {
 		if got := aclMode(tt.xs, tt.mode); got != tt.want {
