@@ -30,6 +30,24 @@ const (
 // NoID is the id of an entry that names no user or group (the owner, owning group, mask and other).
 const NoID = ^uint32(0)
 
+// Entry is one entry of an ACL: a tag, rwx permission bits and, for User and Group, the id.
+type Entry struct {
+	Tag, Perm uint16
+	ID        uint32
+}
+
+// Encode returns the xattr form of entries, in the order given (a valid ACL has them sorted by tag,
+// then id).
+func Encode(entries []Entry) []byte {
+	v := binary.LittleEndian.AppendUint32(make([]byte, 0, 4+8*len(entries)), Version)
+	for _, e := range entries {
+		v = binary.LittleEndian.AppendUint16(v, e.Tag)
+		v = binary.LittleEndian.AppendUint16(v, e.Perm)
+		v = binary.LittleEndian.AppendUint32(v, e.ID)
+	}
+	return v
+}
+
 // IsName reports whether name is one of the xattrs that hold ACLs.
 func IsName(name string) bool { return name == AccessName || name == DefaultName }
 

@@ -1,22 +1,31 @@
 package posixacl
 
 import (
-	"encoding/binary"
+	"bytes"
 	"testing"
 )
 
-// acl builds an ACL in the kernel's xattr format from (tag, perm, id) triples.
+// acl is Encode of (tag, perm, id) triples with the header's version set to version.
 func acl(version uint32, entries ...[3]uint32) []byte {
-	b := binary.LittleEndian.AppendUint32(nil, version)
-	for _, e := range entries {
-		b = binary.LittleEndian.AppendUint16(b, uint16(e[0]))
-		b = binary.LittleEndian.AppendUint16(b, uint16(e[1]))
-		b = binary.LittleEndian.AppendUint32(b, e[2])
+	es := make([]Entry, len(entries))
+	for i, e := range entries {
+		es[i] = Entry{Tag: uint16(e[0]), Perm: uint16(e[1]), ID: e[2]}
 	}
-	return b
+	v := Encode(es)
+	v[0] = byte(version)
+	return v
 }
 
 const noID = NoID
+
+func TestEncode(t *testing.T) {
+	t.Parallel()
+	got := Encode([]Entry{{UserObj, 6, NoID}, {User, 4, 0x01020304}})
+	want := []byte{2, 0, 0, 0, 1, 0, 6, 0, 0xff, 0xff, 0xff, 0xff, 2, 0, 4, 0, 4, 3, 2, 1}
+	if !bytes.Equal(got, want) {
+		t.Errorf("Encode = %x, want %x", got, want)
+	}
+}
 
 func TestValid(t *testing.T) {
 	t.Parallel()
