@@ -331,7 +331,7 @@ func TestUpperRandomOpsMatchKernel(t *testing.T) {
 		if !failed {
 			got, want := upRender(t, v), upRenderDisk(t, mnt)
 			if !slices.Equal(got, want) {
-				t.Errorf("seed %d: view:\n%s\nkernel:\n%s\nsteps:\n%s\nlayers:\n%s", seed, strings.Join(got, "\n"), strings.Join(want, "\n"), strings.Join(done, "\n"), dumpLayers(layers))
+				t.Errorf("seed %d: view:\n%s\nkernel:\n%s\nsteps:\n%s\nlayers:\n%s", seed, strings.Join(got, "\n"), strings.Join(want, "\n"), strings.Join(done, "\n"), fakelayer.Dump(layers))
 				failed = true
 			}
 			if !failed {

@@ -241,8 +241,18 @@ func (l *Layer) FileRange(id index.ID) (*os.File, int64, bool) { return nil, 0, 
 // Data returns the data of member id.
 func (l *Layer) Data(id index.ID) []byte { return l.data[id] }
 
+// Table is what Dump reads of a layer: the member-table methods of overlay.Layer, which fakes and
+// *index.Layer have alike.
+type Table interface {
+	Len() int
+	Entry(id index.ID) index.Entry
+	Path(id index.ID) string
+	LinkName(id index.ID) string
+	Xattrs(id index.ID) []index.Xattr
+}
+
 // Dump describes layers for a failure message.
-func Dump(layers []*Layer) string {
+func Dump[L Table](layers []L) string {
 	var b bytes.Buffer
 	for li, l := range layers {
 		fmt.Fprintf(&b, "  layer %d:\n", li)
