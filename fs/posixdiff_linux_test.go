@@ -957,6 +957,7 @@ func TestPosixDiff(t *testing.T) {
 	}
 	for _, sc := range posixScenarios {
 		t.Run(sc.name, func(t *testing.T) {
+			t.Parallel() // each scenario has its own trees and mounts
 			plain, ovl, mnt := posixTrees(t)
 			want := posixScript(t, plain, sc.ops)
 			kern := posixScript(t, ovl, sc.ops)

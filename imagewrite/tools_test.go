@@ -66,6 +66,7 @@ func TestToolsAccept(t *testing.T) {
 	for _, f := range allFormats {
 		for _, c := range []compression.Format{compression.None, compression.Gzip, compression.Zstd} {
 			t.Run(fmt.Sprintf("%s/%s", f, c), func(t *testing.T) {
+				t.Parallel() // each writes and checks its own output; base is only read
 				dir := t.TempDir()
 				out := filepath.Join(dir, "img")
 				res, err := Write(context.Background(), out, base, []Layer{bytesLayer(layerTar)}, cfg, Options{Format: f, Compression: c, Tags: []string{"imgfs/tools:1"}})

@@ -228,7 +228,9 @@ func TestCacheTrust(t *testing.T) {
 		return true
 	}
 
+	// The three parts share nothing but the specs: each has its own blobs and caches.
 	t.Run("pairs", func(t *testing.T) {
+		t.Parallel()
 		_, ins := setup(t) // nothing changes the blobs here: one set for all pairs
 		for i := range specs {
 			for j := range specs {
@@ -244,6 +246,7 @@ func TestCacheTrust(t *testing.T) {
 	})
 
 	t.Run("tampered in place", func(t *testing.T) {
+		t.Parallel()
 		for i, s := range specs {
 			if !s.honest {
 				continue
@@ -294,6 +297,7 @@ func TestCacheTrust(t *testing.T) {
 	})
 
 	t.Run("cache edited by hand", func(t *testing.T) {
+		t.Parallel()
 		cache, ins := setup(t)
 		for _, in := range ins {
 			open(t, cache, in, "before")

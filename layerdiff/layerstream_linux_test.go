@@ -654,6 +654,7 @@ func TestKernelMadeUpperDirs(t *testing.T) {
 	}
 	for seed := range seeds {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			t.Parallel() // each seed has its own directories and mount
 			r := rand.New(rand.NewPCG(uint64(seed), 11))
 			var stacks [][]tartest.Member
 			var layers []overlay.Layer
