@@ -74,6 +74,7 @@ func fixtures(t *testing.T) []fixture {
 }
 
 func TestOpenFormats(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	for _, f := range fixtures(t) {
 		t.Run(f.name, func(t *testing.T) {
@@ -153,6 +154,7 @@ func checkImage(t *testing.T, img *Image, want []testLayer) {
 }
 
 func TestDetectRefused(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	rootfs := tartest.Tar(t, tartest.Dir("etc"), tartest.File("etc/passwd", "root:x:0:0::/root:/bin/sh\n"))
 	cases := []struct {
@@ -208,6 +210,7 @@ func multiArchives(t *testing.T) map[string]string {
 }
 
 func TestSelect(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	for kind, p := range multiArchives(t) {
 		t.Run(kind, func(t *testing.T) {
@@ -303,6 +306,7 @@ func TestSelect(t *testing.T) {
 }
 
 func TestSelectAmbiguousTag(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	o := newOCI()
 	o.finish(t, named(o.image(t, linuxAMD64, threeLayers(t, "")), "", "docker.io/a/x:v1"),
@@ -329,6 +333,7 @@ func otherPlatform() ispec.Platform {
 }
 
 func TestPlatform(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	host, other := HostPlatform(), otherPlatform()
 	hostL, otherL := threeLayers(t, "gzip"), []testLayer{mkLayer(t, "o", "other", "gzip")}
@@ -393,6 +398,7 @@ func TestPlatform(t *testing.T) {
 }
 
 func TestPlatformScore(t *testing.T) {
+	t.Parallel()
 	p := func(s string) ispec.Platform {
 		x, err := ParsePlatform(s)
 		if err != nil {
@@ -426,6 +432,7 @@ func TestPlatformScore(t *testing.T) {
 }
 
 func TestDockerManifestInOCIIndex(t *testing.T) {
+	t.Parallel()
 	// containerd exports put docker schema 2 manifests and manifest lists into an OCI index.
 	ctx := context.Background()
 	l := threeLayers(t, "gzip")
@@ -452,6 +459,7 @@ func TestDockerManifestInOCIIndex(t *testing.T) {
 }
 
 func TestMissingBlobs(t *testing.T) {
+	t.Parallel()
 	// Blobs of platforms not selected may be missing; the selected one's are needed.
 	ctx := context.Background()
 	host, other := HostPlatform(), otherPlatform()
@@ -487,6 +495,7 @@ func TestMissingBlobs(t *testing.T) {
 }
 
 func TestClosed(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	o := newOCI()
 	o.finish(t, o.image(t, linuxAMD64, threeLayers(t, "")))
@@ -513,6 +522,7 @@ func TestClosed(t *testing.T) {
 }
 
 func TestLegacyRepositoriesNames(t *testing.T) {
+	t.Parallel()
 	// With RepoTags null, names come from "repositories" (skopeo layout: through symlinked layer.tar).
 	ctx := context.Background()
 	l := threeLayers(t, "")
@@ -537,6 +547,7 @@ func TestLegacyRepositoriesNames(t *testing.T) {
 }
 
 func TestLegacyHashesUnnamedCompressedLayer(t *testing.T) {
+	t.Parallel()
 	// A gzip layer at a path that spells no digest gets its digest by hashing.
 	ctx := context.Background()
 	l := []testLayer{mkLayer(t, "a", "gz", "gzip")}
@@ -559,6 +570,7 @@ func TestLegacyHashesUnnamedCompressedLayer(t *testing.T) {
 }
 
 func TestDocker25FallsBackToManifestJSON(t *testing.T) {
+	t.Parallel()
 	// A docker 25+ archive whose index.json lists no image is read through manifest.json.
 	ctx := context.Background()
 	l := threeLayers(t, "")
@@ -580,6 +592,7 @@ func TestDocker25FallsBackToManifestJSON(t *testing.T) {
 }
 
 func TestConcurrentImages(t *testing.T) {
+	t.Parallel()
 	// Image and Blob may be called from several goroutines (legacy hashing and directory opens included).
 	ctx := context.Background()
 	gz := []testLayer{mkLayer(t, "a", "1", "gzip"), mkLayer(t, "b", "2", "gzip")}

@@ -51,6 +51,7 @@ var corpusExpect = map[string]struct {
 }
 
 func TestCorpus(t *testing.T) {
+	t.Parallel()
 	entries, err := os.ReadDir(corpusDir)
 	if errors.Is(err, fs.ErrNotExist) {
 		t.Skipf("no corpus at %s", corpusDir)

@@ -8,6 +8,7 @@ import (
 )
 
 func TestHostileFIFO(t *testing.T) {
+	t.Parallel()
 	// A FIFO in place of a blob or of the archive must be refused, not block the open.
 	l := threeLayers(t, "")
 	o := newOCI()

@@ -92,6 +92,7 @@ func tamperedOCI(t *testing.T, layers []testLayer, cfg []byte, edit func(m map[s
 }
 
 func TestHostileOCI(t *testing.T) {
+	t.Parallel()
 	l := threeLayers(t, "")
 	cfg := mkConfig(t, linuxAMD64, l)
 	good := digest.FromString("x")
@@ -192,6 +193,7 @@ func legacyArchive(t *testing.T, edit func(ds *dockerSave, man map[string]any)) 
 }
 
 func TestHostileLegacy(t *testing.T) {
+	t.Parallel()
 	l := threeLayers(t, "")
 	setLayer := func(i int, p string) func(*dockerSave, map[string]any) {
 		return func(_ *dockerSave, m map[string]any) { m["Layers"].([]string)[i] = p }
@@ -260,6 +262,7 @@ func TestHostileLegacy(t *testing.T) {
 }
 
 func TestLegacyLinks(t *testing.T) {
+	t.Parallel()
 	// Symlinks and hardlinks that stay inside the archive are followed, also as parent components.
 	ctx := context.Background()
 	l := threeLayers(t, "")
@@ -289,6 +292,7 @@ func TestLegacyLinks(t *testing.T) {
 }
 
 func TestHostileOversizedConfig(t *testing.T) {
+	t.Parallel()
 	// An unpacked docker-save whose config is larger than allowed is refused without reading it.
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "c.json")
@@ -307,6 +311,7 @@ func TestHostileOversizedConfig(t *testing.T) {
 }
 
 func TestLegacyLongNames(t *testing.T) {
+	t.Parallel()
 	// Outer member names longer than ustar's 100 bytes, as PAX path records and as GNU long names.
 	ctx := context.Background()
 	l := threeLayers(t, "")

@@ -10,6 +10,7 @@ import (
 // TestOuterKeyFileChanged: a compressed archive rewritten in place with the same size, head and tail
 // gets another key, so its cached decompressed stream is not used for the new bytes.
 func TestOuterKeyFileChanged(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "a.tar.gz")
 	data := make([]byte, 3*outerKeySpan)
 	if err := os.WriteFile(path, data, 0o644); err != nil {

@@ -10,6 +10,7 @@ import (
 )
 
 func TestDetect(t *testing.T) {
+	t.Parallel()
 	fixture := func(name string) []byte {
 		b, err := os.ReadFile(filepath.Join("testdata", "stream", name))
 		if err != nil {
@@ -59,6 +60,7 @@ func TestDetect(t *testing.T) {
 }
 
 func TestFormatString(t *testing.T) {
+	t.Parallel()
 	for c, want := range map[Format]string{None: "none", Gzip: "gzip", Zstd: "zstd", 9: "compression(9)"} {
 		if c.String() != want {
 			t.Errorf("%d.String() = %q, want %q", c, c.String(), want)

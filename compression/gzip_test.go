@@ -93,7 +93,8 @@ func gzipFHCRC(t testing.TB, data []byte, corruptHCRC bool) []byte {
 }
 
 func TestGzipStream(t *testing.T) {
-	withSpan(t, 64<<10)
+	t.Parallel()
+	const span = 64 << 10
 	text := hexText(11, 1<<20+12345)
 	random := randomBytes(12, 700<<10)
 	manySizes := make([]int, 150)
@@ -126,7 +127,7 @@ func TestGzipStream(t *testing.T) {
 			if got, _ := Detect(bytes.NewReader(tc.data), 0); got != Gzip {
 				t.Fatalf("Detect = %v", got)
 			}
-			s := indexStream(t, blobAt(tc.data), Gzip, Options{}, tc.want)
+			s := indexStream(t, blobAt(tc.data), Gzip, Options{SpanSize: span}, tc.want)
 			if s.Format() != Gzip {
 				t.Errorf("Format = %v", s.Format())
 			}
@@ -135,7 +136,7 @@ func TestGzipStream(t *testing.T) {
 			} else if n, err := s.ReadAt(make([]byte, 1), 0); n != 0 || err != io.EOF {
 				t.Errorf("ReadAt on an empty stream = %d, %v", n, err)
 			}
-			if tc.name != "huffman-only" && len(tc.want) > int(3*spanSize) && len(s.points) < 3 {
+			if tc.name != "huffman-only" && len(tc.want) > 3*span && len(s.points) < 3 {
 				t.Errorf("only %d restart points for %d bytes", len(s.points), len(tc.want))
 			}
 		})
@@ -144,9 +145,9 @@ func TestGzipStream(t *testing.T) {
 
 // TestGzipSpanBoundaries reads around every restart point.
 func TestGzipSpanBoundaries(t *testing.T) {
-	withSpan(t, 32<<10)
+	t.Parallel()
 	want := hexText(13, 600<<10)
-	s := indexStream(t, blobAt(gzipMembers(t, split(want, 200<<10, 100<<10)...)), Gzip, Options{}, want)
+	s := indexStream(t, blobAt(gzipMembers(t, split(want, 200<<10, 100<<10)...)), Gzip, Options{SpanSize: 32 << 10}, want)
 	if len(s.points) < 10 {
 		t.Fatalf("%d points", len(s.points))
 	}
@@ -166,7 +167,7 @@ func TestGzipSpanBoundaries(t *testing.T) {
 }
 
 func TestGzipFixtures(t *testing.T) {
-	withSpan(t, 8<<10)
+	t.Parallel()
 	want, err := os.ReadFile(filepath.Join("testdata", "stream", "plain.txt"))
 	if err != nil {
 		t.Fatal(err)
@@ -177,7 +178,7 @@ func TestGzipFixtures(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			s, err := Open(context.Background(), blobAt(data), Options{})
+			s, err := Open(context.Background(), blobAt(data), Options{SpanSize: 8 << 10})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -198,6 +199,7 @@ func TestGzipFixtures(t *testing.T) {
 }
 
 func TestGzipDamaged(t *testing.T) {
+	t.Parallel()
 	want := hexText(14, 300<<10)
 	good := gzipMembers(t, split(want, 100<<10)...)
 	flip := func(b []byte, i int) []byte { b = bytes.Clone(b); b[i] ^= 0x10; return b }
@@ -246,13 +248,13 @@ func TestGzipDamaged(t *testing.T) {
 // TestGzipCursorReuse checks that sequential reads continue a live decoder instead of restarting
 // from a restart point every time.
 func TestCursorReuse(t *testing.T) {
-	withSpan(t, 256<<10)
+	t.Parallel()
 	want := hexText(15, 2<<20)
 	t.Run("gzip", func(t *testing.T) {
-		testCursorReuse(t, indexStream(t, blobAt(gzipBytes(t, want)), Gzip, Options{}, want))
+		testCursorReuse(t, indexStream(t, blobAt(gzipBytes(t, want)), Gzip, Options{SpanSize: 256 << 10}, want))
 	})
 	t.Run("zstd", func(t *testing.T) {
-		testCursorReuse(t, indexStream(t, blobAt(zstdFrames(t, want, 10000)), Zstd, Options{}, want))
+		testCursorReuse(t, indexStream(t, blobAt(zstdFrames(t, want, 10000)), Zstd, Options{SpanSize: 256 << 10}, want))
 	})
 }
 

@@ -12,6 +12,7 @@ import (
 // TestNewReader decodes the sequential fixtures (gzip of several members, zstd of several frames, plain
 // data) to the same bytes, and refuses the formats Detect refuses.
 func TestNewReader(t *testing.T) {
+	t.Parallel()
 	want, err := os.ReadFile(filepath.Join("testdata", "stream", "plain.txt"))
 	if err != nil {
 		t.Fatal(err)

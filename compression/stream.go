@@ -17,8 +17,8 @@ import (
 )
 
 // spanSize is the distance in uncompressed bytes between restart points of a compressed stream: a
-// random read decodes at most about this much before its first byte. (A variable for tests.)
-var spanSize int64 = 4 << 20
+// random read decodes at most about this much before its first byte. Options.SpanSize replaces it.
+const spanSize int64 = 4 << 20
 
 // Options configure the indexing and opening of a compressed stream.
 type Options struct {
@@ -36,7 +36,8 @@ type Options struct {
 	// Progress, when set, is called by Open at most about ten times a second while it indexes
 	// a stream. An Indexer does not call it: its user reports progress with Consumed.
 	Progress func(Progress)
-	// SpanSize and HugeFrame, when positive, replace spanSize and zstdHugeFrame (for tests of callers).
+	// SpanSize and HugeFrame, when positive, replace spanSize and zstdHugeFrame (for tests: small inputs
+	// then get many restart points, or a decompressed copy).
 	SpanSize, HugeFrame int64
 }
 
@@ -405,13 +406,6 @@ func (s *Stream) IndexCRC() uint32 { return s.hdrCRC }
 
 // Size returns the uncompressed size.
 func (s *Stream) Size() int64 { return s.size }
-
-// Format returns the compression format of the underlying blob.
-func (s *Stream) Format() Format { return s.c }
-
-// DiffID returns the sha256 digest of the decompressed bytes when it is known (the stream was indexed,
-// or loaded from an index that recorded it), else "".
-func (s *Stream) DiffID() digest.Digest { return s.diffID }
 
 // File returns the plain file holding the decompressed data when there is one (an uncompressed blob
 // backed by a file, or a decompressed copy), so that reads can be served by splice. The byte at stream

@@ -16,8 +16,8 @@ const fuzzMaxOutput = 4 << 20
 
 // fuzzStream indexes data, compares the output with the reference decoder's when that one accepts the
 // input, and then compares random reads.
-func fuzzStream(t *testing.T, data []byte, c Format, want []byte, refErr error) {
-	ix, err := NewIndexer(context.Background(), blobAt(data), c, Options{})
+func fuzzStream(t *testing.T, data []byte, c Format, opts Options, want []byte, refErr error) {
+	ix, err := NewIndexer(context.Background(), blobAt(data), c, opts)
 	if err != nil {
 		if refErr == nil {
 			t.Fatalf("reference accepts, NewIndexer: %v", err)
@@ -64,7 +64,6 @@ func addFixtures(f *testing.F, pattern string) {
 // FuzzGzipStream checks that no input makes the gzip indexer or reader panic, and that whatever the
 // standard library decodes, we decode the same.
 func FuzzGzipStream(f *testing.F) {
-	withSpan(f, 1<<10)
 	addFixtures(f, "*.gz")
 	text := hexText(31, 5000)
 	f.Add(gzipBytes(f, text))
@@ -78,16 +77,13 @@ func FuzzGzipStream(f *testing.F) {
 		if refErr == nil {
 			want, refErr = io.ReadAll(io.LimitReader(r, fuzzMaxOutput+1))
 		}
-		fuzzStream(t, data, Gzip, want, refErr)
+		fuzzStream(t, data, Gzip, Options{SpanSize: 1 << 10}, want, refErr)
 	})
 }
 
 // FuzzZstdStream checks that no input makes the zstd indexer or reader panic, and that whatever
 // klauspost/compress/zstd decodes (with the same limits), we decode the same, in segments or from a copy.
 func FuzzZstdStream(f *testing.F) {
-	withSpan(f, 1<<10)
-	restore := withHugeFrame(f, 8<<10)
-	f.Cleanup(restore)
 	addFixtures(f, "*.zst")
 	text := hexText(32, 20000)
 	f.Add(zstdFrames(f, text, 3000))
@@ -103,6 +99,6 @@ func FuzzZstdStream(f *testing.F) {
 		}
 		defer dec.Close()
 		want, refErr := io.ReadAll(io.LimitReader(dec, fuzzMaxOutput+1))
-		fuzzStream(t, data, Zstd, want, refErr)
+		fuzzStream(t, data, Zstd, Options{SpanSize: 1 << 10, HugeFrame: 8 << 10}, want, refErr)
 	})
 }

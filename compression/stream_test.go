@@ -15,14 +15,6 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
-// withSpan lowers the distance between restart points for the duration of a test, so that small inputs
-// have many of them.
-func withSpan(t testing.TB, span int64) {
-	old := spanSize
-	spanSize = span
-	t.Cleanup(func() { spanSize = old })
-}
-
 // hexText returns n bytes of random hex digits in lines: about 4 bits of entropy per byte.
 func hexText(seed uint64, n int) []byte {
 	r := rand.New(rand.NewPCG(seed, 1))
@@ -170,6 +162,7 @@ func checkReadAt(t testing.TB, s *Stream, want, buf []byte, off int64) {
 }
 
 func TestStreamNone(t *testing.T) {
+	t.Parallel()
 	want := hexText(1, 300<<10)
 	blob := blobAt(want)
 	s := indexStream(t, blob, None, Options{}, want)
@@ -206,6 +199,7 @@ func TestStreamNone(t *testing.T) {
 }
 
 func TestStreamKeyValidation(t *testing.T) {
+	t.Parallel()
 	data := gzipBytes(t, hexText(1, 1000))
 	for _, key := range []digest.Digest{
 		"sha256:../../x",
@@ -222,6 +216,7 @@ func TestStreamKeyValidation(t *testing.T) {
 }
 
 func TestOpenUnsupported(t *testing.T) {
+	t.Parallel()
 	for _, name := range []string{"plain.txt.bz2", "plain.txt.xz", "plain.txt.lz4"} {
 		data, err := os.ReadFile(filepath.Join("testdata", "stream", name))
 		if err != nil {
@@ -235,6 +230,7 @@ func TestOpenUnsupported(t *testing.T) {
 }
 
 func TestOpenProgress(t *testing.T) {
+	t.Parallel()
 	want := hexText(3, 2<<20)
 	data := gzipBytes(t, want)
 	var last Progress
@@ -254,6 +250,7 @@ func TestOpenProgress(t *testing.T) {
 }
 
 func TestIndexerCancel(t *testing.T) {
+	t.Parallel()
 	data := gzipBytes(t, hexText(1, 1<<20))
 	ctx, cancel := context.WithCancel(context.Background())
 	ix, err := NewIndexer(ctx, blobAt(data), Gzip, Options{})
@@ -273,8 +270,7 @@ func TestIndexerCancel(t *testing.T) {
 // TestStreamPersisted builds each kind of stream with a cache, loads it back, and checks that damaged
 // or stale index files are detected and rebuilt.
 func TestStreamPersisted(t *testing.T) {
-	withSpan(t, 64<<10)
-	defer withHugeFrame(t, 256<<10)()
+	t.Parallel()
 	want := hexText(5, 1<<20)
 	cases := []struct {
 		name string
@@ -289,7 +285,7 @@ func TestStreamPersisted(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
-			opts := Options{CacheDir: t.TempDir(), Key: keyOf(tc.data)}
+			opts := Options{SpanSize: 64 << 10, HugeFrame: 256 << 10, CacheDir: t.TempDir(), Key: keyOf(tc.data)}
 			blob := blobAt(tc.data)
 			if _, ok, err := Load(ctx, blob, tc.c, opts); ok || err != nil {
 				t.Fatalf("Load before building = %v, %v", ok, err)
@@ -381,7 +377,7 @@ func TestStreamPersisted(t *testing.T) {
 // TestStreamChangedBlob reads through an index built for other bytes of the same size: reads give
 // errors or wrong bytes, never a panic.
 func TestStreamChangedBlob(t *testing.T) {
-	withSpan(t, 32<<10)
+	t.Parallel()
 	want := hexText(6, 512<<10)
 	for _, tc := range []struct {
 		name string
@@ -392,7 +388,7 @@ func TestStreamChangedBlob(t *testing.T) {
 		{"zstd", zstdFrames(t, want, 20000), Zstd},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			opts := Options{CacheDir: t.TempDir(), Key: keyOf(tc.data)}
+			opts := Options{SpanSize: 32 << 10, CacheDir: t.TempDir(), Key: keyOf(tc.data)}
 			indexStream(t, blobAt(tc.data), tc.c, opts, want).Close()
 			r := rand.New(rand.NewPCG(9, 9))
 			for i := range 20 {
@@ -418,6 +414,7 @@ func TestStreamChangedBlob(t *testing.T) {
 }
 
 func TestStreamClosed(t *testing.T) {
+	t.Parallel()
 	want := hexText(1, 100000)
 	s := indexStream(t, blobAt(gzipBytes(t, want)), Gzip, Options{}, want)
 	s.Close()
@@ -432,13 +429,13 @@ func TestStreamClosed(t *testing.T) {
 // TestIdleCursorBudget checks that idle decoders are bounded across streams, and that streams keep
 // reading correctly while their cursors are evicted by others.
 func TestIdleCursorBudget(t *testing.T) {
-	withSpan(t, 64<<10)
+	t.Parallel()
 	want := hexText(41, 1<<20)
 	before := idleZstd.len() + idleGzip.len() // of streams other tests left open
 	var streams []*Stream
 	for i := range 4 {
-		streams = append(streams, indexStream(t, blobAt(zstdFrames(t, want, 5000+i)), Zstd, Options{}, want),
-			indexStream(t, blobAt(gzipMembers(t, split(want, 300000+i)...)), Gzip, Options{}, want))
+		streams = append(streams, indexStream(t, blobAt(zstdFrames(t, want, 5000+i)), Zstd, Options{SpanSize: 64 << 10}, want),
+			indexStream(t, blobAt(gzipMembers(t, split(want, 300000+i)...)), Gzip, Options{SpanSize: 64 << 10}, want))
 	}
 	var wg sync.WaitGroup
 	for g, s := range streams {

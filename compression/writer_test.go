@@ -68,6 +68,7 @@ func decompress(t testing.TB, c Format, b []byte) []byte {
 }
 
 func TestBlockWriter(t *testing.T) {
+	t.Parallel()
 	text := compressible(11 << 20)
 	for _, c := range []Format{Gzip, Zstd} {
 		_, block := newEncoder(c, 1)
@@ -103,6 +104,7 @@ func (w *failWriter) Write(p []byte) (int, error) {
 }
 
 func TestBlockWriterErrors(t *testing.T) {
+	t.Parallel()
 	in := compressible(6 << 20)
 	enc, size := newEncoder(Gzip, 2)
 	w := newBlockWriter(context.Background(), &failWriter{n: 1}, enc, size, 2)
@@ -126,6 +128,7 @@ func TestBlockWriterErrors(t *testing.T) {
 }
 
 func TestWriterRoundTrip(t *testing.T) {
+	t.Parallel()
 	data := bytes.Repeat([]byte("imgfs export stream 0123456789abcdef\n"), 100_000)
 	for _, c := range []Format{Gzip, Zstd} {
 		var out bytes.Buffer

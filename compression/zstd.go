@@ -22,8 +22,8 @@ const (
 )
 
 // zstdHugeFrame is the decompressed size above which a frame is too big to decode for every random read:
-// a stream with such a frame is served from a decompressed copy. (A variable for tests.)
-var zstdHugeFrame int64 = 64 << 20
+// a stream with such a frame is served from a decompressed copy. Options.HugeFrame replaces it.
+const zstdHugeFrame int64 = 64 << 20
 
 var errZstdFrame = errors.New("compression: invalid zstd frame")
 

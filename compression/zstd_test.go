@@ -15,13 +15,6 @@ import (
 	"github.com/klauspost/compress/zstd"
 )
 
-// withHugeFrame lowers the frame size above which a zstd stream is served from a decompressed copy.
-func withHugeFrame(t testing.TB, n int64) func() {
-	old := zstdHugeFrame
-	zstdHugeFrame = n
-	return func() { zstdHugeFrame = old }
-}
-
 var testZstdEncoder, _ = zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1))
 
 // zstdFrames compresses every chunk of data of the given size as its own frame.
@@ -60,8 +53,8 @@ func skippable(payload string) []byte {
 func concat(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 
 func TestZstdStream(t *testing.T) {
-	withSpan(t, 64<<10)
-	defer withHugeFrame(t, 512<<10)()
+	t.Parallel()
+	const span = 64 << 10
 	text := hexText(21, 1<<20+777)
 	random := randomBytes(22, 600<<10)
 	var chunked []byte // zstd:chunked-like: many small frames, then a skippable table of contents
@@ -97,7 +90,7 @@ func TestZstdStream(t *testing.T) {
 				t.Fatalf("Detect = %v", got)
 			}
 			var logs bytes.Buffer
-			opts := Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+			opts := Options{SpanSize: span, HugeFrame: 512 << 10, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
 			s := indexStream(t, blobAt(tc.data), Zstd, opts, tc.want)
 			if len(tc.want) > 0 {
 				checkStream(t, s, tc.want)
@@ -109,7 +102,7 @@ func TestZstdStream(t *testing.T) {
 			if tc.copy != strings.Contains(logs.String(), "writing a decompressed copy") {
 				t.Errorf("log: %s", logs.String())
 			}
-			if !tc.copy && tc.name != "one-small-frame" && len(tc.want) > int(3*spanSize) && len(s.points) < 3 {
+			if !tc.copy && tc.name != "one-small-frame" && len(tc.want) > 3*span && len(s.points) < 3 {
 				t.Errorf("only %d restart points for %d bytes", len(s.points), len(tc.want))
 			}
 		})
@@ -119,12 +112,12 @@ func TestZstdStream(t *testing.T) {
 // TestZstdCopyLog checks that the decompressed copy of a one-frame zstd layer is announced at the
 // default level (warnings), with its size before (from the frame header, when it says) and after.
 func TestZstdCopyLog(t *testing.T) {
-	defer withHugeFrame(t, 64<<10)()
+	t.Parallel()
 	want := hexText(23, 200<<10)
 	streamed := zstdStreamed(t, want)
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	indexStream(t, blobAt(streamed), Zstd, Options{Logger: log}, want)
+	indexStream(t, blobAt(streamed), Zstd, Options{HugeFrame: 64 << 10, Logger: log}, want)
 	if msg := "writing a decompressed copy of at most "; !strings.Contains(logs.String(), msg) ||
 		!strings.Contains(logs.String(), "wrote a decompressed copy of 0.2 MiB of zstd layer") ||
 		!strings.Contains(logs.String(), "bytes=204800") {
@@ -133,7 +126,7 @@ func TestZstdCopyLog(t *testing.T) {
 	logs.Reset()
 
 	data := zstdFrames(t, want, len(want))
-	opts := Options{CacheDir: t.TempDir(), Key: keyOf(data), Logger: log}
+	opts := Options{HugeFrame: 64 << 10, CacheDir: t.TempDir(), Key: keyOf(data), Logger: log}
 	s := indexStream(t, blobAt(data), Zstd, opts, want)
 	raw, _, _ := cachePaths(opts, ".raw")
 	for _, msg := range []string{
@@ -163,7 +156,7 @@ func TestZstdCopyLog(t *testing.T) {
 }
 
 func TestZstdFixtures(t *testing.T) {
-	withSpan(t, 8<<10)
+	t.Parallel()
 	want, err := os.ReadFile(filepath.Join("testdata", "stream", "plain.txt"))
 	if err != nil {
 		t.Fatal(err)
@@ -174,7 +167,7 @@ func TestZstdFixtures(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			s, err := Open(context.Background(), blobAt(data), Options{})
+			s, err := Open(context.Background(), blobAt(data), Options{SpanSize: 8 << 10})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -185,6 +178,7 @@ func TestZstdFixtures(t *testing.T) {
 }
 
 func TestZstdDamaged(t *testing.T) {
+	t.Parallel()
 	want := hexText(24, 300<<10)
 	good := zstdFrames(t, want, 100000)
 	flip := func(b []byte, i int) []byte { b = bytes.Clone(b); b[i] ^= 0x10; return b }

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/imgfs/imgfs/archive"
@@ -24,6 +25,7 @@ const (
 // chain from the archive), extracts it with GNU tar and checks that the canonical listings of the tree
 // (metadata, contents, symlinks) hash to those of the reference unpacking of the same image.
 func TestExportCorpus(t *testing.T) {
+	t.Parallel()
 	src := filepath.Join(corpusDir, "artifacts/debian-layered/oci-gzip")
 	sums := filepath.Join(corpusDir, "listings/debian-layered.l3.sums")
 	if _, err := os.Stat(src); err != nil {
@@ -51,18 +53,33 @@ func TestExportCorpus(t *testing.T) {
 		t.Fatal(err)
 	}
 	cache := t.TempDir()
+	// The layers are indexed at once, as imgfs does (each pass is one core's work).
 	layers := make([]overlay.Layer, len(img.Layers))
+	errs := make([]error, len(img.Layers))
+	var wg sync.WaitGroup
 	for i, l := range img.Layers {
-		blob, err := l.Blob()
+		wg.Go(func() {
+			blob, err := l.Blob()
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			il, err := index.Open(ctx, blob, index.Options{CacheDir: cache, DiffID: l.DiffID, Digest: l.Digest})
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			layers[i] = il
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if l, ok := layers[i].(*index.Layer); ok {
+			defer l.Close()
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
-		il, err := index.Open(ctx, blob, index.Options{CacheDir: cache, DiffID: l.DiffID, Digest: l.Digest})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer il.Close()
-		layers[i] = il
 	}
 	v, err := overlay.New(layers, overlay.Options{})
 	if err != nil {

@@ -140,6 +140,7 @@ func lxattrs(t testing.TB, path string) map[string]string {
 // modes, owners, sizes, mtimes to the nanosecond, contents, link targets, xattrs, device numbers and
 // hard link sets.
 func TestExportGNUTar(t *testing.T) {
+	t.Parallel()
 	v := exportView(t, layersOf(exportTree()...))
 	var out bytes.Buffer
 	if _, err := Write(context.Background(), v, &out, Options{}); err != nil {

@@ -12,6 +12,7 @@ import (
 // TestExportSkip: a regular file the caller names in Skip (the output being written) is left out
 // with GNU tar's warning; nothing else is asked about or left out.
 func TestExportSkip(t *testing.T) {
+	t.Parallel()
 	v := mustNew(t, members{file("a/out.tar", "partial"), file("a/keep", "k"), dir("out.tar")})
 	var asked []string
 	var out, logs bytes.Buffer

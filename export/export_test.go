@@ -310,6 +310,7 @@ func exportView(t testing.TB, layers []overlay.Layer) *overlay.View {
 // same names in the same order, with the same attributes and data, hard links as links to the first
 // name of their node, no whiteout or overlay marker.
 func TestExportMatchesView(t *testing.T) {
+	t.Parallel()
 	v := exportView(t, layersOf(exportTree()...))
 	var out bytes.Buffer
 	st, err := Write(context.Background(), v, &out, Options{})
@@ -435,6 +436,7 @@ func (l *fileLayer) ReadAt(id index.ID, p []byte, off int64) (int, error) {
 // TestExportFileRanges exports layers whose data are plain file ranges into a buffer, a pipe, a file
 // and a file in append mode (which sendfile refuses: the copy falls back to the buffer).
 func TestExportFileRanges(t *testing.T) {
+	t.Parallel()
 	tree := exportTree()
 	layers := make([]overlay.Layer, len(tree))
 	for i, ms := range tree {
@@ -503,6 +505,7 @@ func exportToPipe(t *testing.T, v *overlay.View) []byte {
 
 // TestExportIndexLayer exports a real layer opened by package index from a tar file.
 func TestExportIndexLayer(t *testing.T) {
+	t.Parallel()
 	tree := exportTree()
 	dir := t.TempDir()
 	layers := make([]overlay.Layer, len(tree))
@@ -546,6 +549,7 @@ func openIndexLayer(t testing.TB, path, cache string) *index.Layer {
 // TestExportHeaderLimits checks values that do not fit the ustar fields: they go to PAX records (uid,
 // gid, size, mtime before 1970 or after 2242) or GNU base-256 (device numbers).
 func TestExportHeaderLimits(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name string
 		a    overlay.Attr
@@ -589,6 +593,7 @@ func TestExportHeaderLimits(t *testing.T) {
 // TestExportNames checks member names around the ustar limits: up to 100 bytes in the name field,
 // split into prefix and name when possible, else a PAX path record; the same for link targets.
 func TestExportNames(t *testing.T) {
+	t.Parallel()
 	for _, name := range []string{
 		strings.Repeat("a", 100),
 		strings.Repeat("a", 99) + "/",
@@ -635,6 +640,7 @@ func TestExportNames(t *testing.T) {
 // TestExportRandomStacks compares exports with their views on random stacks, whose many hard links,
 // whiteouts and type changes test that links point to the first name of their node and nothing else.
 func TestExportRandomStacks(t *testing.T) {
+	t.Parallel()
 	for seed := range 300 {
 		layers := layersOf(fakelayer.GenStack(fakelayer.NewRandChooser(rand.New(rand.NewPCG(uint64(seed), 11))))...)
 		v, err := overlay.New(layers, overlay.Options{})
@@ -655,6 +661,7 @@ func TestExportRandomStacks(t *testing.T) {
 
 // TestExportPipe exports into a pipe, which only takes sequential writes.
 func TestExportPipe(t *testing.T) {
+	t.Parallel()
 	v := exportView(t, layersOf(exportTree()...))
 	diffRecs(t, "export", viewRecs(t, v), tarRecs(t, exportToPipe(t, v)))
 }
@@ -687,6 +694,7 @@ func (w *cancelWriter) Write(p []byte) (int, error) {
 }
 
 func TestExportErrors(t *testing.T) {
+	t.Parallel()
 	v := exportView(t, layersOf(exportTree()...))
 	t.Run("write", func(t *testing.T) {
 		st, err := Write(context.Background(), v, &errWriter{n: 1 << 20}, Options{})
@@ -728,6 +736,7 @@ func TestExportErrors(t *testing.T) {
 
 // TestExportProgress checks that Progress is called at the end with the totals.
 func TestExportProgress(t *testing.T) {
+	t.Parallel()
 	v := exportView(t, layersOf(exportTree()...))
 	var calls int
 	var last [2]int64
@@ -747,6 +756,7 @@ func TestExportProgress(t *testing.T) {
 }
 
 func TestAppendPAXTime(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		sec  int64
 		nsec uint32
@@ -767,6 +777,7 @@ func TestAppendPAXTime(t *testing.T) {
 }
 
 func TestAppendRecordHead(t *testing.T) {
+	t.Parallel()
 	for klen := range 20 {
 		for vlen := range 2000 {
 			head := appendRecordHead(nil, klen, vlen)
@@ -782,6 +793,7 @@ func TestAppendRecordHead(t *testing.T) {
 // TestExportSkips checks what a tar cannot hold: a node of a type tar has no member for (as a socket
 // of a writable upper directory would be) and an xattr name with "=" are left out with a warning.
 func TestExportSkips(t *testing.T) {
+	t.Parallel()
 	l := newFakeLayer(
 		tartest.File("a", "a"),
 		tartest.File("sock", ""),
@@ -814,6 +826,7 @@ func TestExportSkips(t *testing.T) {
 // another layer's data, though their members sit at the same offsets: a1 and a2 fill a window over
 // layer A's file that covers the offset of b2 in layer B's file.
 func TestExportWindowAcrossLayers(t *testing.T) {
+	t.Parallel()
 	body := func(c byte) string { return strings.Repeat(string(c), 100) }
 	tree := [][]tartest.Member{
 		{tartest.File("a1", body('a')), tartest.File("a2", body('A'))},

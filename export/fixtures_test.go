@@ -38,13 +38,5 @@ func mustNew(t *testing.T, stacks ...members) *overlay.View {
 	return v
 }
 
-// dumpLayers describes fake layers for a failure message.
-func dumpLayers(layers []overlay.Layer) string {
-	ls := make([]*fakeLayer, 0, len(layers))
-	for _, l := range layers {
-		if f, ok := l.(*fakeLayer); ok {
-			ls = append(ls, f)
-		}
-	}
-	return fakelayer.Dump(ls)
-}
+// dumpLayers describes layers for a failure message.
+func dumpLayers(layers []overlay.Layer) string { return fakelayer.Dump(layers) }

@@ -36,6 +36,7 @@ func longNameLayers() (l []overlay.Layer, n255, n256, n64k string) {
 // ErrNameTooLong, not exported) and of symlink targets of PATH_MAX bytes or more (listed, with their
 // size, but Readlink gives ErrNameTooLong; exported verbatim).
 func TestLongNames(t *testing.T) {
+	t.Parallel()
 	layers, n255, n256, n64k := longNameLayers()
 	v, err := overlay.New(layers, overlay.Options{})
 	if err != nil {

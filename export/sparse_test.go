@@ -19,6 +19,7 @@ var testdataSparse = [][2]int64{{0, 512}, {8192, 1024}, {65536, 1024}, {199680, 
 // from its data only (the 4 KiB blocks the data touches), SEEK_DATA and SEEK_HOLE from its map, and an
 // export as a GNU sparse 1.0 member that archive/tar reads back to the same bytes.
 func TestSparseView(t *testing.T) {
+	t.Parallel()
 	// Blocks: a set of 4 KiB block numbers, computed apart from the code under test.
 	touched := map[int64]bool{}
 	for _, r := range testdataSparse {

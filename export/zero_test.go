@@ -13,6 +13,7 @@ import (
 // TestZeroLayers checks the view of an image without layers (a config-only "FROM scratch" image): an
 // empty root that lists, looks up and exports without error.
 func TestZeroLayers(t *testing.T) {
+	t.Parallel()
 	v, err := overlay.New(nil, overlay.Options{})
 	if err != nil {
 		t.Fatal(err)

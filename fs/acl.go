@@ -6,6 +6,7 @@ import (
 	"log/slog"
 
 	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/internal/posixacl"
 	"github.com/imgfs/imgfs/overlay"
 )
 
@@ -16,75 +17,27 @@ import (
 // does on chmod); default ACLs are stored and listed the same way. The values are served as the layers and the upper directory hold them;
 // one that the kernel would refuse (EINVAL on every access to the file) is hidden instead, so that the
 // file's mode bits rule, as they do on a tree extracted by a tool that could not set the ACL.
+// The format and the rule for a valid ACL are package posixacl's.
 const (
-	aclAccess  = "system.posix_acl_access"
-	aclDefault = "system.posix_acl_default"
+	aclAccess  = posixacl.AccessName
+	aclDefault = posixacl.DefaultName
 
-	aclVersion = 2
-
-	aclUserObj  = 0x01
-	aclUser     = 0x02
-	aclGroupObj = 0x04
-	aclGroup    = 0x08
-	aclMask     = 0x10
-	aclOther    = 0x20
+	aclUserObj  = posixacl.UserObj
+	aclUser     = posixacl.User
+	aclGroupObj = posixacl.GroupObj
+	aclGroup    = posixacl.Group
+	aclMask     = posixacl.Mask
+	aclOther    = posixacl.Other
 )
-
-// isACLName reports whether name is one of the xattrs that hold POSIX ACLs.
-func isACLName(name string) bool { return name == aclAccess || name == aclDefault }
-
-// validACL reports whether v is an ACL in the kernel's xattr format that the kernel accepts
-// (posix_acl_from_xattr and posix_acl_valid): version 2, whole entries, tags in ascending order with
-// the ids of named entries ascending and valid, exactly one owner, owning group and other entry, a mask
-// when there are named entries, and no permission bits beyond rwx. An empty ACL (the header alone)
-// is valid: it means none.
-func validACL(v []byte) bool {
-	if len(v) < 4 || (len(v)-4)%8 != 0 || binary.LittleEndian.Uint32(v) != aclVersion {
-		return false
-	}
-	n := (len(v) - 4) / 8
-	if n == 0 {
-		return true
-	}
-	var seen, prevTag uint16
-	var prevID uint32
-	named := false
-	for i := range n {
-		e := v[4+8*i:]
-		tag := binary.LittleEndian.Uint16(e)
-		perm := binary.LittleEndian.Uint16(e[2:])
-		id := binary.LittleEndian.Uint32(e[4:])
-		if perm&^7 != 0 || tag < prevTag {
-			return false
-		}
-		switch tag {
-		case aclUserObj, aclGroupObj, aclMask, aclOther:
-			if seen&tag != 0 {
-				return false
-			}
-		case aclUser, aclGroup:
-			if id == ^uint32(0) || (tag == prevTag && id <= prevID) {
-				return false
-			}
-			named = true
-		default:
-			return false
-		}
-		seen |= tag
-		prevTag, prevID = tag, id
-	}
-	const required = aclUserObj | aclGroupObj | aclOther
-	return seen&required == required && (!named || seen&aclMask != 0)
-}
 
 // servedXattrs returns xs without ACLs that the kernel would refuse, logging each one left out.
 func servedXattrs(log *slog.Logger, n uint64, xs []index.Xattr) []index.Xattr {
 	for i, x := range xs {
-		if isACLName(x.Name) && !validACL(x.Value) {
+		if posixacl.IsName(x.Name) && !posixacl.Valid(x.Value) {
 			out := append([]index.Xattr(nil), xs[:i]...)
 			log.Debug("fs: hiding an ACL the kernel would refuse", "node", n, "xattr", x.Name)
 			for _, y := range xs[i+1:] {
-				if isACLName(y.Name) && !validACL(y.Value) {
+				if posixacl.IsName(y.Name) && !posixacl.Valid(y.Value) {
 					log.Debug("fs: hiding an ACL the kernel would refuse", "node", n, "xattr", y.Name)
 					continue
 				}
@@ -100,7 +53,7 @@ func servedXattrs(log *slog.Logger, n uint64, xs []index.Xattr) []index.Xattr {
 // entries (valid, not empty); nil otherwise.
 func defaultACL(xs []index.Xattr) []byte {
 	for _, x := range xs {
-		if x.Name == aclDefault && len(x.Value) > 4 && validACL(x.Value) {
+		if x.Name == aclDefault && len(x.Value) > 4 && posixacl.Valid(x.Value) {
 			return x.Value
 		}
 	}

@@ -21,40 +21,8 @@ func acl(version uint32, entries ...[3]uint32) []byte {
 
 const noID = ^uint32(0)
 
-func TestValidACL(t *testing.T) {
-	minimal := [][3]uint32{{aclUserObj, 6, noID}, {aclGroupObj, 4, noID}, {aclOther, 4, noID}}
-	for _, tt := range []struct {
-		name string
-		v    []byte
-		want bool
-	}{
-		{"minimal", acl(2, minimal...), true},
-		{"empty", acl(2), true},
-		{"named with mask", acl(2, [3]uint32{aclUserObj, 6, noID}, [3]uint32{aclUser, 4, 1000}, [3]uint32{aclUser, 4, 1001},
-			[3]uint32{aclGroupObj, 0, noID}, [3]uint32{aclGroup, 4, 60}, [3]uint32{aclMask, 4, noID}, [3]uint32{aclOther, 0, noID}), true},
-		{"named without mask", acl(2, [3]uint32{aclUserObj, 6, noID}, [3]uint32{aclUser, 4, 1000},
-			[3]uint32{aclGroupObj, 0, noID}, [3]uint32{aclOther, 0, noID}), false},
-		{"version 1", acl(1, minimal...), false},
-		{"short", []byte{2, 0, 0}, false},
-		{"partial entry", append(acl(2, minimal...), 1, 2, 3), false},
-		{"no other", acl(2, [3]uint32{aclUserObj, 6, noID}, [3]uint32{aclGroupObj, 4, noID}), false},
-		{"two owners", acl(2, [3]uint32{aclUserObj, 6, noID}, [3]uint32{aclUserObj, 6, noID},
-			[3]uint32{aclGroupObj, 4, noID}, [3]uint32{aclOther, 4, noID}), false},
-		{"unsorted tags", acl(2, [3]uint32{aclGroupObj, 4, noID}, [3]uint32{aclUserObj, 6, noID}, [3]uint32{aclOther, 4, noID}), false},
-		{"unsorted ids", acl(2, [3]uint32{aclUserObj, 6, noID}, [3]uint32{aclUser, 4, 1001}, [3]uint32{aclUser, 4, 1000},
-			[3]uint32{aclGroupObj, 0, noID}, [3]uint32{aclMask, 4, noID}, [3]uint32{aclOther, 0, noID}), false},
-		{"invalid id", acl(2, [3]uint32{aclUserObj, 6, noID}, [3]uint32{aclUser, 4, noID},
-			[3]uint32{aclGroupObj, 0, noID}, [3]uint32{aclMask, 4, noID}, [3]uint32{aclOther, 0, noID}), false},
-		{"bad perm", acl(2, [3]uint32{aclUserObj, 8, noID}, [3]uint32{aclGroupObj, 4, noID}, [3]uint32{aclOther, 4, noID}), false},
-		{"bad tag", acl(2, [3]uint32{aclUserObj, 6, noID}, [3]uint32{aclGroupObj, 4, noID}, [3]uint32{0x40, 4, noID}), false},
-	} {
-		if got := validACL(tt.v); got != tt.want {
-			t.Errorf("%s: validACL = %v, want %v", tt.name, got, tt.want)
-		}
-	}
-}
-
 func TestInheritedACL(t *testing.T) {
+	t.Parallel()
 	def := acl(2, [3]uint32{aclUserObj, 7, noID}, [3]uint32{aclUser, 7, 1000}, [3]uint32{aclGroupObj, 5, noID},
 		[3]uint32{aclMask, 7, noID}, [3]uint32{aclOther, 5, noID})
 	want := acl(2, [3]uint32{aclUserObj, 6, noID}, [3]uint32{aclUser, 7, 1000}, [3]uint32{aclGroupObj, 5, noID},
@@ -70,6 +38,7 @@ func TestInheritedACL(t *testing.T) {
 }
 
 func TestServedXattrsHidesBadACLs(t *testing.T) {
+	t.Parallel()
 	good := acl(2, [3]uint32{aclUserObj, 6, noID}, [3]uint32{aclGroupObj, 4, noID}, [3]uint32{aclOther, 4, noID})
 	xs := []index.Xattr{{Name: aclAccess, Value: []byte("garbage")}, {Name: aclDefault, Value: good}, {Name: "user.x", Value: []byte("y")}}
 	got := servedXattrs(newFileSystem[*fakeDir](newFakeView(), Options{}).log, 1, xs)

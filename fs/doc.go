@@ -1,7 +1,12 @@
-// Package fs serves an overlay view through FUSE: node IDs, attributes, cache timeouts, kernel page
-// caching of immutable data, and the mapping of errors to errno values.
+// Package fs serves an overlay view through FUSE: node IDs, attributes, cache timeouts and kernel page
+// caching, the changes of a writable view and the pause a live commit asks for, and the mapping of
+// errors to errno values.
 //
 // It must not hold union logic or touch tar.
+//
+// It builds on Linux only, and says so through its import of overlay, whose files are all *_linux.go
+// (DESIGN.md states the rule once): its own files carry no suffix, and nothing is stubbed for other
+// systems.
 //
 // It implements go-fuse's raw protocol interface (fuse.RawFileSystem) rather than go-fuse's fs package,
 // which keeps an Inode object for every node the kernel has looked up: with a million entries walked

@@ -53,6 +53,7 @@ func mountFixture(t testing.TB) (string, *fixture, *fuse.Server) {
 }
 
 func TestMountStat(t *testing.T) {
+	t.Parallel()
 	mnt, fx, _ := mountFixture(t)
 	for _, tt := range []struct {
 		path         string
@@ -124,6 +125,7 @@ func TestMountStat(t *testing.T) {
 }
 
 func TestMountOptions(t *testing.T) {
+	t.Parallel()
 	mnt, _, _ := mountFixture(t)
 	info, err := mountInfo(mnt)
 	if err != nil {
@@ -174,6 +176,7 @@ func mountInfo(mnt string) (string, error) {
 }
 
 func TestMountReadlinkXattr(t *testing.T) {
+	t.Parallel()
 	mnt, _, _ := mountFixture(t)
 	if got, err := os.Readlink(filepath.Join(mnt, "link")); err != nil || got != "dir/sub/../../file" {
 		t.Errorf("readlink = %q, %v", got, err)
@@ -208,6 +211,7 @@ func TestMountReadlinkXattr(t *testing.T) {
 }
 
 func TestMountRead(t *testing.T) {
+	t.Parallel()
 	mnt, fx, _ := mountFixture(t)
 	for _, tt := range []struct {
 		name string
@@ -252,6 +256,7 @@ func TestMountRead(t *testing.T) {
 }
 
 func TestMountReadOnly(t *testing.T) {
+	t.Parallel()
 	mnt, _, _ := mountFixture(t)
 	file := filepath.Join(mnt, "file")
 	for _, tt := range []struct {
@@ -289,6 +294,7 @@ func TestMountReadOnly(t *testing.T) {
 }
 
 func TestMountReadDirLarge(t *testing.T) {
+	t.Parallel()
 	const n = 100_000
 	v := newFakeView()
 	big := v.dir(overlay.Root, "big")
@@ -343,6 +349,7 @@ func TestMountReadDirLarge(t *testing.T) {
 }
 
 func TestMountUnmount(t *testing.T) {
+	t.Parallel()
 	fx, err := newFixture("")
 	if err != nil {
 		t.Fatal(err)

@@ -122,6 +122,7 @@ func (l *memLayer) ReadAt(id index.ID, p []byte, off int64) (int, error) {
 
 // TestMountOverlay serves a real union of two layers: what a container would see.
 func TestMountOverlay(t *testing.T) {
+	t.Parallel()
 	lower := newMemLayer(
 		memMember{"etc/passwd", index.TypeRegular, 0o644, "root:x:0:0\n"},
 		memMember{"etc/shadow", index.TypeRegular, 0o600, "secret\n"},

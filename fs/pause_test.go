@@ -8,6 +8,7 @@ import (
 )
 
 func TestPause(t *testing.T) {
+	t.Parallel()
 	var p Pause
 	if st := p.enter(nil); st != fuse.OK {
 		t.Fatalf("enter: %v", st)

@@ -42,6 +42,7 @@ func runPosix[D Dir](t *testing.T, newFS func(t *testing.T) (*fileSystem[D], str
 
 // TestPosixFake runs go-fuse's POSIX suite on a writable fake view.
 func TestPosixFake(t *testing.T) {
+	t.Parallel()
 	runPosix(t, func(t *testing.T) (*fileSystem[*fakeDir], string) {
 		return newFileSystem(newFakeWView(), Options{UpperDir: t.TempDir()}), ""
 	}, nil)

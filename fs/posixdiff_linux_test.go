@@ -951,11 +951,13 @@ func posixTrees(t *testing.T) (plain, ovl, mnt string) {
 // TestPosixDiff runs each scenario on a plain directory, on the kernel's overlayfs and on imgfs, and
 // compares every result and the trees they leave.
 func TestPosixDiff(t *testing.T) {
+	t.Parallel()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: mounts overlayfs, runs operations as other users")
 	}
 	for _, sc := range posixScenarios {
 		t.Run(sc.name, func(t *testing.T) {
+			t.Parallel() // each scenario has its own trees and mounts
 			plain, ovl, mnt := posixTrees(t)
 			want := posixScript(t, plain, sc.ops)
 			kern := posixScript(t, ovl, sc.ops)
@@ -995,6 +997,7 @@ func TestPosixDiff(t *testing.T) {
 // 1): after the move nothing merges below it, and the subdirectory counts its own subdirectories again,
 // as on a plain directory. (overlayfs refuses to move a merged directory without redirect_dir: EXDEV.)
 func TestPosixDirRenameNlink(t *testing.T) {
+	t.Parallel()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: mounts overlayfs")
 	}

@@ -34,6 +34,7 @@ func newTestFS(t testing.TB) (*fileSystem[*fakeDir], *fixture) {
 func hdr(n overlay.Node) fuse.InHeader { return fuse.InHeader{NodeId: uint64(n)} }
 
 func TestErrno(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct {
 		err  error
 		want syscall.Errno
@@ -67,6 +68,7 @@ func TestErrno(t *testing.T) {
 }
 
 func TestLookupAttr(t *testing.T) {
+	t.Parallel()
 	fsys, fx := newTestFS(t)
 	for _, tt := range []struct {
 		parent overlay.Node
@@ -132,6 +134,7 @@ func checkAttr(t *testing.T, a *fuse.Attr, mode, nlink uint32, size, blocks uint
 }
 
 func TestLookupErrors(t *testing.T) {
+	t.Parallel()
 	fsys, fx := newTestFS(t)
 	fx.v.add(overlay.Root, "broken", index.TypeRegular, 0o644).failErr = errors.New("corrupt table")
 	fx.v.add(overlay.Root, "weird", index.Type(99), 0o644)
@@ -164,6 +167,7 @@ func TestLookupErrors(t *testing.T) {
 }
 
 func TestTimeouts(t *testing.T) {
+	t.Parallel()
 	fx, err := newFixture("")
 	if err != nil {
 		t.Fatal(err)
@@ -187,6 +191,7 @@ func TestTimeouts(t *testing.T) {
 }
 
 func TestReadlink(t *testing.T) {
+	t.Parallel()
 	fsys, fx := newTestFS(t)
 	h := hdr(fx.link.attr.Node)
 	got, st := fsys.Readlink(nil, &h)
@@ -200,6 +205,7 @@ func TestReadlink(t *testing.T) {
 }
 
 func TestXattrs(t *testing.T) {
+	t.Parallel()
 	fsys, fx := newTestFS(t)
 	h := hdr(fx.file.attr.Node)
 	for _, tt := range []struct {
@@ -242,6 +248,7 @@ func TestXattrs(t *testing.T) {
 }
 
 func TestOpenRead(t *testing.T) {
+	t.Parallel()
 	fsys, fx := newTestFS(t)
 	for _, flags := range []uint32{syscall.O_WRONLY, syscall.O_RDWR, syscall.O_RDONLY | syscall.O_TRUNC} {
 		var out fuse.OpenOut
@@ -329,6 +336,7 @@ func TestOpenRead(t *testing.T) {
 // answered as data, complete: never as a go-fuse file-descriptor result, which go-fuse splices with one
 // splice(2) call that may move less than asked (the kernel then takes the short reply for end of file).
 func TestReadFileRangeIsData(t *testing.T) {
+	t.Parallel()
 	fsys, fx := newTestFS(t)
 	var out fuse.OpenOut
 	if st := fsys.Open(nil, &fuse.OpenIn{InHeader: hdr(fx.spliced.attr.Node)}, &out); st != fuse.OK {
@@ -421,6 +429,7 @@ func listDir(t testing.TB, fsys *fileSystem[*fakeDir], n overlay.Node, plus bool
 }
 
 func TestReadDir(t *testing.T) {
+	t.Parallel()
 	fsys, fx := newTestFS(t)
 	want := []string{".", "..", "big", "dir", "empty", "fifo", "file", "link", "loop", "null", "spliced"}
 	for _, plus := range []bool{false, true} {
@@ -496,6 +505,7 @@ func TestReadDir(t *testing.T) {
 }
 
 func TestReadDirSkipsInvalidNames(t *testing.T) {
+	t.Parallel()
 	v := newFakeView()
 	for _, name := range []string{"a", "b/c", "nul\x00", "", ".", "..", "z"} {
 		v.add(overlay.Root, name, index.TypeRegular, 0o644)
@@ -514,6 +524,7 @@ func TestReadDirSkipsInvalidNames(t *testing.T) {
 }
 
 func TestReadDirPlusLarge(t *testing.T) {
+	t.Parallel()
 	const n = 100_000
 	v := newFakeView()
 	big := v.dir(overlay.Root, "big")
@@ -538,6 +549,7 @@ func TestReadDirPlusLarge(t *testing.T) {
 }
 
 func TestStatFs(t *testing.T) {
+	t.Parallel()
 	fsys, _ := newTestFS(t)
 	var out fuse.StatfsOut
 	h := hdr(overlay.Root)
@@ -555,6 +567,7 @@ type usageView struct{ *fakeView }
 func (usageView) Usage() (int64, int64) { return 2*blockSize + 1, 7 }
 
 func TestReadOnly(t *testing.T) {
+	t.Parallel()
 	fsys, fx := newTestFS(t)
 	checkReadOnly(t, fsys, fx.file.attr.Node)
 	// A view that could change but says it cannot is served read-only too.

@@ -15,6 +15,7 @@ import (
 // TestLseekWithoutMap checks LSEEK on a file whose view cannot tell where its data lies: all data, the
 // end of the file the only hole, ENXIO at or past the end, EINVAL for other whences.
 func TestLseekWithoutMap(t *testing.T) {
+	t.Parallel()
 	fsys, fx := newTestFS(t)
 	var open fuse.OpenOut
 	if st := fsys.Open(nil, &fuse.OpenIn{InHeader: hdr(fx.file.attr.Node), Flags: syscall.O_RDONLY}, &open); st != fuse.OK {
@@ -49,6 +50,7 @@ func TestLseekWithoutMap(t *testing.T) {
 // TestReadDirHidesPollHackName checks that the root's listings leave out the name go-fuse answers
 // itself, and that the name is an ordinary one below the root.
 func TestReadDirHidesPollHackName(t *testing.T) {
+	t.Parallel()
 	v := newFakeView()
 	v.add(overlay.Root, pollHackName, index.TypeRegular, 0o644)
 	v.add(overlay.Root, "z", index.TypeRegular, 0o644)

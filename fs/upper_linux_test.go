@@ -48,6 +48,7 @@ var overlayPosixSkips = map[string]string{}
 // TestPosixOverlay runs go-fuse's POSIX suite on a real overlay view, in a directory of the image
 // (empty there, so the first change copies it up), with other files of the image around it.
 func TestPosixOverlay(t *testing.T) {
+	t.Parallel()
 	runPosix(t, func(t *testing.T) (*fileSystem[*overlay.Dir], string) {
 		v, dir := newUpperView(t,
 			memMember{"t", index.TypeDir, 0o777, ""},

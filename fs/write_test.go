@@ -83,6 +83,7 @@ func (fx *writeFixture) read(t *testing.T, fh uint64) string {
 }
 
 func TestCreate(t *testing.T) {
+	t.Parallel()
 	fx := newWriteFixture(t)
 	out, st := fx.create(t, overlay.Root, "new", syscall.O_RDWR)
 	if st != fuse.OK {
@@ -133,6 +134,7 @@ func TestCreate(t *testing.T) {
 }
 
 func TestMkdirMknodSymlink(t *testing.T) {
+	t.Parallel()
 	fx := newWriteFixture(t)
 	h := caller(overlay.Root, 1000, 100)
 	var out fuse.EntryOut
@@ -191,6 +193,7 @@ func TestMkdirMknodSymlink(t *testing.T) {
 }
 
 func TestLinkUnlinkRmdir(t *testing.T) {
+	t.Parallel()
 	fx := newWriteFixture(t)
 	node := fx.file.attr.Node
 	var out fuse.EntryOut
@@ -240,6 +243,7 @@ func TestLinkUnlinkRmdir(t *testing.T) {
 }
 
 func TestRenameFlags(t *testing.T) {
+	t.Parallel()
 	fx := newWriteFixture(t)
 	other := fx.v.file(overlay.Root, "other", []byte("other"))
 	rename := func(flags uint32, from, to string) fuse.Status {
@@ -274,6 +278,7 @@ func TestRenameFlags(t *testing.T) {
 }
 
 func TestSetAttr(t *testing.T) {
+	t.Parallel()
 	fx := newWriteFixture(t)
 	node := fx.file.attr.Node
 	setattr := func(in fuse.SetAttrIn) (fuse.AttrOut, fuse.Status) {
@@ -328,6 +333,7 @@ func TestSetAttr(t *testing.T) {
 }
 
 func TestWriteAppendSync(t *testing.T) {
+	t.Parallel()
 	fx := newWriteFixture(t)
 	node := fx.file.attr.Node
 	ro := fx.open(t, node, syscall.O_RDONLY) // opened before the writes: sees them
@@ -384,6 +390,7 @@ func TestWriteAppendSync(t *testing.T) {
 }
 
 func TestWritableXattrs(t *testing.T) {
+	t.Parallel()
 	fx := newWriteFixture(t)
 	node := fx.file.attr.Node
 	h := hdr(node)
@@ -426,6 +433,7 @@ func TestWritableXattrs(t *testing.T) {
 }
 
 func TestWritableMisc(t *testing.T) {
+	t.Parallel()
 	fx := newWriteFixture(t)
 	node := fx.file.attr.Node
 	if st := fx.fsys.Tmpfile(nil, &fuse.CreateIn{InHeader: hdr(overlay.Root)}, &fuse.CreateOut{}); st != fuse.Status(syscall.EOPNOTSUPP) {
@@ -476,6 +484,7 @@ func TestWritableMisc(t *testing.T) {
 }
 
 func TestGetAttrRemovedOpenDir(t *testing.T) {
+	t.Parallel()
 	fx := newWriteFixture(t)
 	var oo fuse.OpenOut
 	if st := fx.fsys.OpenDir(nil, &fuse.OpenIn{InHeader: hdr(fx.dir)}, &oo); st != fuse.OK {

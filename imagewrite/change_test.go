@@ -45,6 +45,7 @@ func applyLines(t *testing.T, lines ...string) (map[string]json.RawMessage, erro
 }
 
 func TestApplyChanges(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name  string
 		lines []string
@@ -65,6 +66,7 @@ func TestApplyChanges(t *testing.T) {
 		{"env replace in place", []string{`ENV HOME=/home/me`}, "Env", `["PATH=/usr/bin:/bin","HOME=/home/me","EMPTY="]`},
 		{"env several quoted", []string{`ENV A="two words" B='single $HOME' C=a\ b`}, "Env", `["PATH=/usr/bin:/bin","HOME=/root","EMPTY=","A=two words","B=single $HOME","C=a b"]`},
 		{"env expands", []string{`ENV PATH=/opt/bin:$PATH X=${HOME}/x`}, "Env", `["PATH=/opt/bin:/usr/bin:/bin","HOME=/root","EMPTY=","X=/root/x"]`},
+		{"env expands quoted", []string{`ENV A="$HOME x" B="${NOPE:-d e}"`}, "Env", `["PATH=/usr/bin:/bin","HOME=/root","EMPTY=","A=/root x","B=d e"]`},
 		{"env expands from before", []string{`ENV HOME=/new Y=$HOME`}, "Env", `["PATH=/usr/bin:/bin","HOME=/new","EMPTY=","Y=/root"]`},
 		{"env sequence", []string{`ENV HOME=/new`, `ENV Y=$HOME`}, "Env", `["PATH=/usr/bin:/bin","HOME=/new","EMPTY=","Y=/new"]`},
 		{"env defaults", []string{`ENV A=${NOPE:-def} B=${EMPTY:-e} C=${EMPTY-e} D=${HOME:+set} E=${NOPE+set}`}, "Env", `["PATH=/usr/bin:/bin","HOME=/root","EMPTY=","A=def","B=e","C=","D=set","E="]`},
@@ -110,6 +112,7 @@ func TestApplyChanges(t *testing.T) {
 }
 
 func TestApplyChangesWindows(t *testing.T) {
+	t.Parallel()
 	c, err := ParseChange("CMD dir")
 	if err != nil {
 		t.Fatal(err)
@@ -124,6 +127,7 @@ func TestApplyChangesWindows(t *testing.T) {
 }
 
 func TestParseChangeErrors(t *testing.T) {
+	t.Parallel()
 	cases := []struct{ line, want string }{
 		{"", "empty"},
 		{"   ", "empty"},
@@ -171,6 +175,7 @@ func TestParseChangeErrors(t *testing.T) {
 }
 
 func TestApplyChangeErrors(t *testing.T) {
+	t.Parallel()
 	cases := []struct{ line, want string }{
 		{"ENV A=${NOPE:?must be set}", "NOPE: must be set"},
 		{"ENV A=${EMPTY?}", ""}, // set (if empty): no error

@@ -63,6 +63,16 @@ func (l lexer) process(s string, split bool, depth int) ([]string, error) {
 		inWord = inWord || s != ""
 		return nil
 	}
+	// expandAt appends the value of the variable reference at s[i:], quoted or not, and returns the
+	// index after the reference.
+	expandAt := func(i int) (int, error) {
+		v, n, err := l.expand(s[i:], depth)
+		if err != nil {
+			return 0, err
+		}
+		return i + n, grow(v)
+	}
+	var err error
 	for i := 0; i < len(s); {
 		c := s[i]
 		switch {
@@ -109,14 +119,9 @@ func (l lexer) process(s string, split bool, depth int) ([]string, error) {
 					}
 					i += 2
 				case c == '$':
-					v, n, err := l.expand(s[i:], depth)
-					if err != nil {
+					if i, err = expandAt(i); err != nil {
 						return nil, err
 					}
-					if err := grow(v); err != nil {
-						return nil, err
-					}
-					i += n
 				default:
 					if err := grow(s[i : i+1]); err != nil {
 						return nil, err
@@ -129,14 +134,9 @@ func (l lexer) process(s string, split bool, depth int) ([]string, error) {
 			}
 			inWord = true
 		case c == '$':
-			v, n, err := l.expand(s[i:], depth)
-			if err != nil {
+			if i, err = expandAt(i); err != nil {
 				return nil, err
 			}
-			if err := grow(v); err != nil {
-				return nil, err
-			}
-			i += n
 		default:
 			if err := grow(s[i : i+1]); err != nil {
 				return nil, err

@@ -12,6 +12,7 @@ import (
 // removed by the next write to the same output; a temporary that a running write holds (locked) stays,
 // and so do other files.
 func TestWriteReclaimsTemps(t *testing.T) {
+	t.Parallel()
 	base := sampleBase(t)
 	for _, f := range []Format{FormatDockerArchive, FormatOCI} {
 		t.Run(string(f), func(t *testing.T) {

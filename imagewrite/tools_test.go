@@ -57,6 +57,7 @@ func skopeoRef(f Format, out, tag string) string {
 // TestToolsAccept writes a commit in every format and checks it with skopeo inspect, skopeo copy to an
 // OCI layout and umoci unpack of the copy.
 func TestToolsAccept(t *testing.T) {
+	t.Parallel()
 	skopeo, umoci := tool(t, "skopeo"), tool(t, "umoci")
 	base := sampleBase(t)
 	layerTar := newLayerTar(t)
@@ -65,6 +66,7 @@ func TestToolsAccept(t *testing.T) {
 	for _, f := range allFormats {
 		for _, c := range []compression.Format{compression.None, compression.Gzip, compression.Zstd} {
 			t.Run(fmt.Sprintf("%s/%s", f, c), func(t *testing.T) {
+				t.Parallel() // each writes and checks its own output; base is only read
 				dir := t.TempDir()
 				out := filepath.Join(dir, "img")
 				res, err := Write(context.Background(), out, base, []Layer{bytesLayer(layerTar)}, cfg, Options{Format: f, Compression: c, Tags: []string{"imgfs/tools:1"}})
@@ -158,6 +160,7 @@ func checkRootfs(t *testing.T, root string) {
 // TestPodmanLoad loads a docker-archive output into a private podman store (vfs driver, temporary root)
 // and checks what podman sees.
 func TestPodmanLoad(t *testing.T) {
+	t.Parallel()
 	podman := tool(t, "podman")
 	if os.Geteuid() != 0 {
 		t.Skip("podman load into a private store needs root here")

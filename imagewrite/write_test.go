@@ -70,6 +70,7 @@ func readLayer(t testing.TB, l archive.Layer) []byte {
 }
 
 func TestWriteCommit(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	base := sampleBase(t)
 	layerTar := newLayerTar(t)
@@ -188,6 +189,7 @@ func assertNoTemp(t testing.TB, dir string) {
 }
 
 func TestWriteImport(t *testing.T) {
+	t.Parallel()
 	layerTar := newLayerTar(t)
 	plat := &ispec.Platform{OS: "linux", Architecture: "arm64", Variant: "v8"}
 	for _, f := range allFormats {
@@ -231,6 +233,7 @@ func TestWriteImport(t *testing.T) {
 }
 
 func TestWriteNoLayer(t *testing.T) {
+	t.Parallel()
 	base := sampleBase(t)
 	out := filepath.Join(t.TempDir(), "out.tar")
 	res, err := Write(context.Background(), out, base, nil, Config{Created: testEpoch, Comment: "config only", Changes: []string{"USER nobody"}}, Options{Format: FormatOCIArchive})
@@ -252,6 +255,7 @@ func TestWriteNoLayer(t *testing.T) {
 }
 
 func TestWriteKeepsUnknownFields(t *testing.T) {
+	t.Parallel()
 	p := filepath.Join(t.TempDir(), "base.tar")
 	writeLegacy(t, p, map[string]any{
 		"architecture": "amd64", "os": "linux", "docker_version": "24.0.7",
@@ -297,6 +301,7 @@ func TestWriteKeepsUnknownFields(t *testing.T) {
 // TestWriteDeterministic writes the same image twice into different directories and compares every
 // byte; a different Created gives a different image.
 func TestWriteDeterministic(t *testing.T) {
+	t.Parallel()
 	base := sampleBase(t)
 	big := bigLayer(t, 3<<20+12345)
 	for _, f := range allFormats {
@@ -371,6 +376,7 @@ func treeSum(t testing.TB, p string) string {
 }
 
 func TestWriteFailureLeavesNothing(t *testing.T) {
+	t.Parallel()
 	base := sampleBase(t)
 	boom := errors.New("boom")
 	for _, f := range allFormats {
@@ -409,6 +415,7 @@ func TestWriteFailureLeavesNothing(t *testing.T) {
 }
 
 func TestWriteOutputRules(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	base := sampleBase(t)
 	layers := []Layer{bytesLayer(newLayerTar(t))}
@@ -453,6 +460,7 @@ func TestWriteOutputRules(t *testing.T) {
 }
 
 func TestWriteArguments(t *testing.T) {
+	t.Parallel()
 	base := sampleBase(t)
 	l := []Layer{bytesLayer(newLayerTar(t))}
 	far := time.Date(12000, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -494,6 +502,7 @@ func TestWriteArguments(t *testing.T) {
 }
 
 func TestWriteBaseDigestMismatch(t *testing.T) {
+	t.Parallel()
 	p := filepath.Join(t.TempDir(), "base.tar")
 	// The config claims a diff_id the layer does not have; a legacy uncompressed layer's digest is its
 	// diff_id, which archive takes on trust.
@@ -520,6 +529,7 @@ func TestWriteBaseDigestMismatch(t *testing.T) {
 }
 
 func TestWriteProgress(t *testing.T) {
+	t.Parallel()
 	big := bigLayer(t, 5<<20)
 	l := bytesLayer(big)
 	l.Size = int64(len(big))
@@ -540,6 +550,7 @@ func TestWriteProgress(t *testing.T) {
 }
 
 func TestWriteDedupLayers(t *testing.T) {
+	t.Parallel()
 	// The same new layer twice, and a new layer equal to a base layer, are stored once.
 	lt := newLayerTar(t)
 	for _, f := range allFormats {
@@ -559,6 +570,7 @@ func TestWriteDedupLayers(t *testing.T) {
 }
 
 func TestNormalizeTag(t *testing.T) {
+	t.Parallel()
 	cases := []struct{ in, want, full string }{
 		{"foo", "foo:latest", "docker.io/library/foo:latest"},
 		{"foo:1.2", "foo:1.2", "docker.io/library/foo:1.2"},
@@ -595,6 +607,7 @@ func TestNormalizeTag(t *testing.T) {
 // TestWriteChain commits on top of an image this package wrote, across formats: the earlier image's
 // blobs, media types and annotations carry over unchanged.
 func TestWriteChain(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	dir := t.TempDir()
 	first := filepath.Join(dir, "first")
@@ -632,6 +645,7 @@ func TestWriteChain(t *testing.T) {
 // TestWriteFixesLayerMediaType reads a base whose manifest says an uncompressed layer is gzip: the
 // output states what the blob is.
 func TestWriteFixesLayerMediaType(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src")

@@ -5,31 +5,16 @@ import (
 	"encoding/binary"
 	"slices"
 	"strconv"
+
+	"github.com/imgfs/imgfs/internal/posixacl"
 )
 
 // POSIX ACLs in tar. Tools write them two ways: as the xattrs system.posix_acl_access and
 // system.posix_acl_default in the kernel's binary form (SCHILY.xattr.* records: containerd, buildkit,
 // GNU tar --xattrs), or as text in SCHILY.acl.access and SCHILY.acl.default (GNU tar --acls, bsdtar
 // --acls, star). The table keeps them as the xattrs, so text records become binary ones here; a member
-// with both keeps its binary record.
-
-// ACL xattr names, and the kernel's ACL entry tags.
-const (
-	xattrACLAccess  = "system.posix_acl_access"
-	xattrACLDefault = "system.posix_acl_default"
-
-	aclUserObj  = 0x01
-	aclUser     = 0x02
-	aclGroupObj = 0x04
-	aclGroup    = 0x08
-	aclMask     = 0x10
-	aclOther    = 0x20
-)
-
-type aclEntry struct {
-	tag, perm uint16
-	id        uint32
-}
+// with both keeps its binary record. The xattr form, and which ACL the kernel accepts, are package
+// posixacl's.
 
 // aclFromText converts an ACL in text form to the kernel's xattr form (version 2, then entries of tag,
 // permissions and id, little endian, sorted by tag and id). Entries are separated by commas or
@@ -37,10 +22,10 @@ type aclEntry struct {
 // and bsdtar write "user:alice:r--:1000"); tags are user, group, mask and other (or u, g, m, o), an
 // optional "default:" prefix is ignored, and so is anything after '#'. A qualifier that is a name with
 // no numeric id cannot be resolved without the image's user database: ok is false, and so it is for an
-// ACL the kernel would refuse (a missing owner, group or other entry, or a mask missing with named
-// entries, or a duplicate).
+// empty ACL and for one the kernel would refuse (posixacl.Valid: a missing owner, group or other entry,
+// a mask missing with named entries, a duplicate).
 func aclFromText(text []byte) (v []byte, ok bool) {
-	var es []aclEntry
+	var es []posixacl.Entry
 	for len(text) > 0 {
 		var e []byte
 		if i := bytes.IndexAny(text, ",\n"); i >= 0 {
@@ -57,23 +42,23 @@ func aclFromText(text []byte) (v []byte, ok bool) {
 		}
 		e = bytes.TrimPrefix(e, []byte("default:"))
 		f := bytes.Split(e, []byte(":"))
-		var ent aclEntry
+		var ent posixacl.Entry
 		switch string(f[0]) {
 		case "user", "u":
-			ent.tag = aclUserObj
+			ent.Tag = posixacl.UserObj
 		case "group", "g":
-			ent.tag = aclGroupObj
+			ent.Tag = posixacl.GroupObj
 		case "mask", "m":
-			ent.tag = aclMask
+			ent.Tag = posixacl.Mask
 		case "other", "o":
-			ent.tag = aclOther
+			ent.Tag = posixacl.Other
 		default:
 			return nil, false
 		}
 		var qual, perm, id []byte
 		switch len(f) {
 		case 2: // "mask:rwx", "other:r--"
-			if ent.tag != aclMask && ent.tag != aclOther {
+			if ent.Tag != posixacl.Mask && ent.Tag != posixacl.Other {
 				return nil, false
 			}
 			perm = f[1]
@@ -84,13 +69,13 @@ func aclFromText(text []byte) (v []byte, ok bool) {
 		default:
 			return nil, false
 		}
-		ent.id = ^uint32(0)
+		ent.ID = posixacl.NoID
 		if len(qual) > 0 {
-			switch ent.tag {
-			case aclUserObj:
-				ent.tag = aclUser
-			case aclGroupObj:
-				ent.tag = aclGroup
+			switch ent.Tag {
+			case posixacl.UserObj:
+				ent.Tag = posixacl.User
+			case posixacl.GroupObj:
+				ent.Tag = posixacl.Group
 			default:
 				return nil, false
 			}
@@ -100,19 +85,19 @@ func aclFromText(text []byte) (v []byte, ok bool) {
 					return nil, false
 				}
 			}
-			if n == uint64(^uint32(0)) {
+			if n == uint64(posixacl.NoID) {
 				return nil, false
 			}
-			ent.id = uint32(n)
+			ent.ID = uint32(n)
 		}
 		for _, c := range perm {
 			switch c {
 			case 'r':
-				ent.perm |= 4
+				ent.Perm |= 4
 			case 'w':
-				ent.perm |= 2
+				ent.Perm |= 2
 			case 'x':
-				ent.perm |= 1
+				ent.Perm |= 1
 			case '-':
 			default:
 				return nil, false
@@ -120,35 +105,24 @@ func aclFromText(text []byte) (v []byte, ok bool) {
 		}
 		es = append(es, ent)
 	}
-	slices.SortFunc(es, func(a, b aclEntry) int {
-		if a.tag != b.tag {
-			return int(a.tag) - int(b.tag)
+	slices.SortFunc(es, func(a, b posixacl.Entry) int {
+		if a.Tag != b.Tag {
+			return int(a.Tag) - int(b.Tag)
 		}
 		switch {
-		case a.id < b.id:
+		case a.ID < b.ID:
 			return -1
-		case a.id > b.id:
+		case a.ID > b.ID:
 			return 1
 		}
 		return 0
 	})
-	var seen uint16
-	named := false
-	for i, e := range es {
-		if i > 0 && es[i-1].tag == e.tag && (e.tag != aclUser && e.tag != aclGroup || es[i-1].id == e.id) {
-			return nil, false // a duplicate
-		}
-		seen |= e.tag
-		named = named || e.tag == aclUser || e.tag == aclGroup
-	}
-	if seen&(aclUserObj|aclGroupObj|aclOther) != aclUserObj|aclGroupObj|aclOther || named && seen&aclMask == 0 {
+	if len(es) == 0 {
 		return nil, false
 	}
-	v = binary.LittleEndian.AppendUint32(make([]byte, 0, 4+8*len(es)), 2)
-	for _, e := range es {
-		v = binary.LittleEndian.AppendUint16(v, e.tag)
-		v = binary.LittleEndian.AppendUint16(v, e.perm)
-		v = binary.LittleEndian.AppendUint32(v, e.id)
+	v = posixacl.Encode(es)
+	if !posixacl.Valid(v) {
+		return nil, false
 	}
 	return v, true
 }
@@ -158,7 +132,7 @@ func (s *tarScanner) addTextACLs() {
 	for _, a := range []struct {
 		name string
 		text []byte
-	}{{xattrACLAccess, s.pax.aclAccess}, {xattrACLDefault, s.pax.aclDefault}} {
+	}{{posixacl.AccessName, s.pax.aclAccess}, {posixacl.DefaultName, s.pax.aclDefault}} {
 		if a.text == nil || s.hasXattr(a.name) {
 			continue
 		}
@@ -179,17 +153,19 @@ func (s *tarScanner) hasXattr(name string) bool {
 }
 
 // aclMode returns mode with its permission bits taken from the access ACL among xs, when there is one
-// in the kernel's form: the owner's from the owner entry, the group's from the mask (the owning group's
-// entry when there is no mask), other's from the other entry; setuid, setgid and sticky stay. That is
-// the mode a file system gives a file when the ACL is set (tar extraction sets it after the mode), and
-// the kernel consults the ACL only when the group bits are not all clear.
+// the kernel accepts (posixacl.Valid, not empty): the owner's from the owner entry, the group's from the
+// mask (the owning group's entry when there is no mask), other's from the other entry; setuid, setgid
+// and sticky stay. That is the mode a file system gives a file when the ACL is set (tar extraction sets
+// it after the mode), and the kernel consults the ACL only when the group bits are not all clear. An ACL
+// the kernel refuses leaves the mode alone, as it does on a tree whose extractor could not set it (and
+// the mount hides such an ACL).
 func aclMode(xs []tarXattr, mode uint32) uint32 {
 	for _, x := range xs {
-		if string(x.Name) != xattrACLAccess {
+		if string(x.Name) != posixacl.AccessName {
 			continue
 		}
 		v := x.Value
-		if len(v) < 4 || (len(v)-4)%8 != 0 || binary.LittleEndian.Uint32(v) != 2 || len(v) == 4 {
+		if len(v) == 4 || !posixacl.Valid(v) {
 			return mode
 		}
 		var user, group, mask, other uint32
@@ -197,21 +173,18 @@ func aclMode(xs []tarXattr, mode uint32) uint32 {
 		for i := 4; i < len(v); i += 8 {
 			tag, perm := binary.LittleEndian.Uint16(v[i:]), uint32(binary.LittleEndian.Uint16(v[i+2:])&7)
 			switch tag {
-			case aclUserObj:
+			case posixacl.UserObj:
 				user = perm
-			case aclGroupObj:
+			case posixacl.GroupObj:
 				group = perm
-			case aclMask:
+			case posixacl.Mask:
 				mask = perm
-			case aclOther:
+			case posixacl.Other:
 				other = perm
 			}
 			seen |= tag
 		}
-		if seen&(aclUserObj|aclGroupObj|aclOther) != aclUserObj|aclGroupObj|aclOther {
-			return mode
-		}
-		if seen&aclMask != 0 {
+		if seen&posixacl.Mask != 0 {
 			group = mask
 		}
 		return mode&^0o777 | user<<6 | group<<3 | other

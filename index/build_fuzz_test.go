@@ -228,6 +228,7 @@ func checkProgram(t *testing.T, prog []byte) {
 }
 
 func TestBuildModel(t *testing.T) {
+	t.Parallel()
 	progs := [][]byte{
 		{0, 0, 0, 2, 3, 0, 0, 0, 1},                   // a; hardlink b -> a; a again
 		{1, 0, 0, 0, 1, 0, 2, 3, 1, 0, 0, 0},          // dir a, a/b, hardlink b -> a/b, file a

@@ -127,6 +127,7 @@ func dump(tb *Table) []string {
 }
 
 func TestBuildTree(t *testing.T) {
+	t.Parallel()
 	d := func(name string, mode int64) tartest.Member {
 		return tartest.Member{Name: name, Type: tar.TypeDir, Mode: mode}
 	}
@@ -286,6 +287,7 @@ func TestBuildTree(t *testing.T) {
 }
 
 func TestBuildData(t *testing.T) {
+	t.Parallel()
 	mt := time.Date(1960, 5, 6, 7, 8, 9, 987654321, time.UTC)
 	data := tartest.Tar(t,
 		tartest.File("f", "old"), tartest.Hardlink("h", "f"), tartest.File("f", "newer"),
@@ -357,6 +359,7 @@ func lookupPath(t testing.TB, tb *Table, p string) ID {
 }
 
 func TestBuildSparse(t *testing.T) {
+	t.Parallel()
 	for _, name := range []string{"gnu-sparse.tar", "pax-sparse-0.0.tar", "pax-sparse-0.1.tar", "pax-sparse-1.0.tar"} {
 		t.Run(name, func(t *testing.T) {
 			l := openBytes(t, readFixture(t, name), Options{})
@@ -394,6 +397,7 @@ func TestBuildSparse(t *testing.T) {
 }
 
 func TestCleanPath(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		in, want string
 		ok       bool
@@ -415,6 +419,7 @@ func TestCleanPath(t *testing.T) {
 // TestBuildManyEntries builds a wide and deep tree and checks the invariants and the hash table's
 // growth.
 func TestBuildManyEntries(t *testing.T) {
+	t.Parallel()
 	var ms []tartest.Member
 	for i := 0; i < 3000; i++ {
 		ms = append(ms, tartest.File(fmt.Sprintf("d%d/s%d/f%d", i%7, i%13, i), ""))
@@ -428,6 +433,7 @@ func TestBuildManyEntries(t *testing.T) {
 
 // TestBuildDeepPaths builds members 30,000 directories deep: the builder stays linear in the path.
 func TestBuildDeepPaths(t *testing.T) {
+	t.Parallel()
 	deep := strings.Repeat("a/", 30000)
 	var data []byte
 	for i := 0; i < 20; i++ {

@@ -40,3 +40,17 @@ func ReadTableFile(path string) (*Table, error) {
 	}
 	return t, nil
 }
+
+// Sparse returns the data regions of a sparse file (Entry.Flags has FlagSparse), copied; nil otherwise.
+// Only tests use it; the view reads them through SparseRegions, which copies nothing.
+func (t *Table) Sparse(id ID) []SparseRegion {
+	raw, n := t.sparseMap(id)
+	if raw == nil {
+		return nil
+	}
+	out := make([]SparseRegion, n)
+	for i := range out {
+		out[i] = sparseRegion(raw, i)
+	}
+	return out
+}

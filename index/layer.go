@@ -37,6 +37,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Progress, when set, is called at most about ten times a second while a table is built.
 	Progress func(Progress)
+
+	// spanSize and hugeFrame, when positive, replace the compression package's spacing of restart
+	// points and its bound on zstd frames (set by tests of this package).
+	spanSize, hugeFrame int64
 }
 
 // Layer is one layer ready for the mount: its member table and random access to member data.
@@ -114,13 +118,9 @@ func Open(ctx context.Context, blob Blob, opts Options) (*Layer, error) {
 	return l, nil
 }
 
-// streamSpan and streamHugeFrame, when positive, replace the compression package's spacing of restart
-// points and its bound on zstd frames (variables for tests).
-var streamSpan, streamHugeFrame int64
-
 // streamOptions are the options of the layer's compressed stream: keyed by the verified pair.
 func (lo *layerOpen) streamOptions() compression.Options {
-	so := compression.Options{Logger: lo.log, SpanSize: streamSpan, HugeFrame: streamHugeFrame}
+	so := compression.Options{Logger: lo.log, SpanSize: lo.opts.spanSize, HugeFrame: lo.opts.hugeFrame}
 	if lo.table != "" {
 		so.CacheDir, so.Key, so.DiffID = lo.cacheDir, lo.d, lo.x
 	} else if lo.cacheDir != "" {

@@ -46,6 +46,7 @@ func tableFiles(t testing.TB, cache string) []string {
 }
 
 func TestOpenUncompressedCache(t *testing.T) {
+	t.Parallel()
 	data := sampleTar(t)
 	cache := t.TempDir()
 	blob := fileBlob(t, data, 1000)
@@ -132,6 +133,7 @@ func TestOpenUncompressedCache(t *testing.T) {
 }
 
 func TestOpenCompressed(t *testing.T) {
+	t.Parallel()
 	data := sampleTar(t)
 	for name, z := range map[string]func(testing.TB, []byte) []byte{"gzip": tartest.Gzip, "zstd": tartest.Zstd} {
 		t.Run(name, func(t *testing.T) {
@@ -201,6 +203,7 @@ func checkContent(t *testing.T, l *Layer) {
 }
 
 func TestOpenNoKey(t *testing.T) {
+	t.Parallel()
 	data := sampleTar(t)
 	cache := t.TempDir()
 	for _, blob := range [][]byte{data, tartest.Gzip(t, data)} {
@@ -232,6 +235,7 @@ func TestOpenNoKey(t *testing.T) {
 }
 
 func TestOpenInvalidDigest(t *testing.T) {
+	t.Parallel()
 	data := sampleTar(t)
 	good := sha(data)
 	for _, d := range []digest.Digest{
@@ -250,6 +254,7 @@ func TestOpenInvalidDigest(t *testing.T) {
 }
 
 func TestOpenErrors(t *testing.T) {
+	t.Parallel()
 	good := tartest.Tar(t, tartest.File("a", strings.Repeat("x", 3000)), tartest.File("b", "y"))
 	tests := []struct {
 		name string
@@ -274,6 +279,7 @@ func TestOpenErrors(t *testing.T) {
 }
 
 func TestOpenCancel(t *testing.T) {
+	t.Parallel()
 	var ms []tartest.Member
 	for i := 0; i < 2000; i++ {
 		ms = append(ms, tartest.File(fmt.Sprintf("f%d", i), "x"))
@@ -291,6 +297,7 @@ func TestOpenCancel(t *testing.T) {
 
 // TestOpenConcurrent builds the same layer from several goroutines sharing a cache: all succeed.
 func TestOpenConcurrent(t *testing.T) {
+	t.Parallel()
 	data := sampleTar(t)
 	cache := t.TempDir()
 	opts := Options{CacheDir: cache, DiffID: sha(data)}
@@ -340,6 +347,7 @@ func TestOpenConcurrent(t *testing.T) {
 // own table, keyed by its digest and diff ID; reopening a blob loads it; a copy of a blob (other bytes
 // as far as the cache can tell) is proven again.
 func TestOpenKeyedByVerifiedPair(t *testing.T) {
+	t.Parallel()
 	data := sampleTar(t)
 	gz := tartest.Gzip(t, data)
 	cache := t.TempDir()

@@ -15,6 +15,7 @@ import (
 // size, mtime set back) or truncated, reads fail (ErrSourceChanged, or a short read) instead of
 // returning its new bytes; deleted, it still reads its bytes, which the open file keeps.
 func TestReadAfterArchiveChanged(t *testing.T) {
+	t.Parallel()
 	data, _ := trustTars(t)
 	want := bytes.Repeat([]byte{'a' + 3}, 9000+3*37)
 	for _, how := range []string{"written", "truncated", "deleted"} {

@@ -687,19 +687,6 @@ func sparseRegion(raw []byte, i int) SparseRegion {
 	}
 }
 
-// Sparse returns the data regions of a sparse file (Entry.Flags has FlagSparse); nil otherwise.
-func (t *Table) Sparse(id ID) []SparseRegion {
-	raw, n := t.sparseMap(id)
-	if raw == nil {
-		return nil
-	}
-	out := make([]SparseRegion, n)
-	for i := range out {
-		out[i] = sparseRegion(raw, i)
-	}
-	return out
-}
-
 // SparseRegions yields the data regions of a sparse file (Entry.Flags has FlagSparse) in ascending
 // order, without copying the map; nothing otherwise.
 func (t *Table) SparseRegions(id ID) iter.Seq[SparseRegion] {

@@ -54,6 +54,7 @@ func fixCRCs(b []byte) {
 }
 
 func TestTableRoundTrip(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "t.table")
 	info := TableInfo{Key: testKey, StreamSize: 123, BlobSize: 456}
 	writeSampleTable(t, path, info)
@@ -114,6 +115,7 @@ func TestTableRoundTrip(t *testing.T) {
 }
 
 func TestTableCorrupt(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "t.table")
 	good := writeSampleTable(t, path, TableInfo{Key: testKey})
 	tests := []struct {
@@ -166,6 +168,7 @@ func TestTableCorrupt(t *testing.T) {
 // TestTableMalformed opens tables whose checksums are right but whose content is not, and checks that
 // every accessor stays safe.
 func TestTableMalformed(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "t.table")
 	good := writeSampleTable(t, path, TableInfo{})
 	for off := tableHeaderSize; off < len(good); off += 7 {

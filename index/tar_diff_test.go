@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/imgfs/imgfs/internal/posixacl"
 )
 
 // scanned is a copy of a tarMember that outlives the scanner.
@@ -255,7 +257,7 @@ func compareMember(data []byte, g scanned, r refMember) string {
 	// permission bits from the ACL, as extraction does; TestScanTextACLs and TestACLMode check those.
 	acl := false
 	for k := range h.PAXRecords {
-		acl = acl || strings.HasPrefix(k, "SCHILY.acl.") || k == "SCHILY.xattr."+xattrACLAccess
+		acl = acl || strings.HasPrefix(k, "SCHILY.acl.") || k == "SCHILY.xattr."+posixacl.AccessName
 	}
 	if !acl && g.Mode != uint32(h.Mode)&0o7777 || g.UID != uint32(h.Uid) || g.GID != uint32(h.Gid) {
 		return fmt.Sprintf("mode/uid/gid %o/%d/%d, archive/tar %o/%d/%d", g.Mode, g.UID, g.GID, h.Mode, h.Uid, h.Gid)

@@ -80,6 +80,7 @@ func base256(field []byte, v int64) {
 }
 
 func TestScanFixtures(t *testing.T) {
+	t.Parallel()
 	mtime := time.Date(2024, 1, 2, 3, 4, 5, 123456789, time.UTC)
 	long := strings.Repeat("d", 60) + "/" + strings.Repeat("e", 60)
 	tests := []struct {
@@ -259,6 +260,7 @@ func TestScanFixtures(t *testing.T) {
 }
 
 func TestScanSparse(t *testing.T) {
+	t.Parallel()
 	for _, name := range []string{"gnu-sparse.tar", "pax-sparse-0.0.tar", "pax-sparse-0.1.tar", "pax-sparse-1.0.tar"} {
 		t.Run(name, func(t *testing.T) {
 			data := readFixture(t, name)
@@ -296,6 +298,7 @@ func TestScanSparse(t *testing.T) {
 }
 
 func TestScanErrors(t *testing.T) {
+	t.Parallel()
 	good := tartest.Tar(t, tartest.File("a", strings.Repeat("x", 1000)), tartest.File("b", "y"))
 	badSum := bytes.Clone(good)
 	badSum[1536+3] ^= 1 // inside the second header's name
@@ -369,6 +372,7 @@ func sparse1x0(t *testing.T, mapText string, extra int) []byte {
 // TestScanGoTestdata runs the differential check over archive/tar's own test archives when the Go
 // source tree is available.
 func TestScanGoTestdata(t *testing.T) {
+	t.Parallel()
 	files, _ := filepath.Glob(filepath.Join(runtime.GOROOT(), "src", "archive", "tar", "testdata", "*.tar"))
 	if len(files) == 0 {
 		t.Skip("no Go source tree")
@@ -434,6 +438,7 @@ func (c *countingReaderAt) ReadAt(p []byte, off int64) (int, error) {
 // TestScanSkipsData checks that a seekable input is repositioned over large member data instead of
 // being read.
 func TestScanSkipsData(t *testing.T) {
+	t.Parallel()
 	big := bytes.Repeat([]byte{'b'}, 1<<20)
 	var ms []tartest.Member
 	for i := 0; i < 50; i++ {

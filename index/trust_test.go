@@ -143,8 +143,9 @@ type trustInput struct {
 // the blob's current bytes hash to the claimed digest and diff ID, and every name and byte the layer
 // shows is what those bytes hold; an honest, untouched blob always opens.
 func TestCacheTrust(t *testing.T) {
-	defer func(s, h int64) { streamSpan, streamHugeFrame = s, h }(streamSpan, streamHugeFrame)
-	streamSpan, streamHugeFrame = 16<<10, 48<<10 // gzip windows; zstd with restart points and with a copy
+	t.Parallel()
+	// Small restart spacing and frame bound: gzip windows; zstd with restart points and with a copy.
+	const span, huge = 16 << 10, 48 << 10
 
 	tarA, tarB := trustTars(t)
 	gzA, gzB := storedGzip(t, tarA), storedGzip(t, tarB)
@@ -201,7 +202,7 @@ func TestCacheTrust(t *testing.T) {
 	}
 	openChecked = func(t *testing.T, cache string, in *trustInput, step string, strict bool) bool {
 		t.Helper()
-		l, err := Open(context.Background(), in.blob, Options{CacheDir: cache, Digest: in.digest, DiffID: in.diffID})
+		l, err := Open(context.Background(), in.blob, Options{CacheDir: cache, Digest: in.digest, DiffID: in.diffID, spanSize: span, hugeFrame: huge})
 		cur := make([]byte, in.blob.Size)
 		if _, rerr := in.blob.R.ReadAt(cur, in.blob.Off); rerr != nil {
 			t.Fatal(rerr)
@@ -227,7 +228,9 @@ func TestCacheTrust(t *testing.T) {
 		return true
 	}
 
+	// The three parts share nothing but the specs: each has its own blobs and caches.
 	t.Run("pairs", func(t *testing.T) {
+		t.Parallel()
 		_, ins := setup(t) // nothing changes the blobs here: one set for all pairs
 		for i := range specs {
 			for j := range specs {
@@ -243,6 +246,7 @@ func TestCacheTrust(t *testing.T) {
 	})
 
 	t.Run("tampered in place", func(t *testing.T) {
+		t.Parallel()
 		for i, s := range specs {
 			if !s.honest {
 				continue
@@ -293,6 +297,7 @@ func TestCacheTrust(t *testing.T) {
 	})
 
 	t.Run("cache edited by hand", func(t *testing.T) {
+		t.Parallel()
 		cache, ins := setup(t)
 		for _, in := range ins {
 			open(t, cache, in, "before")
@@ -376,6 +381,7 @@ func keys(m map[string]string) []string {
 // and nothing is remembered of it, even when its bytes still hash right (the change may have been
 // undone, or hit bytes the pass had already read).
 func TestOpenBlobChangedWhileIndexed(t *testing.T) {
+	t.Parallel()
 	data, _ := trustTars(t)
 	for name, blob := range map[string][]byte{"plain": data, "gzip": tartest.Gzip(t, data)} {
 		t.Run(name, func(t *testing.T) {

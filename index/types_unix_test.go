@@ -9,6 +9,7 @@ import (
 
 // TestTypeOfMode holds the one mode ↔ type mapping to the system's S_IF* bits, both ways.
 func TestTypeOfMode(t *testing.T) {
+	t.Parallel()
 	for typ, bits := range map[Type]uint32{
 		TypeRegular: syscall.S_IFREG, TypeDir: syscall.S_IFDIR, TypeSymlink: syscall.S_IFLNK,
 		TypeChar: syscall.S_IFCHR, TypeBlock: syscall.S_IFBLK, TypeFIFO: syscall.S_IFIFO, TypeSocket: syscall.S_IFSOCK,

@@ -31,6 +31,7 @@ func warningTar(t *testing.T, n int) []byte {
 // TestWarningsStoredWithTable checks that the warnings of a build are logged on every open of the layer,
 // from the cache too, and are kept in the table (bounded, with the total count).
 func TestWarningsStoredWithTable(t *testing.T) {
+	t.Parallel()
 	data := warningTar(t, 0)
 	var gz bytes.Buffer
 	zw := gzip.NewWriter(&gz)
@@ -75,6 +76,7 @@ func TestWarningsStoredWithTable(t *testing.T) {
 
 // TestWarningsBounded checks that only the first maxWarnings warnings are stored, with the count of all.
 func TestWarningsBounded(t *testing.T) {
+	t.Parallel()
 	data := warningTar(t, 100)
 	cache := t.TempDir()
 	for round := range 2 {
@@ -99,6 +101,7 @@ func TestWarningsBounded(t *testing.T) {
 // TestWarningsLinuxLimits checks the index-time warnings of names over NAME_MAX and symlink targets of
 // PATH_MAX bytes or more; the members stay in the table.
 func TestWarningsLinuxLimits(t *testing.T) {
+	t.Parallel()
 	n255, n256, n64k := strings.Repeat("a", 255), strings.Repeat("b", 256), strings.Repeat("c", 65535)
 	data := tartest.Tar(t,
 		tartest.File(n255, ""), tartest.File(n256, ""), tartest.File(n64k, ""),

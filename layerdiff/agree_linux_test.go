@@ -149,6 +149,7 @@ func checkAgree(t *testing.T, up string, refuse error) {
 // xattr whiteouts count only in a directory marked for them, as the kernel reads them; a redirect and
 // a metacopy file are refused by both with the same error.
 func TestFormatAgreementHandMade(t *testing.T) {
+	t.Parallel()
 	clRequireRoot(t)
 	xwh := func(p, ns string) clEnt {
 		return clEnt{path: p, kind: 'f', xattrs: map[string]string{ns + ovlfmt.Whiteout: ""}}
@@ -188,6 +189,7 @@ func TestFormatAgreementHandMade(t *testing.T) {
 // renamed with redirect_dir=on (the kernel's redirect xattr); a chmod with metacopy=on (a metacopy
 // file). The view and the change reader must agree on the first, and refuse the others alike.
 func TestFormatAgreementKernelMade(t *testing.T) {
+	t.Parallel()
 	clRequireRoot(t)
 	lower, _ := clLower(t, agreeLower)
 	low := t.TempDir()

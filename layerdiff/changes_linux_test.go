@@ -373,6 +373,7 @@ var clCases = []clCase{
 }
 
 func TestChanges(t *testing.T) {
+	t.Parallel()
 	clRequireRoot(t)
 	for _, tc := range clCases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -394,6 +395,7 @@ func TestChanges(t *testing.T) {
 }
 
 func TestChangesWithoutLower(t *testing.T) {
+	t.Parallel()
 	clRequireRoot(t)
 	up := clUpper(t, clF("etc/motd", "m"), clW("gone"), clOpaque("o"))
 	got, err := Changes(context.Background(), nil, up)
@@ -407,6 +409,7 @@ func TestChangesWithoutLower(t *testing.T) {
 }
 
 func TestChangesRefusesRedirectedDirs(t *testing.T) {
+	t.Parallel()
 	clRequireRoot(t)
 	lower, _ := clLower(t, []tartest.Member{tartest.File("a/x", "x")})
 	up := clUpper(t, clW("a"), clEnt{path: "b", kind: 'd', xattrs: map[string]string{"trusted.overlay.redirect": "/a"}})
@@ -419,6 +422,7 @@ func TestChangesRefusesRedirectedDirs(t *testing.T) {
 }
 
 func TestChangesErrors(t *testing.T) {
+	t.Parallel()
 	if _, err := Changes(context.Background(), nil, filepath.Join(t.TempDir(), "missing")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("missing dir: %v", err)
 	}
@@ -446,6 +450,7 @@ func (d *clDiscard) Write(p []byte) (int, error) { d.n += int64(len(p)); return 
 // TestChangeDirSwappedEntry replaces entries between the listing and their opening, the way a symlink
 // swap attack would (CVE-2018-15664): nothing outside the upper directory may be read.
 func TestChangeDirSwappedEntry(t *testing.T) {
+	t.Parallel()
 	clRequireRoot(t)
 	outside := t.TempDir()
 	if err := os.WriteFile(filepath.Join(outside, "secret"), []byte("secret"), 0o600); err != nil {

@@ -17,6 +17,7 @@ import (
 // nor takes as whiteouts). Sockets, which the view shows but a layer cannot hold, are listed as the commit
 // writes them: a whiteout of the lower path they replace, nothing else.
 func TestChangesAgreeWithView(t *testing.T) {
+	t.Parallel()
 	clRequireRoot(t)
 	lowerMembers := []tartest.Member{tartest.File("etc/motd", "m"), tartest.File("etc/keep", "k"),
 		tartest.File("srv/sock", "s")}

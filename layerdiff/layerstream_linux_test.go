@@ -94,6 +94,7 @@ func clListing(t *testing.T, b []byte, whMtime time.Time) []string {
 }
 
 func TestWriteLayer(t *testing.T) {
+	t.Parallel()
 	clRequireRoot(t)
 	for _, tc := range clCases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -430,6 +431,7 @@ func clExtract(t *testing.T, v *overlay.View, dst string) {
 }
 
 func TestWriteLayerHeaders(t *testing.T) {
+	t.Parallel()
 	clRequireRoot(t)
 	lower, _ := clLower(t, []tartest.Member{tartest.File("etc/motd", "hello"), tartest.File("etc/gone", "g")})
 	up := clUpper(t,
@@ -503,6 +505,7 @@ func TestWriteLayerHeaders(t *testing.T) {
 }
 
 func TestWriteLayerDeterministic(t *testing.T) {
+	t.Parallel()
 	clRequireRoot(t)
 	lower, _ := clLower(t, []tartest.Member{tartest.File("etc/motd", "hello"), tartest.File("etc/gone", "g")})
 	future := time.Date(2030, 1, 1, 0, 0, 0, 5, time.UTC)
@@ -544,6 +547,7 @@ func TestWriteLayerDeterministic(t *testing.T) {
 }
 
 func TestWriteLayerRefuses(t *testing.T) {
+	t.Parallel()
 	clRequireRoot(t)
 	lower, _ := clLower(t, []tartest.Member{tartest.File("a", "a")})
 	for _, tc := range []struct {
@@ -571,6 +575,7 @@ func TestWriteLayerRefuses(t *testing.T) {
 }
 
 func TestWriteLayerCanceled(t *testing.T) {
+	t.Parallel()
 	clRequireRoot(t)
 	up := clUpper(t, clF("a/b", "b"), clF("c", strings.Repeat("x", 1<<20)))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -600,6 +605,7 @@ func (w *clCancelWriter) Write(p []byte) (int, error) {
 }
 
 func TestWriteLayerWithoutLower(t *testing.T) {
+	t.Parallel()
 	clRequireRoot(t)
 	up := clUpper(t, clF("etc/motd", "m"), clW("gone"), clOpaque("o"))
 	b, st := clWrite(t, nil, up, Options{})
@@ -640,6 +646,7 @@ func BenchmarkWriteLayer(b *testing.B) {
 // format Changes and WriteLayer read). The layer applied over the lower layers must show what that mount
 // showed, and the change set must agree with the lower and merged trees.
 func TestKernelMadeUpperDirs(t *testing.T) {
+	t.Parallel()
 	clRequireRoot(t)
 	seeds := 100
 	if testing.Short() {
@@ -647,6 +654,7 @@ func TestKernelMadeUpperDirs(t *testing.T) {
 	}
 	for seed := range seeds {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			t.Parallel() // each seed has its own directories and mount
 			r := rand.New(rand.NewPCG(uint64(seed), 11))
 			var stacks [][]tartest.Member
 			var layers []overlay.Layer

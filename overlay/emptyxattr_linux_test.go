@@ -15,6 +15,7 @@ import (
 // record as a deletion, and Go's archive/tar, umoci and imgfs's mounts drop it), so commit and export
 // leave it out with a warning instead of writing a record readers disagree on.
 func TestEmptyXattrsSkipped(t *testing.T) {
+	t.Parallel()
 	layers := layersOf(members{file("f", "1")})
 	dir := filepath.Join(upTempDir(t), "upper")
 	v, u := upOpen(t, dir, layers)

@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/internal/fakelayer"
 	"github.com/imgfs/imgfs/internal/tartest"
 )
 
@@ -377,9 +378,10 @@ func checkContractFixture(t *testing.T, l Layer) {
 }
 
 func TestLayerContractFake(t *testing.T) {
+	t.Parallel()
 	checkContractFixture(t, newFakeLayer(contractMembers()...))
 	for seed := range 200 {
-		for i, ms := range genStack(randChooser{rand.New(rand.NewPCG(uint64(seed), 11))}) {
+		for i, ms := range fakelayer.GenStack(rand.New(rand.NewPCG(uint64(seed), 11))) {
 			if bad := layerContract(newFakeLayer(ms...)); len(bad) > 0 {
 				t.Fatalf("seed %d layer %d: %s\nmembers: %+v", seed, i, strings.Join(bad, "\n"), ms)
 			}
@@ -388,6 +390,7 @@ func TestLayerContractFake(t *testing.T) {
 }
 
 func TestLayerContractIndex(t *testing.T) {
+	t.Parallel()
 	checkContractFixture(t, openContractLayer(t, tartest.Tar(t, contractMembers()...)))
 	// The tar fixtures of package index: GNU and PAX long names, sparse files of every format.
 	tars, err := filepath.Glob("../index/testdata/*.tar")
@@ -404,7 +407,7 @@ func TestLayerContractIndex(t *testing.T) {
 		})
 	}
 	for seed := range 100 {
-		for i, ms := range genStack(randChooser{rand.New(rand.NewPCG(uint64(seed), 11))}) {
+		for i, ms := range fakelayer.GenStack(rand.New(rand.NewPCG(uint64(seed), 11))) {
 			b, err := tartest.Build(ms...)
 			if err != nil {
 				t.Fatal(err)
@@ -442,12 +445,13 @@ func (l brokenLookupLayer) Lookup(dir index.ID, name string) (index.ID, bool) {
 
 // TestLayerContractReports breaks a fake layer one obligation at a time and expects the checker to say so.
 func TestLayerContractReports(t *testing.T) {
+	t.Parallel()
 	members := []tartest.Member{
 		tartest.File("d/a", "A"), tartest.File("d/b", "B"), tartest.Dir("e"),
 		tartest.Hardlink("h", "d/a"),
 	}
 	id := func(l *fakeLayer, p string) index.ID {
-		got, ok := l.lookupPath(p)
+		got, ok := l.LookupPath(p)
 		if !ok {
 			t.Fatalf("fixture has no %q", p)
 		}
@@ -460,44 +464,45 @@ func TestLayerContractReports(t *testing.T) {
 	}{
 		{"unsorted children", func(l *fakeLayer) Layer {
 			a, b := id(l, "d/a"), id(l, "d/b")
-			l.names[a], l.names[b] = l.names[b], l.names[a]
+			l.SetName(a, "b")
+			l.SetName(b, "a")
 			return l
 		}, `children of "d" not sorted bytewise`},
 		{"lookup disagrees", func(l *fakeLayer) Layer { return brokenLookupLayer{l} }, `Lookup("d", "b") = 4294967295, false; want 5, true`},
 		{"wrong parent", func(l *fakeLayer) Layer {
-			l.entries[id(l, "d/a")].Parent = id(l, "e")
+			l.EntrySlice()[id(l, "d/a")].Parent = id(l, "e")
 			return l
 		}, `is a child of directory 1 ("d") but names`},
 		{"path disagrees", func(l *fakeLayer) Layer {
-			l.paths[id(l, "d/a")] = "x/a"
+			l.SetPath(id(l, "d/a"), "x/a")
 			return l
 		}, `path "x/a", but its parent's path and its name make "d/a"`},
 		{"name with a slash", func(l *fakeLayer) Layer {
-			l.names[id(l, "e")] = "e/f"
+			l.SetName(id(l, "e"), "e/f")
 			return l
 		}, `name "e/f" is not one normalised path component`},
 		{"root not a directory", func(l *fakeLayer) Layer {
-			l.entries[0].Type = index.TypeRegular
+			l.EntrySlice()[0].Type = index.TypeRegular
 			return l
 		}, `root: type file`},
 		{"hardlink out of range", func(l *fakeLayer) Layer {
-			l.entries[id(l, "h")].Link = index.ID(l.Len() + 3)
+			l.EntrySlice()[id(l, "h")].Link = index.ID(l.Len() + 3)
 			return l
 		}, `out of range`},
 		{"hardlink target not normalised", func(l *fakeLayer) Layer {
-			l.links[id(l, "h")] = "/d/a"
+			l.SetLinkName(id(l, "h"), "/d/a")
 			return l
 		}, `target path "/d/a" is not normalised`},
 		{"hardlinks incomplete", func(l *fakeLayer) Layer {
-			l.hardlinks = nil
+			l.SetHardlinks(nil)
 			return l
 		}, `Hardlinks lists 0 distinct entries; the layer has 1 hard links`},
 		{"xattr flag without xattrs", func(l *fakeLayer) Layer {
-			l.entries[id(l, "e")].Flags |= index.FlagXattrs
+			l.EntrySlice()[id(l, "e")].Flags |= index.FlagXattrs
 			return l
 		}, `FlagXattrs is true but it has 0 xattrs`},
 		{"entry listed twice", func(l *fakeLayer) Layer {
-			l.first[id(l, "e")], l.count[id(l, "e")] = id(l, "d/a"), 1
+			l.SetChildren(id(l, "e"), id(l, "d/a"), 1)
 			return l
 		}, `listed 2 times as a child`},
 		{"ReadAt unbounded", func(l *fakeLayer) Layer { return brokenReadLayer{l} }, `ReadAt of 18 bytes at 0 = 18, <nil>; want 1, EOF`},

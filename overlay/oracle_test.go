@@ -1,7 +1,6 @@
 package overlay
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/internal/fakelayer"
 )
 
 // The oracle applies layers one after the other to an in-memory extracted filesystem, as umoci unpack
@@ -457,32 +457,6 @@ func checkOracle(t testing.TB, layers []Layer) {
 	want := oracleListing(layers, oracle(layers))
 	got := viewListing(t, v)
 	if d := diffListings(want, got, 20); len(d) > 0 {
-		t.Errorf("view differs from the oracle:\n%s\nlayers:\n%s", strings.Join(d, "\n"), dumpLayers(layers))
+		t.Errorf("view differs from the oracle:\n%s\nlayers:\n%s", strings.Join(d, "\n"), fakelayer.Dump(layers))
 	}
-}
-
-// dumpLayers describes layer tables for failure messages.
-func dumpLayers(layers []Layer) string {
-	var b bytes.Buffer
-	for li, l := range layers {
-		fmt.Fprintf(&b, "  layer %d:\n", li)
-		for id := 0; id < l.Len(); id++ {
-			e := l.Entry(index.ID(id))
-			fmt.Fprintf(&b, "    %d %q %v mode=%o", id, l.Path(index.ID(id)), e.Type, e.Mode)
-			if e.Flags&index.FlagImplied != 0 {
-				fmt.Fprint(&b, " implied")
-			}
-			if e.Type == index.TypeHardlink || e.Type == index.TypeSymlink {
-				fmt.Fprintf(&b, " -> %q (link %d)", l.LinkName(index.ID(id)), int32(e.Link))
-			}
-			if e.Type == index.TypeChar {
-				fmt.Fprintf(&b, " %d:%d", e.Devmajor, e.Devminor)
-			}
-			for _, x := range l.Xattrs(index.ID(id)) {
-				fmt.Fprintf(&b, " %s=%s", x.Name, x.Value)
-			}
-			b.WriteByte('\n')
-		}
-	}
-	return b.String()
 }

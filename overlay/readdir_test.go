@@ -39,6 +39,7 @@ func flatLayers(nlayers int) []Layer {
 }
 
 func TestReadDir100k(t *testing.T) {
+	t.Parallel()
 	v, err := New(flatLayers(3), Options{})
 	if err != nil {
 		t.Fatal(err)

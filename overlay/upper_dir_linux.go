@@ -62,14 +62,15 @@ const (
 	workInName = ".wh..wh.imgfs-work"
 )
 
-// Test hooks: forceUserXattrs makes OpenUpper write the userxattr markers even as root;
-// forceXattrWhiteouts makes it write xattr whiteouts, as if mknod were refused.
-var forceUserXattrs, forceXattrWhiteouts bool
+// upperMarkers force the form of the markers a new upper directory gets (set by tests, through
+// UpperOptions): user makes OpenUpper write the userxattr markers even as root; xattrWhiteouts makes it
+// write xattr whiteouts, as if mknod were refused.
+type upperMarkers struct{ user, xattrWhiteouts bool }
 
 // openUpperFS opens (creating when missing) upper directory dir, checks or records base, and chooses
 // the form of the markers. fresh reports a directory that was empty and had no base recorded. With
 // readOnly nothing is written: dir must exist and carry the record of base.
-func openUpperFS(dir, base string, readOnly bool) (u *upperFS, fresh bool, err error) {
+func openUpperFS(dir, base string, readOnly bool, force upperMarkers) (u *upperFS, fresh bool, err error) {
 	if dir == "" {
 		return nil, false, fmt.Errorf("overlay: upper directory not given: %w", ErrInvalid)
 	}
@@ -127,7 +128,7 @@ func openUpperFS(dir, base string, readOnly bool) (u *upperFS, fresh bool, err e
 		}
 		fresh = empty
 		err = unix.EPERM
-		if !forceUserXattrs {
+		if !force.user {
 			err = unix.Fsetxattr(fd, "trusted."+xBase, []byte(base), 0)
 		}
 		if errors.Is(err, unix.EPERM) {
@@ -157,7 +158,7 @@ func openUpperFS(dir, base string, readOnly bool) (u *upperFS, fresh bool, err e
 	}
 	// Since Linux 5.8 anyone may make a 0/0 character device (a whiteout), which overlayfs honours in
 	// an upper directory in every mode; xattr whiteouts are the fallback.
-	u.xwh = forceXattrWhiteouts
+	u.xwh = force.xattrWhiteouts
 	if !u.xwh {
 		tmp, at := u.tmpName(), u.work
 		if at < 0 {

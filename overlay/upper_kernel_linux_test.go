@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/internal/fakelayer"
 	"github.com/imgfs/imgfs/internal/tartest"
 	"golang.org/x/sys/unix"
 )
@@ -178,17 +179,16 @@ func (k upKernelFS) do(step string) error {
 	return fmt.Errorf("unknown step %q", step)
 }
 
-// upGenStep makes a random step over the names of genStack, skipping those whose outcome depends on
+// upGenStep makes a random step over the names of fakelayer.GenStack, skipping those whose outcome depends on
 // following a symlink or opening a special file (the view never follows; the kernel's calls do); ""
 // when it found none to make.
-func upGenStep(c chooser, v *View) string {
-	r := chooserRand{c}
+func upGenStep(c fakelayer.Chooser, v *View) string {
 	for range 20 {
-		p, q := genPath(c, 1), genPath(c, 1)
+		p, q := fakelayer.GenPath(c, 1), fakelayer.GenPath(c, 1)
 		var st string
-		switch r.IntN(18) {
+		switch c.IntN(18) {
 		case 0, 1:
-			st = fmt.Sprintf("touch %s=D%d", p, r.IntN(100))
+			st = fmt.Sprintf("touch %s=D%d", p, c.IntN(100))
 		case 2:
 			st = "mkdir " + p
 		case 3:
@@ -206,19 +206,19 @@ func upGenStep(c chooser, v *View) string {
 		case 10:
 			st = "sym " + p + "->/nowhere/" + q
 		case 11:
-			st = fmt.Sprintf("chmod %s %o", p, []int{0o600, 0o755, 0o4711}[r.IntN(3)])
+			st = fmt.Sprintf("chmod %s %o", p, []int{0o600, 0o755, 0o4711}[c.IntN(3)])
 		case 12:
-			st = fmt.Sprintf("write %s@%d=W%d", p, r.IntN(6), r.IntN(100))
+			st = fmt.Sprintf("write %s@%d=W%d", p, c.IntN(6), c.IntN(100))
 		case 13:
-			st = fmt.Sprintf("trunc %s %d", p, r.IntN(5))
+			st = fmt.Sprintf("trunc %s %d", p, c.IntN(5))
 		case 14:
-			st = fmt.Sprintf("setx %s user.n=%d", p, r.IntN(100))
+			st = fmt.Sprintf("setx %s user.n=%d", p, c.IntN(100))
 		case 15:
 			st = "rmx " + p + " user.k"
 		case 16:
 			st = "fifo " + p
 		case 17:
-			st = fmt.Sprintf("chown %s %d:%d", p, r.IntN(3), r.IntN(3))
+			st = fmt.Sprintf("chown %s %d:%d", p, c.IntN(3), c.IntN(3))
 		}
 		a, err := lookupPath(v, p)
 		op, _, _ := strings.Cut(st, " ")
@@ -243,6 +243,7 @@ func upGenStep(c chooser, v *View) string {
 // same tree, and compares every step's outcome and the final trees; then it checks the upper directory
 // the view wrote with a second kernel mount, and a remount of the view.
 func TestUpperRandomOpsMatchKernel(t *testing.T) {
+	t.Parallel()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to mount overlayfs")
 	}
@@ -260,7 +261,7 @@ func TestUpperRandomOpsMatchKernel(t *testing.T) {
 	for seed := first; seed < first+seeds; seed++ {
 		r := rand.New(rand.NewPCG(uint64(seed), 7))
 		var stacks [][]tartest.Member
-		for _, l := range genStack(randChooser{r}) {
+		for _, l := range fakelayer.GenStack(r) {
 			// The kernel (without index=on) breaks lower hard links on copy-up; the view keeps them.
 			l = slices.DeleteFunc(l, func(m tartest.Member) bool {
 				// A link to AUFS's .wh..wh.dev shows as a device 0/0, which extracted is a whiteout.
@@ -303,13 +304,11 @@ func TestUpperRandomOpsMatchKernel(t *testing.T) {
 		// Seeds cycle through the marker forms (the kernel does not fully read xattr whiteouts in an
 		// upper directory, so only the view and its remount check that form).
 		mode := upModes[seed%len(upModes)]
-		forceUserXattrs, forceXattrWhiteouts = mode.user, mode.xattrWh
-		v, u := upOpen(t, dir, layers)
-		forceUserXattrs, forceXattrWhiteouts = false, false
+		v, u := upOpenMarkers(t, dir, layers, mode.markers())
 		var done []string
 		failed := false
 		for i := range 40 {
-			st := upGenStep(randChooser{r}, v)
+			st := upGenStep(r, v)
 			if st == "" {
 				continue
 			}
@@ -332,7 +331,7 @@ func TestUpperRandomOpsMatchKernel(t *testing.T) {
 		if !failed {
 			got, want := upRender(t, v), upRenderDisk(t, mnt)
 			if !slices.Equal(got, want) {
-				t.Errorf("seed %d: view:\n%s\nkernel:\n%s\nsteps:\n%s\nlayers:\n%s", seed, strings.Join(got, "\n"), strings.Join(want, "\n"), strings.Join(done, "\n"), dumpLayers(layers))
+				t.Errorf("seed %d: view:\n%s\nkernel:\n%s\nsteps:\n%s\nlayers:\n%s", seed, strings.Join(got, "\n"), strings.Join(want, "\n"), strings.Join(done, "\n"), fakelayer.Dump(layers))
 				failed = true
 			}
 			if !failed {
@@ -377,8 +376,9 @@ func upNorm(err error) unix.Errno {
 // TestUpperConcurrentChanges runs random steps from several goroutines while others walk and read the
 // view (for -race and deadlocks), then checks that a remount shows the same tree.
 func TestUpperConcurrentChanges(t *testing.T) {
+	t.Parallel()
 	r := rand.New(rand.NewPCG(3, 4))
-	layers := layersOf(genStack(randChooser{r})...)
+	layers := layersOf(fakelayer.GenStack(r)...)
 	dir := t.TempDir()
 	v, u := upOpen(t, dir, layers)
 	done := make(chan struct{})
@@ -387,7 +387,7 @@ func TestUpperConcurrentChanges(t *testing.T) {
 		go func() {
 			r := rand.New(rand.NewPCG(uint64(w), 9))
 			for range 150 {
-				if st := upGenStep(randChooser{r}, v); st != "" {
+				if st := upGenStep(r, v); st != "" {
 					upDo(v, st)
 				}
 			}
@@ -443,11 +443,6 @@ func TestUpperConcurrentChanges(t *testing.T) {
 	}
 }
 
-// chooserRand gives a chooser the method name of rand.Rand.
-type chooserRand struct{ c chooser }
-
-func (r chooserRand) IntN(n int) int { return r.c.intn(n) }
-
 // FuzzUpperSteps runs steps chosen by the fuzzer over a layer stack chosen by it, and checks that
 // nothing panics and that a remount shows the same tree.
 func FuzzUpperSteps(f *testing.F) {
@@ -455,11 +450,11 @@ func FuzzUpperSteps(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		c := &byteChooser{b: b}
-		layers := layersOf(genStack(c)...)
+		c := fakelayer.NewByteChooser(b)
+		layers := layersOf(fakelayer.GenStack(c)...)
 		dir := t.TempDir()
 		v, u := upOpen(t, dir, layers)
-		for range 1 + c.intn(30) {
+		for range 1 + c.IntN(30) {
 			if st := upGenStep(c, v); st != "" {
 				upDo(v, st)
 			}

@@ -92,6 +92,8 @@ type UpperOptions struct {
 	Base string
 	// Logger receives notes about metadata that could not be copied up; nil discards them.
 	Logger *slog.Logger
+
+	markers upperMarkers // tests: the form of the markers; zero: what the process may write
 }
 
 // Upper is an open upper directory, ready to be given to New in Options.Upper.

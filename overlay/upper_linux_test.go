@@ -21,7 +21,13 @@ import (
 // upOpen opens dir as the upper directory of a view over layers.
 func upOpen(t testing.TB, dir string, layers []Layer) (*View, *Upper) {
 	t.Helper()
-	u, err := OpenUpper(UpperOptions{Dir: dir, Base: "sha256:base"})
+	return upOpenMarkers(t, dir, layers, upperMarkers{})
+}
+
+// upOpenMarkers is upOpen with the markers of a new upper directory forced to the form m.
+func upOpenMarkers(t testing.TB, dir string, layers []Layer, m upperMarkers) (*View, *Upper) {
+	t.Helper()
+	u, err := OpenUpper(UpperOptions{Dir: dir, Base: "sha256:base", markers: m})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -342,12 +348,17 @@ var upCases = []struct {
 		[]string{". dir", "e dir", "e/more file =2", "e/new file =1"}},
 }
 
-// upModes are the forms of markers an upper directory may be written with.
-var upModes = []struct {
+// upMode is a form of markers an upper directory may be written with.
+type upMode struct {
 	name            string
 	user, xattrWh   bool
 	kernelUserxattr bool // the kernel can check it, with the userxattr option
-}{
+}
+
+func (m upMode) markers() upperMarkers { return upperMarkers{user: m.user, xattrWhiteouts: m.xattrWh} }
+
+// upModes are the forms of markers an upper directory may be written with.
+var upModes = []upMode{
 	{"", false, false, false},
 	{" (user xattrs)", true, false, true},
 	{" (user xattrs, xattr whiteouts)", true, true, false},
@@ -361,23 +372,17 @@ func upNeedRoot(t *testing.T) {
 	}
 }
 
-// upSetMode makes the next OpenUpper write the markers of mode m.
-func upSetMode(t testing.TB, user, xattrWh bool) {
-	forceUserXattrs, forceXattrWhiteouts = user, xattrWh
-	t.Cleanup(func() { forceUserXattrs, forceXattrWhiteouts = false, false })
-}
-
 func TestUpperUnionCases(t *testing.T) {
+	t.Parallel()
 	for _, m := range upModes {
 		for _, tc := range upCases {
 			t.Run(tc.name+m.name, func(t *testing.T) {
 				if slices.ContainsFunc(tc.steps, func(s string) bool { return strings.HasPrefix(s, "chown ") }) {
 					upNeedRoot(t)
 				}
-				upSetMode(t, m.user, m.xattrWh)
 				layers := layersOf(tc.layers...)
 				dir := filepath.Join(upTempDir(t), "upper")
-				v, u := upOpen(t, dir, layers)
+				v, u := upOpenMarkers(t, dir, layers, m.markers())
 				for _, st := range tc.steps {
 					if err := upDo(v, st); err != nil {
 						t.Fatalf("%s: %v", st, err)
@@ -389,7 +394,7 @@ func TestUpperUnionCases(t *testing.T) {
 				}
 				upCheckDisk(t, dir)
 				u.Close()
-				v2, _ := upOpen(t, dir, layers)
+				v2, _ := upOpenMarkers(t, dir, layers, m.markers())
 				if again := upRender(t, v2); !slices.Equal(again, got) {
 					t.Errorf("remounted view differs:\n%s\nbefore:\n%s", strings.Join(again, "\n"), strings.Join(got, "\n"))
 				}
@@ -417,6 +422,7 @@ func upCheckDisk(t *testing.T, dir string) {
 }
 
 func TestUpperRefusals(t *testing.T) {
+	t.Parallel()
 	v, _ := upOpen(t, t.TempDir(), layersOf(members{file("f", "1"), file("d/x", "2"), dir("e")}))
 	tests := []struct {
 		step string
@@ -477,6 +483,7 @@ func TestUpperRefusals(t *testing.T) {
 }
 
 func TestUpperReadOnlyView(t *testing.T) {
+	t.Parallel()
 	v := mustNew(t, members{file("f", "1")})
 	if v.Writable() {
 		t.Error("read-only view is writable")
@@ -501,6 +508,7 @@ func TestUpperReadOnlyView(t *testing.T) {
 }
 
 func TestUpperNodeIdentity(t *testing.T) {
+	t.Parallel()
 	layers := layersOf(members{file("a/b/c", "1"), file("a/f", "2"), file("g", "3"), hardlink("h", "g")})
 	v, _ := upOpen(t, t.TempDir(), layers)
 	before := map[string]Node{}
@@ -551,6 +559,7 @@ func TestUpperNodeIdentity(t *testing.T) {
 }
 
 func TestUpperOpenBeforeCopyUp(t *testing.T) {
+	t.Parallel()
 	v, _ := upOpen(t, t.TempDir(), layersOf(members{file("f", "old data")}))
 	a, _ := v.Lookup(Root, "f")
 	ro, err := v.Open(a.Node)
@@ -639,6 +648,7 @@ func (c *countLayer) ReadAt(id index.ID, p []byte, off int64) (int, error) {
 }
 
 func TestUpperConcurrentCopyUp(t *testing.T) {
+	t.Parallel()
 	data := bytes.Repeat([]byte("0123456789abcdef"), 256<<10/16) // 256 KiB
 	cl := &countLayer{Layer: newFakeLayer(tartest.Member{Name: "big", Body: data}), mu: make(chan struct{}, 1)}
 	v, _ := upOpen(t, t.TempDir(), []Layer{cl})
@@ -695,13 +705,13 @@ func upXattr(t *testing.T, p, name string) (string, bool) {
 }
 
 func TestUpperOnDiskForms(t *testing.T) {
+	t.Parallel()
 	layers := layersOf(members{file("f", "1"), file("d/x", "2"), file("e/y", "3"), file("k", "4")})
 	for _, m := range upModes {
 		user, xattrWh := m.user, m.xattrWh
 		t.Run("mode"+m.name, func(t *testing.T) {
-			upSetMode(t, user, xattrWh)
 			dir := t.TempDir()
-			v, _ := upOpen(t, dir, layers)
+			v, _ := upOpenMarkers(t, dir, layers, m.markers())
 			for _, st := range []string{"rm f", "rm d/x", "rmdir d", "mkdir d", "rm e/y", "rmdir e", "touch new=1", "mkdir nd", "mv k k2"} {
 				if err := upDo(v, st); err != nil {
 					t.Fatalf("%s: %v", st, err)
@@ -766,6 +776,7 @@ func TestUpperOnDiskForms(t *testing.T) {
 }
 
 func TestUpperBase(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	u, err := OpenUpper(UpperOptions{Dir: dir, Base: "one"})
 	if err != nil {
@@ -793,6 +804,7 @@ func TestUpperBase(t *testing.T) {
 }
 
 func TestUpperRootAttributes(t *testing.T) {
+	t.Parallel()
 	upNeedRoot(t)
 	root := dirMode(".", 0o750, 3)
 	root.Mtime = time.Unix(1500000000, 0)
@@ -813,6 +825,7 @@ func TestUpperRootAttributes(t *testing.T) {
 // TestUpperSymlinkEscapes checks that no symlink, of the image or in the upper directory, makes the view
 // write outside the upper directory.
 func TestUpperSymlinkEscapes(t *testing.T) {
+	t.Parallel()
 	tmp := t.TempDir()
 	outside := filepath.Join(tmp, "outside")
 	if err := os.Mkdir(outside, 0o755); err != nil {
@@ -875,6 +888,7 @@ func TestUpperSymlinkEscapes(t *testing.T) {
 
 // TestUpperLinkInLowerLayers checks hard links between a lower file and new names, nlink and nodes.
 func TestUpperHardlinkLowerFile(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	v, _ := upOpen(t, dir, layersOf(members{file("f", "data"), file("d/x", "1")}))
 	fa, _ := v.Lookup(Root, "f")
@@ -912,6 +926,7 @@ func TestUpperHardlinkLowerFile(t *testing.T) {
 // TestUpperDirectoryListings checks listings that merge the upper directory with the layers, and that
 // a Dir snapshot keeps its names.
 func TestUpperDirectoryListings(t *testing.T) {
+	t.Parallel()
 	v, _ := upOpen(t, t.TempDir(), layersOf(members{file("d/a", "1"), file("d/c", "2"), file("d/e", "3")}))
 	for _, st := range []string{"touch d/b=x", "rm d/c", "touch d/f=y", "write d/e@0=E", "touch d/0=z"} {
 		if err := upDo(v, st); err != nil {
@@ -1169,6 +1184,7 @@ func upLlistxattr(t *testing.T, p string) []string {
 }
 
 func TestUpperOwnership(t *testing.T) {
+	t.Parallel()
 	upNeedRoot(t)
 	sg := dirMode("sg", 0o2775, 50)
 	sg.GID = 50
@@ -1202,6 +1218,7 @@ func TestUpperOwnership(t *testing.T) {
 }
 
 func TestUpperFreeze(t *testing.T) {
+	t.Parallel()
 	v, _ := upOpen(t, t.TempDir(), layersOf(members{file("f", "1")}))
 	a, _ := v.Lookup(Root, "f")
 	w, err := v.OpenFile(a.Node, true, false)
@@ -1258,6 +1275,7 @@ func (l *fileRangeLayer) FileRange(id index.ID) (*os.File, int64, bool) {
 }
 
 func TestUpperCopyUpData(t *testing.T) {
+	t.Parallel()
 	sparse := append(make([]byte, 4<<20), "tail"...)
 	ranged := bytes.Repeat([]byte("range data "), 100000)
 	fl := newFakeLayer(tartest.Member{Name: "sparse", Body: sparse}, tartest.Member{Name: "ranged", Body: ranged})
@@ -1301,6 +1319,7 @@ func TestUpperCopyUpData(t *testing.T) {
 }
 
 func TestUpperRenameDirectoryWithHardlinks(t *testing.T) {
+	t.Parallel()
 	// A file with a name inside the moved directory and one outside stays one file.
 	layers := layersOf(members{file("a/f", "data"), hardlink("out", "a/f"), file("a/sub/x", "1")})
 	v, _ := upOpen(t, upTempDir(t), layers)
@@ -1325,6 +1344,7 @@ func TestUpperRenameDirectoryWithHardlinks(t *testing.T) {
 // TestUpperDeepPaths changes a file below a path longer than PATH_MAX (copying the whole chain of
 // directories up) and moves the top directory.
 func TestUpperDeepPaths(t *testing.T) {
+	t.Parallel()
 	comp := strings.Repeat("d", 20)
 	deep := strings.Repeat(comp+"/", 250) + "f"
 	dir := t.TempDir()
@@ -1354,6 +1374,7 @@ func TestUpperDeepPaths(t *testing.T) {
 // TestUpperTruncateCopiesLess checks that a lower file opened with O_TRUNC, or truncated, is copied up
 // without the data that goes away.
 func TestUpperTruncateCopiesLess(t *testing.T) {
+	t.Parallel()
 	data := bytes.Repeat([]byte("x"), 1<<20)
 	cl := &countLayer{Layer: newFakeLayer(tartest.Member{Name: "a", Body: data}, tartest.Member{Name: "b", Body: data}), mu: make(chan struct{}, 1)}
 	v, _ := upOpen(t, t.TempDir(), []Layer{cl})

@@ -154,6 +154,7 @@ func roFixture(t *testing.T) (string, []Layer) {
 // TestUpperReadOnlyLeavesDirUnchanged: the read-only open, the view over it, export, Changes and
 // WriteLayer write nothing into the upper directory: every byte, time and xattr stays.
 func TestUpperReadOnlyLeavesDirUnchanged(t *testing.T) {
+	t.Parallel()
 	dir, layers := roFixture(t)
 	before := roSnapshot(t, dir)
 	changes := roUse(t, dir, layers)
@@ -169,6 +170,7 @@ func TestUpperReadOnlyLeavesDirUnchanged(t *testing.T) {
 // TestUpperReadOnlyBindMount: diff, commit and export work on a read-only bind mount of an upper
 // directory, and on a file system without free inodes.
 func TestUpperReadOnlyBindMount(t *testing.T) {
+	t.Parallel()
 	upNeedRoot(t)
 	dir, layers := roFixture(t)
 	want := roUse(t, dir, layers)
@@ -227,6 +229,7 @@ func TestUpperReadOnlyBindMount(t *testing.T) {
 // TestUpperReadOnlyRefusesForeignDirs: a read-only open wants a directory a mount of this very image
 // made, says clearly what is wrong otherwise, and writes nothing.
 func TestUpperReadOnlyRefusesForeignDirs(t *testing.T) {
+	t.Parallel()
 	dir, _ := roFixture(t)
 	src := t.TempDir()
 	if err := os.WriteFile(filepath.Join(src, "main.go"), []byte("package main\n"), 0o644); err != nil {

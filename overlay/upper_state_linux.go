@@ -18,7 +18,7 @@ import (
 // OpenUpper opens the upper directory of a writable view, creating it when missing, and checks (or, on
 // first use, records) the base it was made over. With opts.ReadOnly it only reads the directory.
 func OpenUpper(opts UpperOptions) (*Upper, error) {
-	sys, fresh, err := openUpperFS(opts.Dir, opts.Base, opts.ReadOnly)
+	sys, fresh, err := openUpperFS(opts.Dir, opts.Base, opts.ReadOnly, opts.markers)
 	if err != nil {
 		return nil, err
 	}

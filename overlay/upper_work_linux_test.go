@@ -47,6 +47,7 @@ func workEntries(t *testing.T, p string) []string {
 // beside the upper directory, never in it, so a crash or the kernel's overlayfs never shows them; a
 // clean close removes the work directory, and the next open reclaims what a killed mount left in it.
 func TestUpperWorkDirectory(t *testing.T) {
+	t.Parallel()
 	data := bytes.Repeat([]byte("x"), 4<<20)
 	g := &gateLayer{Layer: newFakeLayer(tartest.Member{Name: "d/big", Body: data}), started: make(chan struct{}, 1),
 		gate: make(chan struct{})}
@@ -126,6 +127,7 @@ func TestUpperWorkDirectory(t *testing.T) {
 // rename(2) cannot reach), the work directory is inside it under a name the view and diff hide, and
 // goes at a clean close.
 func TestUpperWorkInside(t *testing.T) {
+	t.Parallel()
 	upNeedRoot(t)
 	dir := filepath.Join(t.TempDir(), "upper")
 	if err := os.Mkdir(dir, 0o755); err != nil {

@@ -699,16 +699,6 @@ func (v *View) lowerOpen(n Node) (File, error) {
 	return nil, ErrInvalid
 }
 
-// Path returns a path of node n for messages: the path of its owning entry ("a/b/c", "" for the root).
-// For a hard-linked file that is the target's own path, which a higher layer may have hidden. ok is false
-// for a node the view never hands out.
-func (v *View) Path(n Node) (string, bool) {
-	if v.up != nil {
-		return v.up.path(n)
-	}
-	return v.lowerPath(n)
-}
-
 // lowerPath returns the path of node n's owning entry in its layer.
 func (v *View) lowerPath(n Node) (string, bool) {
 	if n == Root {

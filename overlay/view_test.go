@@ -16,6 +16,7 @@ import (
 	"unsafe"
 
 	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/internal/fakelayer"
 	"github.com/imgfs/imgfs/internal/tartest"
 )
 
@@ -102,6 +103,7 @@ func lookupPath(v *View, p string) (Attr, error) {
 }
 
 func TestWhiteouts(t *testing.T) {
+	t.Parallel()
 	opaqueXattr := dir("d")
 	opaqueXattr.Xattrs = map[string]string{"trusted.overlay.opaque": "y", "user.keep": "1"}
 	tests := []struct {
@@ -204,6 +206,7 @@ func TestWhiteouts(t *testing.T) {
 }
 
 func TestWhiteoutNamesNotFound(t *testing.T) {
+	t.Parallel()
 	v := mustNew(t, members{file("x", "1"), file(".wh..wh.plnk/1", "")},
 		members{tartest.Whiteout("", "x"), tartest.Opaque("d"), file(".wh.real", "weird")})
 	for _, name := range []string{".wh.x", ".wh..wh..opq", ".wh..wh.plnk", ".wh.real", "x"} {
@@ -218,6 +221,7 @@ func TestWhiteoutNamesNotFound(t *testing.T) {
 }
 
 func TestXattrsHideOverlayMarkers(t *testing.T) {
+	t.Parallel()
 	d := dir("d")
 	d.Xattrs = map[string]string{"trusted.overlay.opaque": "y", "user.keep": "1", "trusted.overlay.origin": "o"}
 	f := file("f", "x")
@@ -252,6 +256,7 @@ func TestXattrsHideOverlayMarkers(t *testing.T) {
 }
 
 func TestDirectoryAttributes(t *testing.T) {
+	t.Parallel()
 	mt := time.Unix(1600000000, 5)
 	withTime := func(m tartest.Member) tartest.Member { m.Mtime = mt; return m }
 	tests := []struct {
@@ -297,6 +302,7 @@ func TestDirectoryAttributes(t *testing.T) {
 }
 
 func TestHardlinks(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		layers []members
@@ -366,6 +372,7 @@ func TestHardlinks(t *testing.T) {
 }
 
 func TestUnresolvedHardlinkWarns(t *testing.T) {
+	t.Parallel()
 	var logs bytes.Buffer
 	_, err := New(layersOf(members{dir("d")}, members{hardlink("x", "d"), hardlink("y", "missing")}),
 		Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
@@ -378,6 +385,7 @@ func TestUnresolvedHardlinkWarns(t *testing.T) {
 }
 
 func TestErrors(t *testing.T) {
+	t.Parallel()
 	v := mustNew(t, members{file("f", "x"), symlink("s", "f"), file("d/y", "1")}, members{tartest.Whiteout("", "d")})
 	lower := Node(1<<32 | 1) // layer 0's entry 1 is "d" (root, d, f, s in BFS order)
 	if p, _ := v.Path(lower); p != "d" {
@@ -452,6 +460,7 @@ func (l rangeLayer) FileRange(id index.ID) (*os.File, int64, bool) {
 }
 
 func TestOpen(t *testing.T) {
+	t.Parallel()
 	tmp, err := os.CreateTemp(t.TempDir(), "range")
 	if err != nil {
 		t.Fatal(err)
@@ -486,6 +495,7 @@ func TestOpen(t *testing.T) {
 // kept a node across a cache eviction) serves a deep directory node from its ID alone, and the directory
 // stack cache stays bounded however many directories are walked.
 func TestStatelessNodes(t *testing.T) {
+	t.Parallel()
 	var l1, l2 members
 	for i := range 3000 {
 		l1 = append(l1, file(fmt.Sprintf("top/d%04d/sub/f", i), "1"))
@@ -531,12 +541,14 @@ func TestStatelessNodes(t *testing.T) {
 }
 
 func TestDirEntriesAreCompact(t *testing.T) {
+	t.Parallel()
 	if s := unsafe.Sizeof(dirItem{}); s != 16 {
 		t.Errorf("dirItem is %d bytes", s)
 	}
 }
 
 func TestDeepPaths(t *testing.T) {
+	t.Parallel()
 	deep := strings.Repeat("d/", 5000) + "f"
 	v := mustNew(t, members{file(deep, "x")}, members{hardlink("h", deep)})
 	h, err := v.Lookup(Root, "h")
@@ -561,7 +573,8 @@ func TestDeepPaths(t *testing.T) {
 // TestConcurrentWalks walks one view from several goroutines with a tiny stack cache, so that stacks
 // are evicted and rebuilt while others read them (run with -race).
 func TestConcurrentWalks(t *testing.T) {
-	layers := layersOf(genStack(randChooser{rand.New(rand.NewPCG(1, 2))})...)
+	t.Parallel()
+	layers := layersOf(fakelayer.GenStack(rand.New(rand.NewPCG(1, 2)))...)
 	var l1, l2 members
 	for i := range 200 {
 		l1 = append(l1, file(fmt.Sprintf("t/%d/a/b", i%17), "1"), hardlink(fmt.Sprintf("t/%d/h", i%13), "t/1/a/b"))

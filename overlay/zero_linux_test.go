@@ -12,6 +12,7 @@ import (
 // TestZeroLayersUpper writes through a writable view over no layers, then lists, exports and writes
 // the commit layer of the upper directory.
 func TestZeroLayersUpper(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	v, _ := upOpen(t, dir, nil)
 	for _, s := range []string{"mkdir d", "touch d/f=hello", "sym l->d/f", "touch g=x", "rm g"} {

@@ -112,6 +112,7 @@ func TestControlFreeze(t *testing.T) {
 }
 
 func TestPrivateDir(t *testing.T) {
+	t.Parallel()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to make a directory owned by someone else")
 	}
@@ -150,6 +151,7 @@ func TestPrivateDir(t *testing.T) {
 
 // A commit that comes while the mount is still starting (locked, listening, not mounted) waits for it.
 func TestControlMountStarting(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -8,6 +8,7 @@ import (
 )
 
 func TestParsePlatform(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		in      string
 		want    *ispec.Platform
@@ -33,6 +34,7 @@ func TestParsePlatform(t *testing.T) {
 }
 
 func TestHumanBytesAndCommas(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[int64]string{0: "0 B", 1023: "1023 B", 1024: "1.0 KiB", 1536: "1.5 KiB", 5 << 30: "5.0 GiB"} {
 		if got := humanBytes(in); got != want {
 			t.Errorf("humanBytes(%d) = %q, want %q", in, got, want)
@@ -46,12 +48,14 @@ func TestHumanBytesAndCommas(t *testing.T) {
 }
 
 func TestSanitizeFsName(t *testing.T) {
+	t.Parallel()
 	if got := sanitizeFsName("/a b,c\\d"); got != "/a_b_c_d" {
 		t.Errorf("sanitizeFsName = %q", got)
 	}
 }
 
 func TestShortAndTrunc(t *testing.T) {
+	t.Parallel()
 	if got := short("sha256:0123456789abcdef0123"); got != "sha256:0123456789ab" {
 		t.Errorf("short = %q", got)
 	}

@@ -1,4 +1,7 @@
-// Command imgfs mounts container image archives as their merged root filesystem, with nothing extracted.
+// Command imgfs is the command line: its subcommands (mount, unmount, diff, commit, export, import,
+// inspect) wire the packages together, and it runs the processes around a mount (the background
+// daemon, the lock on an upper directory, the control socket a commit talks to). A mount shows a
+// container image archive as its merged root filesystem, with nothing extracted.
 package main
 
 import (

@@ -6,6 +6,7 @@ import (
 )
 
 func TestParseMountinfo(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		line string
 		want mountEntry
@@ -29,6 +30,7 @@ func TestParseMountinfo(t *testing.T) {
 }
 
 func TestMountTargetVerdict(t *testing.T) {
+	t.Parallel()
 	imgfs := mountEntry{"/m", "fuse.imgfs", "imgfs:/a.tar"}
 	sshfs := mountEntry{"/m", "fuse.sshfs", "host:/"}
 	tmpfs := mountEntry{"/m", "tmpfs", "tmpfs"}

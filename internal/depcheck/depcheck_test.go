@@ -47,7 +47,7 @@ var rules = map[string]rule{
 		deny: concat(cliOnly, fuse, testOnly, []string{module + "/index", module + "/overlay", module + "/archive",
 			module + "/imagewrite", module + "/fs"})},
 	// index must not know unions, images, FUSE or the writers.
-	"index": {imports: []string{"compression", "internal/atomicfile", "internal/digests"},
+	"index": {imports: []string{"compression", "internal/atomicfile", "internal/digests", "internal/posixacl"},
 		deny: concat(cliOnly, fuse, testOnly, []string{module + "/overlay", module + "/archive",
 			module + "/imagewrite", module + "/fs"})},
 	// overlay "must not import go-fuse ... or parse manifests" (overlay/doc.go); it never sees an archive.
@@ -70,7 +70,7 @@ var rules = map[string]rule{
 		deny: concat(cliOnly, fuse, testOnly, []string{module + "/archive", module + "/imagewrite",
 			module + "/fs", "github.com/opencontainers/image-spec"})},
 	// fs "must not hold union logic or touch tar" (fs/doc.go): it gets a view and never an archive.
-	"fs": {imports: []string{"overlay", "index"},
+	"fs": {imports: []string{"overlay", "index", "internal/posixacl"},
 		deny:        concat(cliOnly, testOnly, []string{module + "/archive", module + "/imagewrite"}),
 		denyImports: []string{"archive/tar"}},
 	// archive "must not know inodes, FUSE or union rules" (archive/doc.go).
@@ -103,6 +103,7 @@ var rules = map[string]rule{
 	"internal/sample/mksample": {imports: []string{"internal/sample"}, deny: concat(cliOnly, fuse)},
 	"internal/depcheck":        {},
 	"internal/ovlfmt":          {deny: concat(cliOnly, fuse, testOnly)},
+	"internal/posixacl":        {deny: concat(cliOnly, fuse, testOnly)},
 	"internal/fakelayer":       {imports: []string{"index", "internal/tartest"}, deny: concat(cliOnly, fuse)},
 
 	// Stand-alone programs (a key ending in "/..." covers every package below it) and test-only

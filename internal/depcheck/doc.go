@@ -1,4 +1,5 @@
-// Package depcheck holds the test that enforces DESIGN.md's import rules: which of the module's
-// packages may import which, and which outside packages each must not reach. It has no code of its own;
-// the rules and their checker live in depcheck_test.go, so an arrow against the design fails `go test`.
+// Package depcheck holds the tests that enforce DESIGN.md's rules between packages: which of the
+// module's packages may import which, and which outside packages each must not reach
+// (depcheck_test.go), and that no test sets a package variable, so that test knobs are options and
+// tests may run in parallel (knobs_test.go). It has no code of its own, so a rule broken fails `go test`.
 package depcheck

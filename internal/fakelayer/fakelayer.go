@@ -1,6 +1,6 @@
-// Package fakelayer is an in-memory overlay layer for the tests of the packages over the view (a copy
-// of overlay's own test fake, which overlay's internal tests cannot import through overlay), with the
-// random layer-stack generator.
+// Package fakelayer is the in-memory overlay layer of the tests of overlay and of the packages over the
+// view, with the random layer-stack generator and the means for a test to break a layer's contract one
+// rule at a time.
 package fakelayer
 
 import (
@@ -183,14 +183,15 @@ func New(members ...tartest.Member) *Layer {
 			continue
 		}
 		l.hardlinks = append(l.hardlinks, index.ID(id))
-		if t, ok := l.lookupPath(l.links[id]); ok {
+		if t, ok := l.LookupPath(l.links[id]); ok {
 			l.entries[id].Link = t
 		}
 	}
 	return l
 }
 
-func (l *Layer) lookupPath(p string) (index.ID, bool) {
+// LookupPath looks up a slash-separated path ("" is not found) from the root.
+func (l *Layer) LookupPath(p string) (index.ID, bool) {
 	if p == "" {
 		return 0, false
 	}
@@ -240,8 +241,18 @@ func (l *Layer) FileRange(id index.ID) (*os.File, int64, bool) { return nil, 0, 
 // Data returns the data of member id.
 func (l *Layer) Data(id index.ID) []byte { return l.data[id] }
 
+// Table is what Dump reads of a layer: the member-table methods of overlay.Layer, which fakes and
+// *index.Layer have alike.
+type Table interface {
+	Len() int
+	Entry(id index.ID) index.Entry
+	Path(id index.ID) string
+	LinkName(id index.ID) string
+	Xattrs(id index.ID) []index.Xattr
+}
+
 // Dump describes layers for a failure message.
-func Dump(layers []*Layer) string {
+func Dump[L Table](layers []L) string {
 	var b bytes.Buffer
 	for li, l := range layers {
 		fmt.Fprintf(&b, "  layer %d:\n", li)
@@ -266,20 +277,23 @@ func Dump(layers []*Layer) string {
 	return b.String()
 }
 
-// Chooser supplies the generator's decisions.
-type Chooser interface{ intn(n int) int }
+// Chooser supplies the generator's decisions: a number in [0, n). A *rand.Rand is one.
+type Chooser interface{ IntN(n int) int }
 
-type RandChooser struct{ r *rand.Rand }
+// NewRandChooser returns a Chooser taking its decisions from r.
+func NewRandChooser(r *rand.Rand) Chooser { return r }
 
-func (c RandChooser) intn(n int) int { return c.r.IntN(n) }
-
-// byteChooser takes decisions from fuzz bytes; once they run out every decision is 0.
-type byteChooser struct {
+// ByteChooser takes decisions from fuzz bytes, one byte a decision; once they run out every decision
+// is 0.
+type ByteChooser struct {
 	b []byte
 	i int
 }
 
-func (c *byteChooser) intn(n int) int {
+// NewByteChooser returns a ByteChooser over b.
+func NewByteChooser(b []byte) *ByteChooser { return &ByteChooser{b: b} }
+
+func (c *ByteChooser) IntN(n int) int {
 	if c.i >= len(c.b) {
 		return 0
 	}
@@ -290,54 +304,48 @@ func (c *byteChooser) intn(n int) int {
 
 var genNames = []string{"a", "b", "c"}
 
-func genPath(c Chooser, min int) string {
-	depth := min + c.intn(4-min)
+// GenPath makes a random path of min to 3 components over the generator's few names.
+func GenPath(c Chooser, min int) string {
+	depth := min + c.IntN(4-min)
 	parts := make([]string, depth)
 	for i := range parts {
-		parts[i] = genNames[c.intn(len(genNames))]
+		parts[i] = genNames[c.IntN(len(genNames))]
 	}
 	return strings.Join(parts, "/")
-}
-
-func genJoin(dir, name string) string {
-	if dir == "" {
-		return name
-	}
-	return dir + "/" + name
 }
 
 // GenStack makes a random layer stack with few names, so that paths collide across layers: files, dirs,
 // symlinks, devices, hard links (also into AUFS .wh..wh.plnk), whiteouts of both styles, opaque markers
 // of both styles, root members, eStargz metadata and type changes.
 func GenStack(c Chooser) [][]tartest.Member {
-	stacks := make([][]tartest.Member, 1+c.intn(4))
+	stacks := make([][]tartest.Member, 1+c.IntN(4))
 	for li := range stacks {
 		var ms []tartest.Member
-		for n := c.intn(10); n > 0; n-- {
-			p := genPath(c, 1)
-			switch c.intn(17) {
+		for n := c.IntN(10); n > 0; n-- {
+			p := GenPath(c, 1)
+			switch c.IntN(17) {
 			case 0, 1:
 				m := tartest.File(p, fmt.Sprintf("L%d:%s", li, p))
-				m.Mode = []int64{0o644, 0o600, 0o4755}[c.intn(3)]
+				m.Mode = []int64{0o644, 0o600, 0o4755}[c.IntN(3)]
 				ms = append(ms, m)
 			case 2, 3:
 				m := tartest.Dir(p)
-				m.Mode = []int64{0o755, 0o700, 0o1777}[c.intn(3)]
-				m.UID = c.intn(3)
+				m.Mode = []int64{0o755, 0o700, 0o1777}[c.IntN(3)]
+				m.UID = c.IntN(3)
 				ms = append(ms, m)
 			case 4:
-				ms = append(ms, tartest.Symlink(p, []string{"a", "../b", "/c/d"}[c.intn(3)]))
+				ms = append(ms, tartest.Symlink(p, []string{"a", "../b", "/c/d"}[c.IntN(3)]))
 			case 5, 6:
-				target := genPath(c, 1)
-				if c.intn(8) == 0 {
-					target = []string{".wh..wh.dev", ".wh..wh.plnk/a"}[c.intn(2)]
+				target := GenPath(c, 1)
+				if c.IntN(8) == 0 {
+					target = []string{".wh..wh.dev", ".wh..wh.plnk/a"}[c.IntN(2)]
 				}
 				ms = append(ms, tartest.Hardlink(p, target))
 			case 7, 8:
-				dir := genPath(c, 0)
-				ms = append(ms, tartest.Whiteout(dir, genNames[c.intn(len(genNames))]))
+				dir := GenPath(c, 0)
+				ms = append(ms, tartest.Whiteout(dir, genNames[c.IntN(len(genNames))]))
 			case 9:
-				if dir := genPath(c, 0); dir != "" {
+				if dir := GenPath(c, 0); dir != "" {
 					ms = append(ms, tartest.Opaque(dir))
 				} else {
 					ms = append(ms, tartest.File(".wh..wh..opq", ""))
@@ -353,26 +361,26 @@ func GenStack(c Chooser) [][]tartest.Member {
 				m.Xattrs = map[string]string{"user.k": p, "trusted.overlay.origin": "z"}
 				ms = append(ms, m)
 			case 13:
-				name := genNames[c.intn(len(genNames))]
+				name := genNames[c.IntN(len(genNames))]
 				ms = append(ms, tartest.File(".wh..wh.plnk/"+name, "plnk"+name),
 					tartest.Hardlink(p, ".wh..wh.plnk/"+name))
 			case 14:
 				m := tartest.Dir(".")
 				m.Mode = 0o700
-				if c.intn(2) == 0 {
+				if c.IntN(2) == 0 {
 					m.Xattrs = map[string]string{"trusted.overlay.opaque": "y", "user.root": "r"}
 				}
 				ms = append(ms, m)
 			case 15:
 				ms = append(ms, tartest.File("stargz.index.json", "{}"), tartest.File(".prefetch.landmark", "l"))
 			case 16:
-				switch c.intn(4) {
+				switch c.IntN(4) {
 				case 0:
 					ms = append(ms, tartest.Member{Name: p, Type: tar.TypeChar, Devmajor: 1, Devminor: 3})
 				case 1:
 					ms = append(ms, tartest.Member{Name: p, Type: tar.TypeFifo})
 				case 2:
-					ms = append(ms, tartest.Whiteout(genPath(c, 0), ".wh.plnk"))
+					ms = append(ms, tartest.Whiteout(GenPath(c, 0), ".wh.plnk"))
 				default: // an AUFS name is metadata even when it looks like an overlay whiteout
 					ms = append(ms, tartest.Member{Name: ".wh..wh.dev", Type: tar.TypeChar},
 						tartest.Hardlink(p, ".wh..wh.dev"))
@@ -384,11 +392,26 @@ func GenStack(c Chooser) [][]tartest.Member {
 	return stacks
 }
 
-// NewRandChooser returns a Chooser taking its decisions from r.
-func NewRandChooser(r *rand.Rand) RandChooser { return RandChooser{r} }
+// The methods below let a test break the layer's contract one rule at a time (overlay's contract
+// checker must report each), or hand the view data a layer would not hold.
 
 // EntrySlice returns the layer's entries themselves, for a test to corrupt.
 func (l *Layer) EntrySlice() []index.Entry { return l.entries }
 
 // DataSlice returns the layer's file data themselves, for a test to corrupt.
 func (l *Layer) DataSlice() [][]byte { return l.data }
+
+// SetName makes Name(id) return name, whatever Lookup and Path say.
+func (l *Layer) SetName(id index.ID, name string) { l.names[id] = name }
+
+// SetPath makes Path(id) return p.
+func (l *Layer) SetPath(id index.ID, p string) { l.paths[id] = p }
+
+// SetLinkName makes LinkName(id) return target.
+func (l *Layer) SetLinkName(id index.ID, target string) { l.links[id] = target }
+
+// SetHardlinks makes Hardlinks return ids.
+func (l *Layer) SetHardlinks(ids []index.ID) { l.hardlinks = ids }
+
+// SetChildren makes Children(dir) return the n entries from first.
+func (l *Layer) SetChildren(dir, first index.ID, n int) { l.first[dir], l.count[dir] = first, n }

@@ -1,6 +1,6 @@
 // Package ovlfmt is the one reader of the whiteout formats imgfs meets: the marker names of OCI layer
 // members and of kernel overlayfs upper directories, and the rules that say what an upper-directory
-// entry is from its stat and extended attributes.
+// entry is from its stat and extended attributes (read through /proc/self/fd).
 package ovlfmt
 
 import (
