@@ -49,7 +49,7 @@ var ErrCorruptTable = errors.New("index: corrupt table file")
 //	  message, then key, value pairs (version 2).
 const (
 	tableMagic      = "IMGFSTBL"
-	tableVersion    = 2 // 2: blob digest and warnings in the header; SCHILY.acl.* text ACLs kept as system.posix_acl_* xattrs; empty SCHILY.xattr records delete the xattr
+	tableVersion    = 3 // 2: blob digest and warnings in the header; SCHILY.acl.* text ACLs kept as system.posix_acl_* xattrs; empty SCHILY.xattr records delete the xattr. 3: a member whose access ACL the kernel refuses keeps its tar mode (internal/posixacl)
 	tableHeaderSize = 256
 	recordSize      = 64
 	numSections     = 5
