@@ -1,0 +1,303 @@
+package index
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/imgfs/imgfs/compression"
+)
+
+// Proof is what Prove found a layer's bytes to be.
+type Proof struct {
+	// Digest is the sha256 of the stored blob as hashed; "" when the blob could not be read whole.
+	Digest digest.Digest
+	// DiffID is the sha256 of the uncompressed stream as hashed; "" when it could not be decoded
+	// whole (then the error says why). For an uncompressed blob it is Digest.
+	DiffID digest.Digest
+	// Compression is how the blob is compressed, by its magic bytes.
+	Compression compression.Format
+	// Indexed says the member table was built in this pass, because the cache had no verified
+	// record for these bytes; otherwise the table came from the cache and only the hashes were
+	// computed.
+	Indexed bool
+}
+
+// Prove is Open for an explicit verification: it hashes every byte of the blob against
+// opts.Digest and the uncompressed stream against opts.DiffID even when a verified record says this
+// very blob was proven before. When such a record exists the table and stream index come from the
+// cache and the pass only hashes (one sequential read of the blob, decoded on another core); when
+// none does, the pass that proves the claims also builds the table, as Open does. Either way the blob
+// is read once, and on success the verified record is written anew, so a later Open of the same bytes
+// skips the proof. The Proof says what the bytes hash to, also when the error says a claim is broken
+// (what could not be computed is left empty).
+func Prove(ctx context.Context, blob Blob, opts Options) (*Layer, Proof, error) {
+	lo, name, err := newLayerOpen(blob, opts)
+	if err != nil {
+		return nil, Proof{}, err
+	}
+	lo.proof = &Proof{Compression: lo.c}
+	if l := lo.load(ctx); l != nil {
+		if err := lo.rehash(ctx, l); err != nil {
+			l.Close()
+			return nil, *lo.proof, fmt.Errorf("proving layer %s: %w", name, err)
+		}
+		l.LogWarnings(lo.log, name)
+		return l, *lo.proof, nil
+	}
+	l, err := lo.build(ctx)
+	if err != nil {
+		return nil, *lo.proof, fmt.Errorf("proving layer %s: %w", name, lo.explain(err))
+	}
+	l.LogWarnings(lo.log, name)
+	return l, *lo.proof, nil
+}
+
+// explain says, for a pass that failed otherwise (a damaged stream, a broken tar), that the blob does
+// not hash to its digest when the Proof shows it: that is the claim the damage breaks.
+func (lo *layerOpen) explain(err error) error {
+	p := lo.proof
+	if p.Digest == "" || lo.d == "" || p.Digest == lo.d || errors.Is(err, ErrDigestMismatch) {
+		return err
+	}
+	kinds := []error{ErrDigestMismatch, err}
+	if lo.c == compression.None {
+		kinds = append(kinds, ErrDiffIDMismatch)
+	}
+	return &mismatchError{fmt.Sprintf("%v: the blob is %s, expected %s (%v)", ErrDigestMismatch, p.Digest, lo.d, err), kinds}
+}
+
+// noteFailure, in Prove after the pass failed (a damaged stream, a broken tar), learns what it still
+// can for the Proof: the blob's digest from the background hasher, and the diff ID by decoding the
+// rest of the stream when ix still decodes. Open's own failures return at once instead.
+func (lo *layerOpen) noteFailure(h *blobHasher, ix *compression.Indexer) {
+	if lo.proof == nil {
+		return
+	}
+	if ix != nil {
+		buf := make([]byte, 256<<10)
+		for {
+			_, err := ix.Read(buf)
+			if err == io.EOF {
+				lo.proof.DiffID = ix.DiffID()
+				break
+			}
+			if err != nil {
+				break
+			}
+		}
+	}
+	if h != nil {
+		if d, err := h.wait(func() {}); err == nil {
+			lo.proof.Digest = d
+			if lo.c == compression.None {
+				lo.proof.DiffID = d
+			}
+		}
+	}
+}
+
+// rehash proves the claims of a layer loaded from the cache: one sequential read of the blob, hashed
+// on one goroutine and decoded (then hashed) on another. On success the verified record is rewritten.
+func (lo *layerOpen) rehash(ctx context.Context, l *Layer) error {
+	p := &progress{fn: lo.opts.Progress, total: lo.blob.Size}
+	var read int64
+	p.bytes = func() int64 { return read }
+	d, x, err := hashPass(ctx, lo.blob, lo.c, func(n int64) {
+		read = n
+		p.report(int64(l.Len()), false)
+	})
+	lo.proof.Digest, lo.proof.DiffID = d, x
+	if err != nil {
+		return err
+	}
+	var errs []error
+	if x != lo.x {
+		errs = append(errs, fmt.Errorf("%w: uncompressed data is %s, expected %s", ErrDiffIDMismatch, x, lo.x))
+	}
+	if d != lo.d && lo.c != compression.None {
+		errs = append(errs, fmt.Errorf("%w: the blob is %s, expected %s", ErrDigestMismatch, d, lo.d))
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	if now, ok := sourceIdentity(lo.blob); !ok || now != lo.source {
+		return ErrBlobChanged
+	}
+	p.done(int64(l.Len()))
+	rec := &verifiedRecord{Digest: lo.d, DiffID: lo.x, Compression: lo.c.String(), Source: lo.source,
+		BlobSize: lo.blob.Size, StreamSize: l.stream.Size(), TableCRC: l.headerCRC()}
+	if lo.c != compression.None {
+		rec.StreamCRC = l.stream.IndexCRC()
+	}
+	if err := writeRecord(lo.record, rec); err != nil {
+		lo.log.Warn("index: layer verified but not remembered", "layer", lo.x, "reason", err)
+	}
+	return nil
+}
+
+// hashChunk is the size of the reads of a hash pass.
+const hashChunk = 1 << 20
+
+// hashPass reads blob once, in order, and returns the sha256 of its bytes and of its uncompressed
+// stream (the same for an uncompressed blob). The blob's bytes are hashed on one goroutine while
+// another decodes them and a third hashes the output, so the pass runs at the speed of its slowest
+// stage. tick is called with the bytes read so far, at most about ten times a second. On a decoding
+// error d is still returned when the blob itself could be read.
+func hashPass(ctx context.Context, blob Blob, c compression.Format, tick func(int64)) (d, x digest.Digest, err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	const nbuf = 4
+	free := make(chan []byte, nbuf)
+	for range nbuf {
+		free <- make([]byte, hashChunk)
+	}
+	blobSum := newHashStage(free)
+	var (
+		pr    *io.PipeReader
+		pw    *io.PipeWriter
+		xDone chan struct{}
+		xErr  error
+	)
+	if c != compression.None {
+		pr, pw = io.Pipe()
+		xDone = make(chan struct{})
+		go func() {
+			defer close(xDone)
+			x, xErr = decodeAndHash(ctx, pr, c)
+			pr.CloseWithError(cmpErr(xErr, io.ErrClosedPipe)) // unblocks the reader if the decoder stopped early
+		}()
+	}
+	decoderGone := false
+	readErr := func() error {
+		last := time.Now()
+		for off := int64(0); off < blob.Size; {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			buf := <-free
+			p := buf[:min(int64(len(buf)), blob.Size-off)]
+			n, err := blob.R.ReadAt(p, blob.Off+off)
+			off += int64(n)
+			if n < len(p) {
+				free <- buf
+				if err == nil || err == io.EOF {
+					err = io.ErrUnexpectedEOF
+				}
+				return fmt.Errorf("reading blob at %d: %w", off, err)
+			}
+			if pw != nil && !decoderGone {
+				// The pipe's Write returns when the decoder has copied all of p out. A decoder that
+				// stopped (its error is reported) leaves the rest of the blob to the digest alone.
+				if _, err := pw.Write(p); err != nil {
+					decoderGone = true
+				}
+			}
+			blobSum.in <- p
+			if now := time.Now(); now.Sub(last) >= 100*time.Millisecond {
+				last = now
+				tick(off)
+			}
+		}
+		tick(blob.Size)
+		return nil
+	}()
+	if pw != nil {
+		pw.CloseWithError(cmpErr(readErr, io.EOF))
+		<-xDone
+		if decoderGone && xErr == nil {
+			xErr = errors.New("data after the end of the compressed stream")
+		}
+	}
+	sum := blobSum.finish()
+	if readErr != nil {
+		return "", "", readErr
+	}
+	d = digest.NewDigest(digest.SHA256, sum)
+	if c == compression.None {
+		return d, d, nil
+	}
+	if xErr != nil {
+		return d, "", fmt.Errorf("decoding %s stream: %w", c, xErr)
+	}
+	return d, x, nil
+}
+
+func cmpErr(err, fallback error) error {
+	if err != nil {
+		return err
+	}
+	return fallback
+}
+
+// hashStage hashes the buffers sent to in on its own goroutine and hands each back to free.
+type hashStage struct {
+	in   chan []byte
+	done chan struct{}
+	h    hash.Hash
+}
+
+func newHashStage(free chan []byte) *hashStage {
+	s := &hashStage{in: make(chan []byte, cap(free)), done: make(chan struct{}), h: sha256.New()}
+	go func() {
+		defer close(s.done)
+		for p := range s.in {
+			s.h.Write(p)
+			free <- p[:cap(p)]
+		}
+	}()
+	return s
+}
+
+// finish waits for the buffers sent so far and returns the hash.
+func (s *hashStage) finish() hash.Hash {
+	close(s.in)
+	<-s.done
+	return s.h
+}
+
+// decodeAndHash decodes the stream r (compressed with c) to its end and returns the sha256 of the
+// output, hashed on a goroutine of its own.
+func decodeAndHash(ctx context.Context, r io.Reader, c compression.Format) (digest.Digest, error) {
+	zr, got, err := compression.NewReader(r)
+	if err != nil {
+		return "", err
+	}
+	defer zr.Close()
+	if got != c {
+		return "", fmt.Errorf("stream is %s, expected %s", got, c)
+	}
+	const nbuf = 4
+	free := make(chan []byte, nbuf)
+	for range nbuf {
+		free <- make([]byte, hashChunk)
+	}
+	out := newHashStage(free)
+	for {
+		if err := ctx.Err(); err != nil {
+			out.finish()
+			return "", err
+		}
+		buf := <-free
+		n, err := io.ReadFull(zr, buf)
+		if n > 0 {
+			out.in <- buf[:n]
+		} else {
+			free <- buf
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			break
+		}
+		if err != nil {
+			out.finish()
+			return "", err
+		}
+	}
+	return digest.NewDigest(digest.SHA256, out.finish()), nil
+}
