@@ -81,9 +81,10 @@ type Archive struct {
 // entry is one selectable image.
 type entry struct {
 	ref          ImageRef
-	descPlatform bool            // ref.Platform came from an index descriptor
-	parents      []digest.Digest // indexes this manifest was reached through
-	config       digest.Digest   // config digest, when known
+	descPlatform bool               // ref.Platform came from an index descriptor
+	parents      []digest.Digest    // indexes this manifest was reached through
+	via          []ispec.Descriptor // their descriptors, top first, as their parents state them
+	config       digest.Digest      // config digest, when known
 
 	// OCI
 	desc     ispec.Descriptor
@@ -114,7 +115,7 @@ func Open(ctx context.Context, path string, opts Options) (*Archive, error) {
 func (a *Archive) wrap(err error) error { return fmt.Errorf("archive %s: %w", a.path, err) }
 
 func (a *Archive) open(ctx context.Context, opts Options) error {
-	f, err := os.OpenFile(a.path, os.O_RDONLY|openFlags, 0)
+	f, err := openReadOnly(func(flag int) (*os.File, error) { return os.OpenFile(a.path, flag, 0) })
 	if err != nil {
 		var pe *fs.PathError
 		if errors.As(err, &pe) {

@@ -59,7 +59,7 @@ func (s *dirSource) open(name string) (compression.Blob, string, error) {
 	if df, ok := s.files[name]; ok {
 		return compression.Blob{R: df.f, Size: df.size, File: df.f}, name, nil
 	}
-	f, err := s.root.OpenFile(name, os.O_RDONLY|openFlags, 0)
+	f, err := openReadOnly(func(flag int) (*os.File, error) { return s.root.OpenFile(name, flag, 0) })
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return compression.Blob{}, name, errNoFile
@@ -250,4 +250,17 @@ func cleanMember(name string) (clean string, ok bool) {
 	}
 	c := path.Clean("/" + name)
 	return c[1:], true
+}
+
+// openReadOnly opens a source file read-only with openFlags, and O_NOATIME where the kernel permits
+// it: O_NOATIME is refused (EPERM) for a file the caller neither owns nor has CAP_FOWNER over, and the
+// open is then made without it.
+func openReadOnly(open func(flag int) (*os.File, error)) (*os.File, error) {
+	if noAtime != 0 {
+		f, err := open(os.O_RDONLY | openFlags | noAtime)
+		if !errors.Is(err, fs.ErrPermission) {
+			return f, err
+		}
+	}
+	return open(os.O_RDONLY | openFlags)
 }
