@@ -34,6 +34,7 @@ func newApp() *cli.App {
 			commitCommand(),
 			exportCommand(),
 			importCommand(),
+			verifyCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // main prints errors once
 	}
