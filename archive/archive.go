@@ -60,6 +60,9 @@ type ImageRef struct {
 	// Index numbers the archive's top-level entries that hold images, from 0: the n-th distinct entry of
 	// index.json or manifest.json. All platforms of one multi-platform index share it.
 	Index int
+	// ImageID is the config digest when it is known without loading the image (always for docker-save
+	// images, for OCI images when the manifest was readable at Open); "" otherwise.
+	ImageID digest.Digest
 }
 
 // Archive is an open image archive. Its methods are safe for concurrent use.
@@ -192,6 +195,7 @@ func (a *Archive) Images() []ImageRef {
 	refs := make([]ImageRef, len(a.entries))
 	for i, e := range a.entries {
 		refs[i] = e.ref
+		refs[i].ImageID = e.config
 		refs[i].Names = append([]string(nil), e.ref.Names...)
 		if e.ref.Platform != nil {
 			p := *e.ref.Platform

@@ -57,6 +57,9 @@ type Result struct {
 	// Kind is "index", "manifest", "config", "layer", "chain_id" or "pin"; "archive" and "image" report
 	// why the archive or the image could not be read (what follows them was not checked).
 	Kind string `json:"kind"`
+	// Image names the image the result belongs to when the archive's every image is verified (its
+	// manifest digest, or image ID); "" when one image was.
+	Image string `json:"image,omitempty"`
 	// Layer numbers a layer from 1, bottom first.
 	Layer int `json:"layer,omitempty"`
 	// Digest names the blob: the digest its parent claims (for a docker-save config or a layer whose
@@ -135,39 +138,104 @@ func Verify(ctx context.Context, path string, opts Options) (*Report, error) {
 	defer a.Close()
 	r.Format = string(a.Format())
 
-	ref := opts.Image
-	docs, err := chain(a, &ref, opts)
+	memo := map[string]Result{}
+	targets, err := selection(a, opts)
 	if err != nil {
 		r.add(Result{Kind: "image", Where: path, Verdict: Error, Error: err.Error()})
 		return r.finish(), nil
 	}
+	for _, t := range targets {
+		if err := verifyImage(ctx, a, r, t, len(targets) > 1, opts, memo, log); err != nil {
+			return nil, err
+		}
+	}
+	return r.finish(), nil
+}
+
+// target is one image to verify: a reference and platform that select it.
+type target struct {
+	ref      string
+	platform *ispec.Platform
+}
+
+// selection lists the images to verify: the one opts select; with no reference, the one a pinned
+// digest names, else the only image, else every image of the archive.
+func selection(a *archive.Archive, opts Options) ([]target, error) {
+	if opts.Image != "" {
+		return []target{{opts.Image, opts.Platform}}, nil
+	}
+	if opts.Digest != "" {
+		if _, err := a.Chain(string(opts.Digest), opts.Platform); err == nil {
+			return []target{{string(opts.Digest), opts.Platform}}, nil
+		} else if !errors.Is(err, archive.ErrNotFound) {
+			return nil, err
+		}
+	}
+	if _, err := a.Chain("", opts.Platform); !errors.Is(err, archive.ErrAmbiguous) {
+		return []target{{"", opts.Platform}}, nil // the only image (or the error, reported when it is read)
+	}
+	var out []target
+	for _, ref := range a.Images() {
+		id := ref.ManifestDigest
+		if id == "" {
+			id = ref.ImageID
+		}
+		if id == "" {
+			return nil, fmt.Errorf("image %d of the archive has no digest to select it by: verify it with --image", ref.Index+1)
+		}
+		out = append(out, target{string(id), ref.Platform})
+	}
+	return out, nil
+}
+
+// verifyImage verifies one image into r; label says to name the image in its results. memo holds
+// the layers already proven in this run (a layer shared by several images is read once).
+func verifyImage(ctx context.Context, a *archive.Archive, r *Report, t target, label bool, opts Options, memo map[string]Result, log *slog.Logger) error {
+	start := len(r.Results)
+	defer func() {
+		if label {
+			for i := start; i < len(r.Results); i++ {
+				r.Results[i].Image = cmpOr(t.ref, "(only image)")
+			}
+		}
+	}()
+	docs, err := a.Chain(t.ref, t.platform)
+	if err != nil {
+		r.add(Result{Kind: "image", Where: r.Archive, Verdict: Error, Error: err.Error()})
+		return nil
+	}
 	for _, d := range docs {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return err
 		}
 		r.add(checkDoc(a, d))
 	}
-	img, err := a.Image(ctx, ref, opts.Platform)
+	img, err := a.Image(ctx, t.ref, t.platform)
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return ctx.Err()
 		}
-		r.add(Result{Kind: "image", Where: path, Verdict: Error, Error: "layers not checked: " + err.Error()})
-		return r.finish(), nil
+		r.add(Result{Kind: "image", Where: r.Archive, Verdict: Error, Error: "layers not checked: " + err.Error()})
+		return nil
 	}
-	r.Names, r.ManifestDigest, r.ImageID = img.Names, img.ManifestDigest, img.ConfigDigest
-	layers, err := proveLayers(ctx, a, img, opts, log)
+	if !label {
+		r.Names, r.ManifestDigest, r.ImageID = img.Names, img.ManifestDigest, img.ConfigDigest
+	}
+	layers, err := proveLayers(ctx, a, img, opts, memo, log)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	allDiffIDs := true
 	for _, res := range layers {
 		r.add(res)
 		allDiffIDs = allDiffIDs && res.check("diff_id")
 	}
-	r.ChainID = ChainID(img)
-	cr := Result{Kind: "chain_id", Digest: r.ChainID, ClaimedBy: "config " + string(img.ConfigDigest), Verdict: OK,
-		Checks: []Check{{Claim: "chain_id", Actual: string(r.ChainID), OK: allDiffIDs}}}
+	chainID := ChainID(img)
+	if !label {
+		r.ChainID = chainID
+	}
+	cr := Result{Kind: "chain_id", Digest: chainID, ClaimedBy: "config " + string(img.ConfigDigest), Verdict: OK,
+		Checks: []Check{{Claim: "chain_id", Actual: string(chainID), OK: allDiffIDs}}}
 	if !allDiffIDs {
 		cr.Verdict = Unproven
 		cr.Notes = []string{"computed from the config's diff_ids, which the layers do not all bear out"}
@@ -177,23 +245,16 @@ func Verify(ctx context.Context, path string, opts Options) (*Report, error) {
 	}
 	r.add(cr)
 	if opts.Digest != "" {
-		r.add(pin(opts.Digest, docs, img, r.Results))
+		r.add(pin(opts.Digest, docs, img, r.Results[start:]))
 	}
-	return r.finish(), nil
+	return nil
 }
 
-// chain selects the image and lists its documents. With a pinned digest and no reference, the
-// image the digest names is selected when there is one, else the only image (to report the mismatch).
-func chain(a *archive.Archive, ref *string, opts Options) ([]archive.Doc, error) {
-	if *ref == "" && opts.Digest != "" {
-		if docs, err := a.Chain(string(opts.Digest), opts.Platform); err == nil {
-			*ref = string(opts.Digest)
-			return docs, nil
-		} else if !errors.Is(err, archive.ErrNotFound) {
-			return nil, err
-		}
+func cmpOr(s, alt string) string {
+	if s == "" {
+		return alt
 	}
-	return a.Chain(*ref, opts.Platform)
+	return s
 }
 
 func (r *Report) add(res Result) {
@@ -293,14 +354,29 @@ func hashBlob(b compression.Blob, alg digest.Algorithm) (digest.Digest, error) {
 }
 
 // proveLayers proves every layer, opts.Workers at a time, and returns their results in order.
-func proveLayers(ctx context.Context, a *archive.Archive, img *archive.Image, opts Options, log *slog.Logger) ([]Result, error) {
+func proveLayers(ctx context.Context, a *archive.Archive, img *archive.Image, opts Options, memo map[string]Result, log *slog.Logger) ([]Result, error) {
 	n := len(img.Layers)
 	out := make([]Result, n)
+	key := func(i int) string {
+		l := img.Layers[i]
+		b, _ := l.Blob()
+		return fmt.Sprintf("%s %s %s %d", l.Digest, l.DiffID, l.Source, b.Off)
+	}
+	var todo []int
+	for i := range n {
+		if res, ok := memo[key(i)]; ok {
+			res.Layer = i + 1
+			res.Notes = append(append([]string(nil), res.Notes...), "the same blob as a layer proven above, read once")
+			out[i] = res
+			continue
+		}
+		todo = append(todo, i)
+	}
 	workers := opts.Workers
 	if workers <= 0 {
 		workers = runtime.NumCPU()
 	}
-	workers = min(workers, n)
+	workers = min(workers, len(todo))
 	jobs := make(chan int)
 	var wg sync.WaitGroup
 	for range workers {
@@ -312,13 +388,16 @@ func proveLayers(ctx context.Context, a *archive.Archive, img *archive.Image, op
 			}
 		}()
 	}
-	for i := range n {
+	for _, i := range todo {
 		jobs <- i
 	}
 	close(jobs)
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	for _, i := range todo {
+		memo[key(i)] = out[i]
 	}
 	return out, nil
 }

@@ -125,6 +125,9 @@ func verifyLine(r verify.Result) string {
 	if r.Layer > 0 {
 		what = fmt.Sprintf("layer %d", r.Layer)
 	}
+	if r.Image != "" {
+		what += " of " + short(digest.Digest(r.Image))
+	}
 	fmt.Fprintf(&b, "%-8s %-8s %s", strings.ToUpper(r.Verdict), what, r.Digest)
 	var parts []string
 	for _, ch := range r.Checks {
