@@ -13,7 +13,7 @@ import (
 // the manifest, the config), with what its parent claims about it and where its bytes are. Nothing in
 // a Doc is checked: it is the claim and the bytes, for a verifier to compare.
 type Doc struct {
-	// Kind is "index", "manifest" or "config".
+	// Kind is "index", "manifest", "config" or "layer".
 	Kind string
 	// Digest is the digest the parent claims; "" when nothing claims one (a docker-save config whose
 	// file name spells no digest).
@@ -32,7 +32,8 @@ type Doc struct {
 
 // Chain returns the documents that lead to the image ref and platform select (as Image selects it),
 // top first: for an OCI image, the indexes it was reached through, its manifest and, when the
-// manifest's bytes parse, its config; for a docker-save image, its config. It reads only what it needs
+// manifest's bytes parse, its config and its layer blobs (as the manifest describes them; Image adds
+// the diff_ids); for a docker-save image, its config. It reads only what it needs
 // to find them and checks no digest: Image checks them, and a verifier hashes them itself to say
 // which one is broken.
 func (a *Archive) Chain(ref string, platform *ispec.Platform) ([]Doc, error) {
@@ -60,7 +61,9 @@ func (a *Archive) Chain(ref string, platform *ispec.Platform) ([]Doc, error) {
 			d.Blob, _, d.Missing = a.src.open(d.Source)
 		}
 		docs = append(docs, d)
-		claimedBy = kind + " " + string(desc.Digest)
+		if kind != "layer" {
+			claimedBy = kind + " " + string(desc.Digest)
+		}
 		return d
 	}
 	for _, p := range e.via {
@@ -76,7 +79,12 @@ func (a *Archive) Chain(ref string, platform *ispec.Platform) ([]Doc, error) {
 		}
 	}
 	if m != nil {
+		claims := claimedBy
 		add("config", m.Config)
+		claimedBy = claims
+		for _, l := range m.Layers {
+			add("layer", l)
+		}
 	}
 	return docs, nil
 }

@@ -57,8 +57,9 @@ func TestChain(t *testing.T) {
 				t.Errorf("where %q", w)
 			}
 		}
-		if strings.Join(kinds, ",") != "index,manifest,config" || docs[0].ClaimedBy != "index.json" ||
-			docs[1].ClaimedBy != "index "+string(inner.Digest) || docs[2].ClaimedBy != "manifest "+string(m.Digest) {
+		if strings.Join(kinds, ",") != "index,manifest,config,layer,layer,layer" || docs[0].ClaimedBy != "index.json" ||
+			docs[1].ClaimedBy != "index "+string(inner.Digest) || docs[2].ClaimedBy != "manifest "+string(m.Digest) ||
+			docs[5].ClaimedBy != "manifest "+string(m.Digest) {
 			t.Errorf("chain %+v", docs)
 		}
 		a.Close()
@@ -83,7 +84,7 @@ func TestChain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(docs) != 3 || docDigest(t, docs[1]) == docs[1].Digest || docDigest(t, docs[2]) != docs[2].Digest {
+	if len(docs) != 6 || docDigest(t, docs[1]) == docs[1].Digest || docDigest(t, docs[2]) != docs[2].Digest {
 		t.Errorf("chain of a tampered manifest %+v", docs)
 	}
 	if _, err := a.Image(context.Background(), "", &linuxAMD64); err == nil {

@@ -204,9 +204,14 @@ func verifyImage(ctx context.Context, a *archive.Archive, r *Report, t target, l
 		r.add(Result{Kind: "image", Where: r.Archive, Verdict: Error, Error: err.Error()})
 		return nil
 	}
+	var layerDocs []archive.Doc
 	for _, d := range docs {
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		if d.Kind == "layer" {
+			layerDocs = append(layerDocs, d)
+			continue
 		}
 		r.add(checkDoc(a, d))
 	}
@@ -215,7 +220,14 @@ func verifyImage(ctx context.Context, a *archive.Archive, r *Report, t target, l
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		r.add(Result{Kind: "image", Where: r.Archive, Verdict: Error, Error: "layers not checked: " + err.Error()})
+		// The image cannot be read as a whole (a blob missing or cut short, a document broken): the
+		// layer blobs the manifest names are still checked for size and digest, to say which is.
+		r.add(Result{Kind: "image", Where: r.Archive, Verdict: Error, Error: "diff_ids not checked: " + err.Error()})
+		for i, d := range layerDocs {
+			res := checkDoc(a, d)
+			res.Layer = i + 1
+			r.add(res)
+		}
 		return nil
 	}
 	if !label {
