@@ -388,6 +388,11 @@ func proveLayers(ctx context.Context, a *archive.Archive, img *archive.Image, op
 	if workers <= 0 {
 		workers = runtime.NumCPU()
 	}
+	if opts.Progress != nil {
+		for _, i := range todo { // the whole amount of work, before the first byte is read
+			opts.Progress(i, index.Progress{Total: img.Layers[i].Size})
+		}
+	}
 	workers = min(workers, len(todo))
 	jobs := make(chan int)
 	var wg sync.WaitGroup
