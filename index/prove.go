@@ -1,12 +1,14 @@
 package index
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
 	"hash"
 	"io"
+	"sync/atomic"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -146,60 +148,60 @@ func (lo *layerOpen) rehash(ctx context.Context, l *Layer) error {
 const hashChunk = 1 << 20
 
 // hashPass reads blob once, in order, and returns the sha256 of its bytes and of its uncompressed
-// stream (the same for an uncompressed blob). The blob's bytes are hashed on one goroutine while
-// another decodes them and a third hashes the output, so the pass runs at the speed of its slowest
-// stage. tick is called with the bytes read so far, at most about ten times a second. On a decoding
-// error d is still returned when the blob itself could be read.
+// stream (the same for an uncompressed blob). Each chunk read is hashed on one goroutine while another
+// decodes it (reading the very buffer, no copy through a pipe) and a third hashes the output, so the pass
+// runs at the speed of its slowest stage. tick is called with the bytes read so far, at most about ten
+// times a second. On a decoding error d is still returned when the blob itself could be read.
 func hashPass(ctx context.Context, blob Blob, c compression.Format, tick func(int64)) (d, x digest.Digest, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	const nbuf = 4
-	free := make(chan []byte, nbuf)
+	const nbuf = 8
+	free := make(chan *chunk, nbuf)
 	for range nbuf {
-		free <- make([]byte, hashChunk)
+		free <- &chunk{b: make([]byte, hashChunk), free: free}
 	}
-	blobSum := newHashStage(free)
+	blobSum := newHashStage(nbuf)
 	var (
-		pr    *io.PipeReader
-		pw    *io.PipeWriter
+		dec   *chunkStream
 		xDone chan struct{}
 		xErr  error
 	)
 	if c != compression.None {
-		pr, pw = io.Pipe()
+		dec = &chunkStream{in: make(chan *chunk, nbuf)}
 		xDone = make(chan struct{})
 		go func() {
 			defer close(xDone)
-			x, xErr = decodeAndHash(ctx, pr, c)
-			pr.CloseWithError(cmpErr(xErr, io.ErrClosedPipe)) // unblocks the reader if the decoder stopped early
+			x, xErr = decodeAndHash(ctx, dec, c)
+			if trailing := dec.drain(); trailing && xErr == nil {
+				xErr = errors.New("data after the end of the compressed stream")
+			}
 		}()
 	}
-	decoderGone := false
 	readErr := func() error {
 		last := time.Now()
 		for off := int64(0); off < blob.Size; {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			buf := <-free
-			p := buf[:min(int64(len(buf)), blob.Size-off)]
+			ch := <-free
+			p := ch.b[:min(int64(len(ch.b)), blob.Size-off)]
 			n, err := blob.R.ReadAt(p, blob.Off+off)
 			off += int64(n)
 			if n < len(p) {
-				free <- buf
+				free <- ch
 				if err == nil || err == io.EOF {
 					err = io.ErrUnexpectedEOF
 				}
 				return fmt.Errorf("reading blob at %d: %w", off, err)
 			}
-			if pw != nil && !decoderGone {
-				// The pipe's Write returns when the decoder has copied all of p out. A decoder that
-				// stopped (its error is reported) leaves the rest of the blob to the digest alone.
-				if _, err := pw.Write(p); err != nil {
-					decoderGone = true
-				}
+			ch.n = n
+			if dec != nil {
+				ch.refs.Store(2)
+				dec.in <- ch
+			} else {
+				ch.refs.Store(1)
 			}
-			blobSum.in <- p
+			blobSum.in <- ch
 			if now := time.Now(); now.Sub(last) >= 100*time.Millisecond {
 				last = now
 				tick(off)
@@ -208,12 +210,9 @@ func hashPass(ctx context.Context, blob Blob, c compression.Format, tick func(in
 		tick(blob.Size)
 		return nil
 	}()
-	if pw != nil {
-		pw.CloseWithError(cmpErr(readErr, io.EOF))
+	if dec != nil {
+		close(dec.in)
 		<-xDone
-		if decoderGone && xErr == nil {
-			xErr = errors.New("data after the end of the compressed stream")
-		}
 	}
 	sum := blobSum.finish()
 	if readErr != nil {
@@ -229,33 +228,79 @@ func hashPass(ctx context.Context, blob Blob, c compression.Format, tick func(in
 	return d, x, nil
 }
 
-func cmpErr(err, fallback error) error {
-	if err != nil {
-		return err
-	}
-	return fallback
+// chunk is a buffer of a hash pass, shared by the stages that read it: the last one to release it
+// hands it back to free.
+type chunk struct {
+	b    []byte
+	n    int
+	refs atomic.Int32
+	free chan *chunk
 }
 
-// hashStage hashes the buffers sent to in on its own goroutine and hands each back to free.
+func (c *chunk) release() {
+	if c.refs.Add(-1) == 0 {
+		c.free <- c
+	}
+}
+
+// chunkStream reads the chunks sent to in, in order, as one stream.
+type chunkStream struct {
+	in  chan *chunk
+	cur *chunk
+	buf []byte
+}
+
+func (r *chunkStream) Read(p []byte) (int, error) {
+	for len(r.buf) == 0 {
+		if r.cur != nil {
+			r.cur.release()
+			r.cur = nil
+		}
+		c, ok := <-r.in
+		if !ok {
+			return 0, io.EOF
+		}
+		r.cur, r.buf = c, c.b[:c.n]
+	}
+	n := copy(p, r.buf)
+	r.buf = r.buf[n:]
+	return n, nil
+}
+
+// drain releases what the decoder left unread and says whether any of it was data.
+func (r *chunkStream) drain() (trailing bool) {
+	trailing = len(r.buf) > 0
+	if r.cur != nil {
+		r.cur.release()
+		r.cur, r.buf = nil, nil
+	}
+	for c := range r.in {
+		trailing = trailing || c.n > 0
+		c.release()
+	}
+	return trailing
+}
+
+// hashStage hashes the chunks sent to in on its own goroutine, releasing each.
 type hashStage struct {
-	in   chan []byte
+	in   chan *chunk
 	done chan struct{}
 	h    hash.Hash
 }
 
-func newHashStage(free chan []byte) *hashStage {
-	s := &hashStage{in: make(chan []byte, cap(free)), done: make(chan struct{}), h: sha256.New()}
+func newHashStage(n int) *hashStage {
+	s := &hashStage{in: make(chan *chunk, n), done: make(chan struct{}), h: sha256.New()}
 	go func() {
 		defer close(s.done)
-		for p := range s.in {
-			s.h.Write(p)
-			free <- p[:cap(p)]
+		for c := range s.in {
+			s.h.Write(c.b[:c.n])
+			c.release()
 		}
 	}()
 	return s
 }
 
-// finish waits for the buffers sent so far and returns the hash.
+// finish waits for the chunks sent so far and returns the hash.
 func (s *hashStage) finish() hash.Hash {
 	close(s.in)
 	<-s.done
@@ -265,7 +310,7 @@ func (s *hashStage) finish() hash.Hash {
 // decodeAndHash decodes the stream r (compressed with c) to its end and returns the sha256 of the
 // output, hashed on a goroutine of its own.
 func decodeAndHash(ctx context.Context, r io.Reader, c compression.Format) (digest.Digest, error) {
-	zr, got, err := compression.NewReader(r)
+	zr, got, err := compression.NewReader(bufio.NewReaderSize(r, 256<<10))
 	if err != nil {
 		return "", err
 	}
@@ -274,23 +319,21 @@ func decodeAndHash(ctx context.Context, r io.Reader, c compression.Format) (dige
 		return "", fmt.Errorf("stream is %s, expected %s", got, c)
 	}
 	const nbuf = 4
-	free := make(chan []byte, nbuf)
+	free := make(chan *chunk, nbuf)
 	for range nbuf {
-		free <- make([]byte, hashChunk)
+		free <- &chunk{b: make([]byte, hashChunk), free: free}
 	}
-	out := newHashStage(free)
+	out := newHashStage(nbuf)
 	for {
 		if err := ctx.Err(); err != nil {
 			out.finish()
 			return "", err
 		}
-		buf := <-free
-		n, err := io.ReadFull(zr, buf)
-		if n > 0 {
-			out.in <- buf[:n]
-		} else {
-			free <- buf
-		}
+		ch := <-free
+		n, err := io.ReadFull(zr, ch.b)
+		ch.n = n
+		ch.refs.Store(1)
+		out.in <- ch
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
 			break
 		}
