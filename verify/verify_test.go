@@ -11,6 +11,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/imgfs/imgfs/index"
 	"github.com/imgfs/imgfs/internal/tartest"
 )
 
@@ -123,5 +124,67 @@ func TestVerify(t *testing.T) {
 	if l2.Checks[1].Claim != "digest" || l2.Checks[1].OK || l2.Checks[1].Actual != string(digest.FromBytes(bad)) ||
 		l2.Checks[2].Claim != "diff_id" || l2.Checks[2].OK {
 		t.Errorf("tampered layer: %+v", l2)
+	}
+}
+
+// TestVerifyDockerSave verifies a docker-save tar of two images sharing a layer: with no --image the
+// archive is verified whole, the shared layer blob proven once; each layer names its tar member and
+// offset; the image ID pins; a pin no image has selects nothing and fails.
+func TestVerifyDockerSave(t *testing.T) {
+	t1 := tartest.Tar(t, tartest.File("a", "one"))
+	t2 := tartest.Tar(t, tartest.File("b", "two"))
+	cfgOf := func(layers ...[]byte) []byte {
+		var ids []digest.Digest
+		for _, l := range layers {
+			ids = append(ids, digest.FromBytes(l))
+		}
+		b, _ := json.Marshal(map[string]any{"architecture": "amd64", "os": "linux", "rootfs": map[string]any{"type": "layers", "diff_ids": ids}})
+		return b
+	}
+	c1, c2 := cfgOf(t1), cfgOf(t1, t2)
+	n1, n2 := digest.FromBytes(c1).Encoded()+".json", digest.FromBytes(c2).Encoded()+".json"
+	man, _ := json.Marshal([]any{
+		map[string]any{"Config": n1, "RepoTags": []string{"one:1"}, "Layers": []string{"l1/layer.tar"}},
+		map[string]any{"Config": n2, "RepoTags": []string{"two:1"}, "Layers": []string{"l1/layer.tar", "l2/layer.tar"}},
+	})
+	arc := filepath.Join(t.TempDir(), "save.tar")
+	os.WriteFile(arc, tartest.Tar(t, tartest.File("l1/layer.tar", string(t1)), tartest.File("l2/layer.tar", string(t2)),
+		tartest.File(n1, string(c1)), tartest.File(n2, string(c2)), tartest.File("manifest.json", string(man))), 0o644)
+	ctx := context.Background()
+	var proven []string
+	r, err := Verify(ctx, arc, Options{CacheDir: t.TempDir(), Progress: func(i int, p index.Progress) {}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.OK || kinds(r) != "config:ok layer:ok chain_id:ok config:ok layer:ok layer:ok chain_id:ok" {
+		t.Fatalf("whole archive: %s", kinds(r))
+	}
+	for _, res := range r.Results {
+		if res.Image == "" {
+			t.Errorf("result %s of a whole archive names no image", res.Kind)
+		}
+		if res.Kind == "layer" {
+			proven = append(proven, strings.Join(res.Notes, ";"))
+			if !strings.Contains(res.Where, ": member l") || !strings.Contains(res.Where, " at offset ") {
+				t.Errorf("layer where %q", res.Where)
+			}
+		}
+	}
+	if !strings.Contains(proven[1], "read once") || strings.Contains(proven[2], "read once") {
+		t.Errorf("shared layer notes %q", proven)
+	}
+	r, err = Verify(ctx, arc, Options{Digest: digest.FromBytes(c2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.OK || r.ImageID != digest.FromBytes(c2) || r.Results[len(r.Results)-1].Kind != "pin" {
+		t.Errorf("pinned by image ID: %s", kinds(r))
+	}
+	r, err = Verify(ctx, arc, Options{Digest: digest.FromString("other")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.OK {
+		t.Errorf("a pin no image has: %s", kinds(r))
 	}
 }
