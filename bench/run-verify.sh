@@ -44,12 +44,13 @@ for a in big-4g/docker-archive-uncompressed.tar big-4g/docker-archive-gzip.tar \
       (( $(echo "$t > $worst" | bc -l) )) && worst=$t
     done
     slow+=("$worst"); total+=("$sum")
+    note=""
     if [[ $a == *gzip* ]]; then
       d=0
       for m in "${layers[@]}"; do d=$(echo "$d + $(secs sh -c "pigz -dc '$ex/$m' | sha256sum")" | bc -l); done
-      dec+=("$d")
+      dec+=("$d"); note="; pigz -dc | sha256sum $d s"
     fi
-    echo "$a: verify cold ${cold[-1]} s, warm ${warm[-1]} s; sha256sum slowest $worst s, sum $sum s ${dec[-1]:+; pigz -dc | sha256sum ${dec[-1]} s}" >&2
+    echo "$a: verify cold ${cold[-1]} s, warm ${warm[-1]} s; sha256sum slowest $worst s, sum $sum s$note" >&2
   done
   mc=$(printf '%s\n' "${cold[@]}" | median); mw=$(printf '%s\n' "${warm[@]}" | median)
   ms=$(printf '%s\n' "${slow[@]}" | median); mt=$(printf '%s\n' "${total[@]}" | median)

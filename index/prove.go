@@ -41,6 +41,14 @@ type Proof struct {
 // (what could not be computed is left empty).
 func Prove(ctx context.Context, blob Blob, opts Options) (*Layer, Proof, error) {
 	lo, name, err := newLayerOpen(blob, opts)
+	if errors.Is(err, ErrDiffIDMismatch) {
+		// An uncompressed blob whose two claims differ: one is false; say what the bytes are.
+		p := Proof{Compression: compression.None}
+		if d, _, herr := hashPass(ctx, blob, compression.None, func(int64) {}); herr == nil {
+			p.Digest, p.DiffID = d, d
+		}
+		return nil, p, err
+	}
 	if err != nil {
 		return nil, Proof{}, err
 	}

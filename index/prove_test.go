@@ -128,6 +128,7 @@ func TestProveDamaged(t *testing.T) {
 		{"gzip claiming another diff_id", gz, sha(gz), sha(badTar), ErrDiffIDMismatch, true},
 		{"gzip claiming another digest", gz, sha(badGz), sha(data), ErrDigestMismatch, true},
 		{"plain truncated", data[:len(data)-1500], sha(data), sha(data), ErrDiffIDMismatch, true},
+		{"plain with a digest other than its diff_id", data, sha(data), sha(badTar), ErrDiffIDMismatch, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cache := t.TempDir()
