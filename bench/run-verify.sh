@@ -67,7 +67,8 @@ done
   echo "## verify"
   echo
   echo "Written by \`bench/run-verify.sh\` on $(date -u +%Y-%m-%d). Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)),"
-  echo "$(free -g | awk '/Mem/ {print $2}') GiB, $(uname -sr); medians of $RUNS runs, page cache warm. Command: \`imgfs verify -q --cache-dir C ARCHIVE\`,"
+  echo "$(free -g | awk '/Mem/ {print $2}') GiB, $(uname -sr); load average at the end $(cut -d' ' -f1-3 /proc/loadavg); medians of $RUNS runs, page cache warm."
+  echo "Command: \`imgfs verify -q --cache-dir C ARCHIVE\`,"
   echo "cold = empty cache (the proof is also the index build), warm = tables cached (every byte still hashed)."
   echo "Baselines, same run, over the same bytes of the archive (\`dd iflag=skip_bytes,count_bytes\` of each blob's range into"
   echo "the hasher): \`sha256sum\` (coreutils, no SHA extensions) of the slowest blob and summed over config and layers; \`openssl"
