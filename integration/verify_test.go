@@ -171,8 +171,17 @@ func TestVerifyCorpus(t *testing.T) {
 		})
 	}
 
+	// Every platform of a multi-platform index, unless one is chosen.
 	nested := filepath.Join(dir, "oci-nested-index")
 	res, _, _, _ := runVerify(t, cache, nested)
+	images := map[string]bool{}
+	for _, r := range res {
+		images[r.Image] = true
+	}
+	if len(images) != 2 {
+		t.Errorf("oci-nested-index verified as %d images, want both platforms: %v", len(images), images)
+	}
+	res, _, _, _ = runVerify(t, cache, "--platform", "linux/amd64", nested)
 	digests := map[string]string{}
 	for _, r := range res {
 		digests[r.Kind] = r.Digest
@@ -184,7 +193,7 @@ func TestVerifyCorpus(t *testing.T) {
 		}
 	}
 	wrong := digest.FromString("not this image").String()
-	res, sum, code, _ := runVerify(t, cache, "--digest", wrong, nested)
+	res, sum, code, _ := runVerify(t, cache, "--platform", "linux/amd64", "--digest", wrong, nested)
 	last := res[len(res)-1]
 	if code != 1 || sum.OK || last.Kind != "pin" || last.Verdict != "mismatch" || last.Checks[0].Expected != wrong ||
 		last.Checks[0].Actual != digests["manifest"] {

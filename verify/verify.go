@@ -159,7 +159,8 @@ type target struct {
 }
 
 // selection lists the images to verify: the one opts select; with no reference, the one a pinned
-// digest names, else the only image, else every image of the archive.
+// digest names, else the only image, else (with no platform either) every image of the archive, every
+// platform of a multi-platform index included.
 func selection(a *archive.Archive, opts Options) ([]target, error) {
 	if opts.Image != "" {
 		return []target{{opts.Image, opts.Platform}}, nil
@@ -171,7 +172,7 @@ func selection(a *archive.Archive, opts Options) ([]target, error) {
 			return nil, err
 		}
 	}
-	if _, err := a.Chain("", opts.Platform); !errors.Is(err, archive.ErrAmbiguous) {
+	if len(a.Images()) <= 1 || opts.Platform != nil {
 		return []target{{"", opts.Platform}}, nil // the only image (or the error, reported when it is read)
 	}
 	var out []target
