@@ -5,7 +5,7 @@
 # slowest blob, and for gzip layers `pigz -dc` (inflating alone, which proving the diff_id needs). verify is timed with an empty cache (the proof is also the index build)
 # and with a warm one (the table is cached; verify still hashes every byte). Medians of RUNS runs; the
 # section "verify" is appended to BENCHMARKS.md. Needs the big corpus (make corpus CORPUS_STEPS=big).
-# Usage: bench/run-verify.sh [RUNS]   (default 3)
+# Usage: bench/run-verify.sh [RUNS]   (default 3; VERIFY_ARCHIVES="big-1m/… …" picks the archives)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-3}
@@ -21,8 +21,9 @@ secs() { local s e; s=$(date +%s.%N); "$@" >/dev/null; e=$(date +%s.%N); echo "$
 ratio() { echo "$1 / $2" | bc -l | xargs printf '%.2f'; }
 
 rows=()
-for a in big-4g/docker-archive-uncompressed.tar big-4g/docker-archive-gzip.tar \
-         big-1m/docker-archive-uncompressed.tar big-1m/docker-archive-gzip.tar; do
+# VERIFY_ARCHIVES overrides the list (paths under $CORPUS/artifacts).
+read -r -a archives <<<"${VERIFY_ARCHIVES:-big-4g/docker-archive-uncompressed.tar big-4g/docker-archive-gzip.tar big-1m/docker-archive-uncompressed.tar big-1m/docker-archive-gzip.tar}"
+for a in "${archives[@]}"; do
   arc=$CORPUS/artifacts/$a
   [[ -f $arc ]] || { echo "missing $arc (make corpus CORPUS_STEPS=big)" >&2; exit 1; }
   # The blobs verify reads (config and layers): offset and size in the tar, from verify's own report.
