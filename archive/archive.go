@@ -281,7 +281,7 @@ func (a *Archive) readBlob(d ispec.Descriptor, limit int64) ([]byte, error) {
 		return nil, err
 	}
 	if !verifyBytes(d.Digest, raw) {
-		return nil, invalidf("content does not match its digest")
+		return nil, invalidf("content does not match its digest (it hashes to %s)", hashOf(d.Digest, raw))
 	}
 	return raw, nil
 }
