@@ -128,7 +128,7 @@ func verifyLine(r verify.Result) string {
 	if r.Image != "" {
 		what += " of " + short(digest.Digest(r.Image))
 	}
-	fmt.Fprintf(&b, "%-8s %-8s %s", strings.ToUpper(r.Verdict), what, r.Digest)
+	b.WriteString(strings.TrimRight(fmt.Sprintf("%-8s %-8s %s", strings.ToUpper(r.Verdict), what, r.Digest), " "))
 	var parts []string
 	for _, ch := range r.Checks {
 		switch {
@@ -149,7 +149,7 @@ func verifyLine(r verify.Result) string {
 		b.WriteString(": " + strings.Join(parts, ", "))
 	}
 	if r.Verdict != verify.OK {
-		if r.Where != "" {
+		if r.Where != "" && !strings.Contains(r.Error, r.Where) {
 			b.WriteString("; at " + r.Where)
 		}
 		if r.ClaimedBy != "" {

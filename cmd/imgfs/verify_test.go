@@ -28,6 +28,10 @@ func TestVerifyOutput(t *testing.T) {
 	if line := verifyLine(good); line != "OK       config   sha256:cc: digest ok" {
 		t.Errorf("ok line %q", line)
 	}
+	arc := verify.Result{Kind: "archive", Where: "x.tar", Verdict: verify.Error, Error: "archive x.tar: index.json: bad"}
+	if line := verifyLine(arc); line != "ERROR    archive; archive x.tar: index.json: bad" {
+		t.Errorf("archive error line %q", line)
+	}
 	var buf bytes.Buffer
 	rep := &verify.Report{Archive: "x.tar", Results: []verify.Result{good, bad}, Failed: 1}
 	if err := printVerifyJSON(&buf, rep); err != nil {
