@@ -60,6 +60,9 @@ type ImageRef struct {
 	// Index numbers the archive's top-level entries that hold images, from 0: the n-th distinct entry of
 	// index.json or manifest.json. All platforms of one multi-platform index share it.
 	Index int
+	// ImageID is the config digest when it is known without loading the image (always for docker-save
+	// images, for OCI images when the manifest was readable at Open); "" otherwise.
+	ImageID digest.Digest
 }
 
 // Archive is an open image archive. Its methods are safe for concurrent use.
@@ -81,9 +84,10 @@ type Archive struct {
 // entry is one selectable image.
 type entry struct {
 	ref          ImageRef
-	descPlatform bool            // ref.Platform came from an index descriptor
-	parents      []digest.Digest // indexes this manifest was reached through
-	config       digest.Digest   // config digest, when known
+	descPlatform bool               // ref.Platform came from an index descriptor
+	parents      []digest.Digest    // indexes this manifest was reached through
+	via          []ispec.Descriptor // their descriptors, top first, as their parents state them
+	config       digest.Digest      // config digest, when known
 
 	// OCI
 	desc     ispec.Descriptor
@@ -191,6 +195,7 @@ func (a *Archive) Images() []ImageRef {
 	refs := make([]ImageRef, len(a.entries))
 	for i, e := range a.entries {
 		refs[i] = e.ref
+		refs[i].ImageID = e.config
 		refs[i].Names = append([]string(nil), e.ref.Names...)
 		if e.ref.Platform != nil {
 			p := *e.ref.Platform
@@ -276,7 +281,7 @@ func (a *Archive) readBlob(d ispec.Descriptor, limit int64) ([]byte, error) {
 		return nil, err
 	}
 	if !verifyBytes(d.Digest, raw) {
-		return nil, invalidf("content does not match its digest")
+		return nil, invalidf("content does not match its digest (it hashes to %s)", hashOf(d.Digest, raw))
 	}
 	return raw, nil
 }

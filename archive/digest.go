@@ -52,6 +52,13 @@ func verifyBytes(d digest.Digest, b []byte) bool {
 	return hex.EncodeToString(h.Sum(nil)) == d.Encoded()
 }
 
+// hashOf is the digest of b with the algorithm of d (d checked).
+func hashOf(d digest.Digest, b []byte) digest.Digest {
+	h := newHash(d)
+	h.Write(b)
+	return digest.NewDigestFromEncoded(d.Algorithm(), hex.EncodeToString(h.Sum(nil)))
+}
+
 // sha256Digest is the sha256 digest of b.
 func sha256Digest(b []byte) digest.Digest {
 	s := sha256.Sum256(b)

@@ -149,13 +149,13 @@ func (a *Archive) loadLegacyImage(ctx context.Context, e *entry) (*Image, error)
 			return nil, errorf(ErrUnsupported, "%s: %w", lw, err)
 		}
 		diffID := cfg.RootFS.DiffIDs[i]
-		d, err := a.legacyDigest(ctx, real, name, b, c, diffID, li.item.LayerSources)
+		d, computed, err := a.legacyDigest(ctx, real, name, b, c, diffID, li.item.LayerSources)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", lw, err)
 		}
 		mt := LayerMediaType(c)
 		descs[i] = ispec.Descriptor{MediaType: mt, Digest: d, Size: b.Size}
-		layers[i] = Layer{Digest: d, DiffID: diffID, MediaType: mt, Size: b.Size, Source: real, a: a, blob: b}
+		layers[i] = Layer{Digest: d, DiffID: diffID, MediaType: mt, Size: b.Size, Source: real, DigestComputed: computed, a: a, blob: b}
 	}
 	man := ispec.Manifest{
 		MediaType: ispec.MediaTypeImageManifest,
@@ -192,35 +192,35 @@ func LayerMediaType(c compression.Format) string {
 // legacyDigest finds the digest of a docker-save layer blob without hashing it when it can: an
 // uncompressed blob is its own diff_id; a LayerSources descriptor of the same size gives it; so does a
 // file name spelling a digest other than the diff_id. Otherwise the blob is hashed once (and the result
-// remembered). Digests found without hashing are not verified.
-func (a *Archive) legacyDigest(ctx context.Context, real, name string, b compression.Blob, c compression.Format, diffID digest.Digest, sources map[digest.Digest]ispec.Descriptor) (digest.Digest, error) {
+// remembered; computed says so). Digests found without hashing are not verified.
+func (a *Archive) legacyDigest(ctx context.Context, real, name string, b compression.Blob, c compression.Format, diffID digest.Digest, sources map[digest.Digest]ispec.Descriptor) (_ digest.Digest, computed bool, err error) {
 	if c == compression.None {
-		return diffID, nil
+		return diffID, false, nil
 	}
 	if s, ok := sources[diffID]; ok && s.Size == b.Size {
-		return s.Digest, nil
+		return s.Digest, false, nil
 	}
 	for _, n := range []string{real, name} {
 		if d := digestFromName(n); d != "" && d != diffID {
-			return d, nil
+			return d, false, nil
 		}
 	}
 	a.mu.Lock()
 	d, ok := a.hashed[real]
 	a.mu.Unlock()
 	if ok {
-		return d, nil
+		return d, true, nil
 	}
 	start := time.Now()
-	d, err := hashBlob(ctx, b)
+	d, err = hashBlob(ctx, b)
 	if err != nil {
-		return "", fmt.Errorf("hashing: %w", err)
+		return "", false, fmt.Errorf("hashing: %w", err)
 	}
 	a.log.Info("hashed a compressed layer to learn its digest", "member", real, "bytes", b.Size, "digest", d, "took", time.Since(start))
 	a.mu.Lock()
 	a.hashed[real] = d
 	a.mu.Unlock()
-	return d, nil
+	return d, true, nil
 }
 
 // hashBlob computes the sha256 digest of a blob, checking ctx as it goes.

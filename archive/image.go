@@ -57,6 +57,9 @@ type Layer struct {
 	Source string
 	// Annotations are the layer descriptor's annotations.
 	Annotations map[string]string
+	// DigestComputed says Digest is no claim: nothing in a docker-save archive names the compressed
+	// blob's digest, so it was computed by hashing the blob.
+	DigestComputed bool
 
 	a    *Archive
 	blob compression.Blob

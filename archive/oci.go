@@ -162,7 +162,7 @@ func (a *Archive) addOCI(ctx context.Context, d ispec.Descriptor, names []string
 		return g, nil
 	case "index":
 		g := a.groups
-		n, err := a.expand(ctx, d, names, g, []digest.Digest{d.Digest})
+		n, err := a.expand(ctx, d, names, g, []ispec.Descriptor{d})
 		if err != nil {
 			if !errors.Is(err, ErrMissingBlob) {
 				return -1, fmt.Errorf("%s: %w", where, err)
@@ -187,8 +187,9 @@ func (a *Archive) addOCI(ctx context.Context, d ispec.Descriptor, names []string
 	return -1, nil
 }
 
-// expand adds the manifests of the index d (reached through parents) to group g and returns how many.
-func (a *Archive) expand(ctx context.Context, d ispec.Descriptor, names []string, g int, parents []digest.Digest) (int, error) {
+// expand adds the manifests of the index d (reached through parents, top first, d last) to group g and
+// returns how many.
+func (a *Archive) expand(ctx context.Context, d ispec.Descriptor, names []string, g int, parents []ispec.Descriptor) (int, error) {
 	if len(parents) > maxIndexDepth {
 		return 0, invalidf("indexes nested more than %d deep", maxIndexDepth)
 	}
@@ -212,7 +213,7 @@ func (a *Archive) expand(ctx context.Context, d ispec.Descriptor, names []string
 			continue
 		}
 		for _, p := range parents {
-			if p == c.Digest {
+			if p.Digest == c.Digest {
 				return n, invalidf("index %s: cycle: lists %s", d.Digest, c.Digest)
 			}
 		}
@@ -222,7 +223,7 @@ func (a *Archive) expand(ctx context.Context, d ispec.Descriptor, names []string
 			a.addEntry(a.manifestEntry(c, cnames, g, parents))
 			n++
 		case "index":
-			m, err := a.expand(ctx, c, cnames, g, append(append([]digest.Digest(nil), parents...), c.Digest))
+			m, err := a.expand(ctx, c, cnames, g, append(append([]ispec.Descriptor(nil), parents...), c))
 			n += m
 			if err != nil {
 				if !errors.Is(err, ErrMissingBlob) {
@@ -238,11 +239,14 @@ func (a *Archive) expand(ctx context.Context, d ispec.Descriptor, names []string
 }
 
 // manifestEntry makes the entry of an image manifest descriptor.
-func (a *Archive) manifestEntry(d ispec.Descriptor, names []string, g int, parents []digest.Digest) *entry {
+func (a *Archive) manifestEntry(d ispec.Descriptor, names []string, g int, parents []ispec.Descriptor) *entry {
 	e := &entry{
-		ref:     ImageRef{Names: names, ManifestDigest: d.Digest, Index: g},
-		parents: parents,
-		desc:    d,
+		ref:  ImageRef{Names: names, ManifestDigest: d.Digest, Index: g},
+		via:  parents,
+		desc: d,
+	}
+	for _, p := range parents {
+		e.parents = append(e.parents, p.Digest)
 	}
 	if p := d.Platform; p != nil && p.OS != "" && p.Architecture != "" {
 		pc := *p

@@ -63,12 +63,31 @@ type layerOpen struct {
 	cacheDir string
 	opts     Options
 	log      *slog.Logger
+	proof    *Proof // set by Prove: what the pass found, also when a claim is broken
 }
 
 // Open returns the layer stored in blob: its table from the cache when a verified record says this
 // very blob was proven to have the claimed digest and diff_id, else built in one pass over the blob
 // that proves them (and then persisted), and a reader of its uncompressed stream.
 func Open(ctx context.Context, blob Blob, opts Options) (*Layer, error) {
+	lo, name, err := newLayerOpen(blob, opts)
+	if err != nil {
+		return nil, err
+	}
+	l := lo.load(ctx)
+	if l == nil {
+		l, err = lo.build(ctx)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("opening layer %s: %w", name, err)
+	}
+	l.LogWarnings(lo.log, name) // on every open, from the cache too: they are stored with the table
+	return l, nil
+}
+
+// newLayerOpen checks the claims of an Open and finds where their proof is kept; name names the layer
+// in messages.
+func newLayerOpen(blob Blob, opts Options) (_ *layerOpen, name string, err error) {
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -76,23 +95,23 @@ func Open(ctx context.Context, blob Blob, opts Options) (*Layer, error) {
 	for _, d := range []digest.Digest{opts.DiffID, opts.Digest} {
 		if d != "" {
 			if _, err := checkSHA256(d); err != nil {
-				return nil, fmt.Errorf("opening layer: %w", err)
+				return nil, "", fmt.Errorf("opening layer: %w", err)
 			}
 		}
 	}
 	if blob.R == nil || blob.Size < 0 {
-		return nil, errors.New("opening layer: no blob")
+		return nil, "", errors.New("opening layer: no blob")
 	}
-	name := cmp.Or(string(opts.DiffID), string(opts.Digest), "(unkeyed)")
+	name = cmp.Or(string(opts.DiffID), string(opts.Digest), "(unkeyed)")
 	c, err := compression.Detect(io.NewSectionReader(blob.R, blob.Off, blob.Size), 0)
 	if err != nil {
-		return nil, fmt.Errorf("opening layer %s: %w", name, err)
+		return nil, "", fmt.Errorf("opening layer %s: %w", name, err)
 	}
 	lo := &layerOpen{blob: blob, c: c, d: opts.Digest, x: opts.DiffID, cacheDir: opts.CacheDir, opts: opts, log: log}
 	if c == compression.None {
 		// The stored bytes are the uncompressed tar: one digest for both, a free check.
 		if lo.d != "" && lo.x != "" && lo.d != lo.x {
-			return nil, fmt.Errorf("opening layer %s: %w: the blob is uncompressed, so its digest %s must equal its diff ID %s",
+			return nil, "", fmt.Errorf("opening layer %s: %w: the blob is uncompressed, so its digest %s must equal its diff ID %s",
 				name, ErrDiffIDMismatch, lo.d, lo.x)
 		}
 		lo.d, lo.x = cmp.Or(lo.d, lo.x), cmp.Or(lo.x, lo.d)
@@ -102,20 +121,12 @@ func Open(ctx context.Context, blob Blob, opts Options) (*Layer, error) {
 		if src, ok := sourceIdentity(blob); ok && lo.d != "" && lo.x != "" {
 			lo.source = src
 			if lo.table, err = tablePath(opts.CacheDir, lo.d, lo.x); err != nil {
-				return nil, fmt.Errorf("opening layer: %w", err)
+				return nil, "", fmt.Errorf("opening layer: %w", err)
 			}
 			lo.record = recordPath(opts.CacheDir, lo.d, lo.x, src)
 		}
 	}
-	l := lo.load(ctx)
-	if l == nil {
-		l, err = lo.build(ctx)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("opening layer %s: %w", name, err)
-	}
-	l.LogWarnings(log, name) // on every open, from the cache too: they are stored with the table
-	return l, nil
+	return lo, name, nil
 }
 
 // streamOptions are the options of the layer's compressed stream: keyed by the verified pair.
@@ -181,7 +192,7 @@ func (lo *layerOpen) load(ctx context.Context) *Layer {
 func (lo *layerOpen) build(ctx context.Context) (_ *Layer, err error) {
 	blob, log := lo.blob, lo.log
 	var hasher *blobHasher
-	if lo.d != "" {
+	if lo.d != "" || lo.proof != nil {
 		hasher = hashInBackground(ctx, blob)
 		defer func() {
 			if hasher != nil {
@@ -192,8 +203,9 @@ func (lo *layerOpen) build(ctx context.Context) (_ *Layer, err error) {
 	b := newBuilder(log)
 	p := &progress{fn: lo.opts.Progress, total: blob.Size}
 	var (
-		stream *compression.Stream
-		pend   compression.Pending
+		stream  *compression.Stream
+		pend    compression.Pending
+		diffErr error // a diff_id mismatch, kept while Prove learns the blob's digest too
 	)
 	if lo.c == compression.None {
 		// The scan seeks over member data; the hasher reads it all. Progress is the slower of the two.
@@ -204,6 +216,7 @@ func (lo *layerOpen) build(ctx context.Context) (_ *Layer, err error) {
 		}
 		sc.onRead = func(int64) error { p.report(b.members, false); return ctx.Err() }
 		if err := b.scan(ctx, sc, func(n int64) error { p.report(n, false); return nil }); err != nil {
+			lo.noteFailure(hasher, nil)
 			return nil, err
 		}
 		stream = compression.Plain(blob)
@@ -217,6 +230,7 @@ func (lo *layerOpen) build(ctx context.Context) (_ *Layer, err error) {
 		p.bytes = ix.Consumed
 		sc.onRead = func(int64) error { p.report(b.members, false); return ctx.Err() }
 		if err := b.scan(ctx, sc, func(n int64) error { p.report(n, false); return nil }); err != nil {
+			lo.noteFailure(hasher, ix)
 			return nil, err
 		}
 		// Read the rest of the stream (the end-of-archive padding, usually) so that it is verified and hashed.
@@ -227,17 +241,25 @@ func (lo *layerOpen) build(ctx context.Context) (_ *Layer, err error) {
 				break
 			}
 			if err != nil {
+				lo.noteFailure(hasher, nil)
 				return nil, err
 			}
 			p.report(b.members, false)
 		}
 		if stream, pend, err = ix.FinishPending(); err != nil {
+			lo.noteFailure(hasher, nil)
 			return nil, err
 		}
+		if lo.proof != nil {
+			lo.proof.DiffID = ix.DiffID()
+		}
 		if lo.x != "" && ix.DiffID() != lo.x {
-			stream.Close()
-			pend.Discard()
-			return nil, fmt.Errorf("%w: uncompressed data is %s, expected %s", ErrDiffIDMismatch, ix.DiffID(), lo.x)
+			diffErr = fmt.Errorf("%w: uncompressed data is %s, expected %s", ErrDiffIDMismatch, ix.DiffID(), lo.x)
+			if lo.proof == nil {
+				stream.Close()
+				pend.Discard()
+				return nil, diffErr
+			}
 		}
 	}
 	fail := func(err error) (*Layer, error) {
@@ -248,15 +270,31 @@ func (lo *layerOpen) build(ctx context.Context) (_ *Layer, err error) {
 	if hasher != nil {
 		got, err := hasher.wait(func() { p.report(b.members, false) })
 		hasher = nil
+		if lo.proof != nil && err == nil {
+			lo.proof.Digest = got
+			if lo.c == compression.None {
+				lo.proof.DiffID = got
+			}
+		}
 		switch {
 		case err != nil:
 			return fail(err)
+		case lo.d == "":
+		case got != lo.d && diffErr != nil:
+			return fail(&mismatchError{fmt.Sprintf("%v: the blob is %s, expected %s; %v", ErrDigestMismatch, got, lo.d, diffErr),
+				[]error{ErrDigestMismatch, ErrDiffIDMismatch}})
 		case got != lo.d && lo.c == compression.None:
 			return fail(&mismatchError{fmt.Sprintf("%v: the uncompressed blob is %s, expected %s", ErrDiffIDMismatch, got, lo.d),
 				[]error{ErrDiffIDMismatch, ErrDigestMismatch}})
 		case got != lo.d:
 			return fail(fmt.Errorf("%w: the blob is %s, expected %s", ErrDigestMismatch, got, lo.d))
 		}
+	}
+	if diffErr != nil {
+		return fail(diffErr)
+	}
+	if lo.proof != nil {
+		lo.proof.Indexed = true
 	}
 	p.done(b.members)
 	if lo.source != "" {

@@ -37,6 +37,7 @@ func newApp() *cli.App {
 			custodyCommand(),
 			whichCommand(),
 			withCustody(timelineCommand()),
+			withCustody(verifyCommand()),
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // main prints errors once
 	}

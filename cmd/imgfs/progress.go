@@ -53,6 +53,9 @@ func (p *progress) slot(i int) func(index.Progress) {
 		if p.closed {
 			return
 		}
+		if i >= len(p.slots) { // workers not counted in advance (verify)
+			p.slots = append(p.slots, make([]index.Progress, i+1-len(p.slots))...)
+		}
 		p.slots[i] = pr
 		now := time.Now()
 		if now.Sub(p.last) < 100*time.Millisecond {

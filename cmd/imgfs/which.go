@@ -139,10 +139,3 @@ func printWhichEvents(w io.Writer, events []evidence.WhichEvent) {
 	}
 	tw.Flush()
 }
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}
