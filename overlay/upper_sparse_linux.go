@@ -2,7 +2,6 @@ package overlay
 
 import (
 	"errors"
-	"io"
 	"os"
 
 	"golang.org/x/sys/unix"
@@ -48,14 +47,8 @@ func copySparse(dst *os.File, l Layer, sl SparseLayer, id index.ID, size int64) 
 				}
 				off += int64(n)
 			}
-			if err != nil && !(errors.Is(err, io.EOF) && off == end) {
-				if errors.Is(err, io.EOF) {
-					err = io.ErrUnexpectedEOF
-				}
+			if err := copyReadErr(n, err, off, end); err != nil {
 				return err
-			}
-			if n == 0 && err == nil {
-				return io.ErrNoProgress
 			}
 		}
 	}

@@ -377,24 +377,30 @@ func (s *upperState) lowerOf(n Node) stack {
 	return st
 }
 
-// lowerHas reports whether the layers show something called name in directory p's lower directory.
-func (s *upperState) lowerHas(p Node, name string) bool {
+// lowerType returns the type of what the layers show called name in directory p's lower directory,
+// and whether they show anything there.
+func (s *upperState) lowerType(p Node, name string) (index.Type, bool) {
 	low := s.lowerOf(p)
 	if low == nil {
-		return false
+		return 0, false
 	}
-	_, ok := s.v.child(low, name, false)
+	r, ok := s.v.child(low, name, false)
+	if !ok {
+		return 0, false
+	}
+	return r.e.Type, true
+}
+
+// lowerHas reports whether the layers show something called name in directory p's lower directory.
+func (s *upperState) lowerHas(p Node, name string) bool {
+	_, ok := s.lowerType(p, name)
 	return ok
 }
 
 // lowerDirAt reports whether the layers show a directory called name in directory p's lower directory.
 func (s *upperState) lowerDirAt(p Node, name string) bool {
-	low := s.lowerOf(p)
-	if low == nil {
-		return false
-	}
-	r, ok := s.v.child(low, name, false)
-	return ok && r.e.Type == index.TypeDir
+	t, ok := s.lowerType(p, name)
+	return ok && t == index.TypeDir
 }
 
 // lowerHint is what the layers show under a name: a node and its type.

@@ -429,14 +429,8 @@ func copyData(dst *os.File, l Layer, id index.ID, size int64) error {
 			}
 		}
 		off += int64(n)
-		if err != nil && !(errors.Is(err, io.EOF) && off == size) {
-			if errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
-			}
+		if err := copyReadErr(n, err, off, size); err != nil {
 			return err
-		}
-		if n == 0 && err == nil {
-			return io.ErrNoProgress
 		}
 	}
 	// copy_file_range read the layer's file directly, without the layer's own check.
@@ -1369,6 +1363,22 @@ func (s *upperState) sync() error {
 	}
 	if err := unix.Syncfs(s.fs.root); err != nil {
 		return &os.PathError{Op: "syncfs", Path: s.fs.dir, Err: err}
+	}
+	return nil
+}
+
+// copyReadErr is the one rule of the copy-up loops for a read of n bytes of a member that returned err
+// and brought the copy to off of a span that ends at end: nil to go on (or, at end, to stop); an EOF
+// before end is a short member (io.ErrUnexpectedEOF), a read of nothing without an error a stuck one.
+func copyReadErr(n int, err error, off, end int64) error {
+	if err != nil && !(errors.Is(err, io.EOF) && off == end) {
+		if errors.Is(err, io.EOF) {
+			return io.ErrUnexpectedEOF
+		}
+		return err
+	}
+	if n == 0 && err == nil {
+		return io.ErrNoProgress
 	}
 	return nil
 }
