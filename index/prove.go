@@ -185,39 +185,23 @@ func hashPass(ctx context.Context, blob Blob, c compression.Format, tick func(in
 			}
 		}()
 	}
-	readErr := func() error {
-		last := time.Now()
-		for off := int64(0); off < blob.Size; {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			ch := <-free
-			p := ch.b[:min(int64(len(ch.b)), blob.Size-off)]
-			n, err := blob.R.ReadAt(p, blob.Off+off)
-			off += int64(n)
-			if n < len(p) {
-				free <- ch
-				if err == nil || err == io.EOF {
-					err = io.ErrUnexpectedEOF
-				}
-				return fmt.Errorf("reading blob at %d: %w", off, err)
-			}
-			ch.n = n
-			if dec != nil {
-				ch.refs.Store(2)
-				dec.in <- ch
-			} else {
-				ch.refs.Store(1)
-			}
-			blobSum.in <- ch
-			if now := time.Now(); now.Sub(last) >= 100*time.Millisecond {
-				last = now
-				tick(off)
-			}
+	last := time.Now()
+	readErr := readChunks(ctx, blob, free, func(ch *chunk, off int64) {
+		if dec != nil {
+			ch.refs.Store(2)
+			dec.in <- ch
+		} else {
+			ch.refs.Store(1)
 		}
+		blobSum.in <- ch
+		if now := time.Now(); now.Sub(last) >= 100*time.Millisecond {
+			last = now
+			tick(off)
+		}
+	})
+	if readErr == nil {
 		tick(blob.Size)
-		return nil
-	}()
+	}
 	if dec != nil {
 		close(dec.in)
 		<-xDone

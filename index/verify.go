@@ -165,31 +165,20 @@ func hashInBackground(ctx context.Context, blob Blob) *blobHasher {
 			free <- &chunk{b: make([]byte, hashChunk), free: free}
 		}
 		st := newHashStage(nbuf)
-		for off := int64(0); off < blob.Size; {
-			if err := ctx.Err(); err != nil {
-				st.finish()
-				h.err = err
-				return
-			}
-			c := <-free
-			p := c.b[:min(int64(len(c.b)), blob.Size-off)]
-			n, err := blob.R.ReadAt(p, blob.Off+off)
-			off += int64(n)
-			if n < len(p) {
-				free <- c
-				st.finish()
-				if err == nil || err == io.EOF {
-					err = io.ErrUnexpectedEOF
-				}
-				h.err = fmt.Errorf("hashing blob: %w", err)
-				return
-			}
-			c.n = n
+		err := readChunks(ctx, blob, free, func(c *chunk, off int64) {
 			c.refs.Store(1)
 			st.in <- c
 			h.n.Store(off)
+		})
+		sum := st.finish()
+		if err != nil {
+			if ctx.Err() == nil {
+				err = fmt.Errorf("hashing blob: %w", err)
+			}
+			h.err = err
+			return
 		}
-		h.d = digest.NewDigest(digest.SHA256, st.finish())
+		h.d = digest.NewDigest(digest.SHA256, sum)
 	}()
 	return h
 }
@@ -213,4 +202,29 @@ func (h *blobHasher) wait(tick func()) (digest.Digest, error) {
 func (h *blobHasher) stop() {
 	h.cancel()
 	<-h.done
+}
+
+// readChunks reads blob whole, in order, into buffers taken from free, and hands each filled one to
+// send with the offset reached: the one read loop of the hash passes. A short read is
+// io.ErrUnexpectedEOF; cancelling ctx stops it with ctx's error.
+func readChunks(ctx context.Context, blob Blob, free chan *chunk, send func(c *chunk, off int64)) error {
+	for off := int64(0); off < blob.Size; {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		c := <-free
+		p := c.b[:min(int64(len(c.b)), blob.Size-off)]
+		n, err := blob.R.ReadAt(p, blob.Off+off)
+		off += int64(n)
+		if n < len(p) {
+			free <- c
+			if err == nil || err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return fmt.Errorf("reading blob at %d: %w", off, err)
+		}
+		c.n = n
+		send(c, off)
+	}
+	return nil
 }
