@@ -16,7 +16,8 @@ func BuildTable(ctx context.Context, r io.Reader, path string, info TableInfo, l
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	b := newBuilder(logger)
+	b := newBuilder(logger, "")
+	defer b.close()
 	if err := b.scan(ctx, newScanner(r), nil); err != nil {
 		return fmt.Errorf("building table: %w", err)
 	}
