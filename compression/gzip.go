@@ -3,6 +3,7 @@ package compression
 import (
 	"bufio"
 	"bytes"
+	stdflate "compress/flate"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
+	"sync"
 
 	"github.com/imgfs/imgfs/compression/internal/flate"
 	"github.com/opencontainers/go-digest"
@@ -144,6 +146,8 @@ type gzipIndexer struct {
 	lastPoint int64
 	points    []point
 	err       error // from onBlock
+	wz        *stdflate.Writer
+	wbuf      bytes.Buffer // a deflated window
 }
 
 func newGzipIndexer(ctx context.Context, blob Blob, opts Options) (*gzipIndexer, error) {
@@ -247,7 +251,8 @@ func (g *gzipIndexer) onBlock(b flate.BlockEnd) {
 		return
 	}
 	g.win = g.fr.AppendWindow(g.win[:0])
-	off, crc, err := g.w.appendWindow(g.win)
+	stored, flags := g.deflateWindow(g.win)
+	off, crc, err := g.w.appendWindow(stored)
 	if err != nil {
 		g.err = err
 		return
@@ -257,8 +262,9 @@ func (g *gzipIndexer) onBlock(b flate.BlockEnd) {
 		In:     g.dataStart + b.In,
 		Bits:   b.Bits,
 		WinOff: off,
-		WinLen: uint32(len(g.win)),
+		WinLen: uint32(len(stored)),
 		WinCRC: crc,
+		Flags:  flags,
 	})
 	g.lastPoint = out
 }
@@ -331,6 +337,14 @@ func (c *gzipCursor) reset(pt *point) error {
 	if crc32.Checksum(win, castagnoli) != pt.WinCRC {
 		return errors.New("compression: restart window checksum mismatch")
 	}
+	if pt.Flags&pointFlagDeflated != 0 {
+		wp := scratchPool.Get().(*[]byte)
+		defer scratchPool.Put(wp)
+		var err error
+		if win, err = inflateWindow((*wp)[:windowSize], win); err != nil {
+			return err
+		}
+	}
 	if err := c.fr.Resume(c.br, pt.Bits, win); err != nil {
 		return err
 	}
@@ -365,3 +379,43 @@ func (c *gzipCursor) Read(p []byte) (int, error) {
 }
 
 var _ cursor = (*gzipCursor)(nil)
+
+// deflateWindow returns how a restart window is stored: deflated (level 1) when that is smaller, as it
+// is for anything but incompressible data, else as it is.
+func (g *gzipIndexer) deflateWindow(win []byte) ([]byte, uint8) {
+	if g.wz == nil {
+		g.wz, _ = stdflate.NewWriter(&g.wbuf, stdflate.BestSpeed)
+	}
+	g.wbuf.Reset()
+	g.wz.Reset(&g.wbuf)
+	g.wz.Write(win) // a bytes.Buffer never fails
+	g.wz.Close()
+	if g.wbuf.Len() >= len(win) {
+		return win, 0
+	}
+	return g.wbuf.Bytes(), pointFlagDeflated
+}
+
+var inflaters = sync.Pool{New: func() any { return stdflate.NewReader(nil) }}
+
+// inflateWindow decodes a deflated restart window into dst (windowSize bytes) and returns the window.
+func inflateWindow(dst, stored []byte) ([]byte, error) {
+	r := inflaters.Get().(io.ReadCloser)
+	defer inflaters.Put(r)
+	if err := r.(stdflate.Resetter).Reset(bytes.NewReader(stored), nil); err != nil {
+		return nil, err
+	}
+	n, err := io.ReadFull(r, dst)
+	switch err {
+	case io.ErrUnexpectedEOF:
+	case nil:
+		// A full window: the stream must end here.
+		var one [1]byte
+		if m, _ := r.Read(one[:]); m != 0 {
+			return nil, errors.New("compression: restart window too long")
+		}
+	default:
+		return nil, fmt.Errorf("compression: restart window: %w", err)
+	}
+	return dst[:n], nil
+}

@@ -294,3 +294,67 @@ func (c *countingCursor) reset(pt *point) error {
 	*c.resets++
 	return c.cursor.reset(pt)
 }
+
+// TestGzipDeflatedWindows checks that restart windows of compressible data are stored deflated (and
+// smaller), those of incompressible data as they are, that reads from both kinds of point are exact,
+// and that a damaged deflated window is an error, not wrong data.
+func TestGzipDeflatedWindows(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		data     []byte
+		deflated bool
+	}{
+		{"hex text", hexText(7, 2<<20), true},
+		{"random bytes", randomBytes(7, 3<<20), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			gz := gzipBytes(t, tc.data)
+			s := indexStream(t, blobAt(gz), Gzip, Options{SpanSize: 64 << 10}, tc.data)
+			windows, deflated := 0, 0
+			for _, p := range s.points {
+				if p.WinLen == 0 {
+					continue
+				}
+				windows++
+				if p.Flags&pointFlagDeflated != 0 {
+					deflated++
+					if p.WinLen >= windowSize {
+						t.Errorf("deflated window of %d bytes", p.WinLen)
+					}
+				}
+			}
+			if windows < 10 {
+				t.Fatalf("%d windows, want many at a 64 KiB span", windows)
+			}
+			if tc.deflated && deflated != windows || !tc.deflated && deflated != 0 {
+				t.Errorf("%d of %d windows deflated", deflated, windows)
+			}
+			checkStream(t, s, tc.data)
+			if !tc.deflated {
+				return
+			}
+			// Damage a deflated window (and fix its CRC so that only the inflate can notice).
+			var p *point
+			for i := range s.points {
+				if s.points[i].Flags&pointFlagDeflated != 0 {
+					p = &s.points[i]
+					break
+				}
+			}
+			bad := make([]byte, p.WinLen)
+			for i := range bad {
+				bad[i] = 0xff
+			}
+			if _, err := s.ckpt.WriteAt(bad, p.WinOff); err != nil {
+				t.Fatal(err)
+			}
+			p.WinCRC = crc32.Checksum(bad, castagnoli)
+			s.idle = nil
+			buf := make([]byte, 4096)
+			if _, err := s.ReadAt(buf, p.Out+10); err == nil {
+				t.Errorf("read through a damaged deflated window succeeded")
+			}
+		})
+	}
+}

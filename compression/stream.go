@@ -18,7 +18,9 @@ import (
 
 // spanSize is the distance in uncompressed bytes between restart points of a compressed stream: a
 // random read decodes at most about this much before its first byte. Options.SpanSize replaces it.
-const spanSize int64 = 4 << 20
+// 1 MiB: a 4 KiB random read in a gzip stream inflates 0.5 MiB on average (about 2 ms), and the
+// windows, stored deflated, cost ~1-3% of the uncompressed size in the cache.
+const spanSize int64 = 1 << 20
 
 // Options configure the indexing and opening of a compressed stream.
 type Options struct {

@@ -28,14 +28,15 @@ import (
 // that has no useful restart points. Files are renamed into place only once the stream was verified
 // (see Open): a stream that did not match its claims leaves nothing behind.
 const (
-	streamVersion    = 2
+	streamVersion    = 3 // 3: windows may be stored deflated (pointFlagDeflated); gzip points every 1 MiB
 	streamHeaderSize = 160
 	pointSize        = 40
 	windowSize       = 32 << 10
 
 	streamFlagRaw = 1 // zstd: served from the .raw copy; the table is empty
 
-	pointFlagMember = 1 // gzip: the point is the start of a member's header
+	pointFlagMember   = 1 // gzip: the point is the start of a member's header
+	pointFlagDeflated = 2 // gzip: the window is stored as raw deflate (WinLen and WinCRC are the stored bytes')
 )
 
 var (
@@ -449,7 +450,8 @@ func validatePoints(points []point, h *streamHeader, compSize int64) error {
 	for i := range points {
 		p := &points[i]
 		bad := p.Out < 0 || p.Out > h.Size || p.In < 0 || p.In >= compSize || p.Bits > 7 ||
-			p.Flags&^pointFlagMember != 0 || p.WinLen > windowSize ||
+			p.Flags&^(pointFlagMember|pointFlagDeflated) != 0 || p.WinLen > windowSize ||
+			(p.Flags&pointFlagDeflated != 0 && (p.Flags&pointFlagMember != 0 || p.WinLen == 0)) ||
 			(p.WinLen > 0 && (p.WinOff < streamHeaderSize || p.WinOff > h.TableOff-int64(p.WinLen))) ||
 			(p.Flags&pointFlagMember != 0 && (p.Bits != 0 || p.WinLen != 0))
 		if i > 0 {

@@ -9,6 +9,7 @@ import (
 	"hash/maphash"
 	"io"
 	"log/slog"
+	"runtime"
 	"slices"
 )
 
@@ -31,35 +32,34 @@ const (
 // flagLinkTarget marks a build node that a hardlink of this layer points to. It is never written out.
 const flagLinkTarget Flags = 1 << 15
 
-// bnode is a member during the build: 64 bytes, no pointers, so that a million of them cost 64 MB and
-// nothing for the garbage collector to scan.
+// bnode is what the build keeps of a member in memory: 20 bytes, no pointers, so that a million of
+// them cost 20 MB and nothing for the garbage collector to scan. The rest of its metadata (mode,
+// owners, times, size, data offset, xattr and sparse offsets) goes to the spill file as a coldRec each
+// time it is set; the last one written for a node is its metadata.
 type bnode struct {
-	parent    uint32
-	nameOff   uint32 // in the name arena; the link target follows the name
-	nameLen   uint16
-	linkLen   uint16
-	typ       Type
-	dead      bool // replaced by a later member; its record may still carry a hardlink's data
-	flags     Flags
-	mode      uint32
-	uid, gid  uint32
-	nsec      uint32
-	sec       int64
-	size      int64
-	x         uint64 // regular: data offset; char/block: major | minor<<32; hardlink: target node or noNode
-	xattrOff  uint32
-	sparseOff uint32
+	parent  uint32
+	nameOff uint32 // in the name arena; the link target follows the name
+	nameLen uint16
+	linkLen uint16
+	typ     Type
+	dead    bool // replaced by a later member; its record may still carry a hardlink's data
+	flags   Flags
+	link    uint32 // hardlink: target node or noNode
 }
 
 // builder turns the members of one tar stream into a tree numbered for the table, in one pass.
 type builder struct {
-	log   *slog.Logger
-	seed  maphash.Seed
-	nodes [][]bnode // chunks of 1<<nodeChunkBits
-	n     uint32    // nodes in use
-	names [][]byte  // chunks of 1<<nameChunkBits; a string never straddles chunks
-	xattr []byte    // xattr arena, table format
-	spars []byte    // sparse arena, table format
+	// coldWindow, when positive, replaces the package's coldWindow (tests write tables through
+	// small windows).
+	coldWindow int
+	log        *slog.Logger
+	seed       maphash.Seed
+	nodes      [][]bnode // chunks of 1<<nodeChunkBits
+	n          uint32    // nodes in use
+	names      [][]byte  // chunks of 1<<nameChunkBits; a string never straddles chunks
+	xattr      []byte    // xattr arena, table format
+	spars      []byte    // sparse arena, table format
+	spill      spill     // the nodes' cold metadata, in the order it was set
 
 	// hash finds the node of (parent, name): open addressing, slot = tag<<32 | node+1 (0: empty), the
 	// slot position taken from the tag's low bits.
@@ -78,12 +78,17 @@ type builder struct {
 	members    int64
 }
 
-func newBuilder(log *slog.Logger) *builder {
-	b := &builder{log: log, seed: maphash.MakeSeed(), hash: make([]uint64, 1<<12)}
+// newBuilder returns an empty builder whose spill file goes to tmpDir ("": the system's temporary
+// directory). It must be closed.
+func newBuilder(log *slog.Logger, tmpDir string) *builder {
+	b := &builder{log: log, seed: maphash.MakeSeed(), hash: make([]uint64, 1<<12), spill: spill{dir: tmpDir}}
 	root := b.alloc()
-	*root = bnode{typ: TypeDir, flags: FlagImplied, mode: 0o755, x: 0}
+	*root = bnode{typ: TypeDir, flags: FlagImplied}
 	return b
 }
+
+// close releases the spill file.
+func (b *builder) close() { b.spill.close() }
 
 func (b *builder) node(i uint32) *bnode {
 	return &b.nodes[i>>nodeChunkBits][i&(1<<nodeChunkBits-1)]
@@ -180,6 +185,17 @@ func (b *builder) grow() {
 		}
 		b.hash[i] = s
 	}
+	collectBig(len(old) * 8)
+}
+
+// collectBig runs the garbage collector after a structure of size bytes was dropped, when that is
+// big enough to matter: the builder's heap is nearly all live, so without this the next allocations
+// would take new memory while the old block waits for a collection that the heap's growth triggers
+// only much later, and the peak would hold both.
+func collectBig(size int) {
+	if size >= 2<<20 {
+		runtime.GC()
+	}
 }
 
 // warn records a dropped or altered member (args are key, value pairs); after maxWarnings it only
@@ -274,7 +290,7 @@ func (b *builder) resolveDir(dir []byte) (uint32, error) {
 				return 0, err
 			}
 			nd := b.node(idx)
-			nd.typ, nd.flags, nd.mode = TypeDir, FlagImplied, 0o755
+			nd.typ, nd.flags = TypeDir, FlagImplied
 		case b.node(idx).typ != TypeDir:
 			// A member below a non-directory of this layer: extraction could not create it (the
 			// parent is not a directory), so the non-directory stays and the member is dropped. This
@@ -365,8 +381,7 @@ func (b *builder) add(m *tarMember) error {
 				"type", m.Type.String())
 			return nil
 		}
-		root := b.node(0)
-		return b.setAttrs(root, m)
+		return b.setAttrs(0, m)
 	}
 	var dir, base []byte
 	if i := bytes.LastIndexByte(p, '/'); i >= 0 {
@@ -414,8 +429,8 @@ func (b *builder) add(m *tarMember) error {
 				return nil
 			case TypeHardlink:
 				// Follow the chain: to the real file when it is in this layer, else to the lower path.
-				if t.x != uint64(noNode) {
-					target = uint32(t.x)
+				if t.link != noNode {
+					target = t.link
 				} else {
 					link = append(b.link[:0:0], b.linkOf(t)...)
 					target = noNode
@@ -462,36 +477,34 @@ func (b *builder) add(m *tarMember) error {
 	}
 	nd.typ = m.Type
 	if m.Type == TypeHardlink {
-		nd.x = uint64(target)
+		nd.link = target
 		if target != noNode {
 			b.node(target).flags |= flagLinkTarget
 		}
 	}
-	return b.setAttrs(nd, m)
+	return b.setAttrs(idx, m)
 }
 
-// setAttrs copies a member's metadata into its node.
-func (b *builder) setAttrs(nd *bnode, m *tarMember) error {
+// setAttrs records a member's metadata as that of node idx: its flags in the node, the rest in a
+// coldRec appended to the spill file.
+func (b *builder) setAttrs(idx uint32, m *tarMember) error {
+	nd := b.node(idx)
 	nd.flags &= flagLinkTarget
-	nd.mode, nd.uid, nd.gid = m.Mode, m.UID, m.GID
-	nd.sec, nd.nsec = m.MtimeSec, m.MtimeNsec
-	nd.size = 0
+	c := cold{mode: m.Mode, uid: m.UID, gid: m.GID, sec: m.MtimeSec, nsec: m.MtimeNsec}
 	switch m.Type {
 	case TypeRegular:
-		nd.size = m.Size
-		nd.x = uint64(m.Offset)
+		c.size = m.Size
+		c.x = uint64(m.Offset)
 		if m.Sparse != nil {
 			off, err := b.putSparse(m.Sparse)
 			if err != nil {
 				return err
 			}
 			nd.flags |= FlagSparse
-			nd.sparseOff = off
+			c.sparseOff = off
 		}
 	case TypeChar, TypeBlock:
-		nd.x = uint64(m.Devmajor) | uint64(m.Devminor)<<32
-	case TypeDir, TypeSymlink, TypeFIFO:
-		nd.x = 0
+		c.x = uint64(m.Devmajor) | uint64(m.Devminor)<<32
 	}
 	if len(m.Xattrs) > 0 {
 		off, err := b.putXattrs(m.Xattrs)
@@ -499,9 +512,9 @@ func (b *builder) setAttrs(nd *bnode, m *tarMember) error {
 			return err
 		}
 		nd.flags |= FlagXattrs
-		nd.xattrOff = off
+		c.xattrOff = off
 	}
-	return nil
+	return b.spill.put(idx, &c)
 }
 
 // checkLinuxLimits warns about a member that a Linux mount cannot show as it is: a path component
@@ -628,7 +641,9 @@ type layout struct {
 // finish numbers the tree: breadth first from the root, the children of each directory contiguous and
 // sorted bytewise by name.
 func (b *builder) finish() *layout {
-	b.hash = nil // not needed any more; let the collector have it while the layout is built
+	hashSize := len(b.hash) * 8
+	b.hash = nil // not needed any more: collected before the layout takes its place
+	collectBig(hashSize)
 	n := b.n
 	// Counting sort of the live nodes by parent, in place: start[p+1] counts p's children, then
 	// accumulates to the end of p's group, then walks back to its beginning while the group is filled,
@@ -677,15 +692,19 @@ func (b *builder) finish() *layout {
 	// carries the old target's data, the others link to it.
 	for _, nd := range l.order {
 		h := b.node(nd)
-		if h.typ != TypeHardlink || h.x == uint64(noNode) || l.newID[h.x] != noNode {
+		if h.typ != TypeHardlink || h.link == noNode || l.newID[h.link] != noNode {
 			continue
 		}
 		if l.carrier == nil {
 			l.carrier = map[uint32]uint32{}
 		}
-		if _, ok := l.carrier[uint32(h.x)]; !ok {
-			l.carrier[uint32(h.x)] = nd
+		if _, ok := l.carrier[h.link]; !ok {
+			l.carrier[h.link] = nd
 		}
 	}
+	// The table is written from order, newID and start: the groups are not needed any more.
+	kidsSize := len(l.kids) * 4
+	l.kids = nil
+	collectBig(kidsSize)
 	return l
 }

@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // writeBenchTar writes a USTAR layer of nt*nm*nf files named data/tNNN/mNNN/fNNN (with their
@@ -88,7 +89,7 @@ func benchTar(b *testing.B, nt, nm, nf int) (string, int) {
 
 // memBytes returns the memory held by the builder's own structures.
 func (b *builder) memBytes(l *layout) int64 {
-	n := int64(len(b.nodes)) << nodeChunkBits * int64(recordSize)
+	n := int64(len(b.nodes)) << nodeChunkBits * int64(unsafe.Sizeof(bnode{}))
 	for _, c := range b.names {
 		n += int64(cap(c))
 	}
@@ -122,7 +123,7 @@ func benchBuild(b *testing.B, path string) {
 			runtime.ReadMemStats(&ms0)
 			b.StartTimer()
 		}
-		bl := newBuilder(discardLogger())
+		bl := newBuilder(discardLogger(), dir)
 		if err := bl.scan(context.Background(), newScannerAt(f, 0, st.Size()), nil); err != nil {
 			b.Fatal(err)
 		}
@@ -142,6 +143,7 @@ func benchBuild(b *testing.B, path string) {
 		tableSize = fi.Size()
 		peak = max(scanMem, bl.memBytes(nil)+4*int64(bl.n)*4) // layout: order, newID, kids, start
 		t.Close()
+		bl.close()
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(entries), "ns/entry")
 	b.ReportMetric(float64(peak)/float64(entries), "build-B/entry")

@@ -13,10 +13,18 @@ import (
 // BuildTable scans the uncompressed tar stream r and writes its table atomically to path, recording
 // info in its header. Only tests use it; Open builds and caches tables by itself.
 func BuildTable(ctx context.Context, r io.Reader, path string, info TableInfo, logger *slog.Logger) error {
+	return buildTableWindow(ctx, r, path, info, logger, 0)
+}
+
+// buildTableWindow is BuildTable writing the table's cold metadata through windows of window entries
+// (0: the default).
+func buildTableWindow(ctx context.Context, r io.Reader, path string, info TableInfo, logger *slog.Logger, window int) error {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	b := newBuilder(logger)
+	b := newBuilder(logger, "")
+	b.coldWindow = window
+	defer b.close()
 	if err := b.scan(ctx, newScanner(r), nil); err != nil {
 		return fmt.Errorf("building table: %w", err)
 	}

@@ -200,7 +200,8 @@ func (lo *layerOpen) build(ctx context.Context) (_ *Layer, err error) {
 			}
 		}()
 	}
-	b := newBuilder(log)
+	b := newBuilder(log, lo.tmpDir)
+	defer b.close()
 	p := &progress{fn: lo.opts.Progress, total: blob.Size}
 	var (
 		stream  *compression.Stream

@@ -151,58 +151,68 @@ func (b *builder) write(f *os.File, l *layout, info TableInfo) error {
 	var rec [recordSize]byte
 	var strOff uint64
 	nextChild := uint64(1)
-	for id, ni := range l.order {
-		nd := b.node(ni)
-		data := nd // the node whose metadata the record carries
-		typ := nd.typ
-		x := nd.x
-		linkLen := nd.linkLen
-		if typ == TypeHardlink {
-			switch t := uint32(nd.x); {
-			case t == noNode:
-				x = uint64(NoID)
-			case l.newID[t] != noNode:
-				x = uint64(l.newID[t])
-			case l.carrier[t] == ni:
-				// This hardlink carries the data of a target replaced later in the layer.
-				data = b.node(t)
-				typ, x, linkLen = data.typ, data.x, data.linkLen
-			default:
-				x = uint64(l.newID[l.carrier[t]])
+	err := b.coldWindows(l, func(lo int, cw []byte) error {
+		for j := 0; j*coldPay < len(cw); j++ {
+			id := lo + j
+			ni := l.order[id]
+			nd := b.node(ni)
+			data := nd // the node whose metadata the record carries (its cold metadata is cd)
+			cd := decodeCold(cw[j*coldPay:])
+			typ := nd.typ
+			x := cd.x
+			linkLen := nd.linkLen
+			if typ == TypeHardlink {
+				switch t := nd.link; {
+				case t == noNode:
+					x = uint64(NoID)
+				case l.newID[t] != noNode:
+					x = uint64(l.newID[t])
+				case l.carrier[t] == ni:
+					// This hardlink carries the data of a target replaced later in the layer (cd is the
+					// target's).
+					data = b.node(t)
+					typ, linkLen = data.typ, data.linkLen
+				default:
+					x = uint64(l.newID[l.carrier[t]])
+				}
 			}
+			if typ == TypeDir {
+				n := uint64(l.start[ni+1] - l.start[ni])
+				x = nextChild | n<<32
+				nextChild += n
+			}
+			parent := uint32(0)
+			if id != 0 {
+				parent = l.newID[nd.parent]
+			}
+			clear(rec[:])
+			binary.LittleEndian.PutUint32(rec[0:], parent)
+			rec[4] = byte(typ)
+			binary.LittleEndian.PutUint16(rec[6:], uint16(data.flags&^flagLinkTarget))
+			binary.LittleEndian.PutUint32(rec[8:], cd.mode)
+			binary.LittleEndian.PutUint32(rec[12:], cd.uid)
+			binary.LittleEndian.PutUint32(rec[16:], cd.gid)
+			binary.LittleEndian.PutUint32(rec[20:], cd.nsec)
+			binary.LittleEndian.PutUint64(rec[24:], uint64(cd.sec))
+			if typ == TypeRegular {
+				binary.LittleEndian.PutUint64(rec[32:], uint64(cd.size))
+			}
+			binary.LittleEndian.PutUint64(rec[40:], x)
+			if strOff > maxArena {
+				return fmt.Errorf("strings: %w", ErrTableTooLarge)
+			}
+			binary.LittleEndian.PutUint32(rec[48:], uint32(strOff))
+			binary.LittleEndian.PutUint16(rec[52:], nd.nameLen)
+			binary.LittleEndian.PutUint16(rec[54:], linkLen)
+			binary.LittleEndian.PutUint32(rec[56:], cd.xattrOff)
+			binary.LittleEndian.PutUint32(rec[60:], cd.sparseOff)
+			strOff += uint64(nd.nameLen) + uint64(linkLen)
+			w.Write(rec[:])
 		}
-		if typ == TypeDir {
-			n := uint64(l.start[ni+1] - l.start[ni])
-			x = nextChild | n<<32
-			nextChild += n
-		}
-		parent := uint32(0)
-		if id != 0 {
-			parent = l.newID[nd.parent]
-		}
-		clear(rec[:])
-		binary.LittleEndian.PutUint32(rec[0:], parent)
-		rec[4] = byte(typ)
-		binary.LittleEndian.PutUint16(rec[6:], uint16(data.flags&^flagLinkTarget))
-		binary.LittleEndian.PutUint32(rec[8:], data.mode)
-		binary.LittleEndian.PutUint32(rec[12:], data.uid)
-		binary.LittleEndian.PutUint32(rec[16:], data.gid)
-		binary.LittleEndian.PutUint32(rec[20:], data.nsec)
-		binary.LittleEndian.PutUint64(rec[24:], uint64(data.sec))
-		if typ == TypeRegular {
-			binary.LittleEndian.PutUint64(rec[32:], uint64(data.size))
-		}
-		binary.LittleEndian.PutUint64(rec[40:], x)
-		if strOff > maxArena {
-			return fmt.Errorf("strings: %w", ErrTableTooLarge)
-		}
-		binary.LittleEndian.PutUint32(rec[48:], uint32(strOff))
-		binary.LittleEndian.PutUint16(rec[52:], nd.nameLen)
-		binary.LittleEndian.PutUint16(rec[54:], linkLen)
-		binary.LittleEndian.PutUint32(rec[56:], data.xattrOff)
-		binary.LittleEndian.PutUint32(rec[60:], data.sparseOff)
-		strOff += uint64(nd.nameLen) + uint64(linkLen)
-		w.Write(rec[:])
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	pos += int64(len(l.order)) * recordSize
 	secs[secRecords] = [2]uint64{tableHeaderSize, uint64(len(l.order)) * recordSize}
@@ -216,7 +226,7 @@ func (b *builder) write(f *os.File, l *layout, info TableInfo) error {
 		nd := b.node(ni)
 		link := b.linkOf(nd)
 		if l.isCarrier(b, ni) {
-			link = b.linkOf(b.node(uint32(nd.x))) // a symlink's target, when the carried entry is one
+			link = b.linkOf(b.node(nd.link)) // a symlink's target, when the carried entry is one
 		}
 		w.Write(b.name(nd))
 		w.Write(link)
@@ -274,17 +284,17 @@ func (b *builder) write(f *os.File, l *layout, info TableInfo) error {
 	binary.LittleEndian.PutUint64(hdr[208:], warnSec[1])
 	binary.LittleEndian.PutUint64(hdr[216:], uint64(b.warnings))
 	binary.LittleEndian.PutUint32(hdr[252:], crc32.Checksum(hdr[:252], tableCRC))
-	_, err := f.WriteAt(hdr, 0)
+	_, err = f.WriteAt(hdr, 0)
 	return err
 }
 
 // isCarrier reports whether hardlink node ni carries the data of a target replaced later in the layer.
 func (l *layout) isCarrier(b *builder, ni uint32) bool {
 	nd := b.node(ni)
-	if nd.typ != TypeHardlink || uint32(nd.x) == noNode || l.newID[uint32(nd.x)] != noNode {
+	if nd.typ != TypeHardlink || nd.link == noNode || l.newID[nd.link] != noNode {
 		return false
 	}
-	c, ok := l.carrier[uint32(nd.x)]
+	c, ok := l.carrier[nd.link]
 	return ok && c == ni
 }
 
@@ -330,6 +340,14 @@ func digestBytes(d digest.Digest) ([32]byte, bool) {
 // parseTable checks a whole table file (header, layout, checksums, root record) and returns a Table
 // reading from data.
 func parseTable(data []byte) (*Table, error) {
+	return parseTableCRC(data, func() (uint32, error) {
+		return crc32.Checksum(data[min(len(data), tableHeaderSize):], tableCRC), nil
+	})
+}
+
+// parseTableCRC is parseTable with the checksum of the body given by bodyCRC (read from the file, so
+// that a mapped table is not brought into memory whole to be checked).
+func parseTableCRC(data []byte, bodyCRC func() (uint32, error)) (*Table, error) {
 	if len(data) < tableHeaderSize {
 		return nil, fmt.Errorf("%w: %d bytes", ErrCorruptTable, len(data))
 	}
@@ -369,7 +387,9 @@ func parseTable(data []byte) (*Table, error) {
 	if t.n < 1 || uint64(len(t.records)) != uint64(t.n)*recordSize || len(t.links)%4 != 0 {
 		return nil, fmt.Errorf("%w: entry count %d", ErrCorruptTable, t.n)
 	}
-	if crc32.Checksum(data[tableHeaderSize:], tableCRC) != binary.LittleEndian.Uint32(h[160:]) {
+	if crc, err := bodyCRC(); err != nil {
+		return nil, err
+	} else if crc != binary.LittleEndian.Uint32(h[160:]) {
 		return nil, fmt.Errorf("%w: body checksum", ErrCorruptTable)
 	}
 	if e := t.Entry(0); e.Type != TypeDir || e.Parent != 0 {
@@ -461,13 +481,32 @@ func openTableFile(f *os.File) (*Table, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mapping table %s: %w", f.Name(), err)
 	}
-	t, err := parseTable(data)
+	t, err := parseTableCRC(data, func() (uint32, error) { return fileCRC(f, tableHeaderSize, st.Size()) })
 	if err != nil {
 		unmap()
 		return nil, fmt.Errorf("table %s: %w", f.Name(), err)
 	}
 	t.unmap = unmap
 	return t, nil
+}
+
+// fileCRC returns the crc32c of f's bytes from off to end, read through a small buffer: the pages stay
+// in the page cache, out of the process's resident memory.
+func fileCRC(f *os.File, off, end int64) (uint32, error) {
+	buf := make([]byte, 256<<10)
+	var crc uint32
+	for off < end {
+		n, err := f.ReadAt(buf[:min(int64(len(buf)), end-off)], off)
+		crc = crc32.Update(crc, tableCRC, buf[:n])
+		off += int64(n)
+		if err != nil && off < end {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return 0, fmt.Errorf("reading table %s: %w", f.Name(), err)
+		}
+	}
+	return crc, nil
 }
 
 // Info returns what the table was built from.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"sort"
 	"sync"
 	"syscall"
 
@@ -122,7 +123,7 @@ func (o *opened) indexLayers(ctx context.Context, path, dir string, quiet bool, 
 			}
 		}()
 	}
-	for i := range n {
+	for _, i := range indexOrder(o.img.Layers) {
 		jobs <- i
 	}
 	close(jobs)
@@ -145,6 +146,18 @@ func (o *opened) indexLayers(ctx context.Context, path, dir string, quiet bool, 
 		return canceled
 	}
 	return ctx.Err()
+}
+
+// indexOrder is the order in which layers are handed to the indexing workers: largest blob first (ties
+// bottom first), so that the longest job never starts last while the other cores sit idle (in image
+// order, a big top layer began only when a worker became free).
+func indexOrder(layers []archive.Layer) []int {
+	order := make([]int, len(layers))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return layers[order[a]].Size > layers[order[b]].Size })
+	return order
 }
 
 // parsePlatform parses --platform; "" means the archive package's default (the host).
