@@ -134,7 +134,11 @@ func runInspect(c *cli.Context) error {
 
 func printInspection(w io.Writer, in *Inspection) {
 	im := &in.Image
-	fmt.Fprintf(w, "Archive:     %s (%s", in.Archive.Path, in.Archive.Format)
+	format := in.Archive.Format
+	if format == string(archive.FormatPlainTar) {
+		format = "plain tarball: one layer, config synthesized"
+	}
+	fmt.Fprintf(w, "Archive:     %s (%s", in.Archive.Path, format)
 	if in.Archive.Compression != "" && in.Archive.Compression != "none" {
 		fmt.Fprintf(w, ", %s", in.Archive.Compression)
 	}
