@@ -306,3 +306,56 @@ func TestStackImageAndTarball(t *testing.T) {
 	mnt := mountStack(t, filepath.Join(corpus, "artifacts", "debian-layered", "docker-save-20.10.tar"), top)
 	compareTrees(t, want, walkTree(t, mnt, true), true)
 }
+
+// TestStackCommit commits a writable mount of a stack (an image archive's layers, then a tarball): the
+// output holds every layer of the stack and the upper one, in order, and umoci's unpack equals the mount.
+func TestStackCommit(t *testing.T) {
+	requireTool(t, "skopeo")
+	requireTool(t, "umoci")
+	dir := t.TempDir()
+	a := filepath.Join(dir, "a.tar")
+	b := filepath.Join(dir, "b.tar")
+	if err := os.WriteFile(a, tartest.Tar(t, tartest.Dir("etc"), tartest.File("etc/a", "a\n"), tartest.File("etc/b", "b\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(b, tartest.Tar(t, tartest.Dir("etc"), tartest.Whiteout("etc", "a"), tartest.File("etc/c", "c\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The bottom is an image archive (a commit of a), so the stack mixes both kinds.
+	base := filepath.Join(dir, "base.tar")
+	if _, stderr, code := imgfs(t, "import", "--quiet", "-o", base, a); code != 0 {
+		t.Fatalf("import: exit %d: %s", code, stderr)
+	}
+	upper := filepath.Join(dir, "upper")
+	mnt := mountStack(t, "--upper", upper, base, b)
+	if err := os.WriteFile(filepath.Join(mnt, "etc/d"), []byte("d\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	view := walkTree(t, mnt, true)
+	if view["etc/a"] != nil || view["etc/b"] == nil || view["etc/c"] == nil {
+		t.Fatalf("the stack is not the union: %v", view)
+	}
+	unmountOrDie(t, mnt)
+	out := filepath.Join(dir, "out.tar")
+	if _, stderr, code := imgfs(t, "commit", "--quiet", "--cache-dir", cacheDir, "--upper", upper, "--format", "oci-archive", "-o", out, base, b); code != 0 {
+		t.Fatalf("commit: exit %d: %s", code, stderr)
+	}
+	raw, err := exec.Command("skopeo", "inspect", "oci-archive:"+out).Output()
+	if err != nil {
+		t.Fatalf("skopeo inspect: %v", err)
+	}
+	var info struct{ Layers []string }
+	if err := json.Unmarshal(raw, &info); err != nil {
+		t.Fatal(err)
+	}
+	bBytes, _ := os.ReadFile(b)
+	sum := sha256.Sum256(bBytes)
+	if len(info.Layers) != 3 || info.Layers[1] != "sha256:"+hex.EncodeToString(sum[:]) {
+		t.Fatalf("layers %v: want the image's, the tarball itself, the upper", info.Layers)
+	}
+	layout := filepath.Join(dir, "layout")
+	run(t, "skopeo", "copy", "-q", "oci-archive:"+out, "oci:"+layout+":x")
+	bundle := filepath.Join(dir, "bundle")
+	run(t, "umoci", "unpack", "--image", layout+":x", bundle)
+	compareTrees(t, view, walkTree(t, filepath.Join(bundle, "rootfs"), true), true)
+}
