@@ -1,6 +1,7 @@
 package archive
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -74,7 +75,15 @@ func (a *Archive) loadPlain(ctx context.Context, ts *tarSource, opts Options) er
 	if s, ok := readPlainSum(cache, id, p.size); ok {
 		p.digest, p.diffID = s.Digest, s.DiffID
 	} else {
-		if p.digest, p.diffID, err = hashPlain(ctx, f, p.size, a.comp); err != nil {
+		// The outer stream of a compressed file was hashed as it was decompressed (now, or when its
+		// checkpoints were made for this very file): its diff ID saves a second decompression.
+		var known digest.Digest
+		if st, ok := ts.r.(*compression.Stream); ok && a.comp != compression.None {
+			if _, err := digests.CheckSHA256(st.DiffID()); err == nil {
+				known = st.DiffID()
+			}
+		}
+		if p.digest, p.diffID, err = hashPlain(ctx, f, p.size, a.comp, known); err != nil {
 			return fmt.Errorf("hashing the tarball: %w", err)
 		}
 		if cache != "" {
@@ -88,16 +97,17 @@ func (a *Archive) loadPlain(ctx context.Context, ts *tarSource, opts Options) er
 	return nil
 }
 
-// hashPlain reads the file once: its sha256, and the sha256 of its decompressed stream.
-func hashPlain(ctx context.Context, f *os.File, size int64, c compression.Format) (d, x digest.Digest, err error) {
+// hashPlain reads the file once: its sha256, and the sha256 of its decompressed stream (unless known,
+// the diff ID of a compressed file's stream, is given).
+func hashPlain(ctx context.Context, f *os.File, size int64, c compression.Format, known digest.Digest) (d, x digest.Digest, err error) {
 	fileHash := sha256.New()
 	r := io.TeeReader(&ctxReader{ctx: ctx, r: io.NewSectionReader(f, 0, size)}, fileHash)
-	if c == compression.None {
+	if c == compression.None || known != "" {
 		if _, err := io.Copy(io.Discard, r); err != nil {
 			return "", "", err
 		}
 		d = digest.NewDigest(digest.SHA256, fileHash)
-		return d, d, nil
+		return d, cmp.Or(known, d), nil
 	}
 	dr, _, err := compression.NewReader(r)
 	if err != nil {
