@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -142,6 +143,16 @@ func (a *Archive) open(ctx context.Context, opts Options) error {
 	case st.Mode().IsRegular() && st.Size() == 0:
 		f.Close()
 		return errorf(ErrFormat, "empty file: not an image archive or a tar")
+	case st.Mode().IsRegular() && knownPlain(f, st.Size(), opts.CacheDir):
+		// Remembered as a plain tarball, as this very file: no outer scan.
+		c, err := compression.Detect(f, 0)
+		if err != nil {
+			f.Close()
+			return errorf(ErrUnsupported, "%w", err)
+		}
+		ts := &tarSource{r: f, file: f, closers: []io.Closer{f}}
+		a.src, a.comp = ts, c
+		return a.loadPlain(ctx, ts, opts)
 	case st.Mode().IsRegular():
 		ts, c, err := openTarSource(ctx, f, st.Size(), opts)
 		if err != nil {

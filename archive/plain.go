@@ -67,11 +67,7 @@ func (a *Archive) loadPlain(ctx context.Context, ts *tarSource, opts Options) er
 	if err != nil {
 		return err
 	}
-	cache := ""
-	if opts.CacheDir != "" {
-		sum := sha256.Sum256([]byte(id))
-		cache = filepath.Join(plainSumDir(opts.CacheDir), fmt.Sprintf("%x.json", sum))
-	}
+	cache := plainSumPath(opts.CacheDir, id)
 	if s, ok := readPlainSum(cache, id, p.size); ok {
 		p.digest, p.diffID = s.Digest, s.DiffID
 	} else {
@@ -135,6 +131,28 @@ func (c *ctxReader) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	return c.r.Read(p)
+}
+
+// plainSumPath is where the claims of the file of identity id are remembered; "" without a cache.
+func plainSumPath(cacheDir, id string) string {
+	if cacheDir == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(id))
+	return filepath.Join(plainSumDir(cacheDir), fmt.Sprintf("%x.json", sum))
+}
+
+// knownPlain says whether f, as it is now, was found to be a plain tarball before.
+func knownPlain(f *os.File, size int64, cacheDir string) bool {
+	if cacheDir == "" {
+		return false
+	}
+	id, err := compression.FileIdentity(f)
+	if err != nil {
+		return false
+	}
+	_, ok := readPlainSum(plainSumPath(cacheDir, id), id, size)
+	return ok
 }
 
 func readPlainSum(path, id string, size int64) (*plainSum, bool) {
