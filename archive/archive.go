@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -96,6 +97,9 @@ type entry struct {
 
 	// legacy docker-save
 	legacy *legacyImage
+
+	// plain tarball
+	plain *plainImage
 }
 
 // Open opens the image archive at path read-only and lists its images. The format is detected by
@@ -140,12 +144,28 @@ func (a *Archive) open(ctx context.Context, opts Options) error {
 			return err
 		}
 		a.src = ds
+	case st.Mode().IsRegular() && st.Size() == 0:
+		f.Close()
+		return errorf(ErrFormat, "empty file: not an image archive or a tar")
+	case st.Mode().IsRegular() && knownPlain(f, st.Size(), opts.CacheDir):
+		// Remembered as a plain tarball, as this very file: no outer scan.
+		c, err := compression.Detect(f, 0)
+		if err != nil {
+			f.Close()
+			return errorf(ErrUnsupported, "%w", err)
+		}
+		ts := &tarSource{r: f, file: f, closers: []io.Closer{f}}
+		a.src, a.comp = ts, c
+		return a.loadPlain(ctx, ts, opts)
 	case st.Mode().IsRegular():
 		ts, c, err := openTarSource(ctx, f, st.Size(), opts)
 		if err != nil {
 			return err
 		}
 		a.src, a.comp = ts, c
+		if ts.many {
+			return a.loadPlain(ctx, ts, opts)
+		}
 	default:
 		f.Close()
 		return errorf(ErrFormat, "not a regular file or directory (%s)", st.Mode().Type())
@@ -172,11 +192,8 @@ func (a *Archive) open(ctx context.Context, opts Options) error {
 	case dir:
 		return errorf(ErrFormat, "not an image archive: no index.json, oci-layout or manifest.json in the directory")
 	default:
-		what := "tar"
-		if a.comp != compression.None {
-			what = a.comp.String() + "-compressed tar"
-		}
-		return errorf(ErrFormat, "not an image archive: no index.json, oci-layout or manifest.json in the %s (a root filesystem tar?)", what)
+		// No image archive marker: a plain tarball, one layer.
+		return a.loadPlain(ctx, a.src.(*tarSource), opts)
 	}
 }
 

@@ -25,7 +25,11 @@
 // reading the whole file: sha256 over a version tag, the file's identity (device, inode, mtime, ctime),
 // its size and the sha256 of the first and last MiB (see outerKey); layer blobs read through it carry the
 // archive file as compression.Blob.Origin, whose identity the layer cache's verified records name. The outer tar's member headers are scanned on every open (the data is skipped by
-// seeking); at most 20,000 members are accepted, more is taken for a root filesystem tar.
+// seeking); the scan stops at 20,000 members, a tar with more is a plain tarball.
+//
+// A tar with none of manifest.json, index.json and oci-layout at its root (or with more members than
+// that) is a plain tarball (FormatPlainTar): one image of one layer, the file itself, with a config
+// synthesized (see plain.go).
 //
 // Inside OCI indexes, nested indexes are followed (4 levels at most); docker schema 2 manifests and
 // manifest lists are accepted and converted to OCI media types; unknown media types, artifacts and

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/opencontainers/go-digest"
 	ispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/imgfs/imgfs/internal/tartest"
@@ -122,6 +123,8 @@ func FuzzOpenTar(f *testing.F) {
 		tartest.File("oci-layout", `{"imageLayoutVersion":"1.0.0"}`),
 		tartest.File("index.json", idx),
 		tartest.File("blobs/sha256/"+strings.Repeat("1", 64), "{}")))
+	f.Add(tartest.Tar(f, tartest.Dir("etc"), tartest.File("etc/passwd", "root"), tartest.Whiteout("etc", "x")))
+	f.Add(tartest.End())
 	log := slog.New(slog.DiscardHandler)
 	p := filepath.Join(f.TempDir(), "f.tar") // each worker runs inputs one at a time
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -145,9 +148,39 @@ func FuzzOpenTar(f *testing.F) {
 			return
 		}
 		defer a.Close()
+		if a.Format() == FormatPlainTar {
+			// A plain tarball is one image whose one layer is the whole file, claims hashed from it.
+			img, err := a.Image(ctx, "", nil)
+			if err != nil {
+				t.Fatalf("plain tarball without its image: %v", err)
+			}
+			if len(img.Layers) != 1 || img.Layers[0].Size != int64(len(data)) || img.Layers[0].Digest != digest.FromBytes(data) {
+				t.Fatalf("plain tarball layer %+v is not the file", img.Layers)
+			}
+		}
 		for _, r := range a.Images() {
 			a.Image(ctx, r.ManifestDigest.String(), &ispec.Platform{OS: "linux", Architecture: "amd64"})
 		}
 		a.Image(ctx, "", nil)
+	})
+}
+
+func FuzzPlainSum(f *testing.F) {
+	// A remembered claim is read back only when it is whole and for this very file.
+	id := "dev:1 ino:2"
+	f.Add([]byte(`{"identity":"dev:1 ino:2","size":3,"digest":"sha256:` + strings.Repeat("a", 64) + `","diff_id":"sha256:` + strings.Repeat("b", 64) + `"}`))
+	f.Add([]byte(`{"identity":"dev:1 ino:2","size":3,"digest":"sha256:../x","diff_id":""}`))
+	p := filepath.Join(f.TempDir(), "sum.json")
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		if err := os.WriteFile(p, raw, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s, ok := readPlainSum(p, id, 3)
+		if !ok {
+			return
+		}
+		if s.Identity != id || s.Size != 3 || checkDigest(s.Digest) != nil || checkDigest(s.DiffID) != nil || !strings.HasPrefix(string(s.Digest), "sha256:") {
+			t.Fatalf("accepted %+v", s)
+		}
 	})
 }

@@ -93,9 +93,12 @@ func (a *Archive) Image(ctx context.Context, ref string, platform *ispec.Platfor
 		return nil, a.wrap(err)
 	}
 	var img *Image
-	if e.legacy != nil {
+	switch {
+	case e.plain != nil:
+		img, err = a.loadPlainImage(e, platform)
+	case e.legacy != nil:
 		img, err = a.loadLegacyImage(ctx, e)
-	} else {
+	default:
 		img, err = a.loadOCIImage(ctx, e)
 	}
 	if err != nil {

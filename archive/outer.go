@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -74,6 +75,10 @@ func openTarSource(ctx context.Context, f *os.File, size int64, opts Options) (*
 		}
 	}
 	members, err := scanTar(ctx, src.r, total, opts.Logger)
+	if errors.Is(err, errManyMembers) {
+		src.members, src.many = members, true
+		return src, c, nil
+	}
 	if err != nil {
 		src.close()
 		if c != compression.None {

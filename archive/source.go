@@ -129,6 +129,7 @@ type tarSource struct {
 	fileOff int64
 	origin  *os.File // the compressed archive file, when the tar is its decompressed stream
 	members map[string]*member
+	many    bool // the scan stopped at maxMembers: not an image archive
 	closers []io.Closer
 }
 

@@ -10,7 +10,7 @@ import (
 )
 
 // maxMembers bounds the members of an outer tar. Image archives hold a handful of members per layer; a
-// tar with more is taken for a root filesystem tar, not an image archive.
+// tar with more is a plain tarball (the scan stops there, with errManyMembers).
 const maxMembers = 20000
 
 // scanTar reads the member headers of the tar in r (size bytes), skipping member data by seeking, and
@@ -28,14 +28,11 @@ func scanTar(ctx context.Context, r io.ReaderAt, size int64, log *slog.Logger) (
 		}
 		hdr, err := tr.Next()
 		if err == io.EOF {
-			if n == 0 {
-				return nil, errorf(ErrFormat, "not an image archive: empty tar or not a tar")
-			}
-			break
+			break // a tar of no members (end-of-archive blocks only) is an empty plain tarball
 		}
 		if err != nil {
 			if n == 0 {
-				return nil, errorf(ErrFormat, "not an image archive: not a tar (%v)", err)
+				return nil, errorf(ErrFormat, "not an image archive or a tar (%v)", err)
 			}
 			if errors.Is(err, io.ErrUnexpectedEOF) {
 				return nil, invalidf("tar truncated after %d members", n)
@@ -43,7 +40,7 @@ func scanTar(ctx context.Context, r io.ReaderAt, size int64, log *slog.Logger) (
 			return nil, invalidf("tar member %d: %v", n+1, err)
 		}
 		if n >= maxMembers {
-			return nil, errorf(ErrFormat, "not an image archive: more than %d tar members (a root filesystem tar?)", maxMembers)
+			return members, errManyMembers
 		}
 		name, ok := cleanMember(hdr.Name)
 		if !ok {

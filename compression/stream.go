@@ -494,3 +494,7 @@ func (p *plainIndexer) finish(size int64, diffID digest.Digest) (*Stream, Pendin
 	s.diffID = diffID
 	return s, nil, nil
 }
+
+// DiffID returns the sha256 digest of the decompressed bytes when it is known (the stream was indexed,
+// or loaded from an index that recorded it), else "".
+func (s *Stream) DiffID() digest.Digest { return s.diffID }

@@ -27,7 +27,7 @@ func diffCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "diff",
 		Usage:     "list what an upper directory changes in an image (offline docker diff)",
-		ArgsUsage: "ARCHIVE",
+		ArgsUsage: "ARCHIVE...",
 		Description: "One line per path: A (added), C (changed) or D (deleted), like docker diff; the parent of an\n" +
 			"added or deleted path shows as C.",
 		Flags:  append(archiveFlags(), upperFlag(), &cli.BoolFlag{Name: "json", Usage: "print JSON"}),
@@ -36,7 +36,7 @@ func diffCommand() *cli.Command {
 }
 
 func runDiff(c *cli.Context) error {
-	if c.NArg() != 1 {
+	if c.NArg() < 1 {
 		return usageError(c, "want ARCHIVE")
 	}
 	dir := c.String("upper")
@@ -47,7 +47,7 @@ func runDiff(c *cli.Context) error {
 		return err
 	}
 	log := newLogger(c)
-	o, err := openImage(c.Context, c, c.Args().First(), log)
+	o, err := openStack(c.Context, c, c.Args().Slice(), log, true)
 	if err != nil {
 		return err
 	}
@@ -99,7 +99,7 @@ func commitCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "commit",
 		Usage:     "write an upper directory's changes as a new layer of a new image archive (offline docker commit)",
-		ArgsUsage: "ARCHIVE",
+		ArgsUsage: "ARCHIVE...",
 		Description: "Copies every layer of the image byte for byte, adds one layer made from the upper directory (OCI\n" +
 			"whiteouts, deterministic order; none when the directory holds no change), and updates the config\n" +
 			"and history like docker commit. A live mount of the directory is paused while it is read; an OUT\n" +
@@ -120,10 +120,10 @@ func commitCommand() *cli.Command {
 }
 
 func runCommit(c *cli.Context) error {
-	if c.NArg() != 1 {
+	if c.NArg() < 1 {
 		return usageError(c, "want ARCHIVE")
 	}
-	in, dir := c.Args().First(), c.String("upper")
+	in, dir := c.Args().Get(c.NArg()-1), c.String("upper") // a stack's top names the output
 	if dir == "" {
 		return usageError(c, "--upper DIR is required")
 	}
@@ -144,7 +144,7 @@ func runCommit(c *cli.Context) error {
 	}
 	log := newLogger(c)
 	ctx := c.Context
-	o, err := openImage(ctx, c, in, log)
+	o, err := openStack(ctx, c, c.Args().Slice(), log, true)
 	if err != nil {
 		return err
 	}

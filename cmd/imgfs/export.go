@@ -20,7 +20,7 @@ func exportCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "export",
 		Usage:     "stream an image's merged filesystem as one flat tar (offline docker export)",
-		ArgsUsage: "ARCHIVE",
+		ArgsUsage: "ARCHIVE...",
 		Description: "Writes the merged view (whiteouts applied, hardlinks kept, xattrs as PAX records, ns mtimes,\n" +
 			"numeric owners, sorted) straight from the layers' bytes. -o - or a pipe streams it; a file is written\n" +
 			"atomically. With --upper the changes in an upper directory are included.",
@@ -34,7 +34,7 @@ func exportCommand() *cli.Command {
 }
 
 func runExport(c *cli.Context) error {
-	if c.NArg() != 1 {
+	if c.NArg() < 1 {
 		return usageError(c, "want ARCHIVE")
 	}
 	comp, err := imagewrite.ParseCompression(c.String("compression"))
@@ -56,7 +56,7 @@ func runExport(c *cli.Context) error {
 	}
 	log := newLogger(c)
 	ctx := c.Context
-	o, err := openImage(ctx, c, c.Args().First(), log)
+	o, err := openStack(ctx, c, c.Args().Slice(), log, true)
 	if err != nil {
 		return err
 	}

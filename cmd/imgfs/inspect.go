@@ -20,7 +20,7 @@ func inspectCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "inspect",
 		Usage:     "show an archive's images, layers, config and history (offline docker inspect/history)",
-		ArgsUsage: "ARCHIVE",
+		ArgsUsage: "ARCHIVE...",
 		Flags: append(archiveFlags(),
 			&cli.BoolFlag{Name: "json", Usage: "print JSON"},
 			&cli.BoolFlag{Name: "no-index", Usage: "do not index layers (no entry counts or uncompressed sizes)"},
@@ -80,14 +80,14 @@ type InspectLayer struct {
 }
 
 func runInspect(c *cli.Context) error {
-	if c.NArg() != 1 {
+	if c.NArg() < 1 {
 		return usageError(c, "want ARCHIVE")
 	}
 	path := c.Args().First()
 	log := newLogger(c)
 	ctx := c.Context
 	var in Inspection
-	o, err := openImageIndexed(ctx, c, path, log, !c.Bool("no-index"))
+	o, err := openStack(ctx, c, c.Args().Slice(), log, !c.Bool("no-index"))
 	if err != nil {
 		return err
 	}
@@ -105,6 +105,9 @@ func runInspect(c *cli.Context) error {
 		in.Image.Layers[i].WarningCount = n
 	}
 	in.Archive = InspectArchive{Path: path, Format: string(arc.Format()), Compression: arc.Compression().String()}
+	if c.NArg() > 1 {
+		in.Archive = InspectArchive{Path: strings.Join(c.Args().Slice(), " + "), Format: "stack, bottom first"}
+	}
 	for _, r := range arc.Images() {
 		in.Images = append(in.Images, InspectRef{Names: r.Names, ManifestDigest: r.ManifestDigest, Platform: r.Platform})
 	}
@@ -134,7 +137,11 @@ func runInspect(c *cli.Context) error {
 
 func printInspection(w io.Writer, in *Inspection) {
 	im := &in.Image
-	fmt.Fprintf(w, "Archive:     %s (%s", in.Archive.Path, in.Archive.Format)
+	format := in.Archive.Format
+	if format == string(archive.FormatPlainTar) {
+		format = "plain tarball: one layer, config synthesized"
+	}
+	fmt.Fprintf(w, "Archive:     %s (%s", in.Archive.Path, format)
 	if in.Archive.Compression != "" && in.Archive.Compression != "none" {
 		fmt.Fprintf(w, ", %s", in.Archive.Compression)
 	}

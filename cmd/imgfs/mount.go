@@ -28,7 +28,7 @@ func mountCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "mount",
 		Usage:     "mount an image archive's merged root filesystem (read-only, or writable with --upper)",
-		ArgsUsage: "ARCHIVE MOUNTPOINT",
+		ArgsUsage: "ARCHIVE... MOUNTPOINT",
 		Description: "Indexes the image's layers (once; indexes are cached by digest) and mounts the merged view.\n" +
 			"Returns when the mount is ready and keeps serving in the background; -f stays attached.\n" +
 			"Unmount with 'imgfs unmount MOUNTPOINT' or umount.",
@@ -47,10 +47,14 @@ func mountCommand() *cli.Command {
 }
 
 func runMount(c *cli.Context) error {
-	if c.NArg() != 2 {
+	if c.NArg() < 2 {
 		return usageError(c, "want ARCHIVE MOUNTPOINT, got %d argument(s)", c.NArg())
 	}
-	archivePath, mnt := c.Args().Get(0), c.Args().Get(1)
+	archivePath, mnt := c.Args().Get(0), c.Args().Get(c.NArg()-1)
+	sources := c.Args().Slice()[:c.NArg()-1]
+	if err := checkStackFlags(c, sources); err != nil {
+		return err
+	}
 	if note, err := checkMountTarget(mnt); err != nil {
 		return err
 	} else if note != "" {
@@ -59,8 +63,10 @@ func runMount(c *cli.Context) error {
 	if err := checkMountpoint(mnt); err != nil {
 		return err
 	}
-	if _, err := os.Stat(archivePath); err != nil {
-		return fmt.Errorf("%s: %w", archivePath, errors.Unwrap(err))
+	for _, p := range sources {
+		if _, err := os.Stat(p); err != nil {
+			return fmt.Errorf("%s: %w", p, errors.Unwrap(err))
+		}
 	}
 	evidence := c.Bool("evidence")
 	if evidence {
@@ -81,7 +87,7 @@ func runMount(c *cli.Context) error {
 		log.Warn("--no-verify: layers that do not match their digests are served unverified, each named below and in the custody record")
 	}
 
-	o, err := openImage(ctx, c, archivePath, log)
+	o, err := openStack(ctx, c, sources, log, true)
 	if err != nil {
 		return err
 	}

@@ -23,6 +23,7 @@ import (
 // opened is an archive with one image selected and its layers indexed.
 type opened struct {
 	arc    *archive.Archive
+	more   []*archive.Archive // the other sources of a stack (openStack); arc is its top
 	img    *archive.Image
 	layers []*index.Layer
 	// noVerify serves a layer whose digest or diff_id does not match (mount --no-verify); unverified
@@ -41,8 +42,13 @@ func (o *opened) Close() error {
 			first = err
 		}
 	}
-	if err := o.arc.Close(); err != nil && first == nil {
-		first = err
+	for _, a := range append([]*archive.Archive{o.arc}, o.more...) {
+		if a == nil {
+			continue
+		}
+		if err := a.Close(); err != nil && first == nil {
+			first = err
+		}
 	}
 	return first
 }

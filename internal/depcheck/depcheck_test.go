@@ -74,7 +74,7 @@ var rules = map[string]rule{
 		deny:        concat(cliOnly, testOnly, []string{module + "/archive", module + "/imagewrite"}),
 		denyImports: []string{"archive/tar"}},
 	// archive "must not know inodes, FUSE or union rules" (archive/doc.go).
-	"archive": {imports: []string{"compression", "internal/digests", "internal/kinderr"},
+	"archive": {imports: []string{"compression", "internal/atomicfile", "internal/digests", "internal/kinderr"},
 		deny: concat(cliOnly, fuse, testOnly, []string{module + "/overlay", module + "/fs", module + "/imagewrite"})},
 	// imagewrite "must not know FUSE, union rules or tar member semantics" (imagewrite/doc.go).
 	"imagewrite": {imports: []string{"archive", "compression", "index", "internal/atomicfile", "internal/digests", "internal/kinderr"},
