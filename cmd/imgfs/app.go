@@ -31,6 +31,7 @@ func newApp() *cli.App {
 			unmountCommand(),
 			inspectCommand(),
 			diffCommand(),
+			hashesCommand(),
 			commitCommand(),
 			exportCommand(),
 			importCommand(),
