@@ -443,7 +443,7 @@ func (h *hasher) hash(ctx context.Context, j *hashJob, done *atomic.Int64) error
 	h.md5.Reset()
 	h.sha.Reset()
 	if j.size >= bigFile {
-		err = hashParallel(ctx, r, j.size, h.md5, h.sha, done)
+		err = hashParallel(ctx, r, j.size, done, h.md5, h.sha)
 	} else {
 		err = hashSerial(ctx, r, j.size, h.buf, done, h.md5, h.sha)
 	}
@@ -497,7 +497,7 @@ func hashSerial(ctx context.Context, r io.ReaderAt, size int64, buf []byte, done
 // hashParallel is hashSerial for a big file: the reader (which may be inflating a compressed layer)
 // and each hash run in goroutines of their own over a ring of chunks, so one big file uses as many
 // cores as the three stages can.
-func hashParallel(ctx context.Context, r io.ReaderAt, size int64, a, b hash.Hash, done *atomic.Int64) error {
+func hashParallel(ctx context.Context, r io.ReaderAt, size int64, done *atomic.Int64, hs ...hash.Hash) error {
 	type piece struct {
 		p    []byte
 		left atomic.Int32
@@ -507,9 +507,10 @@ func hashParallel(ctx context.Context, r io.ReaderAt, size int64, a, b hash.Hash
 	for range ring {
 		free <- &piece{p: make([]byte, chunkSize)}
 	}
-	feeds := []chan *piece{make(chan *piece, ring), make(chan *piece, ring)}
+	feeds := make([]chan *piece, len(hs))
 	var wg sync.WaitGroup
-	for i, h := range []hash.Hash{a, b} {
+	for i, h := range hs {
+		feeds[i] = make(chan *piece, ring)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -531,16 +532,18 @@ func hashParallel(ctx context.Context, r io.ReaderAt, size int64, a, b hash.Hash
 		if err = readChunk(r, pc.p, off); err != nil {
 			break
 		}
-		pc.left.Store(2)
-		feeds[0] <- pc
-		feeds[1] <- pc
+		pc.left.Store(int32(len(feeds)))
+		for _, f := range feeds {
+			f <- pc
+		}
 		off += int64(len(pc.p))
 		if done != nil {
 			done.Add(int64(len(pc.p)))
 		}
 	}
-	close(feeds[0])
-	close(feeds[1])
+	for _, f := range feeds {
+		close(f)
+	}
 	wg.Wait()
 	return err
 }

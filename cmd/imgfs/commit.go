@@ -26,16 +26,19 @@ func upperFlag() cli.Flag {
 func diffCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "diff",
-		Usage:     "list what an upper directory changes in an image (offline docker diff)",
-		ArgsUsage: "ARCHIVE",
+		Usage:     "list what an upper directory changes in an image, or image B in image A (offline docker diff)",
+		ArgsUsage: "ARCHIVE | ARCHIVE_A ARCHIVE_B",
 		Description: "One line per path: A (added), C (changed) or D (deleted), like docker diff; the parent of an\n" +
-			"added or deleted path shows as C.",
-		Flags:  append(archiveFlags(), upperFlag(), &cli.BoolFlag{Name: "json", Usage: "print JSON"}),
+			"added or deleted path shows as C." + imageDiffDescription,
+		Flags:  append(append(archiveFlags(), upperFlag(), &cli.BoolFlag{Name: "json", Usage: "print JSON"}), imageDiffFlags()...),
 		Action: runDiff,
 	}
 }
 
 func runDiff(c *cli.Context) error {
+	if c.NArg() == 2 && c.String("upper") == "" {
+		return runImageDiff(c)
+	}
 	if c.NArg() != 1 {
 		return usageError(c, "want ARCHIVE")
 	}
