@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"hash"
-	"log/slog"
 	"runtime"
 	"slices"
 	"strings"
@@ -93,8 +92,6 @@ type DiffOptions struct {
 	Hash bool
 	// Workers is the number of files hashed at once; 0 means one per core.
 	Workers int
-	// Logger is unused for now; nil discards.
-	Logger *slog.Logger
 }
 
 // Diff returns the file-level differences from image a to image b as `docker diff` lists them, sorted
@@ -107,33 +104,30 @@ type DiffOptions struct {
 // children are Added. Content is compared by sha256, only for regular files of the same size that are
 // not the same member of a layer with the same diff ID on both sides. Views are read, never written.
 func Diff(ctx context.Context, a, b Image, opts DiffOptions) ([]Change, error) {
-	d := &differ{ctx: ctx, a: a, b: b, opts: opts}
-	rootA, err := a.View.Attr(overlay.Root)
-	if err != nil {
-		return nil, fmt.Errorf("image A: %w", err)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	d := &differ{ctx: ctx, cancel: cancel, a: a, b: b, opts: opts, jobs: make(chan hashJobDiff)}
+	d.startHashers()
+	err := d.dir("", overlay.Root, overlay.Root)
+	close(d.jobs)
+	d.wg.Wait()
+	if d.hashErr != nil {
+		err = d.hashErr // the walk's error, if any, is the cancellation it caused
 	}
-	rootB, err := b.View.Attr(overlay.Root)
-	if err != nil {
-		return nil, fmt.Errorf("image B: %w", err)
+	if err == nil {
+		err = ctx.Err()
 	}
-	if err := d.dir("", rootA.Node, rootB.Node); err != nil {
+	if err != nil {
 		return nil, err
 	}
-	if err := d.hashAll(); err != nil {
-		return nil, err
-	}
-	out := d.out[:0]
-	for i := range d.out {
-		c := &d.out[i]
+	out := d.out
+	for i := range out {
+		c := &out[i]
 		if c.Kind == Changed && c.Old.typ == index.TypeRegular && c.New.typ == index.TypeRegular &&
 			(c.Old.Size != c.New.Size || c.Old.SHA256 != c.New.SHA256) {
 			c.Fields = append(c.Fields, "content")
 		}
-		if len(c.Fields) == 0 && c.Kind == Changed {
-			continue // only a content check was pending, and the contents are equal
-		}
 		c.Flags = flagsOf(c)
-		out = append(out, *c)
 	}
 	out, err = d.addParents(out)
 	if err != nil {
@@ -145,17 +139,79 @@ func Diff(ctx context.Context, a, b Image, opts DiffOptions) ([]Change, error) {
 
 // differ is the state of one Diff.
 type differ struct {
-	ctx  context.Context
-	a, b Image
-	opts DiffOptions
-	out  []Change
-	// toHash are the states whose sha256 is to be computed, with their view.
-	toHash []hashReq
+	ctx    context.Context
+	cancel context.CancelFunc
+	a, b   Image
+	opts   DiffOptions
+
+	mu      sync.Mutex // guards out and hashErr, which the hashers write too
+	out     []Change
+	hashErr error
+
+	jobs chan hashJobDiff
+	wg   sync.WaitGroup
 }
 
-type hashReq struct {
-	v  *overlay.View
-	st *FileState
+// hashJobDiff is work for the hashers: the sha256 of each state (set in place), and, with compare, the
+// path whose change is listed only if the two contents differ.
+type hashJobDiff struct {
+	a, b    *FileState // b may be nil
+	va, vb  *overlay.View
+	compare string
+}
+
+// startHashers starts the pool that hashes files while the walk goes on, so that only changes are kept,
+// not every candidate.
+func (d *differ) startHashers() {
+	workers := d.opts.Workers
+	if workers <= 0 {
+		workers = runtime.NumCPU()
+	}
+	for range workers {
+		d.wg.Add(1)
+		go func() {
+			defer d.wg.Done()
+			buf := make([]byte, chunkSize)
+			h := sha256.New()
+			for j := range d.jobs {
+				if d.ctx.Err() != nil {
+					continue
+				}
+				err := hashState(d.ctx, j.va, j.a, h, buf)
+				if err == nil && j.b != nil {
+					err = hashState(d.ctx, j.vb, j.b, h, buf)
+				}
+				d.mu.Lock()
+				switch {
+				case err != nil:
+					if d.hashErr == nil {
+						d.hashErr = err
+					}
+					d.cancel()
+				case j.compare != "" && j.a.SHA256 != j.b.SHA256:
+					d.out = append(d.out, Change{Path: j.compare, Kind: Changed, Old: j.a, New: j.b})
+				}
+				d.mu.Unlock()
+			}
+		}()
+	}
+}
+
+// hash queues a hashing job.
+func (d *differ) hash(j hashJobDiff) error {
+	select {
+	case d.jobs <- j:
+		return nil
+	case <-d.ctx.Done():
+		return d.ctx.Err()
+	}
+}
+
+// add lists a change.
+func (d *differ) add(c Change) {
+	d.mu.Lock()
+	d.out = append(d.out, c)
+	d.mu.Unlock()
 }
 
 // state reads the state of node n of image im.
@@ -260,10 +316,10 @@ func (d *differ) deleted(p string, n overlay.Node) error {
 	if err != nil {
 		return fmt.Errorf("image A: %s: %w", p, err)
 	}
+	d.add(Change{Path: p, Kind: Deleted, Old: st})
 	if d.opts.Hash && st.typ == index.TypeRegular {
-		d.toHash = append(d.toHash, hashReq{d.a.View, st})
+		return d.hash(hashJobDiff{a: st, va: d.a.View})
 	}
-	d.out = append(d.out, Change{Path: p, Kind: Deleted, Old: st})
 	return nil
 }
 
@@ -276,10 +332,12 @@ func (d *differ) added(p string, n overlay.Node) error {
 	if err != nil {
 		return fmt.Errorf("image B: %s: %w", p, err)
 	}
+	d.add(Change{Path: p, Kind: Added, New: st})
 	if d.opts.Hash && st.typ == index.TypeRegular {
-		d.toHash = append(d.toHash, hashReq{d.b.View, st})
+		if err := d.hash(hashJobDiff{a: st, va: d.b.View}); err != nil {
+			return err
+		}
 	}
-	d.out = append(d.out, Change{Path: p, Kind: Added, New: st})
 	if st.typ == index.TypeDir {
 		return d.addedBelow(p, n)
 	}
@@ -323,17 +381,31 @@ func (d *differ) both(p string, na, nb overlay.Node) error {
 		return fmt.Errorf("image B: %s: %w", p, err)
 	}
 	fields := compareStates(sa, sb)
-	pending := sa.typ == index.TypeRegular && sb.typ == index.TypeRegular && sa.Size == sb.Size
-	if pending || (d.opts.Hash && len(fields) > 0) {
-		if sa.typ == index.TypeRegular {
-			d.toHash = append(d.toHash, hashReq{d.a.View, sa})
+	// Two files of one size: their contents decide, or tell whether the content changed too.
+	sameSize := sa.typ == index.TypeRegular && sb.typ == index.TypeRegular && sa.Size == sb.Size
+	var err2 error
+	switch {
+	case len(fields) == 0 && sameSize:
+		err2 = d.hash(hashJobDiff{a: sa, va: d.a.View, b: sb, vb: d.b.View, compare: p})
+	case len(fields) > 0:
+		d.add(Change{Path: p, Kind: Changed, Old: sa, New: sb, Fields: fields})
+		j := hashJobDiff{}
+		if sameSize || (d.opts.Hash && sa.typ == index.TypeRegular) {
+			j.a, j.va = sa, d.a.View
 		}
-		if sb.typ == index.TypeRegular {
-			d.toHash = append(d.toHash, hashReq{d.b.View, sb})
+		if sameSize || (d.opts.Hash && sb.typ == index.TypeRegular) {
+			if j.a == nil {
+				j.a, j.va = sb, d.b.View
+			} else {
+				j.b, j.vb = sb, d.b.View
+			}
+		}
+		if j.a != nil {
+			err2 = d.hash(j)
 		}
 	}
-	if len(fields) > 0 || pending {
-		d.out = append(d.out, Change{Path: p, Kind: Changed, Old: sa, New: sb, Fields: fields})
+	if err2 != nil {
+		return err2
 	}
 	switch {
 	case sa.typ == index.TypeDir && sb.typ == index.TypeDir:
@@ -394,74 +466,24 @@ func flagsOf(c *Change) []string {
 	return f
 }
 
-// hashAll computes the sha256 of every requested state, several files at a time.
-func (d *differ) hashAll() error {
-	workers := d.opts.Workers
-	if workers <= 0 {
-		workers = runtime.NumCPU()
-	}
-	ctx, cancel := context.WithCancel(d.ctx)
-	defer cancel()
-	jobs := make(chan hashReq)
-	var mu sync.Mutex
-	var first error
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			buf := make([]byte, chunkSize)
-			h := sha256.New()
-			for r := range jobs {
-				if ctx.Err() != nil {
-					continue
-				}
-				if err := hashState(ctx, r, h, buf); err != nil {
-					mu.Lock()
-					if first == nil {
-						first = err
-					}
-					mu.Unlock()
-					cancel()
-				}
-			}
-		}()
-	}
-	for _, r := range d.toHash {
-		if r.st.SHA256 != "" {
-			continue
-		}
-		select {
-		case jobs <- r:
-		case <-ctx.Done():
-		}
-	}
-	close(jobs)
-	wg.Wait()
-	if first != nil {
-		return first
-	}
-	return d.ctx.Err()
-}
-
-// hashState sets r.st.SHA256 from the file's data.
-func hashState(ctx context.Context, r hashReq, h hash.Hash, buf []byte) error {
-	f, err := r.v.Open(r.st.node)
+// hashState sets st.SHA256 from the data of its file in v.
+func hashState(ctx context.Context, v *overlay.View, st *FileState, h hash.Hash, buf []byte) error {
+	f, err := v.Open(st.node)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
 	h.Reset()
-	if r.st.Size >= bigFile {
-		err = hashParallel(ctx, f, r.st.Size, nil, h)
+	if st.Size >= bigFile {
+		err = hashParallel(ctx, f, st.Size, nil, h)
 	} else {
-		err = hashSerial(ctx, f, r.st.Size, buf, nil, h)
+		err = hashSerial(ctx, f, st.Size, buf, nil, h)
 	}
 	if err != nil {
-		p, _ := r.v.Path(r.st.node)
+		p, _ := v.Path(st.node)
 		return fmt.Errorf("/%s: %w", p, err)
 	}
-	r.st.SHA256 = hex.EncodeToString(h.Sum(nil))
+	st.SHA256 = hex.EncodeToString(h.Sum(nil))
 	return nil
 }
 

@@ -102,7 +102,7 @@ func imageDiff(c *cli.Context) error {
 			ConfigDigest: o.img.ConfigDigest, DiffIDs: sides[i].DiffIDs}
 	}
 	asJSON := c.Bool("json")
-	changes, err := evidence.Diff(ctx, sides[0], sides[1], evidence.DiffOptions{Hash: asJSON, Logger: log})
+	changes, err := evidence.Diff(ctx, sides[0], sides[1], evidence.DiffOptions{Hash: asJSON})
 	if err != nil {
 		return fmt.Errorf("diff %s %s: %w", c.Args().Get(0), c.Args().Get(1), err)
 	}
