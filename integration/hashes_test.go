@@ -14,9 +14,9 @@ import (
 	"github.com/imgfs/imgfs/internal/tartest"
 )
 
-// writeLayeredArchive writes a docker-save archive of uncompressed layers, bottom first, and returns
+// writeHashdiffArchive writes a docker-save archive of uncompressed layers, bottom first, and returns
 // the layers' diff IDs.
-func writeLayeredArchive(t *testing.T, path, tag string, layers ...[]byte) []digest.Digest {
+func writeHashdiffArchive(t *testing.T, path, tag string, layers ...[]byte) []digest.Digest {
 	t.Helper()
 	var ids []digest.Digest
 	var names []string
@@ -96,7 +96,7 @@ func TestHashesAudit(t *testing.T) {
 	dir := t.TempDir()
 	archive := filepath.Join(dir, "img.tar")
 	l1, l2 := hashesLayers(t)
-	writeLayeredArchive(t, archive, "hashes:latest", l1, l2)
+	writeHashdiffArchive(t, archive, "hashes:latest", l1, l2)
 
 	mnt := mountImage(t, archive)
 	abs := filepath.Join(dir, "abs.hashdeep")
@@ -174,7 +174,7 @@ func TestHashesAuditSymlinksAndSpecials(t *testing.T) {
 		tartest.Member{Name: "null", Type: tar.TypeChar, Devmajor: 1, Devminor: 3},
 		tartest.File("nl\nname", "newline\n"),
 	)
-	writeLayeredArchive(t, archive, "hashes:specials", l1, l2, l3)
+	writeHashdiffArchive(t, archive, "hashes:specials", l1, l2, l3)
 	mnt := mountImage(t, archive)
 	list := filepath.Join(dir, "list")
 	_, stderr, code := imgfs(t, "hashes", "-q", "--cache-dir", cacheDir, "--root", mnt, "-o", list, archive)
@@ -195,7 +195,7 @@ func TestHashesAuditSymlinksAndSpecials(t *testing.T) {
 	}
 	// Without it the audit passes.
 	archive = filepath.Join(dir, "img2.tar")
-	writeLayeredArchive(t, archive, "hashes:specials", l1, l2, tartest.Tar(t,
+	writeHashdiffArchive(t, archive, "hashes:specials", l1, l2, tartest.Tar(t,
 		tartest.Symlink("abs-link", "/etc/hostname"), tartest.Symlink("rel-link", "etc/passwd"),
 		tartest.Symlink("dir-link", "etc"), tartest.Symlink("dangling", "nowhere"),
 		tartest.Member{Name: "fifo", Type: tar.TypeFifo}, tartest.Member{Name: "null", Type: tar.TypeChar, Devmajor: 1, Devminor: 3}))
@@ -215,7 +215,7 @@ func TestHashesLayers(t *testing.T) {
 	dir := t.TempDir()
 	archive := filepath.Join(dir, "img.tar")
 	l1, l2 := hashesLayers(t)
-	ids := writeLayeredArchive(t, archive, "hashes:latest", l1, l2)
+	ids := writeHashdiffArchive(t, archive, "hashes:latest", l1, l2)
 	out := filepath.Join(dir, "lists")
 	if _, stderr, code := imgfs(t, "hashes", "-q", "--layers", "--cache-dir", cacheDir, "-o", out, archive); code != 0 {
 		t.Fatalf("hashes --layers: exit %d: %s", code, stderr)

@@ -21,8 +21,8 @@ import (
 	"github.com/imgfs/imgfs/internal/tartest"
 )
 
-// diffEnt is what the oracle knows of one path of an unpacked image.
-type diffEnt struct {
+// hdEnt is what the oracle knows of one path of an unpacked image.
+type hdEnt struct {
 	typ        fs.FileMode
 	mode       uint32 // permission, setuid, setgid, sticky
 	uid, gid   uint32
@@ -35,10 +35,10 @@ type diffEnt struct {
 	path, name string
 }
 
-// unpackedTree lstats every path below root (an unpacked rootfs): "/etc/passwd" → its entry.
-func unpackedTree(t *testing.T, root string) map[string]*diffEnt {
+// hdUnpackedTree lstats every path below root (an unpacked rootfs): "/etc/passwd" → its entry.
+func hdUnpackedTree(t *testing.T, root string) map[string]*hdEnt {
 	t.Helper()
-	out := map[string]*diffEnt{}
+	out := map[string]*hdEnt{}
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -51,18 +51,18 @@ func unpackedTree(t *testing.T, root string) map[string]*diffEnt {
 			return err
 		}
 		rel := "/" + filepath.ToSlash(strings.TrimPrefix(p, root+"/"))
-		e := &diffEnt{typ: d.Type(), mode: st.Mode & 0o7777, uid: st.Uid, gid: st.Gid, size: st.Size,
+		e := &hdEnt{typ: d.Type(), mode: st.Mode & 0o7777, uid: st.Uid, gid: st.Gid, size: st.Size,
 			mtime: st.Mtim.Nano(), rdev: st.Rdev, isDir: d.IsDir(), path: rel}
 		switch {
 		case d.Type()&fs.ModeSymlink != 0:
 			e.link, err = os.Readlink(p)
 		case d.Type().IsRegular():
-			e.sum, err = fileSHA256(p)
+			e.sum, err = hdFileSHA256(p)
 		}
 		if err != nil {
 			return err
 		}
-		e.xattrs = listXattrs(t, p)
+		e.xattrs = hdListXattrs(t, p)
 		out[rel] = e
 		return nil
 	})
@@ -72,7 +72,7 @@ func unpackedTree(t *testing.T, root string) map[string]*diffEnt {
 	return out
 }
 
-func fileSHA256(p string) (string, error) {
+func hdFileSHA256(p string) (string, error) {
 	f, err := os.Open(p)
 	if err != nil {
 		return "", err
@@ -85,7 +85,7 @@ func fileSHA256(p string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-func listXattrs(t *testing.T, p string) string {
+func hdListXattrs(t *testing.T, p string) string {
 	buf := make([]byte, 64<<10)
 	n, err := unix.Llistxattr(p, buf)
 	if err != nil || n == 0 {
@@ -105,12 +105,12 @@ func listXattrs(t *testing.T, p string) string {
 	return b.String()
 }
 
-// oracleDiff computes docker diff's change set of two unpacked trees, stated path by path rather than
+// hdOracleDiff computes docker diff's change set of two unpacked trees, stated path by path rather than
 // walked: a path only in B is added; a path only in A is deleted when its parent is a directory in B
 // (so a deleted directory counts once); a path in both is changed when its type, mode, owner, device,
 // link target or xattrs differ, or (not for two directories) its size, mtime or content; every
 // directory above a change that is not listed itself is changed.
-func oracleDiff(a, b map[string]*diffEnt) []string {
+func hdOracleDiff(a, b map[string]*hdEnt) []string {
 	kinds := map[string]string{}
 	for p, eb := range b {
 		ea := a[p]
@@ -131,7 +131,7 @@ func oracleDiff(a, b map[string]*diffEnt) []string {
 			kinds[p] = "D"
 		}
 	}
-	for p := range keySet(kinds) {
+	for p := range hdKeySet(kinds) {
 		for q := path.Dir(p); q != "/"; q = path.Dir(q) {
 			if _, ok := kinds[q]; !ok {
 				kinds[q] = "C"
@@ -146,8 +146,8 @@ func oracleDiff(a, b map[string]*diffEnt) []string {
 	return out
 }
 
-// keySet returns a copy of m's keys, so m can grow while they are walked.
-func keySet(m map[string]string) map[string]bool {
+// hdKeySet returns a copy of m's keys, so m can grow while they are walked.
+func hdKeySet(m map[string]string) map[string]bool {
 	out := make(map[string]bool, len(m))
 	for k := range m {
 		out[k] = true
@@ -176,8 +176,8 @@ func TestImageDiffCorpus(t *testing.T) {
 	if out, err := exec.Command("umoci", "unpack", "--image", layout+":l2", bundle).CombinedOutput(); err != nil {
 		t.Fatalf("umoci unpack: %v\n%s", err, out)
 	}
-	ta, tb := unpackedTree(t, filepath.Join(bundle, "rootfs")), unpackedTree(t, unpackL3)
-	want := oracleDiff(ta, tb)
+	ta, tb := hdUnpackedTree(t, filepath.Join(bundle, "rootfs")), hdUnpackedTree(t, unpackL3)
+	want := hdOracleDiff(ta, tb)
 	if len(want) < 40 {
 		t.Fatalf("oracle found only %d changes: %q", len(want), want)
 	}
@@ -189,7 +189,7 @@ func TestImageDiffCorpus(t *testing.T) {
 	}
 	got := strings.Split(strings.TrimSuffix(stdout, "\n"), "\n")
 	if !slices.Equal(got, want) {
-		t.Fatalf("imgfs diff l2 l3 differs from the umoci oracle:\n%s", lineDiff(want, got))
+		t.Fatalf("imgfs diff l2 l3 differs from the umoci oracle:\n%s", hdLineDiff(want, got))
 	}
 	// The same with --image-a/--image-b, and in JSON with the unpacked files' sha256s.
 	js, stderr, code := imgfs(t, "diff", "-q", "--json", "--cache-dir", cacheDir, "--image-a", "l2", "--image-b", "l3", src, src)
@@ -236,8 +236,8 @@ func TestImageDiffCorpus(t *testing.T) {
 	}
 }
 
-// lineDiff shows the lines only one side has.
-func lineDiff(want, got []string) string {
+// hdLineDiff shows the lines only one side has.
+func hdLineDiff(want, got []string) string {
 	var b strings.Builder
 	for _, w := range want {
 		if !slices.Contains(got, w) {
@@ -270,8 +270,8 @@ func TestImageDiffFlags(t *testing.T) {
 		tartest.Member{Name: "etc/cron", Body: []byte("* * * * * root /x"), Mode: 0o644},
 	)
 	a, b := filepath.Join(dir, "a.tar"), filepath.Join(dir, "b.tar")
-	writeLayeredArchive(t, a, "flags:a", base)
-	writeLayeredArchive(t, b, "flags:b", base, top)
+	writeHashdiffArchive(t, a, "flags:a", base)
+	writeHashdiffArchive(t, b, "flags:b", base, top)
 
 	stdout, stderr, code := imgfs(t, "diff", "--cache-dir", cacheDir, a, b)
 	want := "C /etc\nA /etc/cron\nC /usr\nC /usr/bin\nC /usr/bin/tool\nA /usr/local\nA /usr/local/bin\nA /usr/local/bin/rootme\n"
