@@ -30,7 +30,8 @@ func diffCommand() *cli.Command {
 		ArgsUsage: "ARCHIVE | ARCHIVE_A ARCHIVE_B",
 		Description: "One line per path: A (added), C (changed) or D (deleted), like docker diff; the parent of an\n" +
 			"added or deleted path shows as C." + imageDiffDescription,
-		Flags:  append(append(archiveFlags(), upperFlag(), &cli.BoolFlag{Name: "json", Usage: "print JSON"}), imageDiffFlags()...),
+		Flags: append(append(archiveFlags(), &cli.StringFlag{Name: "upper", Usage: "the upper `DIR` a writable mount wrote its changes to (the one-archive form)"},
+			&cli.BoolFlag{Name: "json", Usage: "print JSON"}), imageDiffFlags()...),
 		Action: runDiff,
 	}
 }
