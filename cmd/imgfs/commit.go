@@ -41,11 +41,11 @@ func runDiff(c *cli.Context) error {
 		return runImageDiff(c)
 	}
 	if c.NArg() != 1 {
-		return usageError(c, "want ARCHIVE")
+		return usageError(c, "want --upper DIR ARCHIVE, or ARCHIVE_A ARCHIVE_B")
 	}
 	dir := c.String("upper")
 	if dir == "" {
-		return usageError(c, "--upper DIR is required")
+		return usageError(c, "--upper DIR is required with one ARCHIVE (two archives compare images)")
 	}
 	if err := checkUpperDir(dir); err != nil {
 		return err
