@@ -64,6 +64,18 @@ func runHashes(c *cli.Context) error {
 			fmt.Sprintf("imgfs image: %s manifest %s config %s", strings.Join(orNone(img.Names), ","), img.ManifestDigest, img.ConfigDigest),
 		},
 	}
+	where := "the mount point"
+	if c.Bool("layers") {
+		where = "the layer unpacked by tar -x"
+	}
+	switch root := opts.Root; {
+	case strings.HasPrefix(root, "/"):
+		opts.Comments = append(opts.Comments, "imgfs audit: hashdeep -o f -a -k THIS_FILE -r "+root+" ("+root+" being "+where+")")
+	case root == "." || root == "" || root == "./":
+		opts.Comments = append(opts.Comments, "imgfs audit: hashdeep -o f -l -a -k THIS_FILE -r . (run in "+where+")")
+	default:
+		opts.Comments = append(opts.Comments, "imgfs audit: hashdeep -o f -l -a -k THIS_FILE -r "+root+" (run where "+root+" is "+where+")")
+	}
 	pr := newProgress(c.Bool("quiet"), "hashing", 1)
 	defer pr.done()
 	if slot := pr.slot(0); slot != nil {
