@@ -742,3 +742,14 @@ func checkSource(x any) error {
 	}
 	return nil
 }
+
+// Path returns a path of node n for messages: the path of its owning entry ("a/b/c", "" for the root).
+// For a hard-linked file that is the target's own path, which a higher layer may have hidden. ok is false
+// for a node the view never hands out. (evidence's image diff names
+// the nodes it compares with it.)
+func (v *View) Path(n Node) (string, bool) {
+	if v.up != nil {
+		return v.up.path(n)
+	}
+	return v.lowerPath(n)
+}

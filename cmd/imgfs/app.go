@@ -31,6 +31,7 @@ func newApp() *cli.App {
 			withCustody(unmountCommand()),
 			inspectCommand(),
 			diffCommand(),
+			withCustody(hashesCommand()),
 			commitCommand(),
 			withCustody(exportCommand()),
 			importCommand(),

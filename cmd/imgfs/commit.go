@@ -26,22 +26,26 @@ func upperFlag() cli.Flag {
 func diffCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "diff",
-		Usage:     "list what an upper directory changes in an image (offline docker diff)",
-		ArgsUsage: "ARCHIVE...",
+		Usage:     "list what an upper directory changes in an image, or image B in image A (offline docker diff)",
+		ArgsUsage: "--upper DIR ARCHIVE... | ARCHIVE_A ARCHIVE_B",
 		Description: "One line per path: A (added), C (changed) or D (deleted), like docker diff; the parent of an\n" +
-			"added or deleted path shows as C.",
-		Flags:  append(archiveFlags(), upperFlag(), &cli.BoolFlag{Name: "json", Usage: "print JSON"}),
+			"added or deleted path shows as C." + imageDiffDescription,
+		Flags: append(append(archiveFlags(), &cli.StringFlag{Name: "upper", Usage: "the upper `DIR` a writable mount wrote its changes to (the one-archive form)"},
+			&cli.BoolFlag{Name: "json", Usage: "print JSON"}), imageDiffFlags()...),
 		Action: runDiff,
 	}
 }
 
 func runDiff(c *cli.Context) error {
+	if c.NArg() == 2 && c.String("upper") == "" {
+		return runImageDiff(c)
+	}
 	if c.NArg() < 1 {
-		return usageError(c, "want ARCHIVE")
+		return usageError(c, "want --upper DIR ARCHIVE..., or ARCHIVE_A ARCHIVE_B")
 	}
 	dir := c.String("upper")
 	if dir == "" {
-		return usageError(c, "--upper DIR is required")
+		return usageError(c, "--upper DIR is required to list an upper directory's changes (two archives without it compare the images)")
 	}
 	if err := checkUpperDir(dir); err != nil {
 		return err

@@ -61,6 +61,11 @@ func openImage(ctx context.Context, c *cli.Context, path string, log *slog.Logge
 
 // openImageIndexed is openImage; without indexed the layers are left unopened (o.layers stays empty).
 func openImageIndexed(ctx context.Context, c *cli.Context, path string, log *slog.Logger, indexed bool) (*opened, error) {
+	return openImageRef(ctx, c, path, c.String("image"), log, indexed)
+}
+
+// openImageRef is openImageIndexed with the image named by ref rather than by --image.
+func openImageRef(ctx context.Context, c *cli.Context, path, ref string, log *slog.Logger, indexed bool) (*opened, error) {
 	dir := cacheDir(c)
 	quiet := c.Bool("quiet")
 	platform, err := parsePlatform(c.String("platform"))
@@ -73,7 +78,7 @@ func openImageIndexed(ctx context.Context, c *cli.Context, path string, log *slo
 	if err != nil {
 		return nil, err
 	}
-	img, err := arc.Image(ctx, c.String("image"), platform)
+	img, err := arc.Image(ctx, ref, platform)
 	if err != nil {
 		arc.Close()
 		return nil, err

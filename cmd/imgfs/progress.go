@@ -78,11 +78,11 @@ func (p *progress) draw(now time.Time) {
 	if secs > 0.2 {
 		rate = fmt.Sprintf(", %s/s", humanBytes(int64(float64(bytes)/secs)))
 	}
-	pct := ""
+	of := "" // a total not known beforehand (hashes) is not shown
 	if total > 0 {
-		pct = fmt.Sprintf(" (%d%%)", bytes*100/total)
+		of = fmt.Sprintf(" of %s (%d%%)", humanBytes(total), bytes*100/total)
 	}
-	line := fmt.Sprintf("%s: %s entries, %s of %s%s%s", p.what, commas(entries), humanBytes(bytes), humanBytes(total), pct, rate)
+	line := fmt.Sprintf("%s: %s entries, %s%s%s", p.what, commas(entries), humanBytes(bytes), of, rate)
 	fmt.Fprintf(p.out, "\r%s\x1b[K", line)
 	p.drawn = true
 }
