@@ -37,6 +37,7 @@ func newApp() *cli.App {
 			custodyCommand(),
 			whichCommand(),
 			withCustody(timelineCommand()),
+			cacheCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // main prints errors once
 	}
@@ -90,7 +91,18 @@ func usageError(c *cli.Context, format string, args ...any) error {
 			return fmt.Errorf("%s: %s: flags such as %q must come before the arguments", c.Command.Name, fmt.Sprintf(format, args...), a)
 		}
 	}
-	return fmt.Errorf("%s: %s (see 'imgfs %s --help')", c.Command.Name, fmt.Sprintf(format, args...), c.Command.Name)
+	return fmt.Errorf("%s: %s (see 'imgfs %s --help')", c.Command.Name, fmt.Sprintf(format, args...), commandPath(c))
+}
+
+// commandPath names c's command with its parents ("cache prune").
+func commandPath(c *cli.Context) string {
+	var names []string
+	for _, l := range c.Lineage() {
+		if l.Command != nil && l.Command.Name != "" && l.Command.Name != c.App.Name {
+			names = append([]string{l.Command.Name}, names...)
+		}
+	}
+	return strings.Join(names, " ")
 }
 
 func sortStrings(s []string) { slices.Sort(s) }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"runtime"
@@ -15,6 +16,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/imgfs/imgfs/archive"
+	"github.com/imgfs/imgfs/cache"
 	"github.com/imgfs/imgfs/index"
 	"github.com/imgfs/imgfs/overlay"
 )
@@ -28,6 +30,29 @@ type opened struct {
 	// names each such layer.
 	noVerify   bool
 	unverified []string
+	// leases hold the cache keys of the layers (and of a compressed archive's stream) while they are
+	// in use, so that no prune removes them.
+	mu     sync.Mutex
+	leases []*cache.Lease
+}
+
+// hold takes the lease of cache key k, when there is one, for as long as o is open, and notes the use.
+func (o *opened) hold(dir string, d, x digest.Digest, path string, log *slog.Logger) {
+	k, ok := cache.Key(d, x)
+	if !ok {
+		return
+	}
+	l, err := cache.Lock(dir, k)
+	if err != nil {
+		log.Warn("cache: no lease on a key (a concurrent prune may remove it)", "key", k, "err", err)
+		return
+	}
+	if err := cache.RecordUse(dir, k, path); err != nil {
+		log.Warn("cache: use not recorded", "key", k, "err", err)
+	}
+	o.mu.Lock()
+	o.leases = append(o.leases, l)
+	o.mu.Unlock()
 }
 
 func (o *opened) Close() error {
@@ -40,8 +65,13 @@ func (o *opened) Close() error {
 			first = err
 		}
 	}
-	if err := o.arc.Close(); err != nil && first == nil {
-		first = err
+	if o.arc != nil {
+		if err := o.arc.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	for _, l := range o.leases {
+		l.Close()
 	}
 	return first
 }
@@ -61,17 +91,33 @@ func openImageIndexed(ctx context.Context, c *cli.Context, path string, log *slo
 		return nil, err
 	}
 	ap := newProgress(quiet, "reading archive", 1)
-	arc, err := archive.Open(ctx, path, archive.Options{CacheDir: dir, Logger: log, Progress: ap.streamSlot(0)})
+	o := &opened{noVerify: c.Bool("no-verify")}
+	hold := func(key digest.Digest) (io.Closer, error) {
+		k, ok := cache.Key(key, "")
+		if !ok {
+			return io.NopCloser(nil), nil
+		}
+		l, err := cache.Lock(dir, k)
+		if err != nil {
+			return nil, err
+		}
+		if err := cache.RecordUse(dir, k, path); err != nil {
+			log.Warn("cache: use not recorded", "key", k, "err", err)
+		}
+		return l, nil
+	}
+	arc, err := archive.Open(ctx, path, archive.Options{CacheDir: dir, Logger: log, Progress: ap.streamSlot(0), Hold: hold})
 	ap.done()
 	if err != nil {
 		return nil, err
 	}
+	o.arc = arc
 	img, err := arc.Image(ctx, c.String("image"), platform)
 	if err != nil {
 		arc.Close()
 		return nil, err
 	}
-	o := &opened{arc: arc, img: img, noVerify: c.Bool("no-verify")}
+	o.img = img
 	if !indexed {
 		return o, nil
 	}
@@ -102,6 +148,7 @@ func (o *opened) indexLayers(ctx context.Context, path, dir string, quiet bool, 
 				l := o.img.Layers[i]
 				blob, err := l.Blob()
 				if err == nil {
+					o.hold(dir, l.Digest, l.DiffID, path, log)
 					o.layers[i], err = index.Open(ctx, blob, index.Options{
 						CacheDir: dir, DiffID: l.DiffID, Digest: l.Digest, Logger: log, Progress: pr.slot(i),
 					})
