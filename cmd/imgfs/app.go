@@ -18,7 +18,7 @@ func newApp() *cli.App {
 	return &cli.App{
 		Name:    "imgfs",
 		Usage:   "mount container image archives as their merged root filesystem, nothing extracted",
-		Version: version,
+		Version: readBuildInfo().String(),
 		Description: "imgfs reads docker-save tarballs (legacy and Docker 25+), OCI image layouts and OCI archives,\n" +
 			"plain or wrapped in gzip or zstd, indexes each layer once (the index is cached by digest) and serves the\n" +
 			"image's merged root filesystem through FUSE straight from the archive's bytes. With --upper the mount\n" +
