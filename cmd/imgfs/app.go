@@ -15,7 +15,7 @@ import (
 var version = "dev"
 
 func newApp() *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:    "imgfs",
 		Usage:   "mount container image archives as their merged root filesystem, nothing extracted",
 		Version: readBuildInfo().String(),
@@ -41,6 +41,25 @@ func newApp() *cli.App {
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // main prints errors once
 	}
+	// A bad flag is a usage error: one line (not the help text on stdout), exit status 2.
+	app.OnUsageError = onUsageError
+	var walk func([]*cli.Command)
+	walk = func(cs []*cli.Command) {
+		for _, c := range cs {
+			c.OnUsageError = onUsageError
+			walk(c.Subcommands)
+		}
+	}
+	walk(app.Commands)
+	return app
+}
+
+func onUsageError(c *cli.Context, err error, _ bool) error {
+	name := commandPath(c)
+	if name == "" {
+		return usageErr{fmt.Errorf("%w (see 'imgfs --help')", err)}
+	}
+	return usageErr{fmt.Errorf("%s: %w (see 'imgfs %s --help')", name, err, name)}
 }
 
 // Flags shared by every command that reads an archive.
@@ -88,10 +107,10 @@ func newLogger(c *cli.Context) *slog.Logger {
 func usageError(c *cli.Context, format string, args ...any) error {
 	for _, a := range c.Args().Slice() {
 		if strings.HasPrefix(a, "-") && a != "-" {
-			return fmt.Errorf("%s: %s: flags such as %q must come before the arguments", c.Command.Name, fmt.Sprintf(format, args...), a)
+			return usageErr{fmt.Errorf("%s: %s: flags such as %q must come before the arguments", c.Command.Name, fmt.Sprintf(format, args...), a)}
 		}
 	}
-	return fmt.Errorf("%s: %s (see 'imgfs %s --help')", c.Command.Name, fmt.Sprintf(format, args...), commandPath(c))
+	return usageErr{fmt.Errorf("%s: %s (see 'imgfs %s --help')", c.Command.Name, fmt.Sprintf(format, args...), commandPath(c))}
 }
 
 // commandPath names c's command with its parents ("cache prune").
