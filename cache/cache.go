@@ -73,6 +73,7 @@ type Entry struct {
 	Size     int64     `json:"totalBytes"`
 	LastUse  time.Time `json:"lastUse"`
 	Archives []string  `json:"archives"` // the archives that used it, most recent last
+	InUse    bool      `json:"inUse"`    // a live process holds its lease (set by List)
 	// Files are the key's files (lock file excluded), absolute paths.
 	Files []string `json:"-"`
 }
@@ -226,6 +227,7 @@ func List(dir string) ([]Entry, error) {
 		if e.Archives == nil {
 			e.Archives = []string{}
 		}
+		e.InUse = InUse(dir, e.Key)
 		out = append(out, *e)
 	}
 	sortOldestFirst(out)

@@ -128,6 +128,9 @@ func TestPruneSkipsLockedKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
+	if es, err := List(dir); err != nil || len(es) != 2 || es[0].InUse == es[1].InUse || !InUse(dir, live) || InUse(dir, idle) {
+		t.Fatalf("List with %s held: %+v, %v", live, es, err)
+	}
 	res, err := Prune(dir, PruneOptions{All: true})
 	if err != nil {
 		t.Fatal(err)

@@ -79,3 +79,14 @@ func flock(f *os.File, how int) error {
 		}
 	}
 }
+
+// InUse reports whether a live process holds key's lease (a probe: it takes the lock exclusively
+// without waiting and lets it go at once; a user starting meanwhile waits that long).
+func InUse(dir, key string) bool {
+	f, err := os.OpenFile(lockPath(dir, key), os.O_RDWR, 0)
+	if err != nil {
+		return false // no lock file: nobody took the lease since the key was pruned or built
+	}
+	defer f.Close()
+	return errors.Is(flock(f, unix.LOCK_EX|unix.LOCK_NB), unix.EWOULDBLOCK)
+}

@@ -22,6 +22,28 @@ import (
 type cacheEntry struct {
 	Key      string   `json:"key"`
 	Archives []string `json:"archives"`
+	InUse    bool     `json:"inUse"`
+}
+
+// waitUnused waits until no key in the cache is in use: an unmounted daemon lets go of its keys as
+// it exits, a moment after the kernel let go of the mount point.
+func waitUnused(t *testing.T, dir string, archives ...string) {
+	t.Helper()
+	for i := 0; ; i++ {
+		busy := false
+		for _, e := range cacheLs(t, dir) {
+			for _, a := range archives {
+				busy = busy || (e.InUse && slices.Contains(e.Archives, a))
+			}
+		}
+		if !busy {
+			return
+		}
+		if i == 600 {
+			t.Fatalf("keys of %v still in use a minute after unmount", archives)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 func cacheLs(t *testing.T, dir string) []cacheEntry {
@@ -123,6 +145,7 @@ func TestCachePrune(t *testing.T) {
 		mnt := mount(archive)
 		check(archive, mnt)
 		unmountOrDie(t, mnt)
+		waitUnused(t, cdir, archive)
 	}
 	index(c)
 	index(d)
@@ -208,8 +231,14 @@ func TestCachePrune(t *testing.T) {
 	check(b, mb)
 
 	// Unmounted, nothing holds the keys any more.
+	for _, e := range after {
+		if !e.InUse {
+			t.Errorf("cache ls: a live mount's key %s is not shown in use", e.Key)
+		}
+	}
 	unmountOrDie(t, ma)
 	unmountOrDie(t, mb)
+	waitUnused(t, cdir, a, b)
 	if out, stderr, code := imgfs(t, "cache", "prune", "--all", "--cache-dir", cdir); code != 0 {
 		t.Fatalf("imgfs cache prune --all: exit %d: %s %s", code, out, stderr)
 	}

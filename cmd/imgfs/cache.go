@@ -73,13 +73,17 @@ func runCacheLs(c *cli.Context) error {
 		}{dir, es})
 	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "DIGEST\tDIFF_ID\tTABLE\tSTREAM\tOTHER\tLAST USE\tARCHIVES")
+	fmt.Fprintln(w, "DIGEST\tDIFF_ID\tTABLE\tSTREAM\tOTHER\tLAST USE\tIN USE\tARCHIVES")
 	var total int64
 	for _, e := range es {
 		total += e.Size
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", shortDigest(e.Digest), shortDigest(e.DiffID),
+		inUse := "-"
+		if e.InUse {
+			inUse = "yes"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", shortDigest(e.Digest), shortDigest(e.DiffID),
 			formatSize(e.Table), formatSize(e.Stream), formatSize(e.Other), e.LastUse.Local().Format("2006-01-02 15:04"),
-			strings.Join(e.Archives, ", "))
+			inUse, strings.Join(e.Archives, ", "))
 	}
 	w.Flush()
 	fmt.Printf("%d key(s), %s in %s\n", len(es), formatSize(total), dir)

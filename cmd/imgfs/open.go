@@ -36,23 +36,26 @@ type opened struct {
 	leases []*cache.Lease
 }
 
-// hold takes the lease of cache key k, when there is one, for as long as o is open, and notes the use.
-func (o *opened) hold(dir string, d, x digest.Digest, path string, log *slog.Logger) {
+// hold takes the lease of the cache key of (d, x), when there is one, for as long as o is open. The
+// returned function notes the use by archive path once the layer was opened from or into the cache.
+func (o *opened) hold(dir string, d, x digest.Digest, path string, log *slog.Logger) (used func()) {
 	k, ok := cache.Key(d, x)
 	if !ok {
-		return
+		return func() {}
 	}
 	l, err := cache.Lock(dir, k)
 	if err != nil {
 		log.Warn("cache: no lease on a key (a concurrent prune may remove it)", "key", k, "err", err)
-		return
-	}
-	if err := cache.RecordUse(dir, k, path); err != nil {
-		log.Warn("cache: use not recorded", "key", k, "err", err)
+		return func() {}
 	}
 	o.mu.Lock()
 	o.leases = append(o.leases, l)
 	o.mu.Unlock()
+	return func() {
+		if err := cache.RecordUse(dir, k, path); err != nil {
+			log.Warn("cache: use not recorded", "key", k, "err", err)
+		}
+	}
 }
 
 func (o *opened) Close() error {
@@ -148,10 +151,13 @@ func (o *opened) indexLayers(ctx context.Context, path, dir string, quiet bool, 
 				l := o.img.Layers[i]
 				blob, err := l.Blob()
 				if err == nil {
-					o.hold(dir, l.Digest, l.DiffID, path, log)
+					used := o.hold(dir, l.Digest, l.DiffID, path, log)
 					o.layers[i], err = index.Open(ctx, blob, index.Options{
 						CacheDir: dir, DiffID: l.DiffID, Digest: l.Digest, Logger: log, Progress: pr.slot(i),
 					})
+					if err == nil {
+						used()
+					}
 					if o.noVerify && (errors.Is(err, index.ErrDigestMismatch) || errors.Is(err, index.ErrDiffIDMismatch)) {
 						// Unkeyed: indexed without claims, nothing of it is cached.
 						what := fmt.Sprintf("layer %d (%s, %s): %v", i+1, l.Digest, l.Source, err)
