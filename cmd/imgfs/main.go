@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -18,6 +19,16 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// As mount(8)'s helper, the arguments become imgfs mount's; the daemon a mount spawns runs with
+	// those already (os.Args), whatever name the executable has.
+	if filepath.Base(os.Args[0]) == mountHelperName && os.Getenv(daemonEnv) == "" {
+		args, err := mountHelperArgs(os.Args[1:])
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "imgfs: %v\n", err)
+			os.Exit(exitUsage)
+		}
+		os.Args = args
+	}
 	if err := newApp().RunContext(ctx, os.Args); err != nil {
 		code := exitCode(err)
 		var ex exitError
