@@ -21,8 +21,13 @@ all: build
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sort
 
+# imgfs --version reads the VCS stamp from the build info; where Go cannot stamp it (a git worktree,
+# GOFLAGS=-buildvcs=false) these are the fallback.
+VCS_REV  = $(shell git rev-parse HEAD 2>/dev/null)
+VCS_MOD  = $(shell git diff --quiet HEAD 2>/dev/null && echo false || echo true)
+
 build: ## build bin/imgfs
-	$(GO) build -o $(BIN) ./cmd/imgfs
+	$(GO) build -ldflags "-X main.vcsRevision=$(VCS_REV) -X main.vcsModified=$(VCS_MOD)" -o $(BIN) ./cmd/imgfs
 
 vet: ## go vet, gofmt, and go.mod/go.sum as go mod tidy leaves them
 	$(GO) vet ./...

@@ -26,6 +26,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Progress, when set, is called while a compressed archive is indexed.
 	Progress func(compression.Progress)
+	// Hold, when set, is called with the cache key of a compressed archive's stream before the stream
+	// is opened; what it returns is closed with the archive (the CLI holds the key's cache lease).
+	Hold func(key digest.Digest) (io.Closer, error)
 }
 
 // Format names the kind of archive Open found.

@@ -61,6 +61,14 @@ func openTarSource(ctx context.Context, f *os.File, size int64, opts Options) (*
 			src.close()
 			return nil, c, err
 		}
+		if opts.Hold != nil && opts.CacheDir != "" {
+			h, err := opts.Hold(key)
+			if err != nil {
+				src.close()
+				return nil, c, err
+			}
+			src.closers = append(src.closers, h)
+		}
 		st, err := compression.Open(ctx, compression.Blob{R: f, Size: size, File: f}, compression.Options{
 			CacheDir: opts.CacheDir, Key: key, Logger: opts.Logger, Progress: opts.Progress,
 		})

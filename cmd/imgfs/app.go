@@ -15,10 +15,10 @@ import (
 var version = "dev"
 
 func newApp() *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:    "imgfs",
 		Usage:   "mount container image archives as their merged root filesystem, nothing extracted",
-		Version: version,
+		Version: readBuildInfo().String(),
 		Description: "imgfs reads docker-save tarballs (legacy and Docker 25+), OCI image layouts and OCI archives,\n" +
 			"plain or wrapped in gzip or zstd, indexes each layer once (the index is cached by digest) and serves the\n" +
 			"image's merged root filesystem through FUSE straight from the archive's bytes. With --upper the mount\n" +
@@ -39,9 +39,29 @@ func newApp() *cli.App {
 			whichCommand(),
 			withCustody(timelineCommand()),
 			withCustody(verifyCommand()),
+			cacheCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // main prints errors once
 	}
+	// A bad flag is a usage error: one line (not the help text on stdout), exit status 2.
+	app.OnUsageError = onUsageError
+	var walk func([]*cli.Command)
+	walk = func(cs []*cli.Command) {
+		for _, c := range cs {
+			c.OnUsageError = onUsageError
+			walk(c.Subcommands)
+		}
+	}
+	walk(app.Commands)
+	return app
+}
+
+func onUsageError(c *cli.Context, err error, _ bool) error {
+	name := commandPath(c)
+	if name == "" {
+		return usageErr{fmt.Errorf("%w (see 'imgfs --help')", err)}
+	}
+	return usageErr{fmt.Errorf("%s: %w (see 'imgfs %s --help')", name, err, name)}
 }
 
 // Flags shared by every command that reads an archive.
@@ -89,10 +109,21 @@ func newLogger(c *cli.Context) *slog.Logger {
 func usageError(c *cli.Context, format string, args ...any) error {
 	for _, a := range c.Args().Slice() {
 		if strings.HasPrefix(a, "-") && a != "-" {
-			return fmt.Errorf("%s: %s: flags such as %q must come before the arguments", c.Command.Name, fmt.Sprintf(format, args...), a)
+			return usageErr{fmt.Errorf("%s: %s: flags such as %q must come before the arguments", c.Command.Name, fmt.Sprintf(format, args...), a)}
 		}
 	}
-	return fmt.Errorf("%s: %s (see 'imgfs %s --help')", c.Command.Name, fmt.Sprintf(format, args...), c.Command.Name)
+	return usageErr{fmt.Errorf("%s: %s (see 'imgfs %s --help')", c.Command.Name, fmt.Sprintf(format, args...), commandPath(c))}
+}
+
+// commandPath names c's command with its parents ("cache prune").
+func commandPath(c *cli.Context) string {
+	var names []string
+	for _, l := range c.Lineage() {
+		if l.Command != nil && l.Command.Name != "" && l.Command.Name != c.App.Name {
+			names = append([]string{l.Command.Name}, names...)
+		}
+	}
+	return strings.Join(names, " ")
 }
 
 func sortStrings(s []string) { slices.Sort(s) }

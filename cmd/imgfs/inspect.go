@@ -31,9 +31,10 @@ func inspectCommand() *cli.Command {
 
 // Inspection is what inspect prints, in JSON and as text.
 type Inspection struct {
-	Archive InspectArchive `json:"archive"`
-	Images  []InspectRef   `json:"images"`
-	Image   InspectImage   `json:"image"`
+	ImgfsVersion buildInfo      `json:"imgfsVersion"` // the imgfs that wrote it (as --version)
+	Archive      InspectArchive `json:"archive"`
+	Images       []InspectRef   `json:"images"`
+	Image        InspectImage   `json:"image"`
 }
 
 // InspectArchive describes the archive file.
@@ -86,7 +87,7 @@ func runInspect(c *cli.Context) error {
 	path := c.Args().First()
 	log := newLogger(c)
 	ctx := c.Context
-	var in Inspection
+	in := Inspection{ImgfsVersion: readBuildInfo()}
 	o, err := openStack(ctx, c, c.Args().Slice(), log, !c.Bool("no-index"))
 	if err != nil {
 		return err

@@ -40,6 +40,8 @@ func mountCommand() *cli.Command {
 			&cli.BoolFlag{Name: "fuse-debug", Usage: "log every FUSE request (implies -f)"},
 			&cli.StringFlag{Name: "upper", Usage: "make the mount writable: changes go to `DIR` (created when missing; kernel overlayfs format)"},
 			&cli.BoolFlag{Name: "evidence", Usage: "for examiners: ro,nosuid,nodev,noexec,nosymfollow, every blob proven before serving, the archive's sha256 taken before serving (with --custody, again at the end), and the layer trees of --layers (README: Evidence mounts)"},
+			&cli.StringFlag{Name: "cache-max-size", Value: defaultCacheMaxSize, EnvVars: []string{"IMGFS_CACHE_MAX_SIZE"},
+				Usage: "once the mount is ready, prune the cache in the background to `SIZE` (oldest unused keys first; 0: never)"},
 			&cli.BoolFlag{Name: "no-verify", Usage: "serve layers whose digest or diff_id does not match their claims (each named in a warning and the custody record)"},
 		), layerFlags()...),
 		Action: runMount,
@@ -62,6 +64,9 @@ func runMount(c *cli.Context) error {
 	}
 	if err := checkMountpoint(mnt); err != nil {
 		return err
+	}
+	if _, err := parseSize(c.String("cache-max-size")); err != nil {
+		return usageError(c, "--cache-max-size: %v", err)
 	}
 	for _, p := range sources {
 		if _, err := os.Stat(p); err != nil {
@@ -191,6 +196,7 @@ func runMount(c *cli.Context) error {
 			return err
 		}
 	}
+	pruneAfterMount(cacheDir(c), c.String("cache-max-size"), log)
 	err = serve(ctx, server, mnt)
 	if end != nil {
 		end.record(c, err, log)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"runtime"
@@ -16,6 +17,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/imgfs/imgfs/archive"
+	"github.com/imgfs/imgfs/cache"
 	"github.com/imgfs/imgfs/index"
 	"github.com/imgfs/imgfs/overlay"
 )
@@ -30,6 +32,32 @@ type opened struct {
 	// names each such layer.
 	noVerify   bool
 	unverified []string
+	// leases hold the cache keys of the layers (and of a compressed archive's stream) while they are
+	// in use, so that no prune removes them.
+	mu     sync.Mutex
+	leases []*cache.Lease
+}
+
+// hold takes the lease of the cache key of (d, x), when there is one, for as long as o is open. The
+// returned function notes the use by archive path once the layer was opened from or into the cache.
+func (o *opened) hold(dir string, d, x digest.Digest, path string, log *slog.Logger) (used func()) {
+	k, ok := cache.Key(d, x)
+	if !ok {
+		return func() {}
+	}
+	l, err := cache.Lock(dir, k)
+	if err != nil {
+		log.Warn("cache: no lease on a key (a concurrent prune may remove it)", "key", k, "err", err)
+		return func() {}
+	}
+	o.mu.Lock()
+	o.leases = append(o.leases, l)
+	o.mu.Unlock()
+	return func() {
+		if err := cache.RecordUse(dir, k, path); err != nil {
+			log.Warn("cache: use not recorded", "key", k, "err", err)
+		}
+	}
 }
 
 func (o *opened) Close() error {
@@ -49,6 +77,9 @@ func (o *opened) Close() error {
 		if err := a.Close(); err != nil && first == nil {
 			first = err
 		}
+	}
+	for _, l := range o.leases {
+		l.Close()
 	}
 	return first
 }
@@ -73,17 +104,19 @@ func openImageRef(ctx context.Context, c *cli.Context, path, ref string, log *sl
 		return nil, err
 	}
 	ap := newProgress(quiet, "reading archive", 1)
-	arc, err := archive.Open(ctx, path, archive.Options{CacheDir: dir, Logger: log, Progress: ap.streamSlot(0)})
+	o := &opened{noVerify: c.Bool("no-verify")}
+	arc, err := archive.Open(ctx, path, archive.Options{CacheDir: dir, Logger: log, Progress: ap.streamSlot(0), Hold: outerHold(dir, path, log)})
 	ap.done()
 	if err != nil {
 		return nil, err
 	}
+	o.arc = arc
 	img, err := arc.Image(ctx, ref, platform)
 	if err != nil {
 		arc.Close()
 		return nil, err
 	}
-	o := &opened{arc: arc, img: img, noVerify: c.Bool("no-verify")}
+	o.img = img
 	if !indexed {
 		return o, nil
 	}
@@ -114,9 +147,13 @@ func (o *opened) indexLayers(ctx context.Context, path, dir string, quiet bool, 
 				l := o.img.Layers[i]
 				blob, err := l.Blob()
 				if err == nil {
+					used := o.hold(dir, l.Digest, l.DiffID, path, log)
 					o.layers[i], err = index.Open(ctx, blob, index.Options{
 						CacheDir: dir, DiffID: l.DiffID, Digest: l.Digest, Logger: log, Progress: pr.slot(i),
 					})
+					if err == nil {
+						used()
+					}
 					if o.noVerify && (errors.Is(err, index.ErrDigestMismatch) || errors.Is(err, index.ErrDiffIDMismatch)) {
 						// Unkeyed: indexed without claims, nothing of it is cached.
 						what := fmt.Sprintf("layer %d (%s, %s): %v", i+1, l.Digest, l.Source, err)
@@ -262,4 +299,23 @@ func checkUpperDir(dir string) error {
 func deadMountError(dir string, err error) error {
 	return fmt.Errorf("upper directory %s: on a dead FUSE mount (its daemon is gone); clean it up with "+
 		"`imgfs unmount MOUNTPOINT` or `fusermount3 -u MOUNTPOINT`: %w", dir, err)
+}
+
+// outerHold is archive.Options.Hold for the archive at path: the lease of a compressed archive's
+// outer stream key, and its use recorded.
+func outerHold(dir, path string, log *slog.Logger) func(digest.Digest) (io.Closer, error) {
+	return func(key digest.Digest) (io.Closer, error) {
+		k, ok := cache.Key(key, "")
+		if !ok {
+			return io.NopCloser(nil), nil
+		}
+		l, err := cache.Lock(dir, k)
+		if err != nil {
+			return nil, err
+		}
+		if err := cache.RecordUse(dir, k, path); err != nil {
+			log.Warn("cache: use not recorded", "key", k, "err", err)
+		}
+		return l, nil
+	}
 }

@@ -37,7 +37,7 @@ func openStack(ctx context.Context, c *cli.Context, paths []string, log *slog.Lo
 	imgs := make([]*archive.Image, 0, len(paths))
 	for _, p := range paths {
 		ap := newProgress(quiet, "reading archive "+filepath.Base(p), 1)
-		arc, err := archive.Open(ctx, p, archive.Options{CacheDir: dir, Logger: log, Progress: ap.streamSlot(0)})
+		arc, err := archive.Open(ctx, p, archive.Options{CacheDir: dir, Logger: log, Progress: ap.streamSlot(0), Hold: outerHold(dir, p, log)})
 		ap.done()
 		if err != nil {
 			o.Close()

@@ -80,6 +80,7 @@ func runVerify(c *cli.Context) error {
 type verifySummary struct {
 	Kind string `json:"kind"` // "summary"
 	*verify.Report
+	ImgfsVersion buildInfo `json:"imgfsVersion"` // the imgfs that wrote it (as --version)
 }
 
 func printVerifyJSON(w io.Writer, rep *verify.Report) error {
@@ -89,7 +90,7 @@ func printVerifyJSON(w io.Writer, rep *verify.Report) error {
 			return err
 		}
 	}
-	return enc.Encode(verifySummary{Kind: "summary", Report: rep})
+	return enc.Encode(verifySummary{Kind: "summary", Report: rep, ImgfsVersion: readBuildInfo()})
 }
 
 func printVerifyText(w io.Writer, rep *verify.Report) error {

@@ -87,10 +87,14 @@ var rules = map[string]rule{
 	"evidence": {imports: []string{"archive", "compression", "index", "internal/atomicfile", "internal/digests", "internal/ovlfmt", "overlay"},
 		deny: concat(cliOnly, fuse, testOnly, []string{module + "/fs", module + "/imagewrite"})},
 	// custody is the chain-of-custody log; it knows nothing of images.
+	// cache lists and prunes the cache directory by its file names and records; it opens no table or stream.
+	"cache": {imports: []string{"internal/atomicfile", "internal/digests"},
+		deny: concat(cliOnly, fuse, testOnly, []string{module + "/archive", module + "/index", module + "/overlay",
+			module + "/fs", module + "/imagewrite", module + "/compression"})},
 	"custody": {imports: []string{"internal/atomicfile"},
 		deny: concat(cliOnly, fuse, testOnly, []string{module + "/archive", module + "/index", module + "/overlay",
 			module + "/fs", module + "/imagewrite"})},
-	"cmd/imgfs": {imports: []string{"archive", "compression", "custody", "evidence", "export", "fs", "imagewrite", "index", "internal/atomicfile", "layerdiff", "layertree", "overlay", "verify"},
+	"cmd/imgfs": {imports: []string{"archive", "cache", "compression", "custody", "evidence", "export", "fs", "imagewrite", "index", "internal/atomicfile", "layerdiff", "layertree", "overlay", "verify"},
 		deny: testOnly},
 
 	// internal helpers import nothing of the module, except the demo image writer, which is built on
