@@ -33,7 +33,7 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"mount", "a"}, 2},
 		{[]string{"mount", "--cache-max-size", "lots", missing, mnt}, 2},
 		{[]string{"inspect"}, 2},
-		{[]string{"inspect", missing, "extra"}, 2},
+		{[]string{"verify", missing, "extra"}, 2}, // inspect takes a stack of archives; verify one
 		{[]string{"export"}, 2},
 		{[]string{"commit"}, 2},
 		{[]string{"import"}, 2},
