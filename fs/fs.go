@@ -77,8 +77,20 @@ type fileSystem[D Dir] struct {
 	// benchmarks of the server itself turn it off.
 	cacheDir bool
 
+	// noOpen and noOpenDir: a read-only view answers OPEN and OPENDIR with ENOSYS when the kernel
+	// can open without them (FUSE_NO_OPEN_SUPPORT, FUSE_NO_OPENDIR_SUPPORT); the kernel then opens
+	// every file and directory itself, keeping their page cache (FOPEN_KEEP_CACHE, FOPEN_CACHE_DIR),
+	// and sends READ, LSEEK and READDIR with no handle (Fh 0). Set by Init.
+	noOpen, noOpenDir bool
+	// noXattrs: a read-only view without a single extended attribute answers GETXATTR with ENOSYS,
+	// so that the kernel answers every getxattr itself from then on (EOPNOTSUPP). Set by Init.
+	noXattrs bool
+
 	files handles[*fileHandle]
 	dirs  handles[*dirHandle[D]]
+	// byNode serves the requests without a handle (noOpen, noOpenDir).
+	byNode   nodeFiles
+	snapshot nodeDirs[D]
 
 	// appendMu serializes writes to files opened with O_APPEND, so that each lands at the end.
 	appendMu sync.Mutex
@@ -110,7 +122,17 @@ func newFileSystem[D Dir](view View[D], opts Options) *fileSystem[D] {
 // Init is called by the server before it serves: a writable view that copies directories up tells the
 // kernel to drop their cached attributes (FUSE_NOTIFY_INVAL_INODE; the kernel does not call back, so
 // this is safe while a request is being answered).
+//
+// A read-only view is opened without OPEN and OPENDIR where the kernel allows it, and without GETXATTR
+// when it has no extended attributes at all (see the fields noOpen, noOpenDir and noXattrs).
 func (fs *fileSystem[D]) Init(srv *fuse.Server) {
+	if !fs.writable() {
+		k := srv.KernelSettings().Flags64()
+		fs.noOpen = k&fuse.CAP_NO_OPEN_SUPPORT != 0
+		fs.noOpenDir = k&fuse.CAP_NO_OPENDIR_SUPPORT != 0
+		x, ok := fs.view.(XattrReporter)
+		fs.noXattrs = ok && !x.HasXattrs()
+	}
 	if n, ok := fs.wview.(DirCopyUpNotifier); ok && fs.writable() {
 		n.OnDirCopyUp(func(node overlay.Node) {
 			if st := srv.InodeNotify(uint64(node), -1, 0); st != fuse.OK && st != fuse.ENOENT {

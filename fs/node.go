@@ -102,7 +102,13 @@ func (fs *fileSystem[D]) StatFs(cancel <-chan struct{}, h *fuse.InHeader, out *f
 
 // GetXAttr answers GETXATTR. With an empty buffer it returns the size of the value; with a buffer too
 // small, ERANGE; for a name the node does not have, ENODATA.
+//
+// A read-only view without extended attributes (noXattrs) answers ENOSYS: the kernel then answers
+// every getxattr itself, EOPNOTSUPP, and sends no GETXATTR on this mount any more.
 func (fs *fileSystem[D]) GetXAttr(cancel <-chan struct{}, h *fuse.InHeader, name string, dest []byte) (uint32, fuse.Status) {
+	if fs.noXattrs {
+		return 0, fuse.ENOSYS
+	}
 	xs, err := fs.view.Xattrs(overlay.Node(h.NodeId))
 	if err != nil {
 		return 0, fs.status("getxattr", h.NodeId, err)

@@ -41,6 +41,14 @@ type UsageReporter interface {
 	Usage() (bytes, files int64)
 }
 
+// XattrReporter is an optional ability of a View: HasXattrs reports whether any node may have an
+// extended attribute. A read-only view that reports false is served without GETXATTR: the kernel
+// answers every getxattr(2) itself with EOPNOTSUPP, as on a file system without extended attributes,
+// so that ls -l, permission checks and exec ask nothing per file. listxattr(2) still lists none.
+type XattrReporter interface {
+	HasXattrs() bool
+}
+
 // DirCopyUpNotifier is an optional ability of a WritableView: it tells fn of every directory whose
 // attributes a change elsewhere changed (a lower directory copied up, whose link count becomes 1), so
 // that the kernel's cache of them can be dropped.
@@ -104,4 +112,5 @@ var (
 	_ View[*overlay.Dir] = (*overlay.View)(nil)
 	_ WritableView       = (*overlay.View)(nil)
 	_ DirCopyUpNotifier  = (*overlay.View)(nil)
+	_ XattrReporter      = (*overlay.View)(nil)
 )

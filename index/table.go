@@ -626,6 +626,9 @@ func (t *Table) Lookup(dir ID, name string) (ID, bool) {
 	return NoID, false
 }
 
+// HasXattrs reports whether any entry has extended attributes.
+func (t *Table) HasXattrs() bool { return len(t.xattrs) > 0 }
+
 // Xattrs returns the extended attributes of entry id, sorted by name; nil when it has none.
 func (t *Table) Xattrs(id ID) []Xattr {
 	r := t.rec(id)
