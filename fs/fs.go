@@ -16,16 +16,22 @@ import (
 // keeps answers it could ask for again.
 const DefaultTimeout = time.Hour
 
+// ReadOnlyTimeout replaces DefaultTimeout for a read-only view: its tree never changes while mounted,
+// so the kernel may keep entries, attributes and absent names as long as it keeps anything (memory
+// pressure still evicts them), and never has to ask again.
+const ReadOnlyTimeout = 365 * 24 * time.Hour
+
 // Options configure a file system and its mount.
 type Options struct {
 	// Logger receives debug lines about unexpected errors (which reach the kernel as EIO) and go-fuse's
 	// request trace when Debug is set. Nil discards.
 	Logger *slog.Logger
 	// EntryTimeout is how long the kernel caches a name's lookup, including the absence of a name.
-	// Zero means DefaultTimeout; a negative value disables caching.
+	// Zero means DefaultTimeout (ReadOnlyTimeout for a read-only view); a negative value disables
+	// caching.
 	EntryTimeout time.Duration
-	// AttrTimeout is how long the kernel caches a node's attributes. Zero means DefaultTimeout; a
-	// negative value disables caching.
+	// AttrTimeout is how long the kernel caches a node's attributes. Zero means DefaultTimeout
+	// (ReadOnlyTimeout for a read-only view); a negative value disables caching.
 	AttrTimeout time.Duration
 	// AllowOther lets users other than the one mounting access the mount (mount option allow_other;
 	// without root, fusermount allows it only with user_allow_other in /etc/fuse.conf).
@@ -48,11 +54,13 @@ type Options struct {
 	Pause *Pause
 }
 
-func (o Options) entryTimeout() time.Duration { return timeout(o.EntryTimeout) }
-func (o Options) attrTimeout() time.Duration  { return timeout(o.AttrTimeout) }
+func (o Options) entryTimeout(writable bool) time.Duration { return timeout(o.EntryTimeout, writable) }
+func (o Options) attrTimeout(writable bool) time.Duration  { return timeout(o.AttrTimeout, writable) }
 
-func timeout(d time.Duration) time.Duration {
+func timeout(d time.Duration, writable bool) time.Duration {
 	switch {
+	case d == 0 && !writable:
+		return ReadOnlyTimeout
 	case d == 0:
 		return DefaultTimeout
 	case d < 0:
@@ -109,13 +117,12 @@ func newFileSystem[D Dir](view View[D], opts Options) *fileSystem[D] {
 		RawFileSystem: fuse.NewDefaultRawFileSystem(),
 		view:          view,
 		log:           log,
-		entryTimeout:  opts.entryTimeout(),
-		attrTimeout:   opts.attrTimeout(),
 		cacheDir:      true,
 	}
 	if w, ok := view.(WritableView); ok && w.Writable() {
 		fsys.wview, fsys.upperDir = w, opts.UpperDir
 	}
+	fsys.entryTimeout, fsys.attrTimeout = opts.entryTimeout(fsys.writable()), opts.attrTimeout(fsys.writable())
 	return fsys
 }
 
