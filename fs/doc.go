@@ -26,6 +26,8 @@
 //     warm ls -l send no request at all. A read-only view without a single extended attribute answers
 //     GETXATTR with ENOSYS too, so that the kernel answers getxattr(2) itself: EOPNOTSUPP for every
 //     name, as on a file system without extended attributes, where a view with some answers ENODATA.
+//     A read-only view where no node has security.selinux answers EOPNOTSUPP for that name (the mount
+//     has no SELinux labels): ls -l, which asks it of every entry, stops at the first.
 //   - File data: a read-only view's files stay in the page cache across opens (FOPEN_KEEP_CACHE); reads
 //     use the file's ReadAt (a pread of the archive for uncompressed layers), never go-fuse's splice
 //     result, which can answer short before the end of the file. A writable view's files are not kept

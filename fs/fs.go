@@ -93,6 +93,9 @@ type fileSystem[D Dir] struct {
 	// noXattrs: a read-only view without a single extended attribute answers GETXATTR with ENOSYS,
 	// so that the kernel answers every getxattr itself from then on (EOPNOTSUPP). Set by Init.
 	noXattrs bool
+	// noLabels: a read-only view where no node has security.selinux answers EOPNOTSUPP for it (see
+	// XattrReporter). Set by Init.
+	noLabels bool
 
 	files handles[*fileHandle]
 	dirs  handles[*dirHandle[D]]
@@ -139,6 +142,7 @@ func (fs *fileSystem[D]) Init(srv *fuse.Server) {
 		fs.noOpenDir = k&fuse.CAP_NO_OPENDIR_SUPPORT != 0
 		x, ok := fs.view.(XattrReporter)
 		fs.noXattrs = ok && !x.HasXattrs()
+		fs.noLabels = ok && (fs.noXattrs || !x.HasXattr(selinuxXattr))
 	}
 	if n, ok := fs.wview.(DirCopyUpNotifier); ok && fs.writable() {
 		n.OnDirCopyUp(func(node overlay.Node) {

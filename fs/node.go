@@ -100,14 +100,22 @@ func (fs *fileSystem[D]) StatFs(cancel <-chan struct{}, h *fuse.InHeader, out *f
 	return fuse.OK
 }
 
+// selinuxXattr holds a file's SELinux label.
+const selinuxXattr = "security.selinux"
+
 // GetXAttr answers GETXATTR. With an empty buffer it returns the size of the value; with a buffer too
 // small, ERANGE; for a name the node does not have, ENODATA.
 //
 // A read-only view without extended attributes (noXattrs) answers ENOSYS: the kernel then answers
-// every getxattr itself, EOPNOTSUPP, and sends no GETXATTR on this mount any more.
+// every getxattr itself, EOPNOTSUPP, and sends no GETXATTR on this mount any more. One without
+// security.selinux anywhere (noLabels) answers EOPNOTSUPP for that name: ls -l asks it of every entry
+// and stops at the first EOPNOTSUPP of a file system.
 func (fs *fileSystem[D]) GetXAttr(cancel <-chan struct{}, h *fuse.InHeader, name string, dest []byte) (uint32, fuse.Status) {
 	if fs.noXattrs {
 		return 0, fuse.ENOSYS
+	}
+	if fs.noLabels && name == selinuxXattr {
+		return 0, fuse.Status(syscall.EOPNOTSUPP)
 	}
 	xs, err := fs.view.Xattrs(overlay.Node(h.NodeId))
 	if err != nil {

@@ -277,6 +277,19 @@ func (v xattrView) HasXattrs() bool {
 	return false
 }
 
+func (v xattrView) HasXattr(name string) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for _, n := range v.nodes {
+		for _, x := range n.xattrs {
+			if x.Name == name {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // walkFixture is a tree of small files in v: dirs directories of files files each, and one directory
 // "flat" of flat files, which takes many READDIR requests.
 type walkFixture struct {
@@ -440,27 +453,52 @@ func TestRoundTrips(t *testing.T) {
 		bounds{}.check(t, "warm ls -l", rec.take())
 	})
 
-	// With extended attributes in the view, getxattr reaches the server: ls -l asks one per entry
-	// (security.selinux), every time; the values are served.
-	t.Run("xattrs", func(t *testing.T) {
-		fx := newWalkFixture(newFakeView(), 0, 0, 200)
-		f := fx.v.file(overlay.Root, "tagged", []byte("x"))
-		f.xattrs = []index.Xattr{{Name: "user.tag", Value: []byte("v")}}
-		mnt, rec := mountRecorded(t, newFileSystem(xattrView{fx.v}, Options{}))
-		buf := make([]byte, 16)
-		if n, err := unix.Getxattr(filepath.Join(mnt, "tagged"), "user.tag", buf); err != nil || string(buf[:n]) != "v" {
-			t.Fatalf("getxattr user.tag = %q, %v", buf[:max(n, 0)], err)
-		}
-		if _, err := unix.Getxattr(filepath.Join(mnt, "flat", "file-0000001"), "user.tag", buf); err != unix.ENODATA {
-			t.Errorf("getxattr of a file without it: %v, want ENODATA", err)
-		}
-		rec.take()
-		fx.lsL(t, mnt)
-		fx.lsL(t, mnt)
-		if c := rec.take(); c["GETXATTR"] < fx.flat {
-			t.Errorf("ls -l twice asked %d GETXATTR, want one per entry at least (%d)", c["GETXATTR"], fx.flat)
-		}
-	})
+	// With extended attributes in the view, getxattr reaches the server and the values are served.
+	// Without security.selinux anywhere, that name is answered EOPNOTSUPP, and ls -l, which asks it of
+	// every entry, stops at the first; with it, every entry is asked.
+	for _, labeled := range []bool{false, true} {
+		t.Run(fmt.Sprintf("xattrs-labeled-%v", labeled), func(t *testing.T) {
+			fx := newWalkFixture(newFakeView(), 0, 0, 200)
+			f := fx.v.file(overlay.Root, "tagged", []byte("x"))
+			f.xattrs = []index.Xattr{{Name: "user.tag", Value: []byte("v")}}
+			if labeled {
+				f.xattrs = append(f.xattrs, index.Xattr{Name: selinuxXattr, Value: []byte("system_u:object_r:etc_t:s0")})
+			}
+			mnt, rec := mountRecorded(t, newFileSystem(xattrView{fx.v}, Options{}))
+			buf := make([]byte, 64)
+			if n, err := unix.Getxattr(filepath.Join(mnt, "tagged"), "user.tag", buf); err != nil || string(buf[:n]) != "v" {
+				t.Fatalf("getxattr user.tag = %q, %v", buf[:max(n, 0)], err)
+			}
+			other := filepath.Join(mnt, "flat", "file-0000001")
+			if _, err := unix.Getxattr(other, "user.tag", buf); err != unix.ENODATA {
+				t.Errorf("getxattr user.tag of a file without it: %v, want ENODATA", err)
+			}
+			wantLabel := unix.EOPNOTSUPP
+			if labeled {
+				wantLabel = unix.ENODATA
+				if n, err := unix.Getxattr(filepath.Join(mnt, "tagged"), selinuxXattr, buf); err != nil || n != len(f.xattrs[1].Value) {
+					t.Errorf("getxattr %s of the labeled file = %d, %v", selinuxXattr, n, err)
+				}
+			}
+			if _, err := unix.Getxattr(other, selinuxXattr, buf); err != wantLabel {
+				t.Errorf("getxattr %s of a file without it: %v, want %v", selinuxXattr, err, wantLabel)
+			}
+			// The first ls -l also fetches each entry's ACL (ENODATA), which the kernel then keeps.
+			rec.take()
+			fx.lsL(t, mnt)
+			cold := rec.take()
+			fx.lsL(t, mnt)
+			warm := rec.take()
+			t.Logf("ls -l:%s; again:%s", show(cold), show(warm))
+			if labeled && warm["GETXATTR"] < fx.flat {
+				t.Errorf("warm ls -l asked %d GETXATTR, want one per entry (%d)", warm["GETXATTR"], fx.flat)
+			}
+			if !labeled && (cold["GETXATTR"] > fx.flat+2 || warm["GETXATTR"] > 1) {
+				t.Errorf("ls -l asked %d GETXATTR, then %d; want at most one per entry (%d) and one for the label, then one",
+					cold["GETXATTR"], warm["GETXATTR"], fx.flat+2)
+			}
+		})
+	}
 
 	// A writable mount opens files and directories as before (its files change), but sends no FLUSH
 	// past the first.

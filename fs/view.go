@@ -42,11 +42,15 @@ type UsageReporter interface {
 }
 
 // XattrReporter is an optional ability of a View: HasXattrs reports whether any node may have an
-// extended attribute. A read-only view that reports false is served without GETXATTR: the kernel
-// answers every getxattr(2) itself with EOPNOTSUPP, as on a file system without extended attributes,
-// so that ls -l, permission checks and exec ask nothing per file. listxattr(2) still lists none.
+// extended attribute, HasXattr whether any may have the one called name. A read-only view without any
+// is served without GETXATTR: the kernel answers every getxattr(2) itself with EOPNOTSUPP, as on a
+// file system without extended attributes, so that ls -l, permission checks and exec ask nothing per
+// file; listxattr(2) still lists none. A read-only view without security.selinux answers EOPNOTSUPP
+// for that name (the mount has no SELinux labels), which ls -l takes as "none on this file system"
+// and stops asking.
 type XattrReporter interface {
 	HasXattrs() bool
+	HasXattr(name string) bool
 }
 
 // DirCopyUpNotifier is an optional ability of a WritableView: it tells fn of every directory whose

@@ -9,8 +9,8 @@ import (
 	"github.com/imgfs/imgfs/internal/tartest"
 )
 
-// TestHasXattrs checks that a view of indexed layers reports extended attributes exactly when one of
-// its layers holds some, and that a view of layers that cannot tell reports them.
+// TestHasXattrs checks that a view of indexed layers reports extended attributes, and one of them by
+// name, exactly when one of its layers holds it, and that a view of layers that cannot tell reports them.
 func TestHasXattrs(t *testing.T) {
 	open := func(ms ...tartest.Member) Layer {
 		t.Helper()
@@ -45,6 +45,12 @@ func TestHasXattrs(t *testing.T) {
 		}
 		if got := v.HasXattrs(); got != tt.want {
 			t.Errorf("%s: HasXattrs = %v, want %v", tt.name, got, tt.want)
+		}
+		if got := v.HasXattr("user.k"); got != tt.want {
+			t.Errorf("%s: HasXattr(user.k) = %v, want %v", tt.name, got, tt.want)
+		}
+		if got, want := v.HasXattr("security.selinux"), tt.name == "cannot tell"; got != want {
+			t.Errorf("%s: HasXattr(security.selinux) = %v, want %v", tt.name, got, want)
 		}
 	}
 }
