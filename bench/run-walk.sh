@@ -7,7 +7,8 @@
 # the corpus's 1M-file image (big-1m) when it is there. The section it writes replaces its own in
 # BENCHMARKS.md.
 # Usage: bench/run-walk.sh [RUNS]   (default 3)
-#   BASE_BIN=/path/to/imgfs  also times another imgfs binary (e.g. an older build), as "imgfs before"
+#   BASE_BIN=/path/to/imgfs  also times another imgfs binary (e.g. an older build), as "imgfs before";
+#   BASE_LABEL says what it is (default: its path)
 #   SETS="tree100k flat200k big1m"  the images to use;  TMPFS_1M=1  also copies the 1M tree to tmpfs (~5 GiB)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -153,7 +154,7 @@ section=$(
   echo "$(uname -sr); load average $load0 at the start, $load1 at the end. Medians of $RUNS interleaved rounds;"
   echo "every command ran once untimed right before it was timed (warm caches). kernel overlayfs: read-only, its lower"
   echo "directory the same tree extracted by \`tar -x\` to the host disk, which is also the $(findmnt -no FSTYPE -T "$W") column."
-  [[ -n ${BASE_BIN:-} ]] && echo "imgfs before: \`BASE_BIN\`, $("$BASE_BIN" --version 2>/dev/null | head -1 || echo 'another build'), in the same run."
+  [[ -n ${BASE_BIN:-} ]] && echo "imgfs before: ${BASE_LABEL:-$BASE_BIN}, in the same run."
   echo
   echo "$header ratio | goal |"
   echo "$sep---|---|"
