@@ -91,9 +91,15 @@ func (t *nodeFiles) closeAll() {
 	}
 }
 
+// snapshotBudget bounds the entries of the snapshots that nodeDirs keeps (16 bytes each in an
+// overlay.Dir): past it the oldest go, though the newest always stays.
+const snapshotBudget = 1 << 20
+
 // nodeDirs keeps the snapshots of the directories most recently listed by node, for the READDIR
 // requests that come without a handle when the kernel opens directories itself (noOpenDir): a large
-// directory is listed in many requests, each resuming at a position of the same snapshot. Only a
+// directory is listed in many requests, each resuming at a position of the same snapshot. A snapshot
+// goes when a request reaches the end of its listing (the kernel has it all, and keeps it), when
+// byNodeSlots newer ones came, or when they hold more than snapshotBudget entries together. Only a
 // read-only view is served this way, so a snapshot never goes stale, and one taken again is the same
 // (sorted by name): positions hold across snapshots too.
 type nodeDirs[D Dir] struct {
@@ -122,9 +128,48 @@ func (t *nodeDirs[D]) get(node overlay.Node, read func(overlay.Node) (D, error))
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.slots[t.next] = &nodeDir[D]{node: node, dir: d}
-	t.next = (t.next + 1) % byNodeSlots
+	i := t.next
+	t.slots[i] = &nodeDir[D]{node: node, dir: d}
+	t.next = (i + 1) % byNodeSlots
+	total := 0
+	for _, nd := range t.slots {
+		if nd != nil {
+			total += nd.dir.Len()
+		}
+	}
+	// The slots after i are the oldest.
+	for j := 1; total > snapshotBudget && j < byNodeSlots; j++ {
+		k := (i + j) % byNodeSlots
+		if nd := t.slots[k]; nd != nil {
+			total -= nd.dir.Len()
+			t.slots[k] = nil
+		}
+	}
 	return d, nil
+}
+
+// drop forgets node's snapshot.
+func (t *nodeDirs[D]) drop(node overlay.Node) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for i, nd := range t.slots {
+		if nd != nil && nd.node == node {
+			t.slots[i] = nil
+		}
+	}
+}
+
+// len returns the number of snapshots kept.
+func (t *nodeDirs[D]) len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for _, nd := range t.slots {
+		if nd != nil {
+			n++
+		}
+	}
+	return n
 }
 
 // OnUnmount closes the files kept for the requests without a handle.

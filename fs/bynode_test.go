@@ -108,6 +108,9 @@ func TestNoOpenDir(t *testing.T) {
 		if n := v.readDirCalls.Load() - calls; n > 1 {
 			t.Errorf("plus %v: the view listed the directory %d times, want at most once", plus, n)
 		}
+		if n := fsys.snapshot.len(); n != 0 {
+			t.Errorf("plus %v: %d snapshots kept after the end of the listing, want 0", plus, n)
+		}
 	}
 	l := fuse.NewDirEntryList(make([]byte, 2048), 0)
 	if st := fsys.readDir(&fuse.ReadIn{InHeader: hdr(big), Fh: 7}, l, false); st != fuse.EBADF {
@@ -188,5 +191,41 @@ func TestNodeFiles(t *testing.T) {
 	tbl.closeAll()
 	if closes != byNodeSlots+2 {
 		t.Errorf("%d closes after closeAll, want every file opened (%d)", closes, byNodeSlots+2)
+	}
+}
+
+// TestNodeDirsBudget checks that the snapshots kept for listings without a handle stay within
+// byNodeSlots and snapshotBudget entries, the newest always kept.
+func TestNodeDirsBudget(t *testing.T) {
+	var tbl nodeDirs[*fakeDir]
+	read := func(n int) func(overlay.Node) (*fakeDir, error) {
+		return func(overlay.Node) (*fakeDir, error) { return &fakeDir{entries: make([]overlay.DirEntry, n)}, nil }
+	}
+	for i := range byNodeSlots + 3 {
+		if _, err := tbl.get(overlay.Node(100+i), read(10)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := tbl.len(); n != byNodeSlots {
+		t.Errorf("%d snapshots kept, want %d", n, byNodeSlots)
+	}
+	if _, err := tbl.get(1, read(snapshotBudget-5)); err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for _, nd := range tbl.slots {
+		if nd != nil {
+			total += nd.dir.Len()
+		}
+	}
+	if total > snapshotBudget || tbl.len() == 0 {
+		t.Errorf("%d snapshots of %d entries kept, want the newest within %d", tbl.len(), total, snapshotBudget)
+	}
+	calls := 0
+	if _, err := tbl.get(1, func(overlay.Node) (*fakeDir, error) { calls++; return nil, nil }); err != nil || calls != 0 {
+		t.Errorf("the newest snapshot was taken again (%d calls, %v)", calls, err)
+	}
+	if _, err := tbl.get(2, read(snapshotBudget+1)); err != nil || tbl.len() != 1 {
+		t.Errorf("a snapshot past the budget: %d kept, %v; want it alone", tbl.len(), err)
 	}
 }

@@ -86,10 +86,12 @@ func (fs *fileSystem[D]) readDir(in *fuse.ReadIn, out *fuse.DirEntryList, plus b
 	var dir D
 	var err error
 	dnode := overlay.Node(in.NodeId)
+	byNode := false
 	if h, ok := fs.dirs.get(in.Fh); ok {
 		dnode = h.node
 		dir, err = h.snapshot(fs.view)
 	} else if in.Fh == 0 && fs.noOpenDir {
+		byNode = true
 		dir, err = fs.snapshot.get(dnode, fs.view.ReadDir)
 	} else {
 		return fuse.EBADF
@@ -98,6 +100,9 @@ func (fs *fileSystem[D]) readDir(in *fuse.ReadIn, out *fuse.DirEntryList, plus b
 		return fs.status("readdir", uint64(dnode), err)
 	}
 	end := uint64(dir.Len()) + 2
+	if byNode && in.Offset >= end {
+		fs.snapshot.drop(dnode) // the kernel has read it all
+	}
 	for pos := in.Offset; pos < end; pos++ {
 		de := fuse.DirEntry{Off: pos + 1, Mode: fuse.S_IFDIR}
 		var node overlay.Node
