@@ -94,7 +94,8 @@ step() {
   for r in $(seq "$RUNS"); do
     for sys in "${systems[@]}"; do
       [[ -n ${root[$sys]:-} ]] || continue
-      R=${root[$sys]} bash -c "$cmd" >/dev/null 2>&1   # warm
+      R=${root[$sys]} bash -c "$cmd" >/dev/null 2>"$W/warm.err" ||   # warm
+        { echo "$name on $sys failed:" >&2; cat "$W/warm.err" >&2; exit 1; }
       t0=$(now); R=${root[$sys]} bash -c "$cmd" >/dev/null; t1=$(now)
       all[$sys]+="$(echo "$t1 - $t0" | bc -l) "
       echo "$name, round $r, $sys: $(echo "$t1 - $t0" | bc -l) s" >&2
@@ -102,7 +103,7 @@ step() {
   done
   for sys in "${systems[@]}"; do
     t[$sys]=
-    [[ -n ${all[$sys]:-} ]] && t[$sys]=$(tr ' ' '\n' <<<"${all[$sys]}" | grep . | median)
+    if [[ -n ${all[$sys]:-} ]]; then t[$sys]=$(tr ' ' '\n' <<<"${all[$sys]}" | grep . | median); fi
   done
 }
 
