@@ -93,7 +93,7 @@ func (t *nodeFiles) closeAll() {
 
 // snapshotBudget bounds the entries of the snapshots that nodeDirs keeps (16 bytes each in an
 // overlay.Dir): past it the oldest go, though the newest always stays.
-const snapshotBudget = 1 << 20
+const snapshotBudget = 1 << 18
 
 // nodeDirs keeps the snapshots of the directories most recently listed by node, for the READDIR
 // requests that come without a handle when the kernel opens directories itself (noOpenDir): a large
