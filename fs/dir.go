@@ -29,8 +29,13 @@ func (h *dirHandle[D]) snapshot(view View[D]) (D, error) {
 }
 
 // OpenDir answers OPENDIR. The reply lets the kernel keep the listing in its page cache
-// (FOPEN_CACHE_DIR with FOPEN_KEEP_CACHE).
+// (FOPEN_CACHE_DIR with FOPEN_KEEP_CACHE). Where the kernel can open directories without OPENDIR
+// (noOpenDir), a read-only view answers ENOSYS instead: the kernel opens every directory itself from
+// then on, with the same caching, and READDIR comes without a handle (see readDir).
 func (fs *fileSystem[D]) OpenDir(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
+	if fs.noOpenDir {
+		return fuse.ENOSYS
+	}
 	a, err := fs.view.Attr(overlay.Node(in.NodeId))
 	if err == nil && a.Type != index.TypeDir {
 		err = overlay.ErrNotDir
@@ -75,37 +80,50 @@ func (fs *fileSystem[D]) ReadDirPlus(cancel <-chan struct{}, in *fuse.ReadIn, ou
 	return fs.readDir(in, out, true)
 }
 
+// readDir answers READDIR and READDIRPLUS from the snapshot of the handle, or, for a request without
+// one where the kernel opens directories itself (noOpenDir), from a snapshot of the node taken for it.
 func (fs *fileSystem[D]) readDir(in *fuse.ReadIn, out *fuse.DirEntryList, plus bool) fuse.Status {
-	h, ok := fs.dirs.get(in.Fh)
-	if !ok {
+	var dir D
+	var err error
+	dnode := overlay.Node(in.NodeId)
+	byNode := false
+	if h, ok := fs.dirs.get(in.Fh); ok {
+		dnode = h.node
+		dir, err = h.snapshot(fs.view)
+	} else if in.Fh == 0 && fs.noOpenDir {
+		byNode = true
+		dir, err = fs.snapshot.get(dnode, fs.view.ReadDir)
+	} else {
 		return fuse.EBADF
 	}
-	dir, err := h.snapshot(fs.view)
 	if err != nil {
-		return fs.status("readdir", uint64(h.node), err)
+		return fs.status("readdir", uint64(dnode), err)
 	}
 	end := uint64(dir.Len()) + 2
+	if byNode && in.Offset >= end {
+		fs.snapshot.drop(dnode) // the kernel has read it all
+	}
 	for pos := in.Offset; pos < end; pos++ {
 		de := fuse.DirEntry{Off: pos + 1, Mode: fuse.S_IFDIR}
 		var node overlay.Node
 		switch pos {
 		case 0:
-			de.Name, de.Ino = ".", uint64(h.node)
+			de.Name, de.Ino = ".", uint64(dnode)
 		case 1:
 			// The parent is unknown here except for the root, which is its own parent; the
 			// kernel answers ".." lookups itself, so only d_ino is at stake and it says unknown.
 			de.Name = ".."
-			if h.node == overlay.Root {
+			if dnode == overlay.Root {
 				de.Ino = uint64(overlay.Root)
 			}
 		default:
 			e := dir.Entry(int(pos - 2))
-			if h.node == overlay.Root && e.Name == pollHackName {
+			if dnode == overlay.Root && e.Name == pollHackName {
 				continue
 			}
 			if !validName(e.Name) {
 				// The kernel fails the whole listing with EIO on such a name: leave it out.
-				fs.log.Debug("readdir: skipping invalid name", "dir", uint64(h.node), "name", e.Name)
+				fs.log.Debug("readdir: skipping invalid name", "dir", uint64(dnode), "name", e.Name)
 				continue
 			}
 			node = e.Node

@@ -19,11 +19,20 @@
 //     is mounted rw. Both are nodev and nosuid, with default_permissions: the kernel checks modes and
 //     owners, and clears setuid/setgid bits on chown and writes itself.
 //   - Entries, attributes and negative lookups are cached by the kernel for Options.EntryTimeout and
-//     AttrTimeout (an hour by default), for writable views too: every change goes through the mount,
+//     AttrTimeout (a year by default for a read-only view, which never changes; an hour for a writable
+//     one). Writable views are cached too: every change goes through the mount,
 //     each reply carries the changed node's attributes, and the kernel itself invalidates what a change
 //     touches besides (the parents' attributes and listings, link counts, ctime). The view keeps a node
 //     naming the same file across copy-up and renames, so nothing the kernel holds goes stale; a second
 //     mount of the same view with cold caches shows the same tree (tested).
+//   - A read-only view is opened without OPEN and OPENDIR where the kernel allows it (they are answered
+//     ENOSYS once, FUSE_NO_OPEN_SUPPORT and FUSE_NO_OPENDIR_SUPPORT), and FLUSH is answered ENOSYS on
+//     every view (there is never anything to write back): a warm walk, a warm read of every file and a
+//     warm ls -l send no request at all. A read-only view without a single extended attribute answers
+//     GETXATTR with ENOSYS too, so that the kernel answers getxattr(2) itself: EOPNOTSUPP for every
+//     name, as on a file system without extended attributes, where a view with some answers ENODATA.
+//     A read-only view where no node has security.selinux answers EOPNOTSUPP for that name (the mount
+//     has no SELinux labels): ls -l, which asks it of every entry, stops at the first.
 //   - File data: a read-only view's files stay in the page cache across opens (FOPEN_KEEP_CACHE); reads
 //     use the file's ReadAt (a pread of the archive for uncompressed layers), never go-fuse's splice
 //     result, which can answer short before the end of the file. A writable view's files are not kept

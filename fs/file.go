@@ -26,8 +26,11 @@ type fileHandle struct {
 
 // Open answers OPEN. In a read-only view any access mode but read-only, and O_TRUNC, fail with EROFS,
 // and the reply asks the kernel to keep its page cache across opens (FOPEN_KEEP_CACHE), since the data
-// never changes. In a writable view, opening for writing copies the file up first; the page cache is
-// dropped at each open, because only files that cannot change keep it.
+// never changes. Where the kernel can open files without OPEN (noOpen), a read-only view answers
+// ENOSYS instead: the kernel opens every file itself from then on, keeping the page cache, and sends
+// no OPEN, FLUSH or RELEASE; READ comes without a handle (see fileAt). In a writable view, opening for
+// writing copies the file up first; the page cache is dropped at each open, because only files that
+// cannot change keep it.
 func (fs *fileSystem[D]) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
 	n := overlay.Node(in.NodeId)
 	write := in.Flags&syscall.O_ACCMODE != syscall.O_RDONLY
@@ -35,6 +38,9 @@ func (fs *fileSystem[D]) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse
 	if !fs.writable() {
 		if write || trunc {
 			return fuse.EROFS
+		}
+		if fs.noOpen {
+			return fuse.ENOSYS
 		}
 		f, err := fs.view.Open(n)
 		if err != nil {
@@ -76,24 +82,42 @@ func (fs *fileSystem[D]) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse
 // file and cuts the file there (seen on the corpus: libm.so.6 read 1,568 bytes short now and then).
 // pread measured as fast as splice here.
 func (fs *fileSystem[D]) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.ReadResult, fuse.Status) {
-	h, ok := fs.files.get(in.Fh)
-	if !ok {
-		return nil, fuse.EBADF
+	f, size, done, st := fs.fileAt(in.NodeId, in.Fh)
+	if st != fuse.OK {
+		return nil, st
 	}
-	size := h.size
-	if h.live {
-		size = max(h.f.Size(), 0)
-	}
+	defer done()
 	if in.Offset >= uint64(size) {
 		return fuse.ReadResultData(nil), fuse.OK
 	}
 	off := int64(in.Offset)
 	n := min(int64(in.Size), int64(len(buf)), size-off)
-	got, err := h.f.ReadAt(buf[:n], off)
+	got, err := f.ReadAt(buf[:n], off)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, fs.status("read", in.NodeId, err)
 	}
 	return fuse.ReadResultData(buf[:got]), fuse.OK
+}
+
+// fileAt returns the file that a READ or LSEEK request is about and its size, and a function to call
+// when done with it: the handle's, or, for a request without one where the kernel opens files itself
+// (noOpen), node's own, opened by node.
+func (fs *fileSystem[D]) fileAt(node, fh uint64) (overlay.File, int64, func(), fuse.Status) {
+	if h, ok := fs.files.get(fh); ok {
+		size := h.size
+		if h.live {
+			size = max(h.f.Size(), 0)
+		}
+		return h.f, size, func() {}, fuse.OK
+	}
+	if fh != 0 || !fs.noOpen {
+		return nil, 0, nil, fuse.EBADF
+	}
+	nf, err := fs.byNode.get(overlay.Node(node), fs.view.Open)
+	if err != nil {
+		return nil, 0, nil, fs.status("open", node, err)
+	}
+	return nf.f, nf.size, func() { fs.byNode.put(nf) }, fuse.OK
 }
 
 // Write answers WRITE; see Writev.
@@ -153,10 +177,11 @@ func (fs *fileSystem[D]) Release(cancel <-chan struct{}, in *fuse.ReleaseIn) {
 	}
 }
 
-// Flush answers FLUSH (on every close): writes go straight to the view's file, so there is nothing to
-// write back.
+// Flush answers FLUSH, which the kernel sends on every close, with ENOSYS: writes go straight to the
+// view's file, so there is never anything to write back, and after this answer the kernel sends no
+// FLUSH on this mount any more (close then succeeds without asking).
 func (fs *fileSystem[D]) Flush(cancel <-chan struct{}, in *fuse.FlushIn) fuse.Status {
-	return fuse.OK
+	return fuse.ENOSYS
 }
 
 // Fsync answers FSYNC. In a writable view it syncs the handle's file when it is open for writing (or

@@ -16,16 +16,22 @@ import (
 // keeps answers it could ask for again.
 const DefaultTimeout = time.Hour
 
+// ReadOnlyTimeout replaces DefaultTimeout for a read-only view: its tree never changes while mounted,
+// so the kernel may keep entries, attributes and absent names as long as it keeps anything (memory
+// pressure still evicts them), and never has to ask again.
+const ReadOnlyTimeout = 365 * 24 * time.Hour
+
 // Options configure a file system and its mount.
 type Options struct {
 	// Logger receives debug lines about unexpected errors (which reach the kernel as EIO) and go-fuse's
 	// request trace when Debug is set. Nil discards.
 	Logger *slog.Logger
 	// EntryTimeout is how long the kernel caches a name's lookup, including the absence of a name.
-	// Zero means DefaultTimeout; a negative value disables caching.
+	// Zero means DefaultTimeout (ReadOnlyTimeout for a read-only view); a negative value disables
+	// caching.
 	EntryTimeout time.Duration
-	// AttrTimeout is how long the kernel caches a node's attributes. Zero means DefaultTimeout; a
-	// negative value disables caching.
+	// AttrTimeout is how long the kernel caches a node's attributes. Zero means DefaultTimeout
+	// (ReadOnlyTimeout for a read-only view); a negative value disables caching.
 	AttrTimeout time.Duration
 	// AllowOther lets users other than the one mounting access the mount (mount option allow_other;
 	// without root, fusermount allows it only with user_allow_other in /etc/fuse.conf).
@@ -50,11 +56,13 @@ type Options struct {
 	Evidence bool
 }
 
-func (o Options) entryTimeout() time.Duration { return timeout(o.EntryTimeout) }
-func (o Options) attrTimeout() time.Duration  { return timeout(o.AttrTimeout) }
+func (o Options) entryTimeout(writable bool) time.Duration { return timeout(o.EntryTimeout, writable) }
+func (o Options) attrTimeout(writable bool) time.Duration  { return timeout(o.AttrTimeout, writable) }
 
-func timeout(d time.Duration) time.Duration {
+func timeout(d time.Duration, writable bool) time.Duration {
 	switch {
+	case d == 0 && !writable:
+		return ReadOnlyTimeout
 	case d == 0:
 		return DefaultTimeout
 	case d < 0:
@@ -79,8 +87,23 @@ type fileSystem[D Dir] struct {
 	// benchmarks of the server itself turn it off.
 	cacheDir bool
 
+	// noOpen and noOpenDir: a read-only view answers OPEN and OPENDIR with ENOSYS when the kernel
+	// can open without them (FUSE_NO_OPEN_SUPPORT, FUSE_NO_OPENDIR_SUPPORT); the kernel then opens
+	// every file and directory itself, keeping their page cache (FOPEN_KEEP_CACHE, FOPEN_CACHE_DIR),
+	// and sends READ, LSEEK and READDIR with no handle (Fh 0). Set by Init.
+	noOpen, noOpenDir bool
+	// noXattrs: a read-only view without a single extended attribute answers GETXATTR with ENOSYS,
+	// so that the kernel answers every getxattr itself from then on (EOPNOTSUPP). Set by Init.
+	noXattrs bool
+	// noLabels: a read-only view where no node has security.selinux answers EOPNOTSUPP for it (see
+	// XattrReporter). Set by Init.
+	noLabels bool
+
 	files handles[*fileHandle]
 	dirs  handles[*dirHandle[D]]
+	// byNode serves the requests without a handle (noOpen, noOpenDir).
+	byNode   nodeFiles
+	snapshot nodeDirs[D]
 
 	// appendMu serializes writes to files opened with O_APPEND, so that each lands at the end.
 	appendMu sync.Mutex
@@ -99,20 +122,30 @@ func newFileSystem[D Dir](view View[D], opts Options) *fileSystem[D] {
 		RawFileSystem: fuse.NewDefaultRawFileSystem(),
 		view:          view,
 		log:           log,
-		entryTimeout:  opts.entryTimeout(),
-		attrTimeout:   opts.attrTimeout(),
 		cacheDir:      true,
 	}
 	if w, ok := view.(WritableView); ok && w.Writable() {
 		fsys.wview, fsys.upperDir = w, opts.UpperDir
 	}
+	fsys.entryTimeout, fsys.attrTimeout = opts.entryTimeout(fsys.writable()), opts.attrTimeout(fsys.writable())
 	return fsys
 }
 
 // Init is called by the server before it serves: a writable view that copies directories up tells the
 // kernel to drop their cached attributes (FUSE_NOTIFY_INVAL_INODE; the kernel does not call back, so
 // this is safe while a request is being answered).
+//
+// A read-only view is opened without OPEN and OPENDIR where the kernel allows it, and without GETXATTR
+// when it has no extended attributes at all (see the fields noOpen, noOpenDir and noXattrs).
 func (fs *fileSystem[D]) Init(srv *fuse.Server) {
+	if !fs.writable() {
+		k := srv.KernelSettings().Flags64()
+		fs.noOpen = k&fuse.CAP_NO_OPEN_SUPPORT != 0
+		fs.noOpenDir = k&fuse.CAP_NO_OPENDIR_SUPPORT != 0
+		x, ok := fs.view.(XattrReporter)
+		fs.noXattrs = ok && !x.HasXattrs()
+		fs.noLabels = ok && (fs.noXattrs || !x.HasXattr(selinuxXattr))
+	}
 	if n, ok := fs.wview.(DirCopyUpNotifier); ok && fs.writable() {
 		n.OnDirCopyUp(func(node overlay.Node) {
 			if st := srv.InodeNotify(uint64(node), -1, 0); st != fuse.OK && st != fuse.ENOENT {

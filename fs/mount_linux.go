@@ -45,7 +45,13 @@ func mount[D Dir](mountpoint string, fsys *fileSystem[D], opts Options) (*fuse.S
 	if opts.Pause != nil && fsys.writable() {
 		raw = pausable{RawFileSystem: fsys, p: opts.Pause}
 	}
-	srv, err := fuse.NewServer(raw, mountpoint, mountOptions(opts, fsys.writable(), fsys.log))
+	return serve(mountpoint, raw, fsys.writable(), fsys.log, opts)
+}
+
+// serve mounts raw, which serves a file system that is writable or not, and serves it in the
+// background (tests put a recorder of requests in front of a fileSystem).
+func serve(mountpoint string, raw fuse.RawFileSystem, writable bool, log *slog.Logger, opts Options) (*fuse.Server, error) {
+	srv, err := fuse.NewServer(raw, mountpoint, mountOptions(opts, writable, log))
 	if err != nil {
 		return nil, fmt.Errorf("mounting %s: %w", mountpoint, err)
 	}
@@ -55,10 +61,10 @@ func mount[D Dir](mountpoint string, fsys *fileSystem[D], opts Options) (*fuse.S
 		return nil, fmt.Errorf("mounting %s: %w", mountpoint, err)
 	}
 	if opts.Evidence {
-		ensureNoSymfollow(mountpoint, fsys.log)
+		ensureNoSymfollow(mountpoint, log)
 	}
 	if err := raiseReadahead(mountpoint, maxRequest); err != nil {
-		fsys.log.Debug("fs: readahead left at the kernel's default", "mountpoint", mountpoint, "reason", err)
+		log.Debug("fs: readahead left at the kernel's default", "mountpoint", mountpoint, "reason", err)
 	}
 	return srv, nil
 }

@@ -99,9 +99,23 @@ func (fs *fileSystem[D]) StatFs(cancel <-chan struct{}, h *fuse.InHeader, out *f
 	return fuse.OK
 }
 
+// selinuxXattr holds a file's SELinux label.
+const selinuxXattr = "security.selinux"
+
 // GetXAttr answers GETXATTR. With an empty buffer it returns the size of the value; with a buffer too
 // small, ERANGE; a name the node does not list is asked of the view's UnlistedXattrs, else ENODATA.
+//
+// A read-only view without extended attributes (noXattrs) answers ENOSYS: the kernel then answers
+// every getxattr itself, EOPNOTSUPP, and sends no GETXATTR on this mount any more. One without
+// security.selinux anywhere (noLabels) answers EOPNOTSUPP for that name: ls -l asks it of every entry
+// and stops at the first EOPNOTSUPP of a file system.
 func (fs *fileSystem[D]) GetXAttr(cancel <-chan struct{}, h *fuse.InHeader, name string, dest []byte) (uint32, fuse.Status) {
+	if fs.noXattrs {
+		return 0, fuse.ENOSYS
+	}
+	if fs.noLabels && name == selinuxXattr {
+		return 0, fuse.Status(unix.EOPNOTSUPP)
+	}
 	xs, err := fs.view.Xattrs(overlay.Node(h.NodeId))
 	if err != nil {
 		return 0, fs.status("getxattr", h.NodeId, err)

@@ -100,7 +100,7 @@ func TestLookupAttr(t *testing.T) {
 			if out.NodeId != uint64(tt.node) || out.Ino != uint64(tt.node) || out.Generation != generation {
 				t.Errorf("NodeId %d Ino %d Generation %d, want node %d", out.NodeId, out.Ino, out.Generation, tt.node)
 			}
-			if out.EntryTimeout() != DefaultTimeout || out.AttrTimeout() != DefaultTimeout {
+			if out.EntryTimeout() != ReadOnlyTimeout || out.AttrTimeout() != ReadOnlyTimeout {
 				t.Errorf("timeouts %v %v", out.EntryTimeout(), out.AttrTimeout())
 			}
 			checkAttr(t, &out.Attr, tt.mode, tt.nlink, tt.size, tt.blocks, tt.rdev, tt.mtime, tt.nsec)
@@ -110,7 +110,7 @@ func TestLookupAttr(t *testing.T) {
 			if st := fsys.GetAttr(nil, &in, &ao); st != fuse.OK {
 				t.Fatalf("GetAttr = %v", st)
 			}
-			if ao.Attr != out.Attr || ao.Timeout() != DefaultTimeout {
+			if ao.Attr != out.Attr || ao.Timeout() != ReadOnlyTimeout {
 				t.Errorf("GetAttr %+v (timeout %v), Lookup %+v", ao.Attr, ao.Timeout(), out.Attr)
 			}
 		})
@@ -155,7 +155,7 @@ func TestLookupErrors(t *testing.T) {
 		if st := fsys.Lookup(nil, &h, tt.name, &out); st != tt.want {
 			t.Errorf("Lookup(%d, %q) = %v, want %v", tt.parent, tt.name, st, tt.want)
 		}
-		if tt.want == fuse.OK && (out.NodeId != 0 || out.EntryTimeout() != DefaultTimeout) {
+		if tt.want == fuse.OK && (out.NodeId != 0 || out.EntryTimeout() != ReadOnlyTimeout) {
 			t.Errorf("negative entry: NodeId %d, timeout %v", out.NodeId, out.EntryTimeout())
 		}
 	}
@@ -173,7 +173,7 @@ func TestTimeouts(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tt := range []struct{ entry, attr, wantEntry, wantAttr time.Duration }{
-		{0, 0, DefaultTimeout, DefaultTimeout},
+		{0, 0, ReadOnlyTimeout, ReadOnlyTimeout}, // a read-only view never changes
 		{time.Second, 1500 * time.Millisecond, time.Second, 1500 * time.Millisecond},
 		{-1, -1, 0, 0},
 	} {
@@ -187,6 +187,10 @@ func TestTimeouts(t *testing.T) {
 			t.Errorf("options %v/%v: timeouts %v/%v, want %v/%v", tt.entry, tt.attr,
 				out.EntryTimeout(), out.AttrTimeout(), tt.wantEntry, tt.wantAttr)
 		}
+	}
+	// A writable view changes: it keeps DefaultTimeout.
+	if fsys := newFileSystem(newFakeWView(), Options{}); fsys.entryTimeout != DefaultTimeout || fsys.attrTimeout != DefaultTimeout {
+		t.Errorf("writable view: timeouts %v/%v, want %v", fsys.entryTimeout, fsys.attrTimeout, DefaultTimeout)
 	}
 }
 

@@ -14,10 +14,11 @@ import (
 // tell is data from end to end. An offset at or past the end, or SEEK_DATA with only holes after it,
 // is ENXIO, as lseek(2) says.
 func (fs *fileSystem[D]) Lseek(cancel <-chan struct{}, in *fuse.LseekIn, out *fuse.LseekOut) fuse.Status {
-	h, ok := fs.files.get(in.Fh)
-	if !ok {
-		return fuse.EBADF
+	f, size, done, st := fs.fileAt(in.NodeId, in.Fh)
+	if st != fuse.OK {
+		return st
 	}
+	defer done()
 	if in.Whence != unix.SEEK_DATA && in.Whence != unix.SEEK_HOLE {
 		return fuse.EINVAL
 	}
@@ -26,7 +27,7 @@ func (fs *fileSystem[D]) Lseek(cancel <-chan struct{}, in *fuse.LseekIn, out *fu
 	}
 	off, hole := int64(in.Offset), in.Whence == unix.SEEK_HOLE
 	var pos int64
-	if s, ok := h.f.(overlay.DataSeeker); ok {
+	if s, ok := f.(overlay.DataSeeker); ok {
 		p, found, err := s.SeekData(off, hole)
 		if err != nil {
 			return fs.status("lseek", in.NodeId, err)
@@ -36,10 +37,6 @@ func (fs *fileSystem[D]) Lseek(cancel <-chan struct{}, in *fuse.LseekIn, out *fu
 		}
 		pos = p
 	} else {
-		size := h.size
-		if h.live {
-			size = max(h.f.Size(), 0)
-		}
 		switch {
 		case off >= size:
 			return fuse.Status(unix.ENXIO)

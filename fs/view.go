@@ -41,6 +41,18 @@ type UsageReporter interface {
 	Usage() (bytes, files int64)
 }
 
+// XattrReporter is an optional ability of a View: HasXattrs reports whether any node may have an
+// extended attribute, HasXattr whether any may have the one called name. A read-only view without any
+// is served without GETXATTR: the kernel answers every getxattr(2) itself with EOPNOTSUPP, as on a
+// file system without extended attributes, so that ls -l, permission checks and exec ask nothing per
+// file; listxattr(2) still lists none. A read-only view without security.selinux answers EOPNOTSUPP
+// for that name (the mount has no SELinux labels), which ls -l takes as "none on this file system"
+// and stops asking.
+type XattrReporter interface {
+	HasXattrs() bool
+	HasXattr(name string) bool
+}
+
 // DirCopyUpNotifier is an optional ability of a WritableView: it tells fn of every directory whose
 // attributes a change elsewhere changed (a lower directory copied up, whose link count becomes 1), so
 // that the kernel's cache of them can be dropped.
@@ -104,4 +116,5 @@ var (
 	_ View[*overlay.Dir] = (*overlay.View)(nil)
 	_ WritableView       = (*overlay.View)(nil)
 	_ DirCopyUpNotifier  = (*overlay.View)(nil)
+	_ XattrReporter      = (*overlay.View)(nil)
 )

@@ -665,6 +665,39 @@ func (t *Table) Lookup(dir ID, name string) (ID, bool) {
 	return NoID, false
 }
 
+// HasXattrs reports whether any entry has extended attributes.
+func (t *Table) HasXattrs() bool { return len(t.xattrs) > 0 }
+
+// HasXattr reports whether an entry may have the extended attribute called name: it looks through
+// every stored attribute (an attribute of a member that a later one of the same name replaced counts
+// too). A table whose attributes cannot be read to the end says yes.
+func (t *Table) HasXattr(name string) bool {
+	b := t.xattrs
+	for off := uint64(0); off < uint64(len(b)); {
+		if off+4 > uint64(len(b)) {
+			return true
+		}
+		cnt := uint64(binary.LittleEndian.Uint32(b[off:]))
+		off += 4
+		for range cnt {
+			if off+8 > uint64(len(b)) {
+				return true
+			}
+			nl := uint64(binary.LittleEndian.Uint32(b[off:]))
+			vl := uint64(binary.LittleEndian.Uint32(b[off+4:]))
+			off += 8
+			if nl+vl > uint64(len(b))-off {
+				return true
+			}
+			if string(b[off:off+nl]) == name {
+				return true
+			}
+			off += nl + vl
+		}
+	}
+	return false
+}
+
 // Xattrs returns the extended attributes of entry id, sorted by name; nil when it has none.
 func (t *Table) Xattrs(id ID) []Xattr {
 	r := t.rec(id)

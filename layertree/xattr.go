@@ -128,3 +128,14 @@ func (t *View) provenance(name string, L int, l overlay.Layer, id index.ID, e in
 	}
 	return nil, false, nil
 }
+
+// HasXattrs reports that nodes may have extended attributes: every node answers the provenance
+// attributes, so package fs must keep asking (it would otherwise tell the kernel that this mount has
+// none, and getxattr of user.imgfs.layer would never reach the view).
+func (t *View) HasXattrs() bool { return true }
+
+// HasXattr reports whether any node may have the attribute called name: a provenance attribute, or one
+// that a layer has (the merged view's, the layer trees' and the hidden files' come from the layers).
+func (t *View) HasXattr(name string) bool {
+	return reservedXattr(name) || t.v.HasXattr(name)
+}

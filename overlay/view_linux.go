@@ -629,6 +629,35 @@ func (v *View) Xattrs(n Node) ([]index.Xattr, error) {
 	return v.lowerXattrs(n)
 }
 
+// HasXattrs reports whether a node of the view may have extended attributes: always with an upper
+// directory; otherwise when a layer holds any (a layer that cannot tell counts as holding some).
+func (v *View) HasXattrs() bool {
+	if v.up != nil {
+		return true
+	}
+	for _, l := range v.layers {
+		if x, ok := l.(interface{ HasXattrs() bool }); !ok || x.HasXattrs() {
+			return true
+		}
+	}
+	return false
+}
+
+// HasXattr reports whether a node of the view may have the extended attribute called name: always
+// with an upper directory; otherwise when a layer may hold it (a layer that cannot tell counts as
+// holding it).
+func (v *View) HasXattr(name string) bool {
+	if v.up != nil {
+		return true
+	}
+	for _, l := range v.layers {
+		if x, ok := l.(interface{ HasXattr(string) bool }); !ok || x.HasXattr(name) {
+			return true
+		}
+	}
+	return false
+}
+
 // hiddenXattr reports whether extended attribute name is a marker that the view never shows (and that
 // users may not set): overlayfs's, and imgfs's record of the base. Other names, user.imgfs.* included,
 // are ordinary image content.
