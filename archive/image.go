@@ -58,14 +58,18 @@ type Layer struct {
 	// Annotations are the layer descriptor's annotations.
 	Annotations map[string]string
 
-	a    *Archive
-	blob compression.Blob
+	a      *Archive
+	blob   compression.Blob
+	remote bool // from NewImage: blob is not in an archive
 }
 
 // Blob returns the layer's stored bytes as a byte range of the archive (of its decompressed stream
 // when the archive file is compressed). File is set when the range is in a plain file, for splicing.
 // The blob is valid until the archive is closed.
 func (l Layer) Blob() (compression.Blob, error) {
+	if l.remote {
+		return l.blob, nil
+	}
 	if l.a == nil {
 		return compression.Blob{}, errorf(ErrInvalid, "layer %s: not from an archive", l.Digest)
 	}

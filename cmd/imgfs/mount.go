@@ -19,6 +19,7 @@ import (
 	"github.com/imgfs/imgfs/custody"
 	"github.com/imgfs/imgfs/fs"
 	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/registry"
 )
 
 // Environment of the background child that serves a mount: the fd it reports readiness on.
@@ -59,7 +60,8 @@ func runMount(c *cli.Context) error {
 	if err := checkMountpoint(mnt); err != nil {
 		return err
 	}
-	if _, err := os.Stat(archivePath); err != nil {
+	if _, remote := registry.IsReference(archivePath); remote {
+	} else if _, err := os.Stat(archivePath); err != nil {
 		return fmt.Errorf("%s: %w", archivePath, errors.Unwrap(err))
 	}
 	evidence := c.Bool("evidence")

@@ -17,11 +17,13 @@ import (
 	"github.com/imgfs/imgfs/archive"
 	"github.com/imgfs/imgfs/index"
 	"github.com/imgfs/imgfs/overlay"
+	"github.com/imgfs/imgfs/registry"
 )
 
 // opened is an archive with one image selected and its layers indexed.
 type opened struct {
-	arc    *archive.Archive
+	arc    *archive.Archive // nil for a registry image
+	name   string           // the archive path or the registry reference, for messages
 	img    *archive.Image
 	layers []*index.Layer
 	// noVerify serves a layer whose digest or diff_id does not match (mount --no-verify); unverified
@@ -40,8 +42,10 @@ func (o *opened) Close() error {
 			first = err
 		}
 	}
-	if err := o.arc.Close(); err != nil && first == nil {
-		first = err
+	if o.arc != nil {
+		if err := o.arc.Close(); err != nil && first == nil {
+			first = err
+		}
 	}
 	return first
 }
@@ -56,6 +60,18 @@ func openImage(ctx context.Context, c *cli.Context, path string, log *slog.Logge
 func openImageIndexed(ctx context.Context, c *cli.Context, path string, log *slog.Logger, indexed bool) (*opened, error) {
 	dir := cacheDir(c)
 	quiet := c.Bool("quiet")
+	if ref, ok := registry.IsReference(path); ok {
+		o, err := openRemote(ctx, c, ref, log)
+		if err != nil || !indexed {
+			return o, err
+		}
+		o.layers = make([]*index.Layer, len(o.img.Layers))
+		if err := o.indexLayers(ctx, o.name, dir, quiet, log); err != nil {
+			o.Close()
+			return nil, err
+		}
+		return o, nil
+	}
 	platform, err := parsePlatform(c.String("platform"))
 	if err != nil {
 		return nil, err
@@ -71,7 +87,7 @@ func openImageIndexed(ctx context.Context, c *cli.Context, path string, log *slo
 		arc.Close()
 		return nil, err
 	}
-	o := &opened{arc: arc, img: img, noVerify: c.Bool("no-verify")}
+	o := &opened{arc: arc, name: arc.Path(), img: img, noVerify: c.Bool("no-verify")}
 	if !indexed {
 		return o, nil
 	}
@@ -105,6 +121,9 @@ func (o *opened) indexLayers(ctx context.Context, path, dir string, quiet bool, 
 					o.layers[i], err = index.Open(ctx, blob, index.Options{
 						CacheDir: dir, DiffID: l.DiffID, Digest: l.Digest, Logger: log, Progress: pr.slot(i),
 					})
+					if v, ok := blob.R.(interface{ Verified() }); ok && err == nil {
+						v.Verified() // a registry blob: its chunks may be cached from now on
+					}
 					if o.noVerify && (errors.Is(err, index.ErrDigestMismatch) || errors.Is(err, index.ErrDiffIDMismatch)) {
 						// Unkeyed: indexed without claims, nothing of it is cached.
 						what := fmt.Sprintf("layer %d (%s, %s): %v", i+1, l.Digest, l.Source, err)
@@ -212,7 +231,7 @@ func (o *opened) viewOf(dir string, readOnly bool, log *slog.Logger) (*overlay.V
 	v, err := overlay.New(o.overlayLayers(), opts)
 	if err != nil {
 		closeUpper()
-		return nil, nil, fmt.Errorf("%s: %w", o.arc.Path(), err)
+		return nil, nil, fmt.Errorf("%s: %w", o.name, err)
 	}
 	return v, closeUpper, nil
 }
