@@ -27,6 +27,26 @@ type blob struct {
 	mu       sync.Mutex
 	failing  bool // the last fetch failed (logged once until one succeeds)
 	verified bool // the whole blob was proven to have its digest: chunks may be cached
+	recent   []recentChunk // the last chunks fetched, most recent last (small reads of one chunk fetch it once)
+}
+
+type recentChunk struct {
+	i    int64
+	data []byte
+}
+
+// maxRecent bounds the chunks each blob keeps in memory.
+const maxRecent = 4
+
+func (b *blob) fromRecent(i int64) ([]byte, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, r := range b.recent {
+		if r.i == i {
+			return r.data, true
+		}
+	}
+	return nil, false
 }
 
 // Verified says that the blob's bytes were proven to hash to its digest (index.Open succeeded): only
@@ -63,6 +83,9 @@ func (b *blob) ReadAt(p []byte, off int64) (int, error) {
 func (b *blob) chunk(i int64) ([]byte, error) {
 	start := i * ChunkSize
 	length := min(int64(ChunkSize), b.size-start)
+	if data, ok := b.fromRecent(i); ok {
+		return data, nil
+	}
 	if data, ok := b.cache.get(b.d, i, length); ok {
 		return data, nil
 	}
@@ -117,6 +140,10 @@ func (b *blob) chunk(i int64) ([]byte, error) {
 		b.failing = false
 		b.log.Warn("registry: blob available again", "blob", b.d, "repository", b.c.repo.String())
 	}
+	if len(b.recent) == maxRecent {
+		b.recent = append(b.recent[:0], b.recent[1:]...)
+	}
+	b.recent = append(b.recent, recentChunk{i, data})
 	if b.verified {
 		b.cache.put(b.d, i, data)
 	}
