@@ -25,8 +25,8 @@ type blob struct {
 	log   *slog.Logger
 
 	mu       sync.Mutex
-	failing  bool // the last fetch failed (logged once until one succeeds)
-	verified bool // the whole blob was proven to have its digest: chunks may be cached
+	failing  bool          // the last fetch failed (logged once until one succeeds)
+	verified bool          // the whole blob was proven to have its digest: chunks may be cached
 	recent   []recentChunk // the last chunks fetched, most recent last (small reads of one chunk fetch it once)
 }
 

@@ -76,6 +76,9 @@ var rules = map[string]rule{
 	// archive "must not know inodes, FUSE or union rules" (archive/doc.go).
 	"archive": {imports: []string{"compression", "internal/digests", "internal/kinderr"},
 		deny: concat(cliOnly, fuse, testOnly, []string{module + "/overlay", module + "/fs", module + "/imagewrite"})},
+	// registry fetches and pushes images; it must not know inodes, FUSE, unions or the writers.
+	"registry": {imports: []string{"archive", "compression", "internal/atomicfile"},
+		deny: concat(cliOnly, fuse, testOnly, []string{module + "/overlay", module + "/fs", module + "/imagewrite", module + "/index"})},
 	// imagewrite "must not know FUSE, union rules or tar member semantics" (imagewrite/doc.go).
 	"imagewrite": {imports: []string{"archive", "compression", "index", "internal/atomicfile", "internal/digests", "internal/kinderr"},
 		deny: concat(cliOnly, fuse, testOnly, []string{module + "/overlay", module + "/fs"})},
