@@ -93,7 +93,7 @@ var rules = map[string]rule{
 	"custody": {imports: []string{"internal/atomicfile"},
 		deny: concat(cliOnly, fuse, testOnly, []string{module + "/archive", module + "/index", module + "/overlay",
 			module + "/fs", module + "/imagewrite"})},
-	"cmd/imgfs": {imports: []string{"archive", "compression", "custody", "evidence", "export", "fs", "imagewrite", "index", "internal/atomicfile", "layerdiff", "layertree", "overlay", "verify"},
+	"cmd/imgfs": {imports: []string{"archive", "compression", "custody", "evidence", "export", "fs", "imagewrite", "index", "internal/atomicfile", "layerdiff", "layertree", "overlay", "registry", "verify"},
 		deny: testOnly},
 
 	// internal helpers import nothing of the module, except the demo image writer, which is built on
