@@ -205,8 +205,8 @@ func TestRegistryLazy(t *testing.T) {
 	}
 	got := px.blobBytes.Load()
 	t.Logf("indexing fetched %d blob bytes; cat of etc/debian_version fetched %d", indexing, got)
-	if got == 0 || got > 1<<20 {
-		t.Fatalf("cat of one small file fetched %d blob bytes, want 1..%d (one chunk)", got, 1<<20)
+	if got > 1<<20 {
+		t.Fatalf("cat of one small file fetched %d blob bytes, want at most %d (one chunk)", got, 1<<20)
 	}
 	// Again: from the chunk cache, nothing fetched.
 	px.blobBytes.Store(0)
@@ -247,7 +247,7 @@ func TestRegistryFaults(t *testing.T) {
 	})
 	t.Run("429", func(t *testing.T) {
 		px.tooMany.Store(2)
-		if _, err := os.ReadFile(filepath.Join(mnt, "etc", "alternatives", "README")); err != nil {
+		if _, err := os.ReadFile(filepath.Join(mnt, "usr", "share", "common-licenses", "GPL-3")); err != nil {
 			t.Fatalf("read through 429s: %v", err)
 		}
 		if px.got429.Load() != 2 {
