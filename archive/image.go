@@ -61,14 +61,18 @@ type Layer struct {
 	// blob's digest, so it was computed by hashing the blob.
 	DigestComputed bool
 
-	a    *Archive
-	blob compression.Blob
+	a      *Archive
+	blob   compression.Blob
+	remote bool // from NewImage: blob is not in an archive
 }
 
 // Blob returns the layer's stored bytes as a byte range of the archive (of its decompressed stream
 // when the archive file is compressed). File is set when the range is in a plain file, for splicing.
 // The blob is valid until the archive is closed.
 func (l Layer) Blob() (compression.Blob, error) {
+	if l.remote {
+		return l.blob, nil
+	}
 	if l.a == nil {
 		return compression.Blob{}, errorf(ErrInvalid, "layer %s: not from an archive", l.Digest)
 	}

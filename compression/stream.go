@@ -58,6 +58,9 @@ type Blob struct {
 	Off, Size int64
 	File      *os.File
 	Origin    *os.File
+	// ID, when File and Origin are nil, names content-addressed bytes that are not in a file (a
+	// registry blob: "registry-blob <digest>"), so that what was proven about them is remembered.
+	ID string
 }
 
 func (o *Options) span() int64 {

@@ -133,6 +133,9 @@ func sourceIdentity(blob Blob) (id string, ok bool) {
 	if f == nil {
 		f, kind = blob.File, "file"
 	}
+	if f == nil && blob.ID != "" {
+		return fmt.Sprintf("%s len=%d", blob.ID, blob.Size), true
+	}
 	if f == nil {
 		return "", false
 	}

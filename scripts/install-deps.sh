@@ -16,6 +16,7 @@ have jq          || need+=(jq)
 have fio         || need+=(fio)
 have mactime     || need+=(sleuthkit)
 have hashdeep    || need+=(hashdeep)
+have docker-registry || need+=(docker-registry)
 have hyperfine   || [[ ${IMGFS_BENCH:-0} == 0 ]] || need+=(hyperfine)
 if [[ ${#need[@]} -eq 0 ]]; then exit 0; fi
 if [[ $(id -u) != 0 ]]; then

@@ -66,14 +66,14 @@ func onUsageError(c *cli.Context, err error, _ bool) error {
 
 // Flags shared by every command that reads an archive.
 func archiveFlags() []cli.Flag {
-	return []cli.Flag{
+	return append([]cli.Flag{
 		&cli.StringFlag{Name: "image", Aliases: []string{"i"}, Usage: "image to use: tag, full name or digest (default: the only one)"},
 		&cli.StringFlag{Name: "platform", Usage: "platform `os/arch[/variant]` in multi-platform indexes (default: the host's)"},
 		&cli.StringFlag{Name: "cache-dir", Usage: "where layer indexes are kept (default: $XDG_CACHE_HOME/imgfs)", EnvVars: []string{"IMGFS_CACHE_DIR"}},
 		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress output"},
 		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "log what is done (info level)"},
 		&cli.BoolFlag{Name: "debug", Usage: "log everything (debug level)"},
-	}
+	}, registryFlags()...)
 }
 
 func defaultCacheDir() string {

@@ -94,7 +94,7 @@ func (o *opened) lowerForUpper(dir string, log *slog.Logger) (*overlay.View, err
 	up.Close()
 	v, err := overlay.New(o.overlayLayers(), overlay.Options{Logger: log})
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", o.arc.Path(), err)
+		return nil, fmt.Errorf("%s: %w", o.name, err)
 	}
 	return v, nil
 }
@@ -155,7 +155,7 @@ func runCommit(c *cli.Context) error {
 	defer o.Close()
 	format := imagewrite.Format(c.String("format"))
 	if format == "" {
-		format = defaultFormat(o.arc.Format())
+		format = defaultFormat(o.sourceFormat())
 	} else if format, err = imagewrite.ParseFormat(string(format)); err != nil {
 		return fmt.Errorf("--format: %w", err)
 	}

@@ -105,12 +105,17 @@ func runInspect(c *cli.Context) error {
 		}
 		in.Image.Layers[i].WarningCount = n
 	}
-	in.Archive = InspectArchive{Path: path, Format: string(arc.Format()), Compression: arc.Compression().String()}
+	if arc != nil {
+		in.Archive = InspectArchive{Path: path, Format: string(arc.Format()), Compression: arc.Compression().String()}
+		for _, r := range arc.Images() {
+			in.Images = append(in.Images, InspectRef{Names: r.Names, ManifestDigest: r.ManifestDigest, Platform: r.Platform})
+		}
+	} else {
+		in.Archive = InspectArchive{Path: path, Format: "registry"}
+		in.Images = []InspectRef{{Names: img.Names, ManifestDigest: img.ManifestDigest, Platform: &img.Platform}}
+	}
 	if c.NArg() > 1 {
 		in.Archive = InspectArchive{Path: strings.Join(c.Args().Slice(), " + "), Format: "stack, bottom first"}
-	}
-	for _, r := range arc.Images() {
-		in.Images = append(in.Images, InspectRef{Names: r.Names, ManifestDigest: r.ManifestDigest, Platform: r.Platform})
 	}
 	im := &in.Image
 	im.Names = img.Names

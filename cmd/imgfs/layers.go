@@ -39,7 +39,7 @@ func (o *opened) layerView(c *cli.Context, view *overlay.View, log *slog.Logger)
 		Tree: c.Bool("layers") || c.Bool("evidence") || name != "", Name: name, Logger: log,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", o.arc.Path(), err)
+		return nil, fmt.Errorf("%s: %w", o.name, err)
 	}
 	return t, nil
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/imgfs/imgfs/custody"
 	"github.com/imgfs/imgfs/fs"
 	"github.com/imgfs/imgfs/index"
+	"github.com/imgfs/imgfs/registry"
 )
 
 // Environment of the background child that serves a mount: the fd it reports readiness on.
@@ -69,6 +70,9 @@ func runMount(c *cli.Context) error {
 		return usageError(c, "--cache-max-size: %v", err)
 	}
 	for _, p := range sources {
+		if _, remote := registry.IsReference(p); remote {
+			continue
+		}
 		if _, err := os.Stat(p); err != nil {
 			return fmt.Errorf("%s: %w", p, errors.Unwrap(err))
 		}

@@ -20,12 +20,14 @@ import (
 	"github.com/imgfs/imgfs/cache"
 	"github.com/imgfs/imgfs/index"
 	"github.com/imgfs/imgfs/overlay"
+	"github.com/imgfs/imgfs/registry"
 )
 
 // opened is an archive with one image selected and its layers indexed.
 type opened struct {
-	arc    *archive.Archive
+	arc    *archive.Archive   // nil for a registry image
 	more   []*archive.Archive // the other sources of a stack (openStack); arc is its top
+	name   string             // the archive path or the registry reference, for messages
 	img    *archive.Image
 	layers []*index.Layer
 	// noVerify serves a layer whose digest or diff_id does not match (mount --no-verify); unverified
@@ -99,6 +101,18 @@ func openImageIndexed(ctx context.Context, c *cli.Context, path string, log *slo
 func openImageRef(ctx context.Context, c *cli.Context, path, ref string, log *slog.Logger, indexed bool) (*opened, error) {
 	dir := cacheDir(c)
 	quiet := c.Bool("quiet")
+	if ref, ok := registry.IsReference(path); ok {
+		o, err := openRemote(ctx, c, ref, log)
+		if err != nil || !indexed {
+			return o, err
+		}
+		o.layers = make([]*index.Layer, len(o.img.Layers))
+		if err := o.indexLayers(ctx, o.name, dir, quiet, log); err != nil {
+			o.Close()
+			return nil, err
+		}
+		return o, nil
+	}
 	platform, err := parsePlatform(c.String("platform"))
 	if err != nil {
 		return nil, err
@@ -117,6 +131,7 @@ func openImageRef(ctx context.Context, c *cli.Context, path, ref string, log *sl
 		return nil, err
 	}
 	o.img = img
+	o.name = arc.Path()
 	if !indexed {
 		return o, nil
 	}
@@ -153,6 +168,9 @@ func (o *opened) indexLayers(ctx context.Context, path, dir string, quiet bool, 
 					})
 					if err == nil {
 						used()
+						if v, ok := blob.R.(interface{ Verified() }); ok {
+							v.Verified() // a registry blob: its chunks may be cached from now on
+						}
 					}
 					if o.noVerify && (errors.Is(err, index.ErrDigestMismatch) || errors.Is(err, index.ErrDiffIDMismatch)) {
 						// Unkeyed: indexed without claims, nothing of it is cached.
@@ -273,7 +291,7 @@ func (o *opened) viewOf(dir string, readOnly bool, log *slog.Logger) (*overlay.V
 	v, err := overlay.New(o.overlayLayers(), opts)
 	if err != nil {
 		closeUpper()
-		return nil, nil, fmt.Errorf("%s: %w", o.arc.Path(), err)
+		return nil, nil, fmt.Errorf("%s: %w", o.name, err)
 	}
 	return v, closeUpper, nil
 }

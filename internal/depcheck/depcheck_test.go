@@ -76,6 +76,9 @@ var rules = map[string]rule{
 	// archive "must not know inodes, FUSE or union rules" (archive/doc.go).
 	"archive": {imports: []string{"compression", "internal/atomicfile", "internal/digests", "internal/kinderr"},
 		deny: concat(cliOnly, fuse, testOnly, []string{module + "/overlay", module + "/fs", module + "/imagewrite"})},
+	// registry fetches and pushes images; it must not know inodes, FUSE, unions or the writers.
+	"registry": {imports: []string{"archive", "compression", "internal/atomicfile"},
+		deny: concat(cliOnly, fuse, testOnly, []string{module + "/overlay", module + "/fs", module + "/imagewrite", module + "/index"})},
 	// imagewrite "must not know FUSE, union rules or tar member semantics" (imagewrite/doc.go).
 	"imagewrite": {imports: []string{"archive", "compression", "index", "internal/atomicfile", "internal/digests", "internal/kinderr"},
 		deny: concat(cliOnly, fuse, testOnly, []string{module + "/overlay", module + "/fs"})},
@@ -94,7 +97,7 @@ var rules = map[string]rule{
 	"custody": {imports: []string{"internal/atomicfile"},
 		deny: concat(cliOnly, fuse, testOnly, []string{module + "/archive", module + "/index", module + "/overlay",
 			module + "/fs", module + "/imagewrite"})},
-	"cmd/imgfs": {imports: []string{"archive", "cache", "compression", "custody", "evidence", "export", "fs", "imagewrite", "index", "internal/atomicfile", "layerdiff", "layertree", "overlay", "verify"},
+	"cmd/imgfs": {imports: []string{"archive", "cache", "compression", "custody", "evidence", "export", "fs", "imagewrite", "index", "internal/atomicfile", "layerdiff", "layertree", "overlay", "registry", "verify"},
 		deny: testOnly},
 
 	// internal helpers import nothing of the module, except the demo image writer, which is built on
