@@ -9,6 +9,8 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	ispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/imgfs/imgfs/compression"
 )
 
 // maxIndexDepth bounds index nesting (index.json counts as depth 0).
@@ -351,39 +353,24 @@ func (a *Archive) loadOCIImage(ctx context.Context, e *entry) (*Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: config %s: %w", where, m.Config.Digest, err)
 	}
-	cfg, err := parseConfig(rawCfg)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", where, err)
-	}
-	if len(m.Layers) != len(cfg.RootFS.DiffIDs) {
-		return nil, invalidf("%s: %d layers, but config %s has %d diff_ids", where, len(m.Layers), shortDigest(m.Config.Digest), len(cfg.RootFS.DiffIDs))
-	}
-	layers := make([]Layer, len(m.Layers))
-	for i, l := range m.Layers {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		lw := fmt.Sprintf("%s: layer %d %s", where, i+1, l.Digest)
-		if !isLayerType(l.MediaType) {
-			return nil, errorf(ErrUnsupported, "%s: unsupported layer media type %q", lw, clip(l.MediaType))
-		}
+	cfg, layers, err := imageLayers(ctx, where, m, rawCfg, func(l ispec.Descriptor, lw string) (compression.Blob, string, error) {
 		b, _, err := a.src.open(blobPath(l.Digest))
 		if err != nil {
 			if errors.Is(err, ErrMissingBlob) {
 				if len(l.URLs) > 0 {
-					return nil, errorf(ErrMissingBlob, "%s: blob not in archive (it lists urls, which are never fetched)", lw)
+					return b, "", errorf(ErrMissingBlob, "%s: blob not in archive (it lists urls, which are never fetched)", lw)
 				}
-				return nil, errorf(ErrMissingBlob, "%s: blob not in archive", lw)
+				return b, "", errorf(ErrMissingBlob, "%s: blob not in archive", lw)
 			}
-			return nil, fmt.Errorf("%s: %w", lw, err)
+			return b, "", fmt.Errorf("%s: %w", lw, err)
 		}
-		if b.Size != l.Size {
-			return nil, invalidf("%s: blob is %d bytes, descriptor says %d", lw, b.Size, l.Size)
-		}
-		layers[i] = Layer{
-			Digest: l.Digest, DiffID: cfg.RootFS.DiffIDs[i], MediaType: l.MediaType, Size: l.Size,
-			Source: blobPath(l.Digest), Annotations: l.Annotations, a: a, blob: b,
-		}
+		return b, blobPath(l.Digest), nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for i := range layers {
+		layers[i].a = a
 	}
 	plat := cfg.Platform
 	if e.descPlatform {
@@ -395,4 +382,41 @@ func (a *Archive) loadOCIImage(ctx context.Context, e *entry) (*Image, error) {
 		Names: append([]string(nil), e.ref.Names...), ManifestDigest: e.desc.Digest, Manifest: man, RawManifest: rawMan,
 		ConfigDigest: m.Config.Digest, RawConfig: rawCfg, Config: *cfg, Platform: plat, Layers: layers,
 	}, nil
+}
+
+// imageLayers checks an image manifest's config (rawCfg, whose digest the caller has checked) against
+// its layers and opens each layer's blob with open, which returns the blob and its source name: the
+// one rule of an image manifest, for an archive and for a registry (NewImage). The blob's size must be
+// its descriptor's.
+func imageLayers(ctx context.Context, where string, m *ispec.Manifest, rawCfg []byte,
+	open func(l ispec.Descriptor, lw string) (compression.Blob, string, error)) (*ispec.Image, []Layer, error) {
+	cfg, err := parseConfig(rawCfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", where, err)
+	}
+	if len(m.Layers) != len(cfg.RootFS.DiffIDs) {
+		return nil, nil, invalidf("%s: %d layers, but config %s has %d diff_ids", where, len(m.Layers), shortDigest(m.Config.Digest), len(cfg.RootFS.DiffIDs))
+	}
+	layers := make([]Layer, len(m.Layers))
+	for i, l := range m.Layers {
+		if err := ctx.Err(); err != nil {
+			return nil, nil, err
+		}
+		lw := fmt.Sprintf("%s: layer %d %s", where, i+1, l.Digest)
+		if !isLayerType(l.MediaType) {
+			return nil, nil, errorf(ErrUnsupported, "%s: unsupported layer media type %q", lw, clip(l.MediaType))
+		}
+		b, source, err := open(l, lw)
+		if err != nil {
+			return nil, nil, err
+		}
+		if b.Size != l.Size || b.R == nil {
+			return nil, nil, invalidf("%s: blob is %d bytes, descriptor says %d", lw, b.Size, l.Size)
+		}
+		layers[i] = Layer{
+			Digest: l.Digest, DiffID: cfg.RootFS.DiffIDs[i], MediaType: l.MediaType, Size: l.Size,
+			Source: source, Annotations: l.Annotations, blob: b,
+		}
+	}
+	return cfg, layers, nil
 }

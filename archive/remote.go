@@ -92,33 +92,18 @@ func NewImage(ctx context.Context, r Remote) (*Image, error) {
 	if got := m.Config.Digest.Algorithm().FromBytes(r.RawConfig); got != m.Config.Digest || int64(len(r.RawConfig)) != m.Config.Size {
 		return nil, invalidf("%s: config %s: content has digest %s and %d bytes", where, m.Config.Digest, got, len(r.RawConfig))
 	}
-	cfg, err := parseConfig(r.RawConfig)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", where, err)
-	}
-	if len(m.Layers) != len(cfg.RootFS.DiffIDs) {
-		return nil, invalidf("%s: %d layers, but config %s has %d diff_ids", where, len(m.Layers), shortDigest(m.Config.Digest), len(cfg.RootFS.DiffIDs))
-	}
-	layers := make([]Layer, len(m.Layers))
-	for i, l := range m.Layers {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		lw := fmt.Sprintf("%s: layer %d %s", where, i+1, l.Digest)
-		if !isLayerType(l.MediaType) {
-			return nil, errorf(ErrUnsupported, "%s: unsupported layer media type %q", lw, clip(l.MediaType))
-		}
+	cfg, layers, err := imageLayers(ctx, where, m, r.RawConfig, func(l ispec.Descriptor, lw string) (compression.Blob, string, error) {
 		b, err := r.Blob(l)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", lw, err)
+			return b, "", fmt.Errorf("%s: %w", lw, err)
 		}
-		if b.Size != l.Size || b.R == nil {
-			return nil, invalidf("%s: blob is %d bytes, descriptor says %d", lw, b.Size, l.Size)
-		}
-		layers[i] = Layer{
-			Digest: l.Digest, DiffID: cfg.RootFS.DiffIDs[i], MediaType: l.MediaType, Size: l.Size,
-			Source: r.Source + "@" + string(l.Digest), Annotations: l.Annotations, blob: b, remote: true,
-		}
+		return b, r.Source + "@" + string(l.Digest), nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for i := range layers {
+		layers[i].remote = true
 	}
 	plat := cfg.Platform
 	if r.Platform != nil {
