@@ -82,11 +82,11 @@ func runCacheLs(c *cli.Context) error {
 			inUse = "yes"
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", shortDigest(e.Digest), shortDigest(e.DiffID),
-			formatSize(e.Table), formatSize(e.Stream), formatSize(e.Other), e.LastUse.Local().Format("2006-01-02 15:04"),
+			humanBytes(e.Table), humanBytes(e.Stream), humanBytes(e.Other), e.LastUse.Local().Format("2006-01-02 15:04"),
 			inUse, strings.Join(e.Archives, ", "))
 	}
 	w.Flush()
-	fmt.Printf("%d key(s), %s in %s\n", len(es), formatSize(total), dir)
+	fmt.Printf("%d key(s), %s in %s\n", len(es), humanBytes(total), dir)
 	return nil
 }
 
@@ -136,7 +136,7 @@ func runCachePrune(c *cli.Context) error {
 		}
 	} else {
 		fmt.Printf("removed %d key(s), %s; %d in use kept; %s left in %s\n", len(res.Removed),
-			formatSize(res.RemovedBytes), len(res.Busy), formatSize(res.Remaining), dir)
+			humanBytes(res.RemovedBytes), len(res.Busy), humanBytes(res.Remaining), dir)
 	}
 	if err != nil {
 		return fmt.Errorf("cache prune %s: %w", dir, err)
@@ -191,18 +191,4 @@ func parseAge(s string) (time.Duration, error) {
 		return 0, fmt.Errorf("duration %q: want e.g. 72h or 30d", s)
 	}
 	return d, nil
-}
-
-// formatSize prints a byte count in binary units.
-func formatSize(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%dB", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f%ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
